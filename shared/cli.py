@@ -1,0 +1,137 @@
+"""Varia on a laptop: `python -m shared.cli vary photo.jpg "as a watercolour" --n 2 --profile kids`.
+
+Runs the same orchestrator and activities as the Functions app, in process. With nothing
+configured it uses the offline providers and a local folder (.varia/); set the Azure settings
+(see local.settings.json.example) to use AI Vision, Azure OpenAI and Blob Storage instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, Settings
+from .jobs import RequestError, check_options, clean_prompt, request_job_id
+from .local_runtime import LocalRuntime
+from .models import BlobRef, JobRequest, Manifest
+from .orchestrator import orchestrate_job
+from .services import Services, build_services
+from .steps import STEPS, manifest_name
+from .storage import OUTPUTS, UPLOADS
+
+SAMPLE_IMAGE = Path(__file__).parent / "assets" / "sample-meadow.png"
+
+
+def make_runtime(services: Services, max_workers: int = 8, retry_scale: float = 1.0) -> LocalRuntime:
+    """The in-process Durable runtime with Varia's orchestrator and activities bound to `services`."""
+    activities = {name: functools.partial(step, services) for name, step in STEPS.items()}
+    return LocalRuntime(orchestrate_job, activities, max_workers=max_workers, retry_scale=retry_scale)
+
+
+def _progress(stream: Any) -> Any:
+    started = time.monotonic()
+    seen: set[tuple[Any, ...]] = set()
+
+    def show(runtime_status: str, custom: dict[str, Any] | None) -> None:
+        if not custom:
+            return
+        stage, done, total = custom.get("stage"), custom.get("done", 0), custom.get("total", 0)
+        if (stage, done) in seen:
+            return
+        seen.add((stage, done))
+        counter = f" {done}/{total}" if stage == "generating" and total else ""
+        print(f"  [{time.monotonic() - started:5.1f}s] {stage}{counter}", file=stream, flush=True)
+
+    return show
+
+
+def vary(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    env = dict(environ)
+    if args.out:
+        env["VARIA_STORAGE"], env["VARIA_LOCAL_DIR"] = "local", args.out
+    settings = Settings.from_env(env)
+    profile, n, mode = check_options(settings, args.profile, args.n, args.mode)
+    prompt = clean_prompt(args.prompt)
+    image_path = Path(args.image)
+    data = image_path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    nonce = str(time.time_ns()) if args.force else ""
+    job_id = request_job_id("cli", digest, prompt, profile, n, mode, nonce)
+
+    services = build_services(settings)
+    storage = services.storage
+    print(f"Varia job {job_id}: {prompt!r} on {image_path.name} (profile {profile}, n={n}, mode {mode})")
+    print(f"  providers: {services.providers.names()}; storage: {storage.description}")
+
+    if storage.info(OUTPUTS, manifest_name(job_id)) is not None:
+        print("  this exact job ran before: showing its manifest (no new calls; --force to run again)")
+    else:
+        # The input is kept as given: uploads/{sha256}{suffix}. The job never modifies it.
+        upload = storage.put(UPLOADS, f"{digest}{image_path.suffix.lower()[:8]}", data, "application/octet-stream")
+        request = JobRequest(
+            job_id=job_id,
+            source=BlobRef(container=UPLOADS, name=upload.name, etag=upload.etag, sha256=digest),
+            prompt=prompt,
+            profile=profile,  # type: ignore[arg-type]
+            n=n,
+            mode=mode,  # type: ignore[arg-type]
+            origin="cli",
+        )
+        runtime = make_runtime(services)
+        try:
+            instance = runtime.run(job_id, request.model_dump(mode="json"), on_status=_progress(sys.stderr))
+        finally:
+            runtime.shutdown()
+        if instance.runtime_status != "Completed":
+            print(f"error: the orchestration ended {instance.runtime_status}: {instance.error}", file=sys.stderr)
+            return 1
+
+    manifest = Manifest.model_validate_json(storage.get(OUTPUTS, manifest_name(job_id)))
+    print(f"status: {manifest.status}" + (f" ({manifest.message})" if manifest.message else ""))
+    if manifest.caption:
+        print(f"caption ({manifest.caption.provider}): {manifest.caption.text}")
+    if manifest.composition and manifest.composition.output_prompt:
+        print(f"output prompt ({manifest.composition.provider}): {manifest.composition.output_prompt}")
+    for v in manifest.variations:
+        where = storage.url_hint(v.image.container, v.image.name) if v.image else v.reason
+        print(f"  variation {v.index}: {v.status} [{v.provider}] {where}")
+    print(f"manifest: {storage.url_hint(OUTPUTS, manifest_name(job_id))}")
+    if args.json:
+        print(json.dumps(manifest.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    return {"succeeded": 0, "refused": 3, "failed": 1}[manifest.status]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m shared.cli", description="Varia: image variations from a prompt.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("vary", help="make variations of one image")
+    v.add_argument("image", nargs="?", default=str(SAMPLE_IMAGE), help="image file (default: the sample meadow)")
+    v.add_argument("prompt", nargs="?", default="as a watercolour", help="how the image should change")
+    v.add_argument("--n", type=int, default=None, help="number of variations (default VARIA_DEFAULT_VARIATIONS)")
+    v.add_argument("--profile", choices=["general", "kids"], default=None, help="safety profile")
+    v.add_argument("--mode", choices=["edit", "generate"], default=None, help="edit keeps the subject (default)")
+    v.add_argument("--out", default=None, help="write to this local folder (overrides VARIA_STORAGE)")
+    v.add_argument("--force", action="store_true", help="run again even if this exact job ran before")
+    v.add_argument("--json", action="store_true", help="also print the manifest")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return vary(args, dict(os.environ))
+    except (ConfigError, RequestError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Starting jobs: deterministic job ids, requests from blobs and uploads, and the start-once rule.
+
+A job id is a hash of what makes a job the same job, so a duplicate trigger (Event Grid delivers
+at least once, a user double-clicks) finds the existing job instead of paying for a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .config import Settings
+from .models import MAX_PROMPT_CHARS, BlobRef, JobRequest, Origin
+from .safety import PROFILES
+from .services import load_presets
+
+ORCHESTRATOR_NAME = "orchestrate_job"
+JOB_ID_PATTERN = re.compile(r"^(blob|http|cli)-[0-9a-f]{32}$")
+
+
+class RequestError(ValueError):
+    """The job request itself is wrong (prompt, profile, n, ...): the message says what to change."""
+
+
+class JobAlreadyExists(RuntimeError):
+    """Another trigger started the same job id first."""
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What the Durable runtime knows of a job (our view, independent of the client used)."""
+
+    job_id: str
+    runtime_status: str  # Pending, Running, Completed, Failed, Terminated, ...
+    custom_status: dict[str, Any] | None
+    output: dict[str, Any] | None
+
+
+class JobClient(Protocol):
+    """Starts and looks up orchestrations: the Durable client in Azure, the local runtime elsewhere."""
+
+    async def status(self, job_id: str) -> JobState | None: ...
+
+    async def start(self, request: JobRequest) -> None: ...
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+
+
+def blob_job_id(container: str, name: str, etag: str) -> str:
+    """One job per blob version: a re-upload (new etag) is a new job, a duplicate event is not."""
+    return "blob-" + _digest(container, name, etag.strip('"'))
+
+
+def request_job_id(origin: Origin, image_sha256: str, prompt: str, profile: str, n: int, mode: str, nonce: str = "") -> str:
+    """Identical image + prompt + options give the same job, unless the caller forces a new one (nonce)."""
+    return f"{origin}-" + _digest(image_sha256, prompt, profile, str(n), mode, nonce)
+
+
+def is_job_id(value: str) -> bool:
+    return bool(JOB_ID_PATTERN.match(value))
+
+
+def clean_prompt(prompt: str) -> str:
+    """The prompt as the composer will see it, or RequestError saying what is wrong with it."""
+    if any(unicodedata.category(c) == "Cc" and c not in "\n\t" for c in prompt):
+        raise RequestError("The prompt contains control characters; send plain text.")
+    cleaned = " ".join(prompt.split())
+    if not cleaned:
+        raise RequestError("The prompt is empty; say how the image should change, e.g. 'as a watercolour'.")
+    if len(cleaned) > MAX_PROMPT_CHARS:
+        raise RequestError(f"The prompt has {len(cleaned)} characters; the limit is {MAX_PROMPT_CHARS}.")
+    return cleaned
+
+
+def check_options(settings: Settings, profile: str | None, n: Any, mode: str | None) -> tuple[str, int, str]:
+    """Validated (profile, n, mode), with the settings' defaults for what is not given."""
+    profile = profile or settings.default_profile
+    if profile not in PROFILES:
+        raise RequestError(f"Unknown profile {profile!r}; use one of: {', '.join(PROFILES)}.")
+    try:
+        count = settings.default_variations if n in (None, "") else int(n)
+    except (TypeError, ValueError):
+        raise RequestError(f"n={n!r} is not a whole number.") from None
+    if not 1 <= count <= settings.max_variations:
+        raise RequestError(f"n={count} is out of range; ask for 1 to {settings.max_variations} variations.")
+    mode = mode or "edit"
+    if mode not in ("edit", "generate"):
+        raise RequestError(f"Unknown mode {mode!r}; use 'edit' (keep the subject) or 'generate' (new scene).")
+    return profile, count, mode
+
+
+def prompt_for_blob(name: str, metadata: Mapping[str, str], settings: Settings) -> tuple[str, str]:
+    """(prompt, where it came from) for a blob dropped in `inputs`: metadata, folder preset, default preset."""
+    lowered = {k.lower(): v for k, v in metadata.items()}
+    if lowered.get("prompt", "").strip():
+        # Blob metadata is ASCII-only, so non-English prompts arrive percent-encoded UTF-8.
+        return urllib.parse.unquote(lowered["prompt"]), "metadata"
+    presets = load_presets()
+    folder = name.split("/", 1)[0] if "/" in name else ""
+    if folder in presets:
+        return presets[folder], f"preset:{folder}"
+    if settings.default_preset not in presets:
+        raise RequestError(f"VARIA_DEFAULT_PRESET={settings.default_preset!r} is not a preset: {', '.join(presets)}.")
+    return presets[settings.default_preset], f"preset:{settings.default_preset}"
+
+
+def request_from_blob(container: str, name: str, etag: str, metadata: Mapping[str, str], settings: Settings) -> JobRequest:
+    """The job for a blob version. Bad metadata raises RequestError; the caller still records a manifest."""
+    lowered = {k.lower(): v for k, v in metadata.items()}
+    prompt, prompt_origin = prompt_for_blob(name, metadata, settings)
+    profile, n, mode = check_options(settings, lowered.get("profile"), lowered.get("n"), lowered.get("mode"))
+    return JobRequest(
+        job_id=blob_job_id(container, name, etag),
+        source=BlobRef(container=container, name=name, etag=etag),
+        prompt=clean_prompt(prompt),
+        prompt_origin=prompt_origin,
+        profile=profile,  # type: ignore[arg-type]
+        n=n,
+        mode=mode,  # type: ignore[arg-type]
+        origin="blob",
+    )
+
+
+async def start_job(client: JobClient, request: JobRequest) -> bool:
+    """Start the job unless it exists. True if this call started it. Safe under concurrent duplicates."""
+    if await client.status(request.job_id) is not None:
+        return False
+    try:
+        await client.start(request)
+    except JobAlreadyExists:
+        return False  # another delivery won the race between our status check and start
+    return True
+
+
+class DurableJobClient:
+    """JobClient over the Durable Functions client binding."""
+
+    def __init__(self, client: Any) -> None:  # azure.durable_functions.DurableOrchestrationClient
+        self._client = client
+
+    async def status(self, job_id: str) -> JobState | None:
+        status = await self._client.get_status(job_id)
+        if status is None or status.runtime_status is None:
+            return None
+        output = status.output if isinstance(status.output, dict) else None
+        custom = status.custom_status if isinstance(status.custom_status, dict) else None
+        if isinstance(status.custom_status, str):
+            custom = json.loads(status.custom_status)
+        return JobState(job_id, status.runtime_status.value, custom, output)
+
+    async def start(self, request: JobRequest) -> None:
+        try:
+            await self._client.start_new(ORCHESTRATOR_NAME, request.job_id, request.model_dump(mode="json"))
+        except Exception as exc:
+            if "already exists" in str(exc).lower():
+                raise JobAlreadyExists(request.job_id) from exc
+            raise

@@ -1,0 +1,105 @@
+"""The job orchestrator: prepare → caption → compose → generate ×n → persist, on Durable Functions.
+
+It is a deterministic generator, replayed many times by the Durable runtime: no clock (only
+`context.current_utc_datetime`), no I/O, no environment reads. Activities receive and return
+small JSON documents; images stay in storage. Every job ends with a manifest, whatever happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import azure.durable_functions as df
+
+from .jobs import ORCHESTRATOR_NAME
+from .models import ProgressStatus, Stage
+
+# Transient failures (429s that outlast the SDK's own retries, 5xx, storage hiccups) get three
+# attempts, 5 s apart. Permanent ones come back as values and are never retried.
+RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=3)
+
+JSON = dict[str, Any]
+
+
+def _report(context: df.DurableOrchestrationContext, stage: Stage, done: int = 0, total: int = 0) -> None:
+    context.set_custom_status(ProgressStatus(stage=stage, done=done, total=total).model_dump())
+
+
+def _failure_message(stage: str, exc: Exception) -> str:
+    # Durable wraps the activity's exception text; keep the part the user can act on.
+    text = str(exc)
+    marker = "Message: "
+    if marker in text:
+        text = text.split(marker, 1)[1].split(", StackTrace:", 1)[0]
+    return f"The job stopped while {stage}: {text.strip()[:500]}"
+
+
+def _steps(context: df.DurableOrchestrationContext, job: JSON) -> Generator[Any, Any, None]:
+    """Run the steps, recording each result in `job`; stop at the first problem or refusal."""
+    request = job["request"]
+    n = int(request["n"])
+
+    job["stage"] = "preparing"
+    _report(context, "preparing")
+    prepared = yield context.call_activity_with_retry("prepare", RETRY, request)
+    if "problem" in prepared:
+        job["problem"] = prepared["problem"]
+        return
+    job["prepared"] = prepared
+
+    job["stage"] = "captioning"
+    _report(context, "captioning")
+    caption = yield context.call_activity_with_retry("caption", RETRY, prepared)
+    if "problem" in caption:
+        job["problem"] = caption["problem"]
+        return
+    job["caption"] = caption
+
+    job["stage"] = "composing"
+    _report(context, "composing")
+    composition = yield context.call_activity_with_retry("compose", RETRY, {"request": request, "caption": caption})
+    if "problem" in composition:
+        job["problem"] = composition["problem"]
+        return
+    job["composition"] = composition
+    if composition["verdict"] != "allow":
+        return  # refused: not a single image call
+
+    job["stage"] = "generating"
+    _report(context, "generating", 0, n)
+    work = {"request": request, "prepared": prepared, "composition": composition}
+    tasks = [context.call_activity_with_retry("generate", RETRY, {**work, "index": k}) for k in range(n)]
+    # Fan out all n at once; wait for each in turn so the status can say "k of n", and so that no
+    # generation is still running when the manifest is written (task_all would stop at a failure).
+    pending = list(tasks)
+    while pending:
+        finished = yield context.task_any(pending)
+        pending.remove(finished)
+        _report(context, "generating", n - len(pending), n)
+    job["variations"] = [
+        {"index": k, "status": "failed", "provider": "unknown", "reason": _failure_message("generating", t.result)}
+        if isinstance(t.result, Exception)
+        else t.result
+        for k, t in enumerate(tasks)
+    ]
+
+
+def orchestrate_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, JSON]:
+    request: JSON = context.get_input()
+    job: JSON = {"request": request, "stage": "queued"}
+    try:
+        yield from _steps(context, job)
+    except Exception as exc:  # an activity failed after all its retries
+        job["problem"] = {"status": "failed", "stage": job["stage"], "message": _failure_message(job["stage"], exc)}
+    _report(context, "saving")
+    job["finished_at"] = context.current_utc_datetime.isoformat()
+    manifest: JSON = yield context.call_activity_with_retry("persist", RETRY, job)
+    context.set_custom_status(
+        ProgressStatus(stage="done", done=request["n"], total=request["n"], message=manifest["status"]).model_dump()
+    )
+    return manifest
+
+
+bp = df.Blueprint()
+bp.function_name(ORCHESTRATOR_NAME)(bp.orchestration_trigger(context_name="context")(orchestrate_job))

@@ -1,0 +1,86 @@
+"""Provider factory: builds the caption, compose and image providers the settings ask for.
+
+Azure SDKs are imported inside the branches that need them, so an offline run never loads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import Settings
+from .base import Captioner, Composer, ImageGenerator
+from .offline import OfflineCaptioner, OfflineComposer, OfflineStylizer
+
+CredentialFactory = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class Providers:
+    captioner: Captioner
+    composer: Composer
+    generator: ImageGenerator
+
+    def names(self) -> dict[str, str]:
+        return {"caption": self.captioner.name, "compose": self.composer.name, "image": self.generator.name}
+
+
+def default_credential(settings: Settings) -> Any:
+    """Keyless auth: managed identity in Azure (AZURE_CLIENT_ID), developer sign-in locally."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=settings.client_id or None)
+
+
+def build_providers(settings: Settings, credential_factory: CredentialFactory | None = None) -> Providers:
+    """Providers for these settings; `credential_factory` is called at most once, and only if a key is missing."""
+    credential: list[Any] = []
+
+    def token_credential() -> Any:
+        if not credential:
+            credential.append((credential_factory or (lambda: default_credential(settings)))())
+        return credential[0]
+
+    openai_client = None
+    if "chat" in (settings.caption_provider, settings.compose_provider) or settings.image_provider == "gpt-image":
+        from .azure_openai import COGNITIVE_SERVICES_SCOPE, make_client
+
+        api_key: Any = settings.openai_api_key
+        if not api_key:
+            from azure.identity import get_bearer_token_provider
+
+            api_key = get_bearer_token_provider(token_credential(), COGNITIVE_SERVICES_SCOPE)
+        openai_client = make_client(settings.openai_endpoint, api_key, settings.service_timeout_s)
+
+    captioner: Captioner
+    if settings.caption_provider == "vision":
+        from azure.core.credentials import AzureKeyCredential
+
+        from .azure_vision import VisionCaptioner
+
+        vision_credential = AzureKeyCredential(settings.vision_api_key) if settings.vision_api_key else token_credential()
+        captioner = VisionCaptioner(settings.vision_endpoint, vision_credential, settings.service_timeout_s)
+    elif settings.caption_provider == "chat":
+        from .azure_openai import ChatCaptioner
+
+        captioner = ChatCaptioner(openai_client, settings.chat_deployment)  # type: ignore[arg-type]
+    else:
+        captioner = OfflineCaptioner()
+
+    composer: Composer
+    if settings.compose_provider == "chat":
+        from .azure_openai import ChatComposer
+
+        composer = ChatComposer(openai_client, settings.chat_deployment)  # type: ignore[arg-type]
+    else:
+        composer = OfflineComposer()
+
+    generator: ImageGenerator
+    if settings.image_provider == "gpt-image":
+        from .azure_openai import GptImageGenerator
+
+        generator = GptImageGenerator(openai_client, settings.image_deployment, settings.image_quality)  # type: ignore[arg-type]
+    else:
+        generator = OfflineStylizer()
+    return Providers(captioner, composer, generator)

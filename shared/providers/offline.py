@@ -1,0 +1,118 @@
+"""Offline providers: caption, compose and generate with no network and no cost.
+
+They are the embedded default, so a laptop with nothing configured still runs the whole job.
+They are honest about what they are: captions describe colours and layout only, and the
+manifest names `offline` as the provider of every step.
+"""
+
+from __future__ import annotations
+
+import re
+
+from PIL import ImageStat
+
+from ..images import encode_png, open_png
+from ..models import Mode, SubTasks
+from ..safety import SafetyProfile, check_text, fold
+from .base import CaptionResult, ComposeResult
+from .offline_styles import STYLES, detect_style, stylize
+
+_COLOUR_NAMES: dict[str, tuple[int, int, int]] = {
+    "black": (20, 20, 20),
+    "white": (240, 240, 240),
+    "grey": (128, 128, 128),
+    "red": (200, 40, 40),
+    "orange": (240, 140, 30),
+    "yellow": (240, 220, 50),
+    "green": (60, 160, 60),
+    "teal": (30, 140, 140),
+    "blue": (40, 80, 200),
+    "sky blue": (120, 180, 235),
+    "purple": (130, 60, 160),
+    "pink": (240, 150, 190),
+    "brown": (120, 80, 40),
+}
+
+
+def _colour_name(rgb: tuple[int, int, int]) -> str:
+    return min(_COLOUR_NAMES, key=lambda n: sum((a - b) ** 2 for a, b in zip(rgb, _COLOUR_NAMES[n], strict=True)))
+
+
+class OfflineCaptioner:
+    """Describes what can be measured: orientation, brightness and the dominant colours."""
+
+    name = "offline"
+    paid = False
+
+    def caption(self, png: bytes) -> CaptionResult:
+        img = open_png(png).convert("RGB")
+        width, height = img.size
+        shape = "a square" if abs(width - height) < 0.05 * max(width, height) else (
+            "a landscape" if width > height else "a portrait"
+        )
+        brightness = ImageStat.Stat(img.convert("L")).mean[0]
+        mood = "bright" if brightness > 170 else "dark" if brightness < 80 else "softly lit"
+        small = img.resize((64, 64)).quantize(colors=6)
+        palette = small.getpalette() or []
+        counts = sorted(small.getcolors() or [], reverse=True)
+        names: list[str] = []
+        for _count, idx in counts:
+            rgb = (palette[3 * idx], palette[3 * idx + 1], palette[3 * idx + 2])
+            name = _colour_name(rgb)
+            if name not in names:
+                names.append(name)
+        colours = " and ".join(names[:2]) if len(names) < 3 else f"{names[0]}, {names[1]} and {names[2]}"
+        text = f"{shape} {mood} image dominated by {colours} tones"
+        return CaptionResult(text=text, tags=[*names[:3], shape.split()[-1], mood])
+
+
+_ADD = re.compile(r"\b(?:add|adding|with|avec|ajoute[rz]?|con|anade|agrega)\s+(?:an?\s+|une?\s+|el\s+|la\s+)?([^,.;]+)")
+_REMOVE = re.compile(r"\b(?:remove|without|sans|enleve[rz]?|sin|quita[r]?)\s+(?:the\s+|le\s+|la\s+|les\s+)?([^,.;]+)")
+_BACKGROUND = re.compile(
+    r"\b(?:beside|next to|in front of|at|on|under|in|pres de|devant|a cote de|junto a|frente a|en)\s+(?:the\s+)?"
+    r"([^,.;]*(?:tower|beach|forest|mountain|city|space|sea|ocean|park|desert|snow|sunset|sunrise|"
+    r"tour|plage|foret|montagne|ville|espace|mer|playa|bosque|montana|ciudad)[^,.;]*)"
+)
+
+
+def split_request(request: str) -> SubTasks:
+    """Split a modification request into style / add / remove / background, by simple patterns."""
+    folded = fold(request)
+    style = detect_style(request)
+    background = _BACKGROUND.search(folded)
+    return SubTasks(
+        style=STYLES[style].label if style else None,
+        add=[m.strip() for m in _ADD.findall(folded)][:3],
+        remove=[m.strip() for m in _REMOVE.findall(folded)][:3],
+        background=background.group(1).strip() if background else None,
+    )
+
+
+class OfflineComposer:
+    """A deterministic template under the same word check as the Azure composer."""
+
+    name = "offline"
+    paid = False
+
+    def compose(self, caption: str, request: str, profile: SafetyProfile) -> ComposeResult:
+        for what, text in (("request", request), ("caption", caption)):
+            verdict = check_text(text, profile.name, what=what)
+            if not verdict.allowed:
+                return ComposeResult("refuse", verdict.reason, "", SubTasks())
+        subtasks = split_request(request)
+        parts = [f"{caption.rstrip('.')}, modified as asked: {request.strip()}."]
+        if subtasks.style:
+            parts.append(f"Render it in a {subtasks.style} style.")
+        output = " ".join(parts) + profile.prompt_suffix
+        return ComposeResult("allow", "The request is a harmless image modification.", output, subtasks)
+
+
+class OfflineStylizer:
+    """Applies the requested style with Pillow; requests it cannot draw get a labelled preview."""
+
+    name = "offline"
+    paid = False
+
+    def generate(self, source_png: bytes, prompt: str, *, mode: Mode, landscape: bool, index: int) -> bytes:
+        source = open_png(source_png).convert("RGB")
+        return encode_png(stylize(source, detect_style(prompt), index, prompt))

@@ -1,0 +1,223 @@
+"""What each activity does: prepare, caption, compose, generate, persist.
+
+Each step takes and returns small JSON documents (the models in `models.py`), reads and writes
+images through `Storage`, and is idempotent, because Durable runs activities at least once.
+Permanent outcomes (bad input, refusals, misconfiguration) come back as a `Problem` value;
+transient ones raise, so Durable retries them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .images import InvalidImage, normalize
+from .models import (
+    BlobRef,
+    Caption,
+    Composition,
+    JobRequest,
+    Manifest,
+    PaidCalls,
+    PreparedImage,
+    Problem,
+    Variation,
+)
+from .providers.base import ContentRefused, PermanentServiceError
+from .safety import check_text, get_profile
+from .services import Services
+from .storage import OUTPUTS, WORK, BlobNotFound
+
+JSON = dict[str, Any]
+
+
+def problem(status: str, stage: str, message: str) -> JSON:
+    return {"problem": Problem(status=status, stage=stage, message=message).model_dump()}  # type: ignore[arg-type]
+
+
+def variation_name(job_id: str, index: int) -> str:
+    return f"{job_id}/variation-{index}.png"
+
+
+def manifest_name(job_id: str) -> str:
+    return f"{job_id}/manifest.json"
+
+
+def prepare(services: Services, payload: JSON) -> JSON:
+    """Check the prompt (free), then read, validate and normalize the image into work/{job}/source.png."""
+    request = JobRequest.model_validate(payload)
+    verdict = check_text(request.prompt, request.profile)
+    if not verdict.allowed:
+        return problem("refused", "preparing", verdict.reason)
+    source = request.source
+    try:
+        data = services.storage.get(source.container, source.name)
+    except BlobNotFound:
+        return problem("failed", "preparing", f"The image {source.container}/{source.name} no longer exists.")
+    limit = services.settings.max_upload_bytes
+    if len(data) > limit:
+        return problem(
+            "failed", "preparing", f"The image is {len(data) / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB."
+        )
+    try:
+        image = normalize(data)
+    except InvalidImage as exc:
+        return problem("failed", "preparing", f"{source.name}: {exc} The original was left unchanged.")
+    ref = services.storage.put(WORK, f"{request.job_id}/source.png", image.png, "image/png")
+    prepared = PreparedImage(
+        image=ref.model_copy(update={"sha256": image.sha256}),
+        width=image.width,
+        height=image.height,
+        original_format=image.original_format,
+        original_bytes=len(data),
+    )
+    return prepared.model_dump(mode="json")
+
+
+def caption(services: Services, payload: JSON) -> JSON:
+    """Caption the normalized image, from the cache when this image was captioned before."""
+    prepared = PreparedImage.model_validate(payload)
+    captioner = services.providers.captioner
+    cache_name = f"captions/{prepared.image.sha256}-{captioner.name}.json"
+    if services.storage.info(WORK, cache_name) is not None:
+        cached = Caption.model_validate_json(services.storage.get(WORK, cache_name))
+        return cached.model_copy(update={"cached": True}).model_dump(mode="json")
+    png = services.storage.get(prepared.image.container, prepared.image.name)
+    try:
+        result = captioner.caption(png)
+    except PermanentServiceError as exc:
+        return problem("failed", "captioning", str(exc))
+    found = Caption(text=result.text, tags=result.tags, provider=captioner.name)
+    services.storage.put(WORK, cache_name, found.model_dump_json().encode(), "application/json")
+    return found.model_dump(mode="json")
+
+
+def compose(services: Services, payload: JSON) -> JSON:
+    """Turn caption + request into the output prompt, or a refusal, under the job's safety profile."""
+    request = JobRequest.model_validate(payload["request"])
+    found = Caption.model_validate(payload["caption"])
+    profile = get_profile(request.profile)
+    composer = services.providers.composer
+    verdict = check_text(found.text, profile.name, what="image (as captioned)")
+    if not verdict.allowed:
+        refused = Composition(verdict="refuse", reason=verdict.reason, provider="word-check", profile=request.profile)
+        return refused.model_dump(mode="json")
+    try:
+        result = composer.compose(found.text, request.prompt, profile)
+    except PermanentServiceError as exc:
+        return problem("failed", "composing", str(exc))
+    verdict_text = result.verdict
+    reason = result.reason
+    if verdict_text == "allow":
+        # The composer's own words pass the same word check: a model talked round is still caught.
+        second = check_text(result.output_prompt, profile.name, what="composed prompt")
+        if not second.allowed:
+            verdict_text, reason = "refuse", second.reason
+    composition = Composition(
+        verdict=verdict_text,  # type: ignore[arg-type]
+        reason=reason,
+        output_prompt=result.output_prompt if verdict_text == "allow" else "",
+        subtasks=result.subtasks,
+        provider=composer.name,
+        profile=request.profile,
+    )
+    return composition.model_dump(mode="json")
+
+
+def generate(services: Services, payload: JSON) -> JSON:
+    """Draw variation `index`, unless an earlier attempt already stored it (no second paid call)."""
+    request = JobRequest.model_validate(payload["request"])
+    prepared = PreparedImage.model_validate(payload["prepared"])
+    composition = Composition.model_validate(payload["composition"])
+    index = int(payload["index"])
+    generator = services.providers.generator
+    name = variation_name(request.job_id, index)
+    existing = services.storage.info(OUTPUTS, name)
+    if existing is not None:
+        provider = existing.metadata.get("provider", generator.name)
+        ref = BlobRef(container=OUTPUTS, name=name, etag=existing.etag)
+        return Variation(index=index, status="succeeded", image=ref, provider=provider, reused=True).model_dump(
+            mode="json"
+        )
+    source = services.storage.get(prepared.image.container, prepared.image.name)
+    landscape = get_profile(request.profile).landscape
+    try:
+        image = generator.generate(
+            source, composition.output_prompt, mode=request.mode, landscape=landscape, index=index
+        )
+    except ContentRefused as exc:
+        return Variation(index=index, status="refused", provider=generator.name, reason=str(exc)).model_dump(
+            mode="json"
+        )
+    except PermanentServiceError as exc:
+        return Variation(index=index, status="failed", provider=generator.name, reason=str(exc)).model_dump(
+            mode="json"
+        )
+    content_type = "image/png" if image.startswith(b"\x89PNG") else "image/jpeg"
+    ref = services.storage.put(OUTPUTS, name, image, content_type, {"provider": generator.name, "job": request.job_id})
+    return Variation(index=index, status="succeeded", image=ref, provider=generator.name).model_dump(mode="json")
+
+
+def _outcome(variations: list[Variation], n: int) -> tuple[str, str | None]:
+    failed = [v for v in variations if v.status == "failed"]
+    refused = [v for v in variations if v.status == "refused"]
+    if failed or len(variations) < n:
+        reason = failed[0].reason if failed else "not every variation was attempted"
+        return "failed", f"{n - len([v for v in variations if v.status == 'succeeded'])} of {n} variations failed: {reason}"
+    if refused:
+        return "refused", f"{len(refused)} of {n} variations were refused: {refused[0].reason}"
+    return "succeeded", None
+
+
+def persist(services: Services, payload: JSON) -> JSON:
+    """Write outputs/{job}/manifest.json: last, so its presence means the job is over."""
+    request = JobRequest.model_validate(payload["request"])
+    prepared = PreparedImage.model_validate(payload["prepared"]) if payload.get("prepared") else None
+    found = Caption.model_validate(payload["caption"]) if payload.get("caption") else None
+    composition = Composition.model_validate(payload["composition"]) if payload.get("composition") else None
+    variations = [Variation.model_validate(v) for v in payload.get("variations") or []]
+    failure = Problem.model_validate(payload["problem"]) if payload.get("problem") else None
+
+    # A succeeded manifest never points at a missing image.
+    checked: list[Variation] = []
+    for v in variations:
+        if v.status == "succeeded" and (v.image is None or services.storage.info(OUTPUTS, v.image.name) is None):
+            v = v.model_copy(update={"status": "failed", "reason": "the stored image is missing"})
+        checked.append(v)
+
+    if failure is not None:
+        status, message = failure.status, failure.message
+    elif composition is not None and composition.verdict == "refuse":
+        status, message = "refused", composition.reason
+    else:
+        status, message = _outcome(checked, request.n)
+
+    providers = dict(services.providers.names())
+    if composition is not None:
+        providers["compose"] = composition.provider
+    if found is not None:
+        providers["caption"] = found.provider
+    paid = PaidCalls(
+        caption=int(found is not None and not found.cached and found.provider != "offline"),
+        compose=int(composition is not None and composition.provider not in ("offline", "word-check")),
+        image=sum(1 for v in checked if not v.reused and v.provider != "offline" and v.status != "failed"),
+    )
+    manifest = Manifest(
+        job_id=request.job_id,
+        status=status,  # type: ignore[arg-type]
+        message=message,
+        request=request,
+        source=prepared,
+        caption=found,
+        composition=composition,
+        variations=checked,
+        providers=providers,
+        paid_calls=paid,
+        finished_at=str(payload.get("finished_at", "")),
+    )
+    body = json.dumps(manifest.model_dump(mode="json"), indent=2, ensure_ascii=False).encode("utf-8")
+    services.storage.put(OUTPUTS, manifest_name(request.job_id), body, "application/json")
+    return manifest.model_dump(mode="json")
+
+
+STEPS = {"prepare": prepare, "caption": caption, "compose": compose, "generate": generate, "persist": persist}
