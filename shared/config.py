@@ -29,17 +29,23 @@ class SettingSpec:
 SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("AZURE_CLIENT_ID", "", "Client id of the user-assigned managed identity (empty: default identity)"),
     SettingSpec("AZURE_OPENAI_ENDPOINT", "", "Azure OpenAI endpoint, https://<name>.openai.azure.com (empty: offline)"),
-    SettingSpec("AZURE_OPENAI_API_KEY", "", "Azure OpenAI key for local use only; empty means keyless (Entra ID)", True),
+    SettingSpec(
+        "AZURE_OPENAI_API_KEY", "", "Azure OpenAI key for local use only; empty means keyless (Entra ID)", True
+    ),
     SettingSpec("AZURE_OPENAI_CHAT_DEPLOYMENT", "gpt-4.1-mini", "Chat deployment that composes prompts"),
     SettingSpec("AZURE_OPENAI_IMAGE_DEPLOYMENT", "gpt-image-1-mini", "GPT-image deployment that draws the variations"),
-    SettingSpec("AZURE_VISION_ENDPOINT", "", "Azure AI Vision endpoint for captions (empty: caption with chat or offline)"),
+    SettingSpec(
+        "AZURE_VISION_ENDPOINT", "", "Azure AI Vision endpoint for captions (empty: caption with chat or offline)"
+    ),
     SettingSpec("AZURE_VISION_API_KEY", "", "Azure AI Vision key for local use only; empty means keyless", True),
     SettingSpec("VARIA_CAPTION_PROVIDER", "auto", "auto | vision | chat | offline"),
     SettingSpec("VARIA_COMPOSE_PROVIDER", "auto", "auto | chat | offline"),
     SettingSpec("VARIA_IMAGE_PROVIDER", "auto", "auto | gpt-image | offline"),
     SettingSpec("VARIA_IMAGE_QUALITY", "low", "GPT-image quality: low | medium | high | auto (low is cheapest)"),
     SettingSpec("VARIA_DEFAULT_PROFILE", "general", "Safety profile when a job names none: general | kids"),
-    SettingSpec("VARIA_DEFAULT_PRESET", "watercolor", "Preset used for blobs with no prompt metadata and no preset folder"),
+    SettingSpec(
+        "VARIA_DEFAULT_PRESET", "watercolor", "Preset used for blobs with no prompt metadata and no preset folder"
+    ),
     SettingSpec("VARIA_DEFAULT_VARIATIONS", "2", "Variations per job when the job does not say"),
     SettingSpec("VARIA_MAX_VARIATIONS", "4", "Largest number of variations one job may ask for (1-10)"),
     SettingSpec("VARIA_MAX_UPLOAD_MB", "20", "Largest accepted image, in MB (Vision accepts up to 20)"),

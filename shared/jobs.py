@@ -59,7 +59,9 @@ def blob_job_id(container: str, name: str, etag: str) -> str:
     return "blob-" + _digest(container, name, etag.strip('"'))
 
 
-def request_job_id(origin: Origin, image_sha256: str, prompt: str, profile: str, n: int, mode: str, nonce: str = "") -> str:
+def request_job_id(
+    origin: Origin, image_sha256: str, prompt: str, profile: str, n: int, mode: str, nonce: str = ""
+) -> str:
     """Identical image + prompt + options give the same job, unless the caller forces a new one (nonce)."""
     return f"{origin}-" + _digest(image_sha256, prompt, profile, str(n), mode, nonce)
 
@@ -112,7 +114,9 @@ def prompt_for_blob(name: str, metadata: Mapping[str, str], settings: Settings) 
     return presets[settings.default_preset], f"preset:{settings.default_preset}"
 
 
-def request_from_blob(container: str, name: str, etag: str, metadata: Mapping[str, str], settings: Settings) -> JobRequest:
+def request_from_blob(
+    container: str, name: str, etag: str, metadata: Mapping[str, str], settings: Settings
+) -> JobRequest:
     """The job for a blob version. Bad metadata raises RequestError; the caller still records a manifest."""
     lowered = {k.lower(): v for k, v in metadata.items()}
     prompt, prompt_origin = prompt_for_blob(name, metadata, settings)

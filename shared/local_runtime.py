@@ -18,7 +18,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,7 +75,7 @@ class LocalRuntime:
     def __init__(
         self,
         orchestrator: Callable[[DurableOrchestrationContext], Any],
-        activities: dict[str, Activity],
+        activities: Mapping[str, Activity],
         max_workers: int = 8,
         retry_scale: float = 1.0,
     ) -> None:
@@ -139,11 +139,11 @@ class _Driver:
         self.handled_actions = 0
         self.next_task_id = 0  # mirrors the SDK's task sequence number
         self.in_flight = 0
-        self.clock = dt.datetime.now(dt.timezone.utc)
+        self.clock = dt.datetime.now(dt.UTC)
 
     def _event(self, event_type: int, **fields: Any) -> None:
         # Timestamps only move forward, as in a real history.
-        self.clock = max(self.clock + dt.timedelta(microseconds=1), dt.datetime.now(dt.timezone.utc))
+        self.clock = max(self.clock + dt.timedelta(microseconds=1), dt.datetime.now(dt.UTC))
         event = {"EventType": event_type, "EventId": -1, "IsPlayed": False, "Timestamp": self.clock.isoformat()}
         event.update(fields)
         self.history.append(event)
@@ -158,9 +158,9 @@ class _Driver:
             "parentInstanceId": None,
             "input": json.dumps(self.inst.input),
         }
-        state: dict[str, Any] = json.loads(Orchestrator(self.rt._orchestrator).handle(
-            DurableOrchestrationContext.from_json(json.dumps(context))
-        ))
+        state: dict[str, Any] = json.loads(
+            Orchestrator(self.rt._orchestrator).handle(DurableOrchestrationContext.from_json(json.dumps(context)))
+        )
         for event in self.history:
             event["IsPlayed"] = True
         custom = state.get("customStatus")
@@ -188,7 +188,7 @@ class _Driver:
 
     def _new_actions(self, state: dict[str, Any]) -> Iterator[dict[str, Any]]:
         flat = [action for episode in state.get("actions", []) for action in episode]
-        for action in flat[self.handled_actions:]:
+        for action in flat[self.handled_actions :]:
             self.handled_actions += 1
             yield from _atomic(action)
 
@@ -241,7 +241,11 @@ class _Driver:
         self._event(TIMER_FIRED, TimerId=timer_id, FireAt=fire_at.isoformat())
         if attempt.attempt < attempt.max_attempts:
             retry = _Attempt(
-                self.next_task_id, attempt.name, attempt.input, attempt.max_attempts, attempt.interval_s,
+                self.next_task_id,
+                attempt.name,
+                attempt.input,
+                attempt.max_attempts,
+                attempt.interval_s,
                 attempt.attempt + 1,
             )
             self.next_task_id += 1

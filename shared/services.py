@@ -38,7 +38,9 @@ def build_storage(settings: Settings, credential_factory: CredentialFactory | No
 
 
 def build_services(settings: Settings, credential_factory: CredentialFactory | None = None) -> Services:
-    return Services(settings, build_storage(settings, credential_factory), build_providers(settings, credential_factory))
+    return Services(
+        settings, build_storage(settings, credential_factory), build_providers(settings, credential_factory)
+    )
 
 
 @functools.cache

@@ -150,9 +150,7 @@ def generate(services: Services, payload: JSON) -> JSON:
             mode="json"
         )
     except PermanentServiceError as exc:
-        return Variation(index=index, status="failed", provider=generator.name, reason=str(exc)).model_dump(
-            mode="json"
-        )
+        return Variation(index=index, status="failed", provider=generator.name, reason=str(exc)).model_dump(mode="json")
     content_type = "image/png" if image.startswith(b"\x89PNG") else "image/jpeg"
     ref = services.storage.put(OUTPUTS, name, image, content_type, {"provider": generator.name, "job": request.job_id})
     return Variation(index=index, status="succeeded", image=ref, provider=generator.name).model_dump(mode="json")
@@ -163,7 +161,10 @@ def _outcome(variations: list[Variation], n: int) -> tuple[str, str | None]:
     refused = [v for v in variations if v.status == "refused"]
     if failed or len(variations) < n:
         reason = failed[0].reason if failed else "not every variation was attempted"
-        return "failed", f"{n - len([v for v in variations if v.status == 'succeeded'])} of {n} variations failed: {reason}"
+        return (
+            "failed",
+            f"{n - len([v for v in variations if v.status == 'succeeded'])} of {n} variations failed: {reason}",
+        )
     if refused:
         return "refused", f"{len(refused)} of {n} variations were refused: {refused[0].reason}"
     return "succeeded", None
@@ -185,6 +186,8 @@ def persist(services: Services, payload: JSON) -> JSON:
             v = v.model_copy(update={"status": "failed", "reason": "the stored image is missing"})
         checked.append(v)
 
+    status: str
+    message: str | None
     if failure is not None:
         status, message = failure.status, failure.message
     elif composition is not None and composition.verdict == "refuse":
@@ -221,3 +224,11 @@ def persist(services: Services, payload: JSON) -> JSON:
 
 
 STEPS = {"prepare": prepare, "caption": caption, "compose": compose, "generate": generate, "persist": persist}
+
+
+def run_step(name: str, payload: JSON | str) -> JSON:
+    """Entry point of the activity functions: the process-wide services, JSON in, JSON out."""
+    from .services import get_services
+
+    data = json.loads(payload) if isinstance(payload, str) else payload
+    return STEPS[name](get_services(), data)

@@ -168,7 +168,11 @@ class BlobStorage:
         check_blob_name(name)
         try:
             blob = self._container(container).upload_blob(
-                name, data, overwrite=True, metadata=metadata, content_settings=ContentSettings(content_type=content_type)
+                name,
+                data,
+                overwrite=True,
+                metadata=metadata,
+                content_settings=ContentSettings(content_type=content_type),
             )
         except ServiceRequestError as exc:
             raise StorageUnavailable(f"Blob storage is unreachable: {exc}") from exc

@@ -59,7 +59,9 @@ def build_providers(settings: Settings, credential_factory: CredentialFactory | 
 
         from .azure_vision import VisionCaptioner
 
-        vision_credential = AzureKeyCredential(settings.vision_api_key) if settings.vision_api_key else token_credential()
+        vision_credential = (
+            AzureKeyCredential(settings.vision_api_key) if settings.vision_api_key else token_credential()
+        )
         captioner = VisionCaptioner(settings.vision_endpoint, vision_credential, settings.service_timeout_s)
     elif settings.caption_provider == "chat":
         from .azure_openai import ChatCaptioner

@@ -63,7 +63,10 @@ def make_client(endpoint: str, api_key: str | Callable[[], str], timeout_s: floa
 def _error_code(exc: openai.APIStatusError) -> str:
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error", body) if isinstance(body, dict) else {}
-    codes = {str(error.get("code", "")), str((error.get("inner_error") or error.get("innererror") or {}).get("code", ""))}
+    codes = {
+        str(error.get("code", "")),
+        str((error.get("inner_error") or error.get("innererror") or {}).get("code", "")),
+    }
     return next((c for c in codes if c in _FILTER_CODES), str(error.get("code", "") or exc.status_code))
 
 

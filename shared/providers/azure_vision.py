@@ -44,7 +44,9 @@ class VisionCaptioner:
                 ) from exc
             if status == 429 or status >= 500:
                 raise TransientServiceError(f"AI Vision answered HTTP {status}; the job will retry.") from exc
-            raise PermanentServiceError(f"AI Vision could not analyse the image (HTTP {status}): {exc.message}") from exc
+            raise PermanentServiceError(
+                f"AI Vision could not analyse the image (HTTP {status}): {exc.message}"
+            ) from exc
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise TransientServiceError(f"AI Vision could not be reached: {exc}") from exc
         except (ValueError, KeyError, TypeError) as exc:

@@ -47,8 +47,10 @@ class OfflineCaptioner:
     def caption(self, png: bytes) -> CaptionResult:
         img = open_png(png).convert("RGB")
         width, height = img.size
-        shape = "a square" if abs(width - height) < 0.05 * max(width, height) else (
-            "a landscape" if width > height else "a portrait"
+        shape = (
+            "a square"
+            if abs(width - height) < 0.05 * max(width, height)
+            else ("a landscape" if width > height else "a portrait")
         )
         brightness = ImageStat.Stat(img.convert("L")).mean[0]
         mood = "bright" if brightness > 170 else "dark" if brightness < 80 else "softly lit"
@@ -57,7 +59,8 @@ class OfflineCaptioner:
         counts = sorted(small.getcolors() or [], reverse=True)
         names: list[str] = []
         for _count, idx in counts:
-            rgb = (palette[3 * idx], palette[3 * idx + 1], palette[3 * idx + 2])
+            i = int(idx)  # type: ignore[call-overload]  # a palette index in P mode
+            rgb = (palette[3 * i], palette[3 * i + 1], palette[3 * i + 2])
             name = _colour_name(rgb)
             if name not in names:
                 names.append(name)

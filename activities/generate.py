@@ -1,0 +1,14 @@
+"""Activity `generate`: draw one variation; skips an index whose image is already stored."""
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from shared.steps import run_step
+
+bp = df.Blueprint()
+
+
+@bp.activity_trigger(input_name="payload")
+def generate(payload: dict[str, Any]) -> dict[str, Any]:
+    return run_step("generate", payload)

@@ -1,0 +1,14 @@
+"""Activity `persist`: write outputs/{job}/manifest.json, the job's commit point."""
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from shared.steps import run_step
+
+bp = df.Blueprint()
+
+
+@bp.activity_trigger(input_name="payload")
+def persist(payload: dict[str, Any]) -> dict[str, Any]:
+    return run_step("persist", payload)

@@ -1,0 +1,14 @@
+"""Activity `prepare`: check the prompt, then validate and normalize the source image into work/{job}/source.png."""
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from shared.steps import run_step
+
+bp = df.Blueprint()
+
+
+@bp.activity_trigger(input_name="payload")
+def prepare(payload: dict[str, Any]) -> dict[str, Any]:
+    return run_step("prepare", payload)

@@ -1,0 +1,109 @@
+"""Jobs from images dropped into the `inputs` container.
+
+In Azure the trigger is Event Grid based (the only blob trigger Flex Consumption supports).
+Azurite emits no Event Grid events, so in Development a polling twin of the trigger is
+registered as well. Both only read the blob's name, etag and metadata: the prepare activity
+reads the bytes. The job id hashes `container/name@etag`, so Event Grid's duplicate deliveries
+(and both triggers seeing the same blob) make one job; a re-upload (new etag) makes a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from .jobs import DurableJobClient, JobClient, RequestError, blob_job_id, request_from_blob, start_job
+from .models import BlobRef, JobRequest
+from .services import Services, get_services
+from .steps import persist
+from .storage import INPUTS
+
+BLOB_FUNCTION_NAME = "start_job_from_blob"
+POLLING_FUNCTION_NAME = "start_job_from_blob_polling"
+BLOB_PATH = f"{INPUTS}/{{name}}"
+
+log = logging.getLogger("varia.blob_trigger")
+
+
+async def handle_blob(
+    container: str,
+    name: str,
+    etag: str | None,
+    metadata: Mapping[str, str] | None,
+    client: JobClient,
+    services: Services,
+) -> str | None:
+    """Start the job for one blob version; returns the job id (None if the blob is gone)."""
+    if etag is None or metadata is None:
+        info = services.storage.info(container, name)
+        if info is None:
+            log.warning("Blob %s/%s vanished before its job started; nothing to do.", container, name)
+            return None
+        etag, metadata = etag or info.etag, info.metadata if metadata is None else metadata
+    try:
+        request = request_from_blob(container, name, etag, metadata, services.settings)
+    except RequestError as exc:
+        # Bad metadata still ends in a manifest that says what to fix; the blob stays where it is.
+        job_id = blob_job_id(container, name, etag)
+        placeholder = JobRequest(
+            job_id=job_id, source=BlobRef(container=container, name=name, etag=etag), prompt="(invalid)", origin="blob"
+        )
+        problem = {"status": "failed", "stage": "queued", "message": f"{name}: {exc}"}
+        persist(services, {"request": placeholder.model_dump(mode="json"), "problem": problem})
+        return job_id
+    if await start_job(client, request):
+        log.info("Started job %s for %s/%s (%s)", request.job_id, container, name, request.prompt_origin)
+    else:
+        log.info("Job %s for %s/%s exists already: duplicate event ignored", request.job_id, container, name)
+    return request.job_id
+
+
+def _split(path: str | None) -> tuple[str, str]:
+    container, _, name = (path or "").partition("/")
+    return container, name
+
+
+def _etag(properties: Any) -> str | None:
+    if isinstance(properties, Mapping):
+        value = properties.get("ETag") or properties.get("Etag") or properties.get("etag")
+        return str(value) if value else None
+    return None
+
+
+async def _from_trigger(blob: func.InputStream, client: Any) -> None:
+    container, name = _split(blob.name)
+    # InputStream carries the trigger's metadata and properties (typed loosely by azure-functions).
+    raw_metadata, properties = getattr(blob, "metadata", None), getattr(blob, "blob_properties", None)
+    metadata = raw_metadata if isinstance(raw_metadata, Mapping) else None
+    await handle_blob(container, name, _etag(properties), metadata, DurableJobClient(client), get_services())
+
+
+def build_blueprint(development: bool) -> df.Blueprint:
+    bp = df.Blueprint()
+
+    @bp.function_name(BLOB_FUNCTION_NAME)
+    @bp.blob_trigger(
+        arg_name="blob", path=BLOB_PATH, connection="AzureWebJobsStorage", source=func.BlobSource.EVENT_GRID
+    )
+    @bp.durable_client_input(client_name="client")
+    async def start_job_from_blob(blob: func.InputStream, client: Any) -> None:
+        await _from_trigger(blob, client)
+
+    if development:
+
+        @bp.function_name(POLLING_FUNCTION_NAME)
+        @bp.blob_trigger(
+            arg_name="blob",
+            path=BLOB_PATH,
+            connection="AzureWebJobsStorage",
+            source=func.BlobSource.LOGS_AND_CONTAINER_SCAN,
+        )
+        @bp.durable_client_input(client_name="client")
+        async def start_job_from_blob_polling(blob: func.InputStream, client: Any) -> None:
+            await _from_trigger(blob, client)
+
+    return bp

@@ -1,0 +1,686 @@
+"""Fake Azure OpenAI + Azure AI Vision server on 127.0.0.1 that the real SDKs talk to over HTTP in tests.
+
+Start it with ``with FakeAzureAI() as fake:`` and point the clients at it::
+
+    openai.OpenAI(base_url=fake.openai_base_url, api_key="test-key")
+    ImageAnalysisClient(endpoint=fake.vision_endpoint, credential=AzureKeyCredential("k"))
+
+Every request is recorded in ``fake.calls`` (a ``Call`` each, in arrival order) just before its answer is sent, so
+it is already there when the SDK call returns.  Tests steer the fake with ``latency``, ``fail_next`` (queued faults
+with the real wire shapes), ``limit_images`` (a rate limit), and the reply knobs ``caption_text``, ``tags``,
+``compose_reply`` and ``image_size_override``.  ``reset()`` puts all of that back to the defaults.
+
+How one request is handled (``_Handler._serve``): read the body -> pick the route -> check the credentials ->
+wait ``latency[route]`` -> apply the next queued fault for the route, if any -> apply the image rate limit ->
+answer the route.  Standard library only, plus Pillow for the PNGs.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import io
+import json
+import logging
+import math
+import select
+import socket
+import socketserver
+import struct
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlsplit
+
+from PIL import Image, ImageOps
+
+log = logging.getLogger(__name__)
+
+ROUTES: dict[tuple[str, str], str] = {
+    ("POST", "/openai/v1/chat/completions"): "chat",
+    ("POST", "/openai/v1/images/generations"): "images.generate",
+    ("POST", "/openai/v1/images/edits"): "images.edit",
+    ("POST", "/computervision/imageanalysis:analyze"): "vision.analyze",
+}
+IMAGE_ROUTES = frozenset({"images.generate", "images.edit"})
+FAULTS = frozenset(
+    {"429", "429-ms", "500", "503", "401", "timeout", "reset", "malformed", "no-image", "content_policy_violation",
+     "contentFilter"}
+)
+RATE_LIMIT_FAULT = "rate-limit"  # Call.fault of a 429 produced by limit_images()
+
+DEFAULT_CAPTION = "a dog sitting on a green lawn"
+DEFAULT_TAGS = ("dog", "grass", "outdoor")
+DEFAULT_IMAGE_SIZE = (1024, 1024)  # what size "auto" (or no size) gives
+
+ACCESS_DENIED = (
+    "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an "
+    "active subscription and use a correct regional API endpoint for your resource."
+)
+CONTENT_POLICY_VIOLATION: dict[str, Any] = {
+    "error": {
+        "code": "content_policy_violation",
+        "inner_error": {
+            "code": "ResponsibleAIPolicyViolation",
+            "content_filter_results": {"violence": {"filtered": True, "severity": "high"}},
+        },
+        "message": "Your request was rejected as a result of our safety system.",
+        "type": "invalid_request_error",
+    }
+}
+CONTENT_FILTER: dict[str, Any] = {
+    "error": {
+        "code": "contentFilter",
+        "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.",
+        "innererror": {"code": "ResponsibleAIPolicyViolation"},
+    }
+}
+OPERATION_NAMES = {
+    "chat": "ChatCompletions_Create",
+    "images.generate": "Images_Generate",
+    "images.edit": "Images_Edit",
+    "vision.analyze": "ImageAnalysis_Analyze",
+}
+
+ComposeReply = Callable[[list[dict[str, Any]]], dict[str, Any]]
+
+
+@dataclass
+class Call:
+    """One request the fake received, and what it answered."""
+
+    route: str  # "chat", "images.generate", "images.edit", "vision.analyze" or "unknown"
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-cased names
+    json: Any | None  # parsed JSON body for JSON requests
+    form: dict[str, str]  # multipart text fields (images.edit)
+    files: dict[str, list[bytes]]  # multipart files by field name; vision.analyze: the raw body under "body"
+    status: int  # status code answered (0 if no response was sent: "reset", or the client hung up first)
+    started: float  # time.monotonic() at arrival
+    finished: float  # time.monotonic() when answered
+    fault: str | None  # fault applied, if any ("rate-limit" for a 429 from limit_images)
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+
+def _json_reply(status: int, obj: Any, headers: dict[str, str] | None = None) -> _Reply:
+    return _Reply(status, json.dumps(obj).encode(), headers or {})
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> _Reply:
+    return _json_reply(status, {"error": {"code": code, "message": message, **extra}})
+
+
+def _rate_limited(route: str, headers: dict[str, str], seconds: float) -> _Reply:
+    message = (
+        f"Requests to the {OPERATION_NAMES.get(route, route)} Operation under Azure OpenAI API version v1 have "
+        f"exceeded rate limit of your current AIServices S0 pricing tier. "
+        f"Please retry after {max(1, math.ceil(seconds))} second(s)."
+    )
+    return _json_reply(429, {"error": {"code": "429", "message": message}}, headers)
+
+
+def _fault_reply(route: str, fault: str, options: dict[str, Any]) -> _Reply | None:
+    """The answer for a queued fault; None means drop the connection ("reset")."""
+    if fault == "reset":
+        return None
+    if fault == "429":
+        seconds = options.get("retry_after", 1)
+        return _rate_limited(route, {"retry-after": str(seconds)}, float(seconds))
+    if fault == "429-ms":
+        ms = options.get("retry_after_ms", 200)
+        return _rate_limited(route, {"retry-after-ms": str(ms)}, float(ms) / 1000)
+    if fault == "500":
+        return _error(500, "InternalServerError", "The server had an error while processing your request. Sorry!")
+    if fault == "503":
+        return _error(503, "ServiceUnavailable", "The service is temporarily unable to process your request.")
+    if fault == "401":
+        return _error(401, "401", ACCESS_DENIED)
+    if fault == "malformed":
+        return _Reply(200, b'{"id": "chatcmpl-broken", "choices": [ <<not json')
+    if fault == "no-image":
+        return _json_reply(200, {"created": int(time.time()), "data": []})
+    if fault == "content_policy_violation":
+        return _json_reply(400, CONTENT_POLICY_VIOLATION)
+    if fault == "contentFilter":
+        return _json_reply(400, CONTENT_FILTER)
+    raise AssertionError(f"unhandled fault {fault!r}")
+
+
+def _has_credentials(headers: dict[str, str]) -> bool:
+    bearer = headers.get("authorization", "")
+    return bool(
+        headers.get("api-key") or headers.get("ocp-apim-subscription-key") or bearer.lower().startswith("bearer ")
+    )
+
+
+def _parse_multipart(body: bytes, content_type: str) -> tuple[dict[str, str], dict[str, list[bytes]]]:
+    """Split a multipart/form-data body into its text fields and its file parts (those with a filename)."""
+    form: dict[str, str] = {}
+    files: dict[str, list[bytes]] = {}
+    boundary = ""
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.lower() == "boundary":
+            boundary = value.strip('"')
+    if not boundary:
+        return form, files
+    for part in body.split(b"--" + boundary.encode()):
+        if part.startswith(b"--"):  # the closing delimiter
+            break
+        head, sep, content = part.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        if not sep:
+            continue  # the preamble
+        content = content.removesuffix(b"\r\n")
+        disposition: dict[str, str] = {}
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-disposition":
+                for item in value.split(";")[1:]:
+                    k, _, v = item.strip().partition("=")
+                    disposition[k.lower()] = v.strip('"')
+        if "filename" in disposition:
+            files.setdefault(disposition.get("name", ""), []).append(content)
+        else:
+            form[disposition.get("name", "")] = content.decode("utf-8", "replace")
+    return form, files
+
+
+def _parse_size(value: Any) -> tuple[int, int] | None:
+    """"1536x1024" -> (1536, 1024); "auto" or missing -> the default; anything else -> None."""
+    if value in (None, "", "auto"):
+        return DEFAULT_IMAGE_SIZE
+    width, sep, height = str(value).partition("x")
+    if sep and width.isdigit() and height.isdigit() and 0 < int(width) <= 4096 and 0 < int(height) <= 4096:
+        return int(width), int(height)
+    return None
+
+
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+def _text_of(content: Any) -> str:
+    """The text of a chat message's content (a string, or a list of parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+class FakeAzureAI:
+    """The fake service: state, knobs and the log. The HTTP side is in _Handler below."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.openai_base_url = ""
+        self.vision_endpoint = ""
+        self.calls: list[Call] = []
+        self.latency: dict[str, float] = {}
+        self.caption_text = DEFAULT_CAPTION
+        self.tags: list[str] = list(DEFAULT_TAGS)
+        self.compose_reply: ComposeReply | None = None
+        self.image_size_override: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+        self._faults: dict[str, deque[tuple[str, dict[str, Any]]]] = {}
+        self._limit: tuple[int, float] | None = None
+        self._window_start = 0.0
+        self._window_used = 0
+        self._images_made = 0
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+    def start(self) -> FakeAzureAI:
+        if self._server is not None:
+            raise RuntimeError("FakeAzureAI is already running")
+        self._stopping.clear()
+        self._server = _Server(self)
+        port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.openai_base_url = f"{self.url}/openai/v1/"
+        self.vision_endpoint = self.url
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-azure-ai", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()  # wakes handlers sleeping in latency or a "timeout" fault
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeAzureAI:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- knobs -----------------------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Clear the log, queued faults, latency, the rate limit and every reply override."""
+        with self._lock:
+            self.calls.clear()
+            self._faults.clear()
+            self._limit = None
+            self._window_used = 0
+        self.latency.clear()
+        self.caption_text = DEFAULT_CAPTION
+        self.tags = list(DEFAULT_TAGS)
+        self.compose_reply = None
+        self.image_size_override = None
+
+    def fail_next(self, route: str, fault: str, times: int = 1, **options: Any) -> None:
+        """Answer the next `times` requests on `route` with `fault` (queued per route, first in first out)."""
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
+        if route not in OPERATION_NAMES:
+            raise ValueError(f"unknown route {route!r}; known: {sorted(OPERATION_NAMES)}")
+        if fault == "no-image" and route not in IMAGE_ROUTES:
+            raise ValueError("the 'no-image' fault only applies to image routes")
+        with self._lock:
+            queue = self._faults.setdefault(route, deque())
+            queue.extend((fault, dict(options)) for _ in range(times))
+
+    def limit_images(self, requests: int, window_s: float) -> None:
+        """Allow at most `requests` successful image calls (generate + edit) per fixed window of `window_s` seconds."""
+        if requests < 1 or window_s <= 0:
+            raise ValueError("limit_images needs requests >= 1 and window_s > 0")
+        with self._lock:
+            self._limit = (requests, window_s)
+            self._window_start = time.monotonic()
+            self._window_used = 0
+
+    # -- the log ---------------------------------------------------------------------------------------------------
+    def count(self, route: str) -> int:
+        """Calls (every attempt, faulted ones included) for a route."""
+        with self._lock:
+            return sum(1 for c in self.calls if c.route == route)
+
+    def paid(self, route: str) -> int:
+        """Successful (2xx) calls for a route."""
+        with self._lock:
+            return sum(1 for c in self.calls if c.route == route and 200 <= c.status < 300)
+
+    def wait_calls(self, route: str, n: int, timeout: float = 2.0) -> bool:
+        """Wait until `count(route) >= n`; for calls the client gave up on (timeouts), which finish a bit later."""
+        deadline = time.monotonic() + timeout
+        while self.count(route) < n:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    # -- used by the handler ---------------------------------------------------------------------------------------
+    def _record(self, call: Call) -> None:
+        with self._lock:
+            bisect.insort(self.calls, call, key=lambda c: c.started)
+
+    def _next_fault(self, route: str) -> tuple[str, dict[str, Any]] | None:
+        with self._lock:
+            queue = self._faults.get(route)
+            return queue.popleft() if queue else None
+
+    def _take_image_slot(self) -> float | None:
+        """Reserve a slot under the rate limit; None if granted, else the seconds until the window ends."""
+        with self._lock:
+            if self._limit is None:
+                return None
+            requests, window_s = self._limit
+            now = time.monotonic()
+            if now >= self._window_start + window_s:
+                self._window_start, self._window_used = now, 0
+            if self._window_used >= requests:
+                return self._window_start + window_s - now
+            self._window_used += 1
+            return None
+
+    def _give_back_image_slot(self) -> None:
+        with self._lock:
+            if self._limit is not None and self._window_used > 0:
+                self._window_used -= 1
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep unless the server stops first; False if it did."""
+        return seconds <= 0 or not self._stopping.wait(seconds)
+
+    def _new_color(self) -> tuple[int, int, int]:
+        with self._lock:
+            self._images_made += 1
+            n = self._images_made
+        return (n * 67) % 256, (n * 131 + 40) % 256, (n * 199 + 90) % 256
+
+    # -- the routes: each takes the call and returns the reply -----------------------------------------------------
+    def _chat(self, call: Call) -> _Reply:
+        body = call.json
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
+            return _error(400, "invalid_request_error", "'messages' is a required property", param="messages")
+        messages: list[dict[str, Any]] = [m for m in body["messages"] if isinstance(m, dict)]
+        is_caption = any(
+            isinstance(m.get("content"), list)
+            and any(isinstance(p, dict) and p.get("type") == "image_url" for p in m["content"])
+            for m in messages
+        )
+        if is_caption:
+            content = self.caption_text
+        elif self.compose_reply is not None:
+            content = json.dumps(self.compose_reply(messages))
+        else:
+            last_user = next((_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+            content = json.dumps(
+                {
+                    "verdict": "allow",
+                    "reason": "The request is a harmless restyle.",
+                    "output_prompt": "Restyled image: " + last_user[:300],
+                    "style": None,
+                    "add": [],
+                    "remove": [],
+                    "background": None,
+                }
+            )
+        prompt_tokens = sum(len(_text_of(m.get("content")).split()) for m in messages) + 10
+        completion_tokens = len(content.split())
+        return _json_reply(
+            200,
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": str(body.get("model", "gpt-4o")),
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            },
+        )
+
+    def _images_reply(self, images: list[Image.Image], params: dict[str, Any]) -> _Reply:
+        width, height = images[0].size
+        quality = params.get("quality")
+        return _json_reply(
+            200,
+            {
+                "created": int(time.time()),
+                "data": [{"b64_json": base64.b64encode(_png(im)).decode()} for im in images],
+                "usage": {
+                    "input_tokens": 50,
+                    "input_tokens_details": {"image_tokens": 0, "text_tokens": 50},
+                    "output_tokens": 1056 * len(images),
+                    "total_tokens": 50 + 1056 * len(images),
+                },
+                "output_format": "png",
+                "size": f"{width}x{height}",  # the size actually produced (image_size_override wins)
+                "quality": quality if quality in ("low", "medium", "high") else "medium",
+            },
+        )
+
+    def _check_image_params(self, params: dict[str, Any]) -> tuple[int, tuple[int, int]] | _Reply:
+        """(n, output size) for an image request, or a 400 reply."""
+        if not str(params.get("prompt") or "").strip():
+            return _error(400, "invalid_request_error", "Missing required parameter: 'prompt'.", param="prompt")
+        try:
+            n = int(params.get("n") or 1)
+        except (TypeError, ValueError):
+            n = 0
+        if not 1 <= n <= 10:
+            return _error(400, "invalid_value", f"Invalid 'n': {params.get('n')!r}.", param="n")
+        size = _parse_size(params.get("size"))
+        if size is None:
+            return _error(400, "invalid_value", f"Invalid value: {params.get('size')!r}.", param="size")
+        return n, self.image_size_override or size
+
+    def _generate(self, call: Call) -> _Reply:
+        params = call.json if isinstance(call.json, dict) else {}
+        checked = self._check_image_params(params)
+        if isinstance(checked, _Reply):
+            return checked
+        n, size = checked
+        return self._images_reply([Image.new("RGB", size, self._new_color()) for _ in range(n)], params)
+
+    def _edit(self, call: Call) -> _Reply:
+        checked = self._check_image_params(call.form)
+        if isinstance(checked, _Reply):
+            return checked
+        n, size = checked
+        sources = call.files.get("image") or call.files.get("image[]")
+        if not sources:
+            return _error(400, "invalid_request_error", "Missing required parameter: 'image'.", param="image")
+        try:
+            with Image.open(io.BytesIO(sources[0])) as source:
+                derived = ImageOps.invert(source.convert("RGB")).resize(size)
+        except Exception:  # any decoding failure means a bad image from the client
+            return _error(400, "invalid_image_format", "Invalid image file or mode for image 1.", param="image")
+        return self._images_reply([derived.copy() for _ in range(n)], call.form)
+
+    def _analyze(self, call: Call) -> _Reply:
+        if not call.query.get("api-version"):
+            return _error(400, "InvalidRequest", "The api-version query parameter is missing.")
+        features = {f.strip().lower() for f in call.query.get("features", "").split(",") if f.strip()}
+        if not features:
+            return _error(400, "InvalidRequest", "The features query parameter is missing or empty.")
+        try:
+            with Image.open(io.BytesIO(call.files["body"][0])) as image:
+                width, height = image.size
+        except Exception:  # anything Pillow cannot open is not an image
+            inner = {"code": "InvalidImageFormat"}
+            return _error(400, "InvalidRequest", "Image format is not valid.", innererror=inner)
+        result: dict[str, Any] = {"modelVersion": "2023-10-01", "metadata": {"width": width, "height": height}}
+        if "caption" in features:
+            result["captionResult"] = {"text": self.caption_text, "confidence": 0.91}
+        if "tags" in features:
+            result["tagsResult"] = {"values": [{"name": t, "confidence": 0.9} for t in self.tags]}
+        return _json_reply(200, result)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # keep-alive connections must not hold up stop()
+    allow_reuse_address = True
+    request_queue_size = 128  # benchmarks open many connections at once
+
+    def __init__(self, fake: FakeAzureAI) -> None:
+        self.fake = fake
+        self.open_connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)  # skips HTTPServer's reverse DNS lookup (getfqdn)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def close_connections(self) -> None:
+        with self.connections_lock:
+            connections = list(self.open_connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 60  # an idle keep-alive connection is closed after this
+
+    @property
+    def fake(self) -> FakeAzureAI:
+        return cast(_Server, self.server).fake
+
+    def setup(self) -> None:
+        super().setup()
+        server = cast(_Server, self.server)
+        with server.connections_lock:
+            server.open_connections.add(self.connection)
+
+    def finish(self) -> None:
+        server = cast(_Server, self.server)
+        with server.connections_lock:
+            server.open_connections.discard(self.connection)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("fake_ai: " + format, *args)
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def _serve(self) -> None:
+        started = time.monotonic()
+        parts = urlsplit(self.path)
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        body = self._read_body(headers)
+        call = Call(
+            route=ROUTES.get((self.command, parts.path), "unknown"),
+            method=self.command,
+            path=parts.path,
+            query=dict(parse_qsl(parts.query, keep_blank_values=True)),
+            headers=headers,
+            json=None,
+            form={},
+            files={},
+            status=0,
+            started=started,
+            finished=0.0,
+            fault=None,
+        )
+        content_type = headers.get("content-type", "")
+        if content_type.startswith("application/json"):
+            try:
+                call.json = json.loads(body)
+            except ValueError:
+                call.json = None
+        elif content_type.startswith("multipart/form-data"):
+            call.form, call.files = _parse_multipart(body, content_type)
+        elif call.route == "vision.analyze":
+            call.files["body"] = [body]
+
+        reply = self._answer(call)
+
+        call.finished = time.monotonic()
+        call.status = reply.status if reply is not None else 0
+        self.fake._record(call)  # before sending, so the call is logged when the client sees the answer
+        if reply is None:
+            self._drop_connection()
+        else:
+            self._send(reply)
+
+    def _answer(self, call: Call) -> _Reply | None:
+        """Route, credentials, latency, queued fault, rate limit, then the route itself. None = send nothing."""
+        fake = self.fake
+        if call.route == "unknown":
+            return _error(404, "404", f"Resource not found: {call.method} {call.path}")
+        if not _has_credentials(call.headers):
+            return _error(401, "401", ACCESS_DENIED)
+        if not fake._sleep(fake.latency.get(call.route, 0.0)):
+            return None  # the server is stopping
+        queued = fake._next_fault(call.route)
+        if queued is not None:
+            call.fault, options = queued
+            if call.fault != "timeout":
+                return _fault_reply(call.route, call.fault, options)
+            if not self._stall(float(options.get("seconds", 5))):
+                return None  # the client gave up (its timeout fired) or the server is stopping
+        if call.route in IMAGE_ROUTES:
+            wait = fake._take_image_slot()
+            if wait is not None:
+                call.fault = RATE_LIMIT_FAULT
+                headers = {"retry-after": str(max(1, math.ceil(wait))), "retry-after-ms": str(math.ceil(wait * 1000))}
+                return _rate_limited(call.route, headers, wait)
+        handlers: dict[str, Callable[[Call], _Reply]] = {
+            "chat": fake._chat,
+            "images.generate": fake._generate,
+            "images.edit": fake._edit,
+            "vision.analyze": fake._analyze,
+        }
+        try:
+            reply = handlers[call.route](call)
+        except Exception as exc:  # e.g. a broken compose_reply: answer 500 so the test sees why
+            log.exception("fake_ai: the %s handler failed", call.route)
+            reply = _error(500, "FakeServerError", f"fake_ai {call.route} handler failed: {exc!r}")
+        if call.route in IMAGE_ROUTES and not 200 <= reply.status < 300:
+            fake._give_back_image_slot()
+        return reply
+
+    def _read_body(self, headers: dict[str, str]) -> bytes:
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()  # the CRLF after each chunk
+            while self.rfile.readline().strip():  # trailers, up to the blank line
+                pass
+            return b"".join(chunks)
+        length = int(headers.get("content-length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _stall(self, seconds: float) -> bool:
+        """Wait `seconds` before answering; False if the client hung up or the server stopped meanwhile."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if not self.fake._sleep(min(left, 0.05)):
+                return False
+            try:
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                    return False
+            except OSError:
+                return False
+        return True
+
+    def _drop_connection(self) -> None:
+        """Close with SO_LINGER 0, so the client gets a TCP RST instead of a response."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
+
+    def _send(self, reply: _Reply) -> None:
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.body)))
+            request_id = str(uuid.uuid4())
+            self.send_header("x-request-id", request_id)
+            self.send_header("apim-request-id", request_id)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(reply.body)
+        except OSError:  # the client went away; nothing left to tell it
+            self.close_connection = True

@@ -1,0 +1,566 @@
+"""Tests for tests/fake_ai.py, driven through the real openai and Azure AI Vision SDKs over real HTTP."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+from azure.ai.vision.imageanalysis import ImageAnalysisClient
+from azure.ai.vision.imageanalysis.models import VisualFeatures
+from azure.core.credentials import AzureKeyCredential
+from azure.core.exceptions import HttpResponseError, ServiceResponseError
+from PIL import Image
+
+from tests.fake_ai import Call, FakeAzureAI
+
+USER_MESSAGE: list[Any] = [{"role": "user", "content": "make the dog blue"}]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeAzureAI]:
+    with FakeAzureAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(server: FakeAzureAI) -> Iterator[FakeAzureAI]:
+    server.reset()
+    yield server
+    server.reset()
+
+
+def make_openai(fake: FakeAzureAI, max_retries: int = 2, timeout: float = 5.0) -> openai.OpenAI:
+    return openai.OpenAI(base_url=fake.openai_base_url, api_key="test-key", max_retries=max_retries, timeout=timeout)
+
+
+def make_vision(fake: FakeAzureAI, **kwargs: Any) -> ImageAnalysisClient:
+    return ImageAnalysisClient(endpoint=fake.vision_endpoint, credential=AzureKeyCredential("k"), **kwargs)
+
+
+def png_bytes(size: tuple[int, int] = (40, 30), color: tuple[int, int, int] = (200, 30, 10)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, format="PNG")
+    return out.getvalue()
+
+
+def decode_png(b64: str | None) -> Image.Image:
+    assert b64 is not None
+    raw = base64.b64decode(b64)
+    assert raw.startswith(b"\x89PNG\r\n\x1a\n")
+    image = Image.open(io.BytesIO(raw))
+    image.load()
+    return image
+
+
+def analyze(client: ImageAnalysisClient, data: bytes) -> Any:
+    return client.analyze(
+        image_data=data,
+        visual_features=[VisualFeatures.CAPTION, VisualFeatures.TAGS],
+        gender_neutral_caption=True,
+    )
+
+
+def only_call(fake: FakeAzureAI, route: str) -> Call:
+    calls = [c for c in fake.calls if c.route == route]
+    assert len(calls) == 1, calls
+    return calls[0]
+
+
+# -- chat ------------------------------------------------------------------------------------------------------------
+
+
+def test_chat_with_an_image_is_a_caption_call(fake: FakeAzureAI) -> None:
+    fake.caption_text = "a cat on a red sofa"
+    data_url = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
+    with make_openai(fake) as client:
+        reply = client.chat.completions.create(
+            model="gpt-4o",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "Describe this image."},
+                        {"type": "image_url", "image_url": {"url": data_url}},
+                    ],
+                }
+            ],
+        )
+    assert reply.choices[0].message.content == "a cat on a red sofa"
+    assert reply.choices[0].finish_reason == "stop"
+    call = only_call(fake, "chat")
+    assert call.status == 200 and call.fault is None
+    assert call.headers["authorization"] == "Bearer test-key"
+    assert call.json is not None
+    assert call.json["messages"][0]["content"][1]["image_url"]["url"] == data_url
+    assert call.started <= call.finished
+
+
+def test_chat_without_an_image_is_a_compose_call_with_the_default_reply(fake: FakeAzureAI) -> None:
+    schema: dict[str, Any] = {"type": "object", "properties": {"verdict": {"type": "string"}}, "required": ["verdict"]}
+    with make_openai(fake) as client:
+        reply = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "system", "content": "You compose prompts."}, *USER_MESSAGE],
+            response_format={"type": "json_schema", "json_schema": {"name": "compose", "schema": schema}},
+        )
+    assert reply.model == "gpt-4o-mini"
+    assert reply.object == "chat.completion"
+    assert reply.usage is not None
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    body = json.loads(reply.choices[0].message.content or "")
+    assert body == {
+        "verdict": "allow",
+        "reason": "The request is a harmless restyle.",
+        "output_prompt": "Restyled image: make the dog blue",
+        "style": None,
+        "add": [],
+        "remove": [],
+        "background": None,
+    }
+    body = only_call(fake, "chat").json
+    assert body is not None and body["response_format"]["type"] == "json_schema"
+
+
+def test_compose_reply_hook_builds_the_reply_from_the_messages(fake: FakeAzureAI) -> None:
+    seen: list[list[dict[str, Any]]] = []
+
+    def compose(messages: list[dict[str, Any]]) -> dict[str, Any]:
+        seen.append(messages)
+        return {"verdict": "deny", "reason": f"{len(messages)} messages"}
+
+    fake.compose_reply = compose
+    with make_openai(fake) as client:
+        reply = client.chat.completions.create(model="gpt-4o", messages=USER_MESSAGE)
+    assert json.loads(reply.choices[0].message.content or "") == {"verdict": "deny", "reason": "1 messages"}
+    assert seen == [USER_MESSAGE]
+
+
+# -- images ----------------------------------------------------------------------------------------------------------
+
+
+def test_generate_returns_n_distinct_pngs_of_the_requested_size(fake: FakeAzureAI) -> None:
+    with make_openai(fake) as client:
+        first = client.images.generate(model="gpt-image-1", prompt="a blue dog", n=2, size="1536x1024", quality="low")
+        second = client.images.generate(model="gpt-image-1", prompt="a blue dog", size="1024x1536")
+    assert first.data is not None and second.data is not None
+    assert len(first.data) == 2 and len(second.data) == 1
+    images = [decode_png(d.b64_json) for d in [*first.data, *second.data]]
+    assert [im.size for im in images] == [(1536, 1024), (1536, 1024), (1024, 1536)]
+    colors = {im.convert("RGB").getpixel((0, 0)) for im in images}
+    assert len(colors) == 3, "every generated image differs"
+    assert first.size == "1536x1024" and first.quality == "low" and first.output_format == "png"
+    assert first.usage is not None and first.usage.total_tokens > 0
+    call = fake.calls[0]
+    assert call.json == {"model": "gpt-image-1", "prompt": "a blue dog", "n": 2, "size": "1536x1024", "quality": "low"}
+    assert fake.count("images.generate") == fake.paid("images.generate") == 2
+
+
+def test_image_size_override_and_auto_size(fake: FakeAzureAI) -> None:
+    with make_openai(fake) as client:
+        auto = client.images.generate(model="gpt-image-1", prompt="x", size="auto")
+        fake.image_size_override = (64, 48)
+        small = client.images.generate(model="gpt-image-1", prompt="x", size="1536x1024")
+    assert auto.data is not None and small.data is not None
+    assert decode_png(auto.data[0].b64_json).size == (1024, 1024)
+    assert decode_png(small.data[0].b64_json).size == (64, 48)
+    assert small.size == "64x48"
+
+
+def test_edit_receives_the_upload_and_returns_an_image_derived_from_it(fake: FakeAzureAI) -> None:
+    source = png_bytes((32, 32), (200, 30, 10))
+    with make_openai(fake) as client:
+        reply = client.images.edit(
+            model="gpt-image-1",
+            image=("dog.png", source, "image/png"),
+            prompt="make it blue",
+            size="256x256",
+            input_fidelity="high",
+            quality="high",
+        )
+    assert reply.data is not None and len(reply.data) == 1
+    out = decode_png(reply.data[0].b64_json).convert("RGB")
+    assert out.size == (256, 256)
+    assert out.getpixel((10, 10)) == (55, 225, 245), "colours of the source, inverted"
+    call = only_call(fake, "images.edit")
+    assert call.files["image"] == [source]
+    assert call.form["prompt"] == "make it blue"
+    assert call.form["input_fidelity"] == "high" and call.form["size"] == "256x256"
+    assert call.headers["content-type"].startswith("multipart/form-data; boundary=")
+    assert call.json is None and call.status == 200
+
+
+def test_edit_with_several_images_and_a_mask(fake: FakeAzureAI) -> None:
+    first, second, mask = png_bytes(color=(0, 0, 0)), png_bytes(color=(9, 9, 9)), png_bytes(color=(1, 2, 3))
+    fake.image_size_override = (16, 16)
+    with make_openai(fake) as client:
+        reply = client.images.edit(
+            model="gpt-image-1",
+            image=[("a.png", first, "image/png"), ("b.png", second, "image/png")],
+            mask=("mask.png", mask, "image/png"),
+            prompt="merge them",
+            n=2,
+        )
+    call = only_call(fake, "images.edit")
+    assert call.files == {"image[]": [first, second], "mask": [mask]}
+    assert call.form["n"] == "2"
+    assert reply.data is not None and len(reply.data) == 2
+    assert decode_png(reply.data[0].b64_json).convert("RGB").getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_edit_with_an_undecodable_image_is_a_400(fake: FakeAzureAI) -> None:
+    with make_openai(fake) as client, pytest.raises(openai.BadRequestError) as info:
+        client.images.edit(model="gpt-image-1", image=("x.png", b"not a png", "image/png"), prompt="p")
+    assert info.value.code == "invalid_image_format"
+
+
+# -- vision ----------------------------------------------------------------------------------------------------------
+
+
+def test_vision_caption_tags_and_metadata(fake: FakeAzureAI) -> None:
+    fake.tags = ["cat", "sofa"]
+    with make_vision(fake) as client:
+        result = analyze(client, png_bytes((40, 30)))
+    assert result.caption.text == "a dog sitting on a green lawn"
+    assert result.caption.confidence == pytest.approx(0.91)
+    assert [t.name for t in result.tags.list] == ["cat", "sofa"]
+    assert (result.metadata.width, result.metadata.height) == (40, 30)
+    assert result.model_version == "2023-10-01"
+    call = only_call(fake, "vision.analyze")
+    assert call.query == {"api-version": "2023-10-01", "features": "caption,tags", "gender-neutral-caption": "true"}
+    assert call.headers["ocp-apim-subscription-key"] == "k"
+    assert call.files["body"] == [png_bytes((40, 30))]
+
+
+def test_vision_returns_only_the_requested_features(fake: FakeAzureAI) -> None:
+    with make_vision(fake) as client:
+        result = client.analyze(image_data=png_bytes(), visual_features=[VisualFeatures.TAGS])
+    assert result.caption is None
+    assert result.tags is not None
+
+
+def test_vision_rejects_a_body_that_is_not_an_image(fake: FakeAzureAI) -> None:
+    with make_vision(fake, retry_total=0) as client, pytest.raises(HttpResponseError) as info:
+        analyze(client, b"definitely not an image")
+    assert info.value.status_code == 400
+    assert info.value.error is not None and info.value.error.code == "InvalidRequest"
+
+
+def test_vision_without_api_version_is_a_400(fake: FakeAzureAI) -> None:
+    request = urllib.request.Request(
+        f"{fake.url}/computervision/imageanalysis:analyze?features=caption",
+        data=png_bytes(),
+        headers={"Ocp-Apim-Subscription-Key": "k", "Content-Type": "application/octet-stream"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=5)
+    assert info.value.code == 400
+    assert json.loads(info.value.read())["error"]["code"] == "InvalidRequest"
+
+
+def test_vision_429_is_an_http_response_error_when_retries_are_off(fake: FakeAzureAI) -> None:
+    fake.fail_next("vision.analyze", "429")
+    with make_vision(fake, retry_total=0) as client, pytest.raises(HttpResponseError) as info:
+        analyze(client, png_bytes())
+    assert info.value.status_code == 429
+    assert info.value.error is not None and info.value.error.code == "429"
+    response: Any = info.value.response  # an azure.core HttpResponse
+    assert response.headers["retry-after"] == "1"
+    assert fake.count("vision.analyze") == 1 and fake.paid("vision.analyze") == 0
+
+
+def test_vision_sdk_retries_a_post_only_when_retry_after_is_present(fake: FakeAzureAI) -> None:
+    # azure-core retries a POST on 500/503/504, or on any status carrying Retry-After; a 429 with only
+    # retry-after-ms is final.
+    fake.fail_next("vision.analyze", "503")
+    with make_vision(fake) as client:
+        assert analyze(client, png_bytes()).caption is not None
+        fake.fail_next("vision.analyze", "429-ms", retry_after_ms=50)
+        with pytest.raises(HttpResponseError) as info:
+            analyze(client, png_bytes())
+    assert info.value.status_code == 429
+    assert [(c.status, c.fault) for c in fake.calls] == [(503, "503"), (200, None), (429, "429-ms")]
+
+
+def test_vision_reset_is_a_service_response_error(fake: FakeAzureAI) -> None:
+    fake.fail_next("vision.analyze", "reset")
+    with make_vision(fake) as client, pytest.raises(ServiceResponseError):
+        analyze(client, png_bytes())
+    assert fake.calls[0].status == 0
+
+
+# -- faults through the openai SDK -----------------------------------------------------------------------------------
+
+
+def test_429_with_retry_after_is_retried_after_the_delay(fake: FakeAzureAI) -> None:
+    fake.fail_next("images.generate", "429")
+    started = time.monotonic()
+    with make_openai(fake) as client:
+        reply = client.images.generate(model="gpt-image-1", prompt="p", size="1024x1024")
+    assert reply.data and reply.data[0].b64_json
+    assert time.monotonic() - started >= 0.95, "the SDK waited the 1 s of retry-after"
+    assert fake.count("images.generate") == 2 and fake.paid("images.generate") == 1
+    assert [c.fault for c in fake.calls] == ["429", None]
+
+
+def test_429_ms_is_retried_after_the_millisecond_delay(fake: FakeAzureAI) -> None:
+    fake.fail_next("chat", "429-ms", retry_after_ms=700)
+    started = time.monotonic()
+    with make_openai(fake) as client:
+        client.chat.completions.create(model="gpt-4o", messages=USER_MESSAGE)
+    # The SDK's own first back-off is at most 0.5 s, so waiting >= 0.65 s shows it honoured retry-after-ms.
+    assert time.monotonic() - started >= 0.65
+    assert fake.count("chat") == 2 and fake.paid("chat") == 1
+
+
+def test_429_without_retries_is_a_rate_limit_error(fake: FakeAzureAI) -> None:
+    fake.fail_next("chat", "429", retry_after=3)
+    with make_openai(fake, max_retries=0) as client, pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(model="gpt-4o", messages=USER_MESSAGE)
+    err = info.value
+    assert err.status_code == 429 and err.code == "429"
+    assert err.response.headers["retry-after"] == "3"
+    assert "retry-after-ms" not in err.response.headers
+    assert isinstance(err.body, dict) and "exceeded rate limit" in err.body["message"]
+
+
+def test_content_policy_violation_is_a_bad_request_and_not_retried(fake: FakeAzureAI) -> None:
+    fake.fail_next("images.generate", "content_policy_violation")
+    with make_openai(fake) as client, pytest.raises(openai.BadRequestError) as info:
+        client.images.generate(model="gpt-image-1", prompt="p")
+    err = info.value
+    assert err.status_code == 400 and err.code == "content_policy_violation" and err.type == "invalid_request_error"
+    assert isinstance(err.body, dict)
+    assert err.body["inner_error"]["code"] == "ResponsibleAIPolicyViolation"
+    assert err.body["inner_error"]["content_filter_results"]["violence"] == {"filtered": True, "severity": "high"}
+    assert fake.count("images.generate") == 1 and fake.paid("images.generate") == 0
+
+
+def test_content_filter_is_a_bad_request(fake: FakeAzureAI) -> None:
+    fake.fail_next("chat", "contentFilter")
+    with make_openai(fake) as client, pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="gpt-4o", messages=USER_MESSAGE)
+    assert info.value.code == "contentFilter"
+    assert isinstance(info.value.body, dict) and info.value.body["innererror"]["code"] == "ResponsibleAIPolicyViolation"
+    assert fake.count("chat") == 1
+
+
+def test_401_is_an_authentication_error_and_not_retried(fake: FakeAzureAI) -> None:
+    fake.fail_next("chat", "401")
+    with make_openai(fake) as client, pytest.raises(openai.AuthenticationError) as info:
+        client.chat.completions.create(model="gpt-4o", messages=USER_MESSAGE)
+    assert info.value.status_code == 401 and info.value.code == "401"
+    assert "Access denied" in info.value.message
+    assert fake.count("chat") == 1
+
+
+def test_requests_without_credentials_get_401(fake: FakeAzureAI) -> None:
+    request = urllib.request.Request(
+        f"{fake.openai_base_url}chat/completions",
+        data=json.dumps({"model": "m", "messages": USER_MESSAGE}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=5)
+    assert info.value.code == 401
+    assert json.loads(info.value.read())["error"]["code"] == "401"
+    assert only_call(fake, "chat").status == 401
+
+
+def test_api_key_header_alone_is_accepted(fake: FakeAzureAI) -> None:
+    request = urllib.request.Request(
+        f"{fake.openai_base_url}chat/completions",
+        data=json.dumps({"model": "m", "messages": USER_MESSAGE}).encode(),
+        headers={"Content-Type": "application/json", "api-key": "x"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+        assert json.loads(response.read())["object"] == "chat.completion"
+    call = only_call(fake, "chat")
+    assert call.status == 200 and call.headers["api-key"] == "x" and "authorization" not in call.headers
+
+
+def test_500_is_retried_and_503_surfaces_without_retries(fake: FakeAzureAI) -> None:
+    fake.fail_next("chat", "500")
+    with make_openai(fake) as client:
+        client.chat.completions.create(model="gpt-4o", messages=USER_MESSAGE)
+    assert fake.count("chat") == 2 and fake.paid("chat") == 1
+    fake.fail_next("chat", "503")
+    with make_openai(fake, max_retries=0) as client, pytest.raises(openai.InternalServerError) as info:
+        client.chat.completions.create(model="gpt-4o", messages=USER_MESSAGE)
+    assert info.value.status_code == 503 and info.value.code == "ServiceUnavailable"
+
+
+def test_faults_are_queued_per_route_first_in_first_out(fake: FakeAzureAI) -> None:
+    fake.fail_next("chat", "500")
+    fake.fail_next("chat", "429-ms", retry_after_ms=10)
+    fake.fail_next("images.generate", "no-image", times=2)
+    with make_openai(fake, max_retries=3) as client:
+        client.chat.completions.create(model="gpt-4o", messages=USER_MESSAGE)
+        empty = client.images.generate(model="gpt-image-1", prompt="p")
+    assert [(c.route, c.fault, c.status) for c in fake.calls] == [
+        ("chat", "500", 500),
+        ("chat", "429-ms", 429),
+        ("chat", None, 200),
+        ("images.generate", "no-image", 200),
+    ]
+    assert empty.data == [], "no-image is a 200 with no data: the SDK does not raise"
+    with make_openai(fake) as client:
+        assert client.images.generate(model="gpt-image-1", prompt="p").data == []  # the second queued no-image
+        assert client.images.generate(model="gpt-image-1", prompt="p").data
+
+
+def test_malformed_json_raises_a_json_decode_error(fake: FakeAzureAI) -> None:
+    # openai-python does not wrap this: a 200 whose JSON body does not parse is a plain json.JSONDecodeError.
+    fake.fail_next("chat", "malformed")
+    with make_openai(fake) as client, pytest.raises(json.JSONDecodeError):
+        client.chat.completions.create(model="gpt-4o", messages=USER_MESSAGE)
+    assert fake.count("chat") == 1 and fake.calls[0].status == 200
+
+
+def test_reset_is_a_connection_error_and_is_retried(fake: FakeAzureAI) -> None:
+    fake.fail_next("chat", "reset")
+    with make_openai(fake, max_retries=0) as client, pytest.raises(openai.APIConnectionError) as info:
+        client.chat.completions.create(model="gpt-4o", messages=USER_MESSAGE)
+    assert not isinstance(info.value, openai.APITimeoutError)
+    assert (fake.calls[0].status, fake.calls[0].fault) == (0, "reset")
+    fake.fail_next("chat", "reset")
+    with make_openai(fake, max_retries=1) as client:
+        client.chat.completions.create(model="gpt-4o", messages=USER_MESSAGE)
+    assert fake.count("chat") == 3 and fake.paid("chat") == 1
+
+
+def test_timeout_is_an_api_timeout_error(fake: FakeAzureAI) -> None:
+    fake.fail_next("chat", "timeout", seconds=3)
+    started = time.monotonic()
+    with make_openai(fake, max_retries=0, timeout=0.3) as client, pytest.raises(openai.APITimeoutError):
+        client.chat.completions.create(model="gpt-4o", messages=USER_MESSAGE)
+    assert time.monotonic() - started < 1.5
+    # The fake notices that the client hung up and logs the call with status 0, shortly after.
+    assert fake.wait_calls("chat", 1)
+    assert (fake.calls[0].fault, fake.calls[0].status) == ("timeout", 0)
+
+
+def test_timeout_fault_answers_normally_when_the_client_waits(fake: FakeAzureAI) -> None:
+    fake.fail_next("chat", "timeout", seconds=0.3)
+    started = time.monotonic()
+    with make_openai(fake, max_retries=0, timeout=5) as client:
+        client.chat.completions.create(model="gpt-4o", messages=USER_MESSAGE)
+    assert time.monotonic() - started >= 0.3
+    assert (fake.calls[0].fault, fake.calls[0].status) == ("timeout", 200)
+
+
+def test_latency_delays_the_answer(fake: FakeAzureAI) -> None:
+    fake.latency["chat"] = 0.3
+    with make_openai(fake) as client:
+        client.chat.completions.create(model="gpt-4o", messages=USER_MESSAGE)
+    call = only_call(fake, "chat")
+    assert call.finished - call.started >= 0.3
+
+
+def test_unknown_route_is_a_404(fake: FakeAzureAI) -> None:
+    with make_openai(fake) as client, pytest.raises(openai.NotFoundError):
+        client.models.list()
+    assert fake.calls[0].route == "unknown" and fake.calls[0].status == 404
+
+
+def test_fail_next_rejects_unknown_faults_and_routes(fake: FakeAzureAI) -> None:
+    with pytest.raises(ValueError):
+        fake.fail_next("chat", "418")
+    with pytest.raises(ValueError):
+        fake.fail_next("images.create", "500")
+    with pytest.raises(ValueError):
+        fake.fail_next("chat", "no-image")
+
+
+# -- rate limit and concurrency --------------------------------------------------------------------------------------
+
+
+def test_limit_images_answers_429_beyond_the_limit_within_a_window(fake: FakeAzureAI) -> None:
+    fake.image_size_override = (8, 8)
+    fake.limit_images(2, 1.0)
+    with make_openai(fake, max_retries=0) as client:
+        client.images.generate(model="gpt-image-1", prompt="p")
+        client.images.edit(model="gpt-image-1", image=("a.png", png_bytes(), "image/png"), prompt="p")
+        with pytest.raises(openai.RateLimitError) as info:
+            client.images.generate(model="gpt-image-1", prompt="p")
+    headers = info.value.response.headers
+    assert headers["retry-after"] == "1"
+    assert 0 < int(headers["retry-after-ms"]) <= 1000
+    assert fake.calls[-1].fault == "rate-limit"
+    # With retries on, the SDK gets one more 429 (still in the window), waits for the window to end (it prefers
+    # retry-after-ms) and gets through.
+    with make_openai(fake, max_retries=2) as client:
+        client.images.generate(model="gpt-image-1", prompt="p")
+    assert [c.status for c in fake.calls] == [200, 200, 429, 429, 200]
+    assert fake.paid("images.generate") + fake.paid("images.edit") == 3
+    fake.reset()
+    with make_openai(fake, max_retries=0) as client:  # reset() removed the limit
+        for _ in range(3):
+            client.images.generate(model="gpt-image-1", prompt="p", size="16x16")
+
+
+def test_concurrent_calls_are_all_logged_in_arrival_order(fake: FakeAzureAI) -> None:
+    fake.latency["images.generate"] = 0.3
+    fake.image_size_override = (8, 8)
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            with make_openai(fake, max_retries=0) as client:
+                client.images.generate(model="gpt-image-1", prompt="p")
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert errors == []
+    assert time.monotonic() - started < 8 * 0.3, "requests were served in parallel"
+    assert fake.paid("images.generate") == 8
+    arrivals = [c.started for c in fake.calls]
+    assert arrivals == sorted(arrivals)
+
+
+def test_stop_does_not_wait_for_a_stalled_request() -> None:
+    fake = FakeAzureAI().start()
+    fake.fail_next("chat", "timeout", seconds=30)
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            with make_openai(fake, max_retries=0, timeout=20) as client:
+                client.chat.completions.create(model="gpt-4o", messages=USER_MESSAGE)
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    fake.stop()
+    worker.join(timeout=5)
+    assert time.monotonic() - started < 2
+    assert not worker.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], openai.APIConnectionError)
+
+
+def test_a_crashing_compose_reply_is_answered_with_a_500(fake: FakeAzureAI) -> None:
+    def broken(messages: list[dict[str, Any]]) -> dict[str, Any]:
+        raise KeyError("verdict")
+
+    fake.compose_reply = broken
+    with make_openai(fake, max_retries=0) as client, pytest.raises(openai.InternalServerError) as info:
+        client.chat.completions.create(model="gpt-4o", messages=USER_MESSAGE)
+    assert info.value.code == "FakeServerError" and "KeyError" in info.value.message

@@ -1,0 +1,151 @@
+"""The orchestrator on the azure-functions-durable SDK's own replay engine (via the local runtime)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from shared.local_runtime import TASK_COMPLETED, TASK_FAILED, TASK_SCHEDULED, LocalRuntime
+from shared.orchestrator import orchestrate_job
+from shared.services import Services
+from shared.steps import STEPS
+from shared.storage import OUTPUTS
+from tests.conftest import run_job, upload_request
+
+
+def _scheduled(history: list[dict[str, Any]]) -> list[str]:
+    return [e["Name"] for e in history if e["EventType"] == TASK_SCHEDULED]
+
+
+def test_offline_job_succeeds_through_every_step(offline_services: Services, sample_png: bytes) -> None:
+    request = upload_request(offline_services, sample_png, n=3)
+    instance = run_job(offline_services, request)
+
+    assert instance.runtime_status == "Completed", instance.error
+    manifest = instance.output
+    assert manifest["status"] == "succeeded"
+    assert [v["status"] for v in manifest["variations"]] == ["succeeded"] * 3
+    assert _scheduled(instance.history) == ["prepare", "caption", "compose", "generate", "generate", "generate", "persist"]
+    assert instance.custom_status == {"stage": "done", "done": 3, "total": 3, "message": "succeeded"}
+    stored = json.loads(offline_services.storage.get(OUTPUTS, f"{request.job_id}/manifest.json"))
+    assert stored == manifest
+
+
+def test_generations_are_fanned_out_before_any_completes(offline_services: Services, sample_png: bytes) -> None:
+    instance = run_job(offline_services, upload_request(offline_services, sample_png, n=4))
+    generate_ids = [e["EventId"] for e in instance.history if e.get("Name") == "generate"]
+    first_completion = min(
+        i
+        for i, e in enumerate(instance.history)
+        if e["EventType"] == TASK_COMPLETED and e["TaskScheduledId"] in generate_ids
+    )
+    scheduled_at = [i for i, e in enumerate(instance.history) if e.get("Name") == "generate"]
+    assert len(scheduled_at) == 4 and max(scheduled_at) < first_completion
+
+
+def test_generations_run_in_parallel(offline_services: Services, sample_png: bytes) -> None:
+    # Each generate waits until all four are running at once: only a parallel fan-out finishes.
+    barrier = threading.Barrier(4, timeout=10)
+    activities = {name: (lambda p, s=step: s(offline_services, p)) for name, step in STEPS.items()}
+
+    def generate(payload: dict[str, Any]) -> dict[str, Any]:
+        barrier.wait()
+        return STEPS["generate"](offline_services, payload)
+
+    activities["generate"] = generate
+    runtime = LocalRuntime(orchestrate_job, activities, max_workers=4)
+    request = upload_request(offline_services, sample_png, n=4)
+    instance = runtime.run(request.job_id, request.model_dump(mode="json"))
+    runtime.shutdown()
+    assert instance.output["status"] == "succeeded"
+
+
+def test_refused_prompt_makes_no_caption_compose_or_image_call(offline_services: Services, sample_png: bytes) -> None:
+    request = upload_request(offline_services, sample_png, prompt="avec une épée ensanglantée", profile="kids")
+    instance = run_job(offline_services, request)
+
+    manifest = instance.output
+    assert manifest["status"] == "refused"
+    assert "epee" in manifest["message"] and "children" in manifest["message"]
+    assert _scheduled(instance.history) == ["prepare", "persist"]
+    assert offline_services.storage.list(OUTPUTS, request.job_id) == [f"{request.job_id}/manifest.json"]
+
+
+def test_transient_failure_is_retried_then_succeeds(offline_services: Services, sample_png: bytes) -> None:
+    calls = {"caption": 0}
+    activities = {name: (lambda p, s=step: s(offline_services, p)) for name, step in STEPS.items()}
+
+    def flaky_caption(payload: dict[str, Any]) -> dict[str, Any]:
+        calls["caption"] += 1
+        if calls["caption"] < 3:
+            raise ConnectionError("storage blinked")
+        return STEPS["caption"](offline_services, payload)
+
+    activities["caption"] = flaky_caption
+    runtime = LocalRuntime(orchestrate_job, activities, retry_scale=0.001)
+    request = upload_request(offline_services, sample_png, n=2)
+    instance = runtime.run(request.job_id, request.model_dump(mode="json"))
+    runtime.shutdown()
+
+    assert instance.runtime_status == "Completed", instance.error
+    assert instance.output["status"] == "succeeded"
+    assert calls["caption"] == 3
+    assert sum(1 for e in instance.history if e["EventType"] == TASK_FAILED) == 2
+
+
+def test_failure_after_all_retries_still_ends_in_a_failed_manifest(
+    offline_services: Services, sample_png: bytes
+) -> None:
+    activities = {name: (lambda p, s=step: s(offline_services, p)) for name, step in STEPS.items()}
+
+    def broken_compose(payload: dict[str, Any]) -> dict[str, Any]:
+        raise TimeoutError("The chat model did not answer in time.")
+
+    activities["compose"] = broken_compose
+    runtime = LocalRuntime(orchestrate_job, activities, retry_scale=0.001)
+    request = upload_request(offline_services, sample_png)
+    instance = runtime.run(request.job_id, request.model_dump(mode="json"))
+    runtime.shutdown()
+
+    manifest = instance.output
+    assert instance.runtime_status == "Completed"
+    assert manifest["status"] == "failed"
+    assert "composing" in manifest["message"] and "did not answer in time" in manifest["message"]
+    assert "generate" not in _scheduled(instance.history)
+    assert _scheduled(instance.history).count("compose") == 3  # RetryOptions: three attempts
+
+
+def test_one_failed_generation_fails_the_job_but_waits_for_the_others(
+    offline_services: Services, sample_png: bytes
+) -> None:
+    activities = {name: (lambda p, s=step: s(offline_services, p)) for name, step in STEPS.items()}
+
+    def generate(payload: dict[str, Any]) -> dict[str, Any]:
+        if payload["index"] == 1:
+            raise RuntimeError("The image model answered HTTP 500.")
+        return STEPS["generate"](offline_services, payload)
+
+    activities["generate"] = generate
+    runtime = LocalRuntime(orchestrate_job, activities, retry_scale=0.001)
+    request = upload_request(offline_services, sample_png, n=3)
+    instance = runtime.run(request.job_id, request.model_dump(mode="json"))
+    runtime.shutdown()
+
+    manifest = instance.output
+    assert manifest["status"] == "failed"
+    assert [v["status"] for v in manifest["variations"]] == ["succeeded", "failed", "succeeded"]
+    assert "HTTP 500" in manifest["variations"][1]["reason"]
+    # the manifest is the last thing written: both good images exist and were written before it
+    assert _scheduled(instance.history)[-1] == "persist"
+
+
+def test_bad_image_fails_with_a_clear_message_and_keeps_the_input(offline_services: Services) -> None:
+    text = b"hello, I am not a photo\n"
+    request = upload_request(offline_services, text)
+    instance = run_job(offline_services, request)
+
+    manifest = instance.output
+    assert manifest["status"] == "failed"
+    assert "Not an image" in manifest["message"] and "text file" in manifest["message"]
+    assert offline_services.storage.get(request.source.container, request.source.name) == text
