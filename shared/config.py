@@ -38,11 +38,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "AZURE_VISION_ENDPOINT", "", "Azure AI Vision endpoint for captions (empty: caption with chat or offline)"
     ),
     SettingSpec("AZURE_VISION_API_KEY", "", "Azure AI Vision key for local use only; empty means keyless", True),
-    SettingSpec("VARIA_CAPTION_PROVIDER", "auto", "auto | vision | chat | offline"),
-    SettingSpec("VARIA_COMPOSE_PROVIDER", "auto", "auto | chat | offline"),
-    SettingSpec("VARIA_IMAGE_PROVIDER", "auto", "auto | gpt-image | offline"),
-    SettingSpec("VARIA_IMAGE_QUALITY", "low", "GPT-image quality: low | medium | high | auto (low is cheapest)"),
-    SettingSpec("VARIA_DEFAULT_PROFILE", "general", "Safety profile when a job names none: general | kids"),
+    SettingSpec("VARIA_CAPTION_PROVIDER", "auto", "auto, vision, chat or offline (auto: the best one configured)"),
+    SettingSpec("VARIA_COMPOSE_PROVIDER", "auto", "auto, chat or offline"),
+    SettingSpec("VARIA_IMAGE_PROVIDER", "auto", "auto, gpt-image or offline"),
+    SettingSpec("VARIA_IMAGE_QUALITY", "low", "GPT-image quality: low, medium, high or auto (low is cheapest)"),
+    SettingSpec("VARIA_DEFAULT_PROFILE", "general", "Safety profile when a job names none: general or kids"),
     SettingSpec(
         "VARIA_DEFAULT_PRESET", "watercolor", "Preset used for blobs with no prompt metadata and no preset folder"
     ),
@@ -50,7 +50,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("VARIA_MAX_VARIATIONS", "4", "Largest number of variations one job may ask for (1-10)"),
     SettingSpec("VARIA_MAX_UPLOAD_MB", "20", "Largest accepted image, in MB (Vision accepts up to 20)"),
     SettingSpec("VARIA_SERVICE_TIMEOUT_SECONDS", "120", "Timeout of one call to an AI service"),
-    SettingSpec("VARIA_STORAGE", "auto", "auto | blob | local: auto uses blob when AzureWebJobsStorage is set", True),
+    SettingSpec("VARIA_STORAGE", "auto", "auto, blob or local: auto uses blob when AzureWebJobsStorage is set", True),
     SettingSpec("VARIA_LOCAL_DIR", ".varia", "Folder that holds the containers when VARIA_STORAGE is local", True),
 )
 

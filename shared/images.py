@@ -80,9 +80,11 @@ def check_header(data: bytes) -> tuple[str, int, int]:
     if fmt is None:
         raise InvalidImage(f"Not an image: {describe_non_image(data)}. Send a JPEG, PNG, GIF, BMP, WEBP or TIFF.")
     try:
-        with Image.open(io.BytesIO(data), formats=[fmt]) as img:
-            width, height = img.size
-    except Image.DecompressionBombError as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[fmt]) as img:
+                width, height = img.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidImage(f"The image is too large to process safely ({exc}).") from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for broken headers
         raise InvalidImage(f"The {fmt} file is damaged and cannot be read ({exc}).") from None

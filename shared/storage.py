@@ -167,8 +167,8 @@ class BlobStorage:
 
         check_blob_name(name)
         try:
-            blob = self._container(container).upload_blob(
-                name,
+            self._container(container)
+            result = self._service.get_blob_client(container, name).upload_blob(
                 data,
                 overwrite=True,
                 metadata=metadata,
@@ -176,7 +176,7 @@ class BlobStorage:
             )
         except ServiceRequestError as exc:
             raise StorageUnavailable(f"Blob storage is unreachable: {exc}") from exc
-        return BlobRef(container=container, name=name, etag=blob["etag"], sha256=hashlib.sha256(data).hexdigest())
+        return BlobRef(container=container, name=name, etag=result["etag"], sha256=hashlib.sha256(data).hexdigest())
 
     def get(self, container: str, name: str) -> bytes:
         from azure.core.exceptions import ResourceNotFoundError, ServiceRequestError

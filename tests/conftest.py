@@ -89,14 +89,27 @@ class Azurite:
                     return
             except OSError:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"Azurite exited: {self.process.stderr.read().decode() if self.process.stderr else ''}")
+                    stderr = self.process.stderr.read().decode() if self.process.stderr else ""
+                    raise RuntimeError(f"Azurite exited: {stderr}") from None
                 time.sleep(0.1)
         raise RuntimeError("Azurite did not start within 30 s")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout=10)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # open keep-alive connections can hold it up
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+    def clear(self) -> None:
+        """Delete every container, so each test starts from empty storage."""
+        from azure.storage.blob import BlobServiceClient
+
+        service = BlobServiceClient.from_connection_string(self.connection_string)
+        for container in service.list_containers():
+            service.delete_container(container.name)
 
 
 @pytest.fixture(scope="session")
@@ -144,7 +157,10 @@ def upload_request(services: Services, data: bytes, prompt: str = "as a watercol
     ref = services.storage.put(UPLOADS, f"{digest}.bin", data, "application/octet-stream")
     fields: dict[str, Any] = {"n": 2, "profile": "general", "mode": "edit", "origin": "cli", **options}
     return JobRequest(
-        job_id=f"cli-{digest[:32]}", source=BlobRef(container=UPLOADS, name=ref.name, etag=ref.etag), prompt=prompt, **fields
+        job_id=f"cli-{digest[:32]}",
+        source=BlobRef(container=UPLOADS, name=ref.name, etag=ref.etag),
+        prompt=prompt,
+        **fields,
     )
 
 

@@ -50,8 +50,19 @@ ROUTES: dict[tuple[str, str], str] = {
 }
 IMAGE_ROUTES = frozenset({"images.generate", "images.edit"})
 FAULTS = frozenset(
-    {"429", "429-ms", "500", "503", "401", "timeout", "reset", "malformed", "no-image", "content_policy_violation",
-     "contentFilter"}
+    {
+        "429",
+        "429-ms",
+        "500",
+        "503",
+        "401",
+        "timeout",
+        "reset",
+        "malformed",
+        "no-image",
+        "content_policy_violation",
+        "contentFilter",
+    }
 )
 RATE_LIMIT_FAULT = "rate-limit"  # Call.fault of a 429 produced by limit_images()
 
@@ -201,7 +212,7 @@ def _parse_multipart(body: bytes, content_type: str) -> tuple[dict[str, str], di
 
 
 def _parse_size(value: Any) -> tuple[int, int] | None:
-    """"1536x1024" -> (1536, 1024); "auto" or missing -> the default; anything else -> None."""
+    """ "1536x1024" -> (1536, 1024); "auto" or missing -> the default; anything else -> None."""
     if value in (None, "", "auto"):
         return DEFAULT_IMAGE_SIZE
     width, sep, height = str(value).partition("x")

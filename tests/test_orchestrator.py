@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from typing import Any
 
-from shared.local_runtime import TASK_COMPLETED, TASK_FAILED, TASK_SCHEDULED, LocalRuntime
+from shared.local_runtime import TASK_COMPLETED, TASK_FAILED, TASK_SCHEDULED, Activity, LocalRuntime
 from shared.orchestrator import orchestrate_job
 from shared.services import Services
 from shared.steps import STEPS
 from shared.storage import OUTPUTS
 from tests.conftest import run_job, upload_request
+
+
+def _activities(services: Services) -> dict[str, Activity]:
+    return {name: functools.partial(step, services) for name, step in STEPS.items()}
 
 
 def _scheduled(history: list[dict[str, Any]]) -> list[str]:
@@ -26,7 +31,15 @@ def test_offline_job_succeeds_through_every_step(offline_services: Services, sam
     manifest = instance.output
     assert manifest["status"] == "succeeded"
     assert [v["status"] for v in manifest["variations"]] == ["succeeded"] * 3
-    assert _scheduled(instance.history) == ["prepare", "caption", "compose", "generate", "generate", "generate", "persist"]
+    assert _scheduled(instance.history) == [
+        "prepare",
+        "caption",
+        "compose",
+        "generate",
+        "generate",
+        "generate",
+        "persist",
+    ]
     assert instance.custom_status == {"stage": "done", "done": 3, "total": 3, "message": "succeeded"}
     stored = json.loads(offline_services.storage.get(OUTPUTS, f"{request.job_id}/manifest.json"))
     assert stored == manifest
@@ -47,7 +60,7 @@ def test_generations_are_fanned_out_before_any_completes(offline_services: Servi
 def test_generations_run_in_parallel(offline_services: Services, sample_png: bytes) -> None:
     # Each generate waits until all four are running at once: only a parallel fan-out finishes.
     barrier = threading.Barrier(4, timeout=10)
-    activities = {name: (lambda p, s=step: s(offline_services, p)) for name, step in STEPS.items()}
+    activities = _activities(offline_services)
 
     def generate(payload: dict[str, Any]) -> dict[str, Any]:
         barrier.wait()
@@ -74,7 +87,7 @@ def test_refused_prompt_makes_no_caption_compose_or_image_call(offline_services:
 
 def test_transient_failure_is_retried_then_succeeds(offline_services: Services, sample_png: bytes) -> None:
     calls = {"caption": 0}
-    activities = {name: (lambda p, s=step: s(offline_services, p)) for name, step in STEPS.items()}
+    activities = _activities(offline_services)
 
     def flaky_caption(payload: dict[str, Any]) -> dict[str, Any]:
         calls["caption"] += 1
@@ -97,7 +110,7 @@ def test_transient_failure_is_retried_then_succeeds(offline_services: Services, 
 def test_failure_after_all_retries_still_ends_in_a_failed_manifest(
     offline_services: Services, sample_png: bytes
 ) -> None:
-    activities = {name: (lambda p, s=step: s(offline_services, p)) for name, step in STEPS.items()}
+    activities = _activities(offline_services)
 
     def broken_compose(payload: dict[str, Any]) -> dict[str, Any]:
         raise TimeoutError("The chat model did not answer in time.")
@@ -119,7 +132,7 @@ def test_failure_after_all_retries_still_ends_in_a_failed_manifest(
 def test_one_failed_generation_fails_the_job_but_waits_for_the_others(
     offline_services: Services, sample_png: bytes
 ) -> None:
-    activities = {name: (lambda p, s=step: s(offline_services, p)) for name, step in STEPS.items()}
+    activities = _activities(offline_services)
 
     def generate(payload: dict[str, Any]) -> dict[str, Any]:
         if payload["index"] == 1:

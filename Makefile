@@ -1,0 +1,42 @@
+# Varia's developer commands. `make demo` and `make test` work on a fresh machine with
+# python3 (3.11+), Node.js 20+ and npm; they install what they need on first use.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO_OUT := varia-output
+
+.PHONY: demo test lint typecheck unit install install-dev clean
+
+## demo: one job on the sample image, offline providers, results in ./varia-output
+demo: $(VENV)/.runtime
+	$(PY) -m shared.cli vary shared/assets/sample-meadow.png "as a watercolour" --n 2 --out $(DEMO_OUT)
+
+## test: linters, type checks and every test (installs Python and npm tools first)
+test: $(VENV)/.dev node_modules/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	$(PY) -m pytest
+
+install: $(VENV)/.runtime
+install-dev: $(VENV)/.dev node_modules/.installed
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.runtime $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+clean:
+	rm -rf $(VENV) node_modules $(DEMO_OUT) .varia .pytest_cache .mypy_cache .ruff_cache

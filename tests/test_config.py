@@ -1,0 +1,72 @@
+"""Settings: defaults, provider resolution, errors that name the setting, and the documented contract."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from shared.config import SETTING_NAMES, SETTINGS, ConfigError, Settings
+from tests.conftest import REPO
+
+
+def test_nothing_configured_means_offline_and_local() -> None:
+    settings = Settings.from_env({})
+    assert (settings.caption_provider, settings.compose_provider, settings.image_provider) == ("offline",) * 3
+    assert settings.storage == "local" and settings.local_dir == ".varia"
+    assert settings.default_variations == 2 and settings.max_variations == 4
+
+
+def test_azure_endpoints_select_azure_providers_and_storage() -> None:
+    settings = Settings.from_env(
+        {
+            "AZURE_OPENAI_ENDPOINT": "https://varia.openai.azure.com/",
+            "AZURE_VISION_ENDPOINT": "https://varia-vision.cognitiveservices.azure.com",
+            "AzureWebJobsStorage__accountName": "variastore",
+        }
+    )
+    assert (settings.caption_provider, settings.compose_provider, settings.image_provider) == (
+        "vision",
+        "chat",
+        "gpt-image",
+    )
+    assert settings.openai_endpoint == "https://varia.openai.azure.com"
+    assert settings.storage == "blob" and settings.storage_blob_uri == "https://variastore.blob.core.windows.net"
+
+
+def test_chat_caption_fallback_without_vision() -> None:
+    settings = Settings.from_env({"AZURE_OPENAI_ENDPOINT": "https://varia.openai.azure.com"})
+    assert settings.caption_provider == "chat"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"VARIA_MAX_VARIATIONS": "eleven"}, "VARIA_MAX_VARIATIONS"),
+        ({"VARIA_MAX_VARIATIONS": "11"}, "VARIA_MAX_VARIATIONS"),
+        ({"VARIA_DEFAULT_VARIATIONS": "5"}, "VARIA_DEFAULT_VARIATIONS"),
+        ({"VARIA_IMAGE_PROVIDER": "dalle-3"}, "VARIA_IMAGE_PROVIDER"),
+        ({"VARIA_IMAGE_PROVIDER": "gpt-image"}, "AZURE_OPENAI_ENDPOINT"),
+        ({"VARIA_CAPTION_PROVIDER": "vision"}, "AZURE_VISION_ENDPOINT"),
+        ({"VARIA_STORAGE": "blob"}, "AzureWebJobsStorage"),
+        ({"AZURE_OPENAI_ENDPOINT": "http://varia.example.com"}, "AZURE_OPENAI_ENDPOINT"),
+        ({"VARIA_IMAGE_QUALITY": "ultra"}, "VARIA_IMAGE_QUALITY"),
+    ],
+)
+def test_bad_settings_fail_with_the_setting_named(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_env(env)
+
+
+def test_every_setting_is_in_the_example_file_with_its_default() -> None:
+    example = json.loads((REPO / "local.settings.json.example").read_text())["Values"]
+    assert set(SETTING_NAMES) <= set(example), set(SETTING_NAMES) - set(example)
+    for spec in SETTINGS:
+        assert example[spec.name] == spec.default, spec.name
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (REPO / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Za-z_]+)` \|", readme, flags=re.M))
+    assert set(SETTING_NAMES) <= documented, set(SETTING_NAMES) - documented

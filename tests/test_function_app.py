@@ -1,0 +1,61 @@
+"""Function metadata: what the Functions host indexes from function_app.py, in Azure and in Development."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from typing import Any
+
+import pytest
+
+from shared.blob_trigger import BLOB_FUNCTION_NAME, POLLING_FUNCTION_NAME
+
+
+def _index(monkeypatch: pytest.MonkeyPatch, environment: str) -> dict[str, list[dict[str, Any]]]:
+    monkeypatch.setenv("AZURE_FUNCTIONS_ENVIRONMENT", environment)
+    sys.modules.pop("function_app", None)
+    module = importlib.import_module("function_app")
+    sys.modules.pop("function_app", None)
+    return {f.get_function_name(): json.loads(f.get_function_json())["bindings"] for f in module.app.get_functions()}
+
+
+def _binding(bindings: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    return next(b for b in bindings if b["type"] == kind)
+
+
+def test_production_functions_and_bindings(monkeypatch: pytest.MonkeyPatch) -> None:
+    functions = _index(monkeypatch, "Production")
+    assert set(functions) == {
+        "orchestrate_job", "prepare", "caption", "compose", "generate", "persist",
+        "start_variation", "variation_status", "variation_image", BLOB_FUNCTION_NAME,
+    }  # fmt: skip
+    assert _binding(functions["orchestrate_job"], "orchestrationTrigger")["name"] == "context"
+    for activity in ("prepare", "caption", "compose", "generate", "persist"):
+        assert _binding(functions[activity], "activityTrigger")["name"] == "payload"
+
+    blob = _binding(functions[BLOB_FUNCTION_NAME], "blobTrigger")
+    assert blob["path"] == "inputs/{name}" and blob["source"] == "EventGrid"
+    assert blob["connection"] == "AzureWebJobsStorage"
+    assert _binding(functions[BLOB_FUNCTION_NAME], "durableClient")
+
+    post = _binding(functions["start_variation"], "httpTrigger")
+    assert post["route"] == "variations" and post["methods"] == ["POST"] and post["authLevel"] == "FUNCTION"
+    assert _binding(functions["start_variation"], "durableClient")
+    assert _binding(functions["variation_status"], "httpTrigger")["route"] == "variations/{job_id}"
+    for name in ("start_variation", "variation_status", "variation_image"):
+        assert _binding(functions[name], "httpTrigger")["authLevel"] == "FUNCTION"
+
+
+def test_development_adds_polling_trigger_and_anonymous_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    functions = _index(monkeypatch, "Development")
+    polling = _binding(functions[POLLING_FUNCTION_NAME], "blobTrigger")
+    assert polling["path"] == "inputs/{name}" and polling["source"] == "LogsAndContainerScan"
+    assert _binding(functions["start_variation"], "httpTrigger")["authLevel"] == "ANONYMOUS"
+
+
+def test_importing_the_app_reads_no_settings_and_builds_no_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A broken setting must not break indexing: settings are read on first use, not at import.
+    monkeypatch.setenv("VARIA_MAX_VARIATIONS", "not a number")
+    functions = _index(monkeypatch, "Production")
+    assert "orchestrate_job" in functions

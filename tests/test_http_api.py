@@ -1,0 +1,161 @@
+"""The HTTP API's handlers with `func.HttpRequest`, over the local runtime as the Durable client."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from shared.cli import make_runtime
+from shared.http_api import get_image, get_variation, post_variation
+from shared.local_runtime import LocalRuntime
+from shared.services import Services
+from tests.images import scene_png
+
+
+@pytest.fixture
+def runtime(offline_services: Services) -> Iterator[LocalRuntime]:
+    rt = make_runtime(offline_services, retry_scale=0.001)
+    yield rt
+    rt.shutdown()
+
+
+def _multipart(fields: dict[str, str], image: bytes, filename: str = "photo.png") -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n".encode()
+        + image
+        + b"\r\n"
+    )
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def post_form(fields: dict[str, str], image: bytes, **headers: str) -> func.HttpRequest:
+    body, content_type = _multipart(fields, image)
+    all_headers = {"Content-Type": content_type, "Content-Length": str(len(body)), **headers}
+    return func.HttpRequest("POST", "/api/variations", headers=all_headers, body=body)
+
+
+def post_json(payload: dict[str, Any]) -> func.HttpRequest:
+    body = json.dumps(payload).encode()
+    return func.HttpRequest("POST", "/api/variations", headers={"Content-Type": "application/json"}, body=body)
+
+
+def call(coro: Any) -> tuple[int, Any]:
+    response: func.HttpResponse = asyncio.run(coro)
+    body = response.get_body()
+    if response.mimetype == "application/json":
+        return response.status_code, json.loads(body)
+    return response.status_code, body
+
+
+def wait_done(runtime: LocalRuntime, job_id: str) -> None:
+    assert runtime._instances[job_id].done.wait(30)
+
+
+def test_multipart_upload_starts_a_job_and_the_status_shows_the_result(
+    runtime: LocalRuntime, offline_services: Services
+) -> None:
+    request = post_form({"prompt": "as pixel art", "n": "2", "profile": "kids"}, scene_png())
+    status, body = call(post_variation(request, runtime, offline_services))
+
+    assert status == 202 and body["created"] is True
+    job_id = body["job_id"]
+    assert job_id.startswith("http-") and body["status_url"] == f"/api/variations/{job_id}"
+    wait_done(runtime, job_id)
+
+    status, view = call(get_variation(job_id, runtime, offline_services))
+    assert status == 200
+    assert view["status"] == "succeeded" and view["stage"] == "done"
+    assert view["caption"] and "pixel art" in view["output_prompt"]
+    assert view["subtasks"]["style"] == "pixel art"
+    assert [img["url"] for img in view["images"]] == [f"/api/variations/{job_id}/images/{k}" for k in range(2)]
+    assert "statusQueryGetUri" not in json.dumps(view) and "code=" not in json.dumps(view)
+
+    status, png = call(get_image(job_id, "0", offline_services))
+    assert status == 200 and png.startswith(b"\x89PNG")
+    status, source = call(get_image(job_id, "source", offline_services))
+    assert status == 200 and source.startswith(b"\x89PNG")
+
+
+def test_json_base64_upload_is_accepted(runtime: LocalRuntime, offline_services: Services) -> None:
+    image = "data:image/png;base64," + base64.b64encode(scene_png()).decode()
+    status, body = call(
+        post_variation(post_json({"image": image, "prompt": "as sepia", "n": 1}), runtime, offline_services)
+    )
+    assert status == 202
+    wait_done(runtime, body["job_id"])
+    status, view = call(get_variation(body["job_id"], runtime, offline_services))
+    assert view["status"] == "succeeded" and len(view["images"]) == 1
+
+
+def test_identical_request_returns_the_existing_job_unless_forced(
+    runtime: LocalRuntime, offline_services: Services
+) -> None:
+    image = scene_png()
+    first = call(post_variation(post_form({"prompt": "as neon"}, image), runtime, offline_services))[1]
+    wait_done(runtime, first["job_id"])
+    second = call(post_variation(post_form({"prompt": "as neon"}, image), runtime, offline_services))[1]
+    forced = call(post_variation(post_form({"prompt": "as neon", "force": "true"}, image), runtime, offline_services))[
+        1
+    ]
+
+    assert second["job_id"] == first["job_id"] and second["created"] is False
+    assert forced["job_id"] != first["job_id"] and forced["created"] is True
+    wait_done(runtime, forced["job_id"])
+    assert set(runtime._instances) == {first["job_id"], forced["job_id"]}
+
+
+@pytest.mark.parametrize(
+    ("fields", "image", "status", "message"),
+    [
+        ({"prompt": "as a watercolour"}, b"just some text", 400, "Not an image"),
+        ({"prompt": "   "}, scene_png(), 400, "prompt is empty"),
+        ({"prompt": "as a watercolour", "profile": "pirates"}, scene_png(), 400, "Unknown profile"),
+        ({"prompt": "as a watercolour", "n": "11"}, scene_png(), 400, "out of range"),
+        ({"prompt": "as a watercolour", "mode": "remix"}, scene_png(), 400, "Unknown mode"),
+        ({"prompt": "as a \x07 watercolour"}, scene_png(), 400, "control characters"),
+    ],
+)
+def test_bad_requests_get_a_clear_400_and_start_nothing(
+    runtime: LocalRuntime, offline_services: Services, fields: dict[str, str], image: bytes, status: int, message: str
+) -> None:
+    code, body = call(post_variation(post_form(fields, image), runtime, offline_services))
+    assert code == status and message in body["error"]
+    assert runtime._instances == {}
+
+
+def test_declared_oversize_upload_is_refused_with_413(runtime: LocalRuntime, offline_services: Services) -> None:
+    request = func.HttpRequest(
+        "POST",
+        "/api/variations",
+        headers={"Content-Type": "multipart/form-data; boundary=x", "Content-Length": "99999999"},
+        body=b"",
+    )
+    code, body = call(post_variation(request, runtime, offline_services))
+    assert code == 413 and "20 MB" in body["error"]
+
+
+def test_unknown_job_ids_are_404(runtime: LocalRuntime, offline_services: Services) -> None:
+    assert call(get_variation("../../etc/passwd", runtime, offline_services))[0] == 404
+    assert call(get_variation("http-" + "0" * 32, runtime, offline_services))[0] == 404
+    assert call(get_image("http-" + "0" * 32, "0", offline_services))[0] == 404
+    assert call(get_image("http-" + "0" * 32, "../secret", offline_services))[0] == 404
+
+
+def test_refusal_is_reported_in_plain_words(runtime: LocalRuntime, offline_services: Services) -> None:
+    request = post_form({"prompt": "con una espada", "profile": "kids"}, scene_png())
+    job_id = call(post_variation(request, runtime, offline_services))[1]["job_id"]
+    wait_done(runtime, job_id)
+    view = call(get_variation(job_id, runtime, offline_services))[1]
+    assert view["status"] == "refused" and "espada" in view["message"] and view["images"] == []

@@ -1,0 +1,246 @@
+"""Whole jobs with the Azure providers: real SDKs over HTTP to the fake AI server, real Blob Storage (Azurite)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import urllib.parse
+from typing import Any
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+from PIL import Image, ImageChops, ImageStat
+
+from shared.blob_trigger import handle_blob
+from shared.cli import make_runtime
+from shared.config import Settings
+from shared.services import Services, build_services
+from shared.storage import INPUTS, OUTPUTS, BlobStorage
+from tests.conftest import Azurite, NoCredential, azure_env, run_job, upload_request
+from tests.fake_ai import FakeAzureAI
+
+pytestmark = pytest.mark.azurite
+
+
+@pytest.fixture
+def azure_services(fake: FakeAzureAI, azurite: Azurite) -> Services:
+    azurite.clear()
+    services = build_services(Settings.from_env(azure_env(fake, azurite.connection_string)), NoCredential)
+    assert isinstance(services.storage, BlobStorage)
+    return services
+
+
+def _blob_service(azurite: Azurite) -> BlobServiceClient:
+    return BlobServiceClient.from_connection_string(azurite.connection_string)
+
+
+def _last_modified(azurite: Azurite, job_id: str) -> dict[str, Any]:
+    container = _blob_service(azurite).get_container_client(OUTPUTS)
+    return {b.name.split("/")[-1]: b.last_modified for b in container.list_blobs(name_starts_with=f"{job_id}/")}
+
+
+def test_full_job_makes_exactly_one_caption_one_compose_and_n_image_calls(
+    azure_services: Services, fake: FakeAzureAI, azurite: Azurite, sample_png: bytes
+) -> None:
+    request = upload_request(azure_services, sample_png, prompt="as a watercolour", n=3)
+    instance = run_job(azure_services, request)
+
+    manifest = instance.output
+    assert manifest["status"] == "succeeded", manifest
+    assert fake.count("vision.analyze") == 1
+    assert fake.count("chat") == 1
+    assert fake.count("images.edit") == 3 and fake.count("images.generate") == 0
+    assert manifest["providers"] == {
+        "caption": "azure-ai-vision",
+        "compose": "azure-openai-chat",
+        "image": "azure-openai-gpt-image",
+    }
+    assert manifest["paid_calls"] == {"caption": 1, "compose": 1, "image": 3}
+    assert manifest["caption"]["text"] == fake.caption_text
+
+    # The composer got the meta-prompt as system message and the inputs as delimited data.
+    chat = next(c for c in fake.calls if c.route == "chat")
+    assert chat.json is not None
+    system, user = chat.json["messages"]
+    assert system["role"] == "system" and "safe for work" in system["content"]
+    assert "<caption>" in user["content"] and "<request>\nas a watercolour\n</request>" in user["content"]
+    assert chat.json["response_format"]["type"] == "json_schema"
+
+    # Each edit got the normalized source and the composed prompt.
+    for call in (c for c in fake.calls if c.route == "images.edit"):
+        assert call.form["prompt"] == manifest["composition"]["output_prompt"]
+        assert call.form["model"] == "gpt-image-1-mini" and call.form["quality"] == "low"
+        assert call.files["image"][0].startswith(b"\x89PNG")
+
+    times = _last_modified(azurite, request.job_id)
+    assert set(times) == {"variation-0.png", "variation-1.png", "variation-2.png", "manifest.json"}
+    assert times["manifest.json"] >= max(t for name, t in times.items() if name != "manifest.json")
+    stored = json.loads(azure_services.storage.get(OUTPUTS, f"{request.job_id}/manifest.json"))
+    assert stored["status"] == "succeeded" and len(stored["variations"]) == 3
+
+
+def test_generate_mode_uses_text_to_image(azure_services: Services, fake: FakeAzureAI, sample_png: bytes) -> None:
+    request = upload_request(azure_services, sample_png, prompt="a lighthouse at dawn", mode="generate", n=1)
+    manifest = run_job(azure_services, request).output
+    assert manifest["status"] == "succeeded"
+    assert fake.count("images.generate") == 1 and fake.count("images.edit") == 0
+
+
+def test_french_disallowed_prompt_for_kids_is_refused_with_zero_paid_calls(
+    azure_services: Services, fake: FakeAzureAI, sample_png: bytes
+) -> None:
+    request = upload_request(azure_services, sample_png, prompt="avec une épée ensanglantée", profile="kids")
+    manifest = run_job(azure_services, request).output
+
+    assert manifest["status"] == "refused"
+    assert "not allowed for children" in manifest["message"]
+    assert fake.count("images.edit") + fake.count("images.generate") == 0
+    assert fake.count("vision.analyze") == 0 and fake.count("chat") == 0
+    assert manifest["paid_calls"] == {"caption": 0, "compose": 0, "image": 0}
+
+
+def test_composer_refusal_makes_no_image_call(azure_services: Services, fake: FakeAzureAI, sample_png: bytes) -> None:
+    fake.compose_reply = lambda messages: {
+        "verdict": "refuse", "reason": "That would frighten young children.", "output_prompt": "",
+        "style": None, "add": [], "remove": [], "background": None,
+    }  # fmt: skip
+    manifest = run_job(azure_services, upload_request(azure_services, sample_png, prompt="make it gloomy")).output
+    assert manifest["status"] == "refused" and manifest["message"] == "That would frighten young children."
+    assert fake.count("images.edit") == 0
+
+
+def test_content_filter_refuses_that_variation_without_retrying(
+    azure_services: Services, fake: FakeAzureAI, sample_png: bytes
+) -> None:
+    fake.fail_next("images.edit", "content_policy_violation")
+    manifest = run_job(azure_services, upload_request(azure_services, sample_png, n=2)).output
+
+    statuses = sorted(v["status"] for v in manifest["variations"])
+    assert statuses == ["refused", "succeeded"]
+    assert manifest["status"] == "refused"
+    assert "content filter" in manifest["message"]
+    assert fake.count("images.edit") == 2  # one refused, one drawn: the refusal was not retried
+
+
+def test_content_filter_error_code_variant_is_a_refusal_too(
+    azure_services: Services, fake: FakeAzureAI, sample_png: bytes
+) -> None:
+    fake.fail_next("images.edit", "contentFilter")
+    manifest = run_job(azure_services, upload_request(azure_services, sample_png, n=1)).output
+    assert manifest["status"] == "refused" and manifest["variations"][0]["status"] == "refused"
+    assert fake.count("images.edit") == 1
+
+
+def test_rate_limited_image_call_is_retried_and_the_job_succeeds(
+    azure_services: Services, fake: FakeAzureAI, sample_png: bytes
+) -> None:
+    fake.fail_next("images.edit", "429", retry_after=1)
+    manifest = run_job(azure_services, upload_request(azure_services, sample_png, n=1)).output
+    assert manifest["status"] == "succeeded"
+    assert fake.count("images.edit") == 2 and fake.paid("images.edit") == 1
+    retried = [c for c in fake.calls if c.route == "images.edit"]
+    assert retried[1].started - retried[0].finished >= 0.9  # the SDK honoured retry-after
+
+
+def test_bad_credentials_fail_fast_with_an_actionable_message(
+    azure_services: Services, fake: FakeAzureAI, sample_png: bytes
+) -> None:
+    fake.fail_next("vision.analyze", "401")
+    manifest = run_job(azure_services, upload_request(azure_services, sample_png)).output
+    assert manifest["status"] == "failed"
+    assert "credentials" in manifest["message"] and "AZURE_VISION" in manifest["message"]
+    assert fake.count("vision.analyze") == 1 and fake.count("images.edit") == 0
+
+
+def test_caption_is_cached_by_image_hash(azure_services: Services, fake: FakeAzureAI, sample_png: bytes) -> None:
+    first = run_job(azure_services, upload_request(azure_services, sample_png, prompt="as a sketch", n=1)).output
+    second = run_job(azure_services, upload_request(azure_services, sample_png, prompt="as pop art", n=1)).output
+    assert first["status"] == second["status"] == "succeeded"
+    assert fake.count("vision.analyze") == 1
+    assert second["caption"]["cached"] is True and second["paid_calls"]["caption"] == 0
+
+
+def _drop(azurite: Azurite, name: str, data: bytes, metadata: dict[str, str] | None = None) -> str:
+    blob = _blob_service(azurite).get_blob_client(INPUTS, name)
+    container = _blob_service(azurite).get_container_client(INPUTS)
+    if not container.exists():
+        container.create_container()
+    etag: str = blob.upload_blob(data, overwrite=True, metadata=metadata)["etag"]
+    return etag
+
+
+class _RuntimeClient:
+    """The local runtime as the JobClient the blob trigger uses, waiting for jobs it starts."""
+
+    def __init__(self, services: Services) -> None:
+        self.runtime = make_runtime(services, retry_scale=0.001)
+        self.started: list[str] = []
+
+    async def status(self, job_id: str) -> Any:
+        return await self.runtime.status(job_id)
+
+    async def start(self, request: Any) -> None:
+        self.started.append(request.job_id)
+        await self.runtime.start(request)
+
+    def wait(self) -> None:
+        for job_id in self.started:
+            self.runtime._instances[job_id].done.wait(30)
+
+
+def test_blob_event_delivered_twice_makes_one_job(
+    azure_services: Services, fake: FakeAzureAI, azurite: Azurite, sample_png: bytes
+) -> None:
+    prompt = "à l'aquarelle, façon carte postale"
+    etag = _drop(azurite, "holiday/beach.png", sample_png, {"prompt": urllib.parse.quote(prompt), "n": "2"})
+    client = _RuntimeClient(azure_services)
+
+    async def deliver_twice() -> list[str | None]:
+        return [await handle_blob(INPUTS, "holiday/beach.png", etag, None, client, azure_services) for _ in range(2)]
+
+    job_ids = asyncio.run(deliver_twice())
+    client.wait()
+    client.runtime.shutdown()
+
+    assert job_ids[0] == job_ids[1] and client.started == [job_ids[0]]
+    manifest = json.loads(azure_services.storage.get(OUTPUTS, f"{job_ids[0]}/manifest.json"))
+    assert manifest["request"]["prompt"] == prompt and manifest["request"]["prompt_origin"] == "metadata"
+    assert manifest["status"] == "succeeded"
+    assert fake.count("vision.analyze") == 1 and fake.count("chat") == 1 and fake.count("images.edit") == 2
+
+
+def test_blob_in_a_preset_folder_uses_the_preset(azure_services: Services, azurite: Azurite, sample_png: bytes) -> None:
+    etag = _drop(azurite, "sepia/old-house.png", sample_png)
+    client = _RuntimeClient(azure_services)
+    job_id = asyncio.run(handle_blob(INPUTS, "sepia/old-house.png", etag, None, client, azure_services))
+    client.wait()
+    client.runtime.shutdown()
+    manifest = json.loads(azure_services.storage.get(OUTPUTS, f"{job_id}/manifest.json"))
+    assert manifest["request"]["prompt_origin"] == "preset:sepia"
+    assert "sepia" in manifest["request"]["prompt"]
+
+
+def test_text_file_named_jpg_fails_clearly_and_the_blob_stays(
+    azure_services: Services, fake: FakeAzureAI, azurite: Azurite
+) -> None:
+    text = b"Dear diary, today I took a photo.\n"
+    etag = _drop(azurite, "photo.jpg", text)
+    client = _RuntimeClient(azure_services)
+    job_id = asyncio.run(handle_blob(INPUTS, "photo.jpg", etag, None, client, azure_services))
+    client.wait()
+    client.runtime.shutdown()
+
+    manifest = json.loads(azure_services.storage.get(OUTPUTS, f"{job_id}/manifest.json"))
+    assert manifest["status"] == "failed"
+    assert "not an image" in manifest["message"].lower() and "photo.jpg" in manifest["message"]
+    assert _blob_service(azurite).get_blob_client(INPUTS, "photo.jpg").download_blob().readall() == text
+    assert sum(fake.count(r) for r in ("vision.analyze", "chat", "images.edit", "images.generate")) == 0
+
+
+def test_outputs_differ_from_the_source(azure_services: Services, sample_png: bytes) -> None:
+    request = upload_request(azure_services, sample_png, n=1)
+    manifest = run_job(azure_services, request).output
+    out = Image.open(io.BytesIO(azure_services.storage.get(OUTPUTS, manifest["variations"][0]["image"]["name"])))
+    source = Image.open(io.BytesIO(sample_png)).convert("RGB").resize(out.size)
+    assert max(ImageStat.Stat(ImageChops.difference(out.convert("RGB"), source)).mean) > 20
