@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import urllib.parse
 from typing import Any
 
+import azure.functions as func
 import pytest
 from azure.storage.blob import BlobServiceClient
 from PIL import Image, ImageChops, ImageStat
@@ -15,6 +17,7 @@ from PIL import Image, ImageChops, ImageStat
 from shared.blob_trigger import handle_blob
 from shared.cli import make_runtime
 from shared.config import Settings
+from shared.http_api import post_variation
 from shared.services import Services, build_services
 from shared.storage import INPUTS, OUTPUTS, BlobStorage
 from tests.conftest import Azurite, NoCredential, azure_env, run_job, upload_request
@@ -244,3 +247,21 @@ def test_outputs_differ_from_the_source(azure_services: Services, sample_png: by
     out = Image.open(io.BytesIO(azure_services.storage.get(OUTPUTS, manifest["variations"][0]["image"]["name"])))
     source = Image.open(io.BytesIO(sample_png)).convert("RGB").resize(out.size)
     assert max(ImageStat.Stat(ImageChops.difference(out.convert("RGB"), source)).mean) > 20
+
+
+def test_same_http_request_twice_pays_once(azure_services: Services, fake: FakeAzureAI, sample_png: bytes) -> None:
+    def request() -> func.HttpRequest:
+        body = json.dumps({"image": base64.b64encode(sample_png).decode(), "prompt": "as a cartoon", "n": 2}).encode()
+        return func.HttpRequest("POST", "/api/variations", headers={"Content-Type": "application/json"}, body=body)
+
+    client = _RuntimeClient(azure_services)
+    first = asyncio.run(post_variation(request(), client, azure_services))
+    client.wait()
+    second = asyncio.run(post_variation(request(), client, azure_services))
+    client.wait()
+    client.runtime.shutdown()
+
+    assert first.status_code == second.status_code == 202
+    assert json.loads(first.get_body())["job_id"] == json.loads(second.get_body())["job_id"]
+    assert len(client.started) == 1
+    assert (fake.paid("vision.analyze"), fake.paid("chat"), fake.paid("images.edit")) == (1, 1, 2)
