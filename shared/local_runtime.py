@@ -18,6 +18,7 @@ import json
 import queue
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -227,7 +228,10 @@ class _Driver:
         if ok:
             self._event(TASK_COMPLETED, TaskScheduledId=attempt.task_id, Result=json.dumps(value))
             return
-        self._event(TASK_FAILED, TaskScheduledId=attempt.task_id, Reason=str(value), Details=repr(value))
+        # Shaped as the Functions host reports a failed activity.
+        reason = f"Activity function '{attempt.name}' failed: {type(value).__name__}: {value}"
+        details = json.dumps({"Message": reason, "StackTrace": "".join(traceback.format_exception(value))})
+        self._event(TASK_FAILED, TaskScheduledId=attempt.task_id, Reason=reason, Details=details)
         if attempt.max_attempts <= 1:
             return
         # A failed retryable call: the SDK creates a timer task (next id) on the failure, and a

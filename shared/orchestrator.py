@@ -7,6 +7,7 @@ small JSON documents; images stay in storage. Every job ends with a manifest, wh
 
 from __future__ import annotations
 
+import re
 from collections.abc import Generator
 from typing import Any
 
@@ -20,6 +21,8 @@ from .models import ProgressStatus, Stage
 RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=3)
 
 JSON = dict[str, Any]
+_ACTIVITY_PREFIX = re.compile(r"^(?:Orchestrator|Activity) function '[^']*' failed:\s*")
+_ERROR_TYPE_PREFIX = re.compile(r"^(?:(?:Exception|Result: Failure):\s*)*(?:[A-Za-z_][\w.]*(?:Error|Exception):\s*)?")
 
 
 def _report(context: df.DurableOrchestrationContext, stage: Stage, done: int = 0, total: int = 0) -> None:
@@ -27,12 +30,17 @@ def _report(context: df.DurableOrchestrationContext, stage: Stage, done: int = 0
 
 
 def _failure_message(stage: str, exc: Exception) -> str:
-    # Durable wraps the activity's exception text; keep the part the user can act on.
-    text = str(exc)
-    marker = "Message: "
-    if marker in text:
-        text = text.split(marker, 1)[1].split(", StackTrace:", 1)[0]
-    return f"The job stopped while {stage}: {text.strip()[:500]}"
+    """The part of an activity failure a user can act on.
+
+    Durable hands the orchestrator `Exception(f"{Reason} \\n {Details}")`, where Reason reads
+    "Activity function 'x' failed: SomeError: message" and Details may be JSON with a stack trace.
+    """
+    lines = [line.strip() for line in str(exc).split("\n") if line.strip()]
+    # The Python worker may report "Result: Failure" then "Exception: <type>: <message>" then "Stack: ...".
+    text = next((line for line in lines if line.startswith("Exception:")), lines[0] if lines else type(exc).__name__)
+    text = _ACTIVITY_PREFIX.sub("", text)
+    text = _ERROR_TYPE_PREFIX.sub("", text)
+    return f"The job stopped while {stage}: {text[:400]}"
 
 
 def _steps(context: df.DurableOrchestrationContext, job: JSON) -> Generator[Any, Any, None]:

@@ -25,7 +25,7 @@ from .models import (
 )
 from .providers.base import ContentRefused, PermanentServiceError
 from .safety import check_text, get_profile
-from .services import Services
+from .services import Services, get_services
 from .storage import OUTPUTS, WORK, BlobNotFound
 
 JSON = dict[str, Any]
@@ -50,15 +50,18 @@ def prepare(services: Services, payload: JSON) -> JSON:
     if not verdict.allowed:
         return problem("refused", "preparing", verdict.reason)
     source = request.source
+    gone = problem("failed", "preparing", f"The image {source.container}/{source.name} no longer exists.")
+    info = services.storage.info(source.container, source.name)
+    if info is None:
+        return gone
+    limit = services.settings.max_upload_bytes
+    if info.size > limit:  # decided from the blob's properties, before downloading it
+        mb = 1024 * 1024
+        return problem("failed", "preparing", f"The image is {info.size / mb:.1f} MB; the limit is {limit // mb} MB.")
     try:
         data = services.storage.get(source.container, source.name)
     except BlobNotFound:
-        return problem("failed", "preparing", f"The image {source.container}/{source.name} no longer exists.")
-    limit = services.settings.max_upload_bytes
-    if len(data) > limit:
-        return problem(
-            "failed", "preparing", f"The image is {len(data) / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB."
-        )
+        return gone
     try:
         image = normalize(data)
     except InvalidImage as exc:
@@ -228,7 +231,5 @@ STEPS = {"prepare": prepare, "caption": caption, "compose": compose, "generate":
 
 def run_step(name: str, payload: JSON | str) -> JSON:
     """Entry point of the activity functions: the process-wide services, JSON in, JSON out."""
-    from .services import get_services
-
     data = json.loads(payload) if isinstance(payload, str) else payload
     return STEPS[name](get_services(), data)

@@ -7,8 +7,10 @@ import json
 import threading
 from typing import Any
 
+import pytest
+
 from shared.local_runtime import TASK_COMPLETED, TASK_FAILED, TASK_SCHEDULED, Activity, LocalRuntime
-from shared.orchestrator import orchestrate_job
+from shared.orchestrator import _failure_message, orchestrate_job
 from shared.services import Services
 from shared.steps import STEPS
 from shared.storage import OUTPUTS
@@ -162,3 +164,20 @@ def test_bad_image_fails_with_a_clear_message_and_keeps_the_input(offline_servic
     assert manifest["status"] == "failed"
     assert "Not an image" in manifest["message"] and "text file" in manifest["message"]
     assert offline_services.storage.get(request.source.container, request.source.name) == text
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Activity function 'caption' failed: TransientServiceError: AI Vision answered HTTP 503."
+        ' \n {"StackTrace": "..."}',
+        "Activity function 'caption' failed:  Result: Failure\n"
+        "Exception: TransientServiceError: AI Vision answered HTTP 503.\nStack:   File x",
+        "AI Vision answered HTTP 503.",
+    ],
+)
+def test_failure_messages_keep_what_the_user_can_act_on(raw: str) -> None:
+    assert (
+        _failure_message("captioning", Exception(raw))
+        == "The job stopped while captioning: AI Vision answered HTTP 503."
+    )

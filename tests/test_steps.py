@@ -82,3 +82,12 @@ def test_prompt_injection_in_the_caption_does_not_change_the_verdict(
     kids_request = {**job["request"], "profile": "kids"}
     composition = steps.compose(offline_services, {"request": kids_request, "caption": injected})
     assert composition["verdict"] == "refuse" and composition["provider"] == "word-check"
+
+
+def test_oversized_source_is_refused_from_its_properties(offline_services: Services) -> None:
+    small_limit = replace(offline_services.settings, max_upload_bytes=1024 * 1024)
+    services = replace(offline_services, settings=small_limit)
+    big = b"\x89PNG\r\n\x1a\n" + bytes(2 * 1024 * 1024)
+    result = steps.prepare(services, upload_request(services, big).model_dump(mode="json"))
+    assert result["problem"]["status"] == "failed"
+    assert "2.0 MB; the limit is 1 MB" in result["problem"]["message"]
