@@ -13,7 +13,7 @@ demo: $(VENV)/.runtime
 	$(PY) -m shared.cli vary shared/assets/sample-meadow.png "as a watercolour" --n 2 --out $(DEMO_OUT)
 
 ## test: linters, type checks and every test (installs Python and npm tools first)
-test: $(VENV)/.dev node_modules/.installed
+test: $(VENV)/.dev node_modules/.installed .venv-infra/bin/checkov
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
@@ -34,9 +34,15 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(VENV)/.runtime $@
 
+# checkov scans infra/ in the tests; it lives in its own venv so its pins never meet the app's.
+.venv-infra/bin/checkov: infra/requirements-checks.txt
+	$(PYTHON) -m venv .venv-infra
+	.venv-infra/bin/python -m pip install --quiet -r infra/requirements-checks.txt
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 clean:
-	rm -rf $(VENV) node_modules $(DEMO_OUT) .varia .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-infra node_modules $(DEMO_OUT) .varia .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,323 @@
+// Varia on Azure, provisioned by `azd up`: a Flex Consumption function app (Durable Functions),
+// its storage account, Application Insights, Azure OpenAI (chat + GPT-image) and Azure AI Vision.
+// Everything is keyless: the app uses a user-assigned managed identity and role assignments, and
+// no resource accepts API keys or storage account keys.
+
+targetScope = 'subscription'
+
+// ---------------------------------------------------------------------------------------------
+// Parameters (azd fills them from infra/main.parameters.json and `azd env set`)
+// ---------------------------------------------------------------------------------------------
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment: names the resource group and seeds the unique suffix of every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Region of the function app, its storage and monitoring. It must offer Flex Consumption: az functionapp list-flexconsumption-locations.')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+// Global Standard GPT-image deployments (gpt-image-1-mini, gpt-image-1.5, gpt-image-2) are
+// served only from these regions; the chat model default (gpt-4.1-mini) is served from all of them.
+@description('Region of the Azure OpenAI account: one that serves the GPT-image models.')
+@allowed([
+  'eastus2'
+  'polandcentral'
+  'swedencentral'
+  'uaenorth'
+  'westus3'
+])
+param openAiLocation string = 'eastus2'
+
+// Image Analysis 4.0 captions are served only from these regions.
+@description('Region of the Azure AI Vision account: one that serves Image Analysis 4.0 captions.')
+@allowed([
+  'eastus'
+  'westus'
+  'francecentral'
+  'northeurope'
+  'westeurope'
+  'southeastasia'
+  'eastasia'
+  'koreacentral'
+])
+param visionLocation string = 'eastus'
+
+@description('Deployment name of the chat model that composes prompts (AZURE_OPENAI_CHAT_DEPLOYMENT).')
+param chatDeploymentName string = 'gpt-4.1-mini'
+
+@description('Chat model to deploy.')
+param chatModelName string = 'gpt-4.1-mini'
+
+@description('Version of the chat model.')
+param chatModelVersion string = '2025-04-14'
+
+@description('Chat deployment capacity, in thousands of tokens per minute.')
+@minValue(1)
+param chatCapacity int = 30
+
+@description('Deployment name of the GPT-image model that draws the variations (AZURE_OPENAI_IMAGE_DEPLOYMENT).')
+param imageDeploymentName string = 'gpt-image-1-mini'
+
+// gpt-image-1-mini is the cheapest GA image model; DALL-E 3 is retired on Azure.
+@description('GPT-image model to deploy: gpt-image-1-mini, gpt-image-1.5 or gpt-image-2.')
+param imageModelName string = 'gpt-image-1-mini'
+
+@description('Version of the GPT-image model.')
+param imageModelVersion string = '2025-10-06'
+
+@description('Image deployment capacity, in units of 3 requests per minute; lower it to 1 if the deployment fails for quota.')
+@minValue(1)
+param imageCapacity int = 2
+
+@description('GPT-image quality (VARIA_IMAGE_QUALITY): low is the cheapest per image.')
+@allowed([
+  'low'
+  'medium'
+  'high'
+  'auto'
+])
+param imageQuality string = 'low'
+
+@description('Python version of the function app.')
+@allowed([
+  '3.11'
+  '3.12'
+])
+param pythonVersion string = '3.11'
+
+@description('Memory of each function app instance, in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+// The image deployment allows a few requests a minute: more instances only collect more 429s.
+@description('Largest number of function app instances.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 10
+
+@description('Days after which blobs in uploads/ and work/ are deleted by the lifecycle rule.')
+@minValue(1)
+@maxValue(365)
+param intermediateRetentionDays int = 7
+
+@description('Object id of the deploying user (azd sets AZURE_PRINCIPAL_ID).')
+param principalId string = ''
+
+@description('Grant the deploying user the app\'s data roles, so the CLI and func start can use the deployed resources keyless.')
+param grantUserAccess bool = true
+
+@description('Kind of principal behind principalId: a person, or a service principal when azd runs in a pipeline.')
+@allowed([
+  'User'
+  'ServicePrincipal'
+])
+param principalType string = 'User'
+
+// ---------------------------------------------------------------------------------------------
+// Names
+// ---------------------------------------------------------------------------------------------
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+
+// The service name in azure.yaml; azd finds the app to deploy to by this tag.
+var serviceName = 'api'
+
+// The blob trigger: the one place for the names the postdeploy hook needs (it reads the outputs).
+// They must match the Event Grid blob trigger the app registers (shared/blob_trigger.py);
+// tests/test_infra.py checks them against the app's function metadata.
+var blobTriggerFunctionName = 'start_job_from_blob'
+var inputsContainerName = 'inputs'
+
+// The app's containers (shared/storage.py). uploads/ and work/ are temporary.
+var appContainerNames = [
+  inputsContainerName
+  'uploads'
+  'outputs'
+  'work'
+]
+var expiringContainerNames = [
+  'uploads'
+  'work'
+]
+var deploymentContainerName = 'app-package'
+
+// ---------------------------------------------------------------------------------------------
+// Resources
+// ---------------------------------------------------------------------------------------------
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: 'id-varia-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: 'log-varia-${resourceToken}'
+    applicationInsightsName: 'appi-varia-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: 'st${resourceToken}'
+    location: location
+    tags: tags
+    containerNames: concat(appContainerNames, [deploymentContainerName])
+    expiringContainerNames: expiringContainerNames
+    retentionDays: intermediateRetentionDays
+    systemTopicName: 'evgt-varia-${resourceToken}'
+  }
+}
+
+module openAi 'modules/openai.bicep' = {
+  name: 'openai'
+  scope: rg
+  params: {
+    name: 'oai-varia-${resourceToken}'
+    location: openAiLocation
+    tags: tags
+    chatDeploymentName: chatDeploymentName
+    chatModelName: chatModelName
+    chatModelVersion: chatModelVersion
+    chatCapacity: chatCapacity
+    imageDeploymentName: imageDeploymentName
+    imageModelName: imageModelName
+    imageModelVersion: imageModelVersion
+    imageCapacity: imageCapacity
+  }
+}
+
+module vision 'modules/vision.bicep' = {
+  name: 'vision'
+  scope: rg
+  params: {
+    name: 'cv-varia-${resourceToken}'
+    location: visionLocation
+    tags: tags
+  }
+}
+
+module appRoles 'modules/rbac.bicep' = {
+  name: 'app-roles'
+  scope: rg
+  params: {
+    principalId: identity.outputs.principalId
+    principalType: 'ServicePrincipal'
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    openAiAccountName: openAi.outputs.name
+    visionAccountName: vision.outputs.name
+  }
+}
+
+module userRoles 'modules/rbac.bicep' = if (grantUserAccess && !empty(principalId)) {
+  name: 'user-roles'
+  scope: rg
+  params: {
+    principalId: principalId
+    principalType: principalType
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    openAiAccountName: openAi.outputs.name
+    visionAccountName: vision.outputs.name
+  }
+}
+
+// Every setting the code reads (shared/config.py SETTINGS) except the local-only ones: no API
+// keys (the app is keyless) and no local storage folder. tests/test_infra.py keeps this in step.
+var appSettings = {
+  AZURE_CLIENT_ID: identity.outputs.clientId
+  AZURE_OPENAI_ENDPOINT: openAi.outputs.endpoint
+  AZURE_OPENAI_CHAT_DEPLOYMENT: openAi.outputs.chatDeploymentName
+  AZURE_OPENAI_IMAGE_DEPLOYMENT: openAi.outputs.imageDeploymentName
+  AZURE_VISION_ENDPOINT: vision.outputs.endpoint
+  // Explicit providers rather than 'auto': in Azure a missing endpoint must fail at start-up
+  // with a message naming it, not fall back silently to the offline providers.
+  VARIA_CAPTION_PROVIDER: 'vision'
+  VARIA_COMPOSE_PROVIDER: 'chat'
+  VARIA_IMAGE_PROVIDER: 'gpt-image'
+  VARIA_IMAGE_QUALITY: imageQuality
+  VARIA_DEFAULT_PROFILE: 'general'
+  VARIA_DEFAULT_PRESET: 'watercolor'
+  VARIA_DEFAULT_VARIATIONS: '2'
+  VARIA_MAX_VARIATIONS: '4'
+  VARIA_MAX_UPLOAD_MB: '20'
+  VARIA_SERVICE_TIMEOUT_SECONDS: '120'
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  scope: rg
+  params: {
+    name: 'func-varia-${resourceToken}'
+    planName: 'plan-varia-${resourceToken}'
+    location: location
+    tags: tags
+    serviceName: serviceName
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    pythonVersion: pythonVersion
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    appSettings: appSettings
+  }
+  // The host reaches storage with the identity as soon as it starts: grant the roles first.
+  dependsOn: [
+    appRoles
+  ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs: azd stores them in .azure/<env>/.env; the hooks and `azd env get-values` read them.
+// The AZURE_OPENAI_* and AZURE_VISION_* names are the app's own settings, so
+// `azd env get-values > .env` points a local run at the deployed services. Nothing secret.
+// ---------------------------------------------------------------------------------------------
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_FUNCTION_APP_URL string = functionApp.outputs.uri
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output AZURE_STORAGE_SYSTEM_TOPIC_NAME string = storage.outputs.systemTopicName
+output AZURE_OPENAI_ENDPOINT string = openAi.outputs.endpoint
+output AZURE_OPENAI_CHAT_DEPLOYMENT string = openAi.outputs.chatDeploymentName
+output AZURE_OPENAI_IMAGE_DEPLOYMENT string = openAi.outputs.imageDeploymentName
+output AZURE_VISION_ENDPOINT string = vision.outputs.endpoint
+output BLOB_TRIGGER_FUNCTION_NAME string = blobTriggerFunctionName
+output BLOB_TRIGGER_CONTAINER_NAME string = inputsContainerName

@@ -1,0 +1,161 @@
+// The Flex Consumption (FC1, Linux) function app that runs Varia, with its plan.
+// It holds no secret: storage, Application Insights and the AI services are all reached with the
+// user-assigned managed identity.
+
+param name string
+param planName string
+param location string
+param tags object = {}
+
+@description('Service name in azure.yaml: azd deploys the code to the app carrying this tag.')
+param serviceName string
+
+@description('Resource id of the user-assigned managed identity the app runs as.')
+param identityId string
+
+@description('Client id of that identity: selects it wherever a host setting or SDK could pick another.')
+param identityClientId string
+
+param storageAccountName string
+
+@description('Container that holds the deployment package (Flex Consumption deploys from blob storage).')
+param deploymentContainerName string
+
+param applicationInsightsName string
+
+@description('Python version of the worker; it must match the version the code and requirements are tested with.')
+@allowed([
+  '3.11'
+  '3.12'
+])
+param pythonVersion string
+
+@description('Memory of each instance, in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int
+
+@description('Upper bound on scale-out.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int
+
+@description('The settings the app\'s code reads (shared/config.py), merged with the host settings below.')
+param appSettings object
+
+resource storage 'Microsoft.Storage/storageAccounts@2024-01-01' existing = {
+  name: storageAccountName
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+// Settings read by the Functions host, not by Varia's code.
+var hostSettings = {
+  // Identity-based host storage. Durable Functions needs all three services: queues for its
+  // messages, tables for history and instance state, blobs for leases and large payloads.
+  AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
+  AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
+  AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  // The connection string only says where to send telemetry; with local auth disabled on the
+  // component, the authentication string makes the host sign in with the app's identity.
+  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225:Zone redundancy on Flex Consumption exists in some regions only and needs always-ready instances that bill at idle; the storage account is locally redundant anyway.
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    // Linux.
+    reserved: true
+  }
+}
+
+resource app 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_17:Callers are browsers and Event Grid, which present no client certificate.
+  // checkov:skip=CKV_AZURE_212:Flex Consumption scales from zero; always-ready instances would bill around the clock for a demo-sized load.
+  // checkov:skip=CKV_AZURE_213:Flex Consumption does not support the App Service health check; the platform replaces failed instances.
+  // checkov:skip=CKV_AZURE_222:The HTTP API and the Event Grid webhook must be reachable from the internet; no virtual network here.
+  name: name
+  location: location
+  tags: union(tags, { 'azd-service-name': serviceName })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    // Client certificates off: the callers are browsers and Event Grid, which present none.
+    clientCertEnabled: false
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      // Set with the site, not in a later config resource, so the host never starts without them.
+      // No FUNCTIONS_WORKER_RUNTIME or FUNCTIONS_EXTENSION_VERSION: Flex Consumption rejects them
+      // (the runtime comes from functionAppConfig).
+      appSettings: [for setting in items(union(hostSettings, appSettings)): {
+        name: setting.key
+        value: setting.value
+      }]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+      runtime: {
+        name: 'python'
+        version: pythonVersion
+      }
+    }
+  }
+}
+
+// Deployments and tooling authenticate with Entra ID; publishing passwords are refused.
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: app
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: app
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = app.name
+output uri string = 'https://${app.properties.defaultHostName}'

@@ -1,0 +1,587 @@
+"""Checks of the Azure templates that run on a machine without Azure or the Bicep CLI.
+
+Every .bicep file is parsed with pycep-parser; checkov scans infra/ once per session (from its own
+venv, .venv-infra, because its dependencies clash with the app's); the parsed templates are then
+held to the security properties the README promises and to the code: the app settings Bicep
+writes are exactly the settings shared/config.py reads, and the postdeploy hook subscribes the
+blob trigger function that function_app.py really registers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from pycep import BicepParser
+
+from shared.config import SETTINGS, ConfigError, Settings
+from shared.storage import CONTAINERS, INPUTS, UPLOADS, WORK
+
+REPO = Path(__file__).resolve().parent.parent
+INFRA = REPO / "infra"
+BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
+CHECKOV = REPO / ".venv-infra" / "bin" / "checkov"
+HOOK_SH = INFRA / "hooks" / "postdeploy.sh"
+HOOK_PS1 = INFRA / "hooks" / "postdeploy.ps1"
+
+# Built-in role ids (FACTS.md, "Role ids for Bicep"), each with the resource type it must be granted on.
+ROLE_SCOPES = {
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Microsoft.Storage/storageAccounts",  # Storage Blob Data Owner
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Microsoft.Storage/storageAccounts",  # Storage Queue Data Contributor
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Microsoft.Storage/storageAccounts",  # Storage Table Data Contributor
+    "3913510d-42f4-4e42-8a64-420c390055eb": "Microsoft.Insights/components",  # Monitoring Metrics Publisher
+    "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd": "Microsoft.CognitiveServices/accounts",  # Cognitive Services OpenAI User
+    "a97b65f3-24c7-4388-baec-2e87135dc908": "Microsoft.CognitiveServices/accounts",  # Cognitive Services User
+}
+OPENAI_USER = "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd"
+COGNITIVE_SERVICES_USER = "a97b65f3-24c7-4388-baec-2e87135dc908"
+
+# Settings the Functions host reads (not Varia's code); allowed in addition to the code's settings.
+HOST_SETTING_PREFIXES = ("AzureWebJobsStorage__", "APPLICATIONINSIGHTS_", "FUNCTIONS_", "AzureWebJobsFeatureFlags")
+
+# Settings main.bicep pins to a value other than the code's default, and why it may.
+PINNED_FOR_AZURE = {
+    # 'auto' would fall back to the offline providers if an endpoint went missing; in Azure a
+    # missing endpoint must fail at start-up instead.
+    "VARIA_CAPTION_PROVIDER": "vision",
+    "VARIA_COMPOSE_PROVIDER": "chat",
+    "VARIA_IMAGE_PROVIDER": "gpt-image",
+}
+
+Template = dict[str, Any]
+
+
+# --- reading the parsed templates ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def templates() -> dict[str, Template]:
+    """Every template under infra/, parsed once, by path relative to infra/ ('modules/storage.bicep')."""
+    parser = BicepParser()
+    return {path.relative_to(INFRA).as_posix(): cast(Template, parser.parse(file_path=path)) for path in BICEP_FILES}
+
+
+@pytest.fixture(scope="module")
+def main(templates: dict[str, Template]) -> Template:
+    return templates["main.bicep"]
+
+
+def resources_of(template: Template, resource_type: str) -> dict[str, dict[str, Any]]:
+    """The resources of one type (existing references excluded), by symbolic name, as their bodies."""
+    found = {}
+    for symbol, resource in template["resources"].items():
+        if resource["type"] == resource_type and not resource["existing"]:
+            config = resource["config"]
+            found[symbol] = config["config"] if "loop_type" in config else config
+    return found
+
+
+def only(template: Template, resource_type: str) -> dict[str, Any]:
+    found = resources_of(template, resource_type)
+    assert len(found) == 1, f"expected one {resource_type}, found {sorted(found)}"
+    return next(iter(found.values()))
+
+
+def resolve(template: Template, value: Any) -> Any:
+    """A literal as is; the name of a variable or parameter as its value (parameters: their default).
+
+    pycep writes identifiers and string literals alike, so a string that names a variable or a
+    parameter is taken as the reference it almost always is.
+    """
+    if isinstance(value, str):
+        if value in template["variables"]:
+            return resolve(template, template["variables"][value]["value"])
+        if value in template["parameters"]:
+            return resolve(template, template["parameters"][value].get("default"))
+    return value
+
+
+def accessor_path(value: Any) -> list[str]:
+    """`a.b.c` as ['a', 'b', 'c'] (pycep nests property accessors); [] for anything else."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict) and value.get("operator", {}).get("type") == "property_accessor":
+        operands = value["operator"]["operands"]
+        return accessor_path(operands["operand_1"]) + accessor_path(operands["operand_2"])
+    return []
+
+
+def allowed_values(template: Template, parameter: str) -> set[Any]:
+    decorators = template["parameters"][parameter]["decorators"]
+    return {value for decorator in decorators if decorator["type"] == "allowed" for value in decorator["argument"]}
+
+
+def module_call(main: Template, path: str) -> dict[str, Any]:
+    calls = [module for module in main["modules"].values() if module["detail"]["path"] == path]
+    assert len(calls) == 1, f"main.bicep should call {path} once"
+    config: dict[str, Any] = calls[0]["config"]
+    return config
+
+
+# --- parsing and checkov ---------------------------------------------------------------------
+
+
+def test_infra_has_the_expected_templates() -> None:
+    names = {path.relative_to(INFRA).as_posix() for path in BICEP_FILES}
+    assert "main.bicep" in names
+    assert {f"modules/{name}.bicep" for name in ("storage", "functionapp", "openai", "vision", "rbac")} <= names
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda path: path.relative_to(INFRA).as_posix())
+def test_bicep_parses(path: Path) -> None:
+    # pycep raises on anything outside its grammar; checkov then silently skips the file.
+    BicepParser().parse(file_path=path)
+
+
+@pytest.fixture(scope="module")
+def checkov_report() -> dict[str, Any]:
+    if not CHECKOV.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(
+                f"{CHECKOV} is missing: CI must create .venv-infra (pip install -r infra/requirements-checks.txt)"
+            )
+        pytest.skip(
+            f"{CHECKOV} is missing: python3 -m venv .venv-infra && "
+            ".venv-infra/bin/pip install -r infra/requirements-checks.txt"
+        )
+    # Offline and deterministic: no download of Prisma Cloud policies, no update check on PyPI.
+    env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true"}
+    run = subprocess.run(
+        [str(CHECKOV), "-d", "infra", "--framework", "bicep", "--skip-download", "--output", "json", "--compact"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.stdout.strip(), f"checkov printed nothing (exit {run.returncode}):\n{run.stderr[-3000:]}"
+    report: dict[str, Any] = json.loads(run.stdout)
+    return report
+
+
+def test_checkov_scans_every_template(checkov_report: dict[str, Any]) -> None:
+    summary = checkov_report["summary"]
+    # A file checkov cannot parse is left out of the scan, and "0 failed" then proves nothing.
+    assert summary["parsing_errors"] == 0
+    assert summary["resource_count"] >= 20
+
+
+def test_checkov_finds_no_failed_check(checkov_report: dict[str, Any]) -> None:
+    failed = [
+        f"{check['check_id']} {check['check_name']} ({check['resource']}, {check['file_path']})"
+        for check in checkov_report["results"].get("failed_checks", [])
+    ]
+    assert failed == [], "checkov failed checks:\n" + "\n".join(failed)
+
+
+def test_every_checkov_skip_is_used_and_explained(checkov_report: dict[str, Any]) -> None:
+    declared = set()
+    for path in BICEP_FILES:
+        for check_id, reason in re.findall(r"//\s*checkov:skip=(CKV2?_[A-Z]+_\d+):(.*)", path.read_text()):
+            assert len(reason.strip()) >= 30, f"{path.name}: the skip of {check_id} needs a reason a reviewer can judge"
+            declared.add((f"/{path.relative_to(INFRA).as_posix()}", check_id))
+    used = {(check["file_path"], check["check_id"]) for check in checkov_report["results"].get("skipped_checks", [])}
+    # A skip that no longer matches a check hides nothing today but would hide a regression later.
+    assert declared == used
+
+
+# --- security properties ---------------------------------------------------------------------
+
+
+def test_storage_is_keyless_private_and_tls12(templates: dict[str, Template]) -> None:
+    storage = templates["modules/storage.bicep"]
+    properties = only(storage, "Microsoft.Storage/storageAccounts")["properties"]
+    assert properties["allowSharedKeyAccess"] is False
+    assert properties["allowBlobPublicAccess"] is False
+    assert properties["minimumTlsVersion"] == "TLS1_2"
+    assert properties["supportsHttpsTrafficOnly"] is True
+    assert only(storage, "Microsoft.Storage/storageAccounts/blobServices/containers")["properties"] == {
+        "publicAccess": "None"
+    }
+    retention = only(storage, "Microsoft.Storage/storageAccounts/blobServices")["properties"]
+    assert retention["deleteRetentionPolicy"]["enabled"] is True
+    assert retention["containerDeleteRetentionPolicy"]["enabled"] is True
+
+
+def test_no_template_reads_or_outputs_a_key() -> None:
+    for path in BICEP_FILES:
+        text = path.read_text()
+        assert not re.search(r"\blist\w*\(|listKeys|listkeys", text), f"{path.name} reads keys: stay keyless"
+        assert not re.search(r"^\s*AzureWebJobsStorage\s*:", text, re.M), f"{path.name}: no connection string"
+
+
+@pytest.mark.parametrize(
+    ("module", "kind"), [("modules/openai.bicep", "OpenAI"), ("modules/vision.bicep", "ComputerVision")]
+)
+def test_ai_accounts_refuse_keys_and_have_a_subdomain(templates: dict[str, Template], module: str, kind: str) -> None:
+    account = only(templates[module], "Microsoft.CognitiveServices/accounts")
+    assert account["kind"] == kind
+    assert account["sku"]["name"] == "S0"
+    assert account["properties"]["disableLocalAuth"] is True
+    # Entra ID tokens are only accepted on a custom subdomain endpoint.
+    assert account["properties"]["customSubDomainName"] == account["name"] == "name"
+
+
+def test_monitoring_refuses_keys(templates: dict[str, Template]) -> None:
+    monitoring = templates["modules/monitoring.bicep"]
+    assert only(monitoring, "Microsoft.Insights/components")["properties"]["DisableLocalAuth"] is True
+    workspace = only(monitoring, "Microsoft.OperationalInsights/workspaces")
+    assert workspace["properties"]["features"]["disableLocalAuth"] is True
+
+
+def test_function_app_is_flex_python_with_its_identity_https_only_and_no_ftp(templates: dict[str, Template]) -> None:
+    module = templates["modules/functionapp.bicep"]
+    plan = only(module, "Microsoft.Web/serverfarms")
+    assert plan["sku"] == {"tier": "FlexConsumption", "name": "FC1"}
+    assert plan["properties"]["reserved"] is True  # Linux
+    app = only(module, "Microsoft.Web/sites")
+    assert app["kind"] == "functionapp,linux"
+    assert app["identity"]["type"] == "UserAssigned"
+    properties = app["properties"]
+    assert properties["httpsOnly"] is True
+    assert properties["siteConfig"]["ftpsState"] == "Disabled"
+    assert properties["siteConfig"]["minTlsVersion"] == "1.2"
+    config = properties["functionAppConfig"]
+    assert config["runtime"]["name"] == "python"
+    assert config["deployment"]["storage"]["authentication"]["type"] == "UserAssignedIdentity"
+    policies = resources_of(module, "Microsoft.Web/sites/basicPublishingCredentialsPolicies")
+    assert sorted((policy["name"], policy["properties"]["allow"]) for policy in policies.values()) == [
+        ("ftp", False),
+        ("scm", False),
+    ]
+
+
+def test_python_version_default_is_the_projects_minimum(main: Template) -> None:
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert main["parameters"]["pythonVersion"]["default"] == requires.removeprefix(">=")
+
+
+def test_host_storage_is_identity_based_with_all_three_services(templates: dict[str, Template]) -> None:
+    settings = templates["modules/functionapp.bicep"]["variables"]["hostSettings"]["value"]
+    # Durable Functions needs queues and tables as well as blobs.
+    for service in ("blob", "queue", "table"):
+        assert accessor_path(settings[f"AzureWebJobsStorage__{service}ServiceUri"]) == [
+            "storage",
+            "properties",
+            "primaryEndpoints",
+            service,
+        ]
+    assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert settings["AzureWebJobsStorage__clientId"] == "identityClientId"
+    assert "ClientId=${identityClientId};Authorization=AAD" == settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
+
+
+def test_role_assignments_grant_the_six_roles_on_the_right_resources(templates: dict[str, Template]) -> None:
+    rbac = templates["modules/rbac.bicep"]
+    roles = resolve(rbac, "roles")
+    assignments = resources_of(rbac, "Microsoft.Authorization/roleAssignments")
+    assert len(assignments) == len(ROLE_SCOPES)
+    granted = {}
+    for symbol, assignment in assignments.items():
+        role_key = accessor_path(
+            assignment["properties"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
+        )
+        role_id = roles[role_key[-1]]
+        scope = rbac["resources"][assignment["scope"]]
+        assert assignment["properties"]["principalId"] == "principalId", symbol
+        assert accessor_path(assignment["name"]["function"]["parameters"]["base_string"]) == [assignment["scope"], "id"]
+        granted[role_id] = (scope["type"], scope["config"]["name"])
+    assert {role: scope_type for role, (scope_type, _) in granted.items()} == ROLE_SCOPES
+    # The two Cognitive Services roles land on their own accounts, not crosswise.
+    assert granted[OPENAI_USER][1] == "openAiAccountName"
+    assert granted[COGNITIVE_SERVICES_USER][1] == "visionAccountName"
+
+
+def test_main_grants_the_roles_to_the_app_identity_and_optionally_to_the_user(main: Template) -> None:
+    calls = [module for module in main["modules"].values() if module["detail"]["path"] == "modules/rbac.bicep"]
+    by_type = {call["config"].get("config", call["config"])["params"]["principalType"]: call for call in calls}
+    # The user's kind comes from a parameter: azd may run as a service principal in a pipeline.
+    assert set(by_type) == {"ServicePrincipal", "principalType"}
+    app_params = by_type["ServicePrincipal"]["config"]["params"]
+    assert accessor_path(app_params["principalId"]) == ["identity", "outputs", "principalId"]
+    assert accessor_path(app_params["openAiAccountName"]) == ["openAi", "outputs", "name"]
+    assert accessor_path(app_params["visionAccountName"]) == ["vision", "outputs", "name"]
+    user_call = by_type["principalType"]["config"]
+    assert "grantUserAccess" in json.dumps(user_call["condition"]), "the user's roles sit behind a parameter"
+
+
+# --- app settings and storage layout agree with the code -------------------------------------
+
+
+def test_app_settings_are_exactly_the_settings_the_code_reads(main: Template, templates: dict[str, Template]) -> None:
+    written = set(main["variables"]["appSettings"]["value"])
+    read = {spec.name for spec in SETTINGS if not spec.local_only}
+    local_only = {spec.name for spec in SETTINGS if spec.local_only}
+    assert sorted(read - written) == [], "settings the code reads but Bicep does not write"
+    stale = {name for name in written - read if name.startswith(("VARIA_", "AZURE_"))}
+    assert sorted(stale) == [], "settings Bicep writes but the code no longer reads"
+    assert written == read
+
+    host = set(templates["modules/functionapp.bicep"]["variables"]["hostSettings"]["value"])
+    assert all(name.startswith(HOST_SETTING_PREFIXES) for name in host), sorted(host)
+    # API keys and local folders never go to Azure.
+    assert not (written | host) & local_only
+
+
+def test_function_app_writes_both_setting_sets_and_main_passes_the_code_settings(
+    main: Template, templates: dict[str, Template]
+) -> None:
+    app = only(templates["modules/functionapp.bicep"], "Microsoft.Web/sites")
+    loop = app["properties"]["siteConfig"]["appSettings"]["loop_type"]["detail"]["object_name"]
+    assert "'union'" in loop and "'hostSettings'" in loop and "'appSettings'" in loop
+    call = module_call(main, "modules/functionapp.bicep")["params"]
+    assert call["appSettings"] == "appSettings"
+    # The SDKs (AZURE_CLIENT_ID) and the host (AzureWebJobsStorage__clientId) use the app's own identity.
+    identity_client_id = ["identity", "outputs", "clientId"]
+    assert accessor_path(call["identityClientId"]) == identity_client_id
+    assert accessor_path(main["variables"]["appSettings"]["value"]["AZURE_CLIENT_ID"]) == identity_client_id
+    assert accessor_path(call["identityId"]) == ["identity", "outputs", "id"]
+
+
+def test_app_setting_values_pass_the_codes_validation(main: Template) -> None:
+    """The settings as deployed (endpoints filled in) make a valid Settings that uses Azure everywhere."""
+    values = main["variables"]["appSettings"]["value"]
+    env = {}
+    for name, value in values.items():
+        path = accessor_path(value)
+        if name.endswith("_ENDPOINT"):
+            assert path[1:] == ["outputs", "endpoint"], name
+            env[name] = f"https://{path[0].lower()}-example.cognitiveservices.azure.com/"
+        elif path[1:2] == ["outputs"]:  # the identity's client id, the deployment names
+            env[name] = f"deployed-{path[-1]}"
+        else:
+            env[name] = str(resolve(main, value))
+    env["AzureWebJobsStorage__blobServiceUri"] = "https://stexample.blob.core.windows.net/"
+    try:
+        settings = Settings.from_env(env)
+    except ConfigError as exc:
+        pytest.fail(f"the app settings written by main.bicep are refused by shared/config.py: {exc}")
+    assert (settings.caption_provider, settings.compose_provider, settings.image_provider) == (
+        "vision",
+        "chat",
+        "gpt-image",
+    )
+    assert settings.storage == "blob"
+
+
+def test_literal_app_settings_and_deployment_names_default_to_the_codes_defaults(main: Template) -> None:
+    values = main["variables"]["appSettings"]["value"]
+    for spec in SETTINGS:
+        if spec.local_only or not isinstance(values[spec.name], str):
+            continue
+        expected = PINNED_FOR_AZURE.get(spec.name, spec.default)
+        assert str(resolve(main, values[spec.name])) == expected, spec.name
+    defaults = {spec.name: spec.default for spec in SETTINGS}
+    parameters = main["parameters"]
+    assert parameters["chatDeploymentName"]["default"] == defaults["AZURE_OPENAI_CHAT_DEPLOYMENT"]
+    assert parameters["imageDeploymentName"]["default"] == defaults["AZURE_OPENAI_IMAGE_DEPLOYMENT"]
+    assert parameters["imageModelName"]["default"] == "gpt-image-1-mini"  # cheapest GA; DALL-E 3 is retired
+
+
+def test_containers_and_lifecycle_match_the_storage_layout(main: Template, templates: dict[str, Template]) -> None:
+    app_containers = resolve(main, "appContainerNames")
+    assert [resolve(main, name) for name in app_containers] == list(CONTAINERS)
+    storage_call = module_call(main, "modules/storage.bicep")["params"]
+    assert storage_call["containerNames"]["function"]["parameters"] == {
+        "arg_1": "appContainerNames",
+        "arg_2": ["deploymentContainerName"],
+    }
+    assert set(resolve(main, "expiringContainerNames")) == {UPLOADS, WORK}
+    assert main["parameters"]["intermediateRetentionDays"]["default"] == 7
+
+    rule = only(templates["modules/storage.bicep"], "Microsoft.Storage/storageAccounts/managementPolicies")
+    definition = rule["properties"]["policy"]["rules"][0]["definition"]
+    assert definition["filters"]["prefixMatch"]["config"] == "${containerName}/"
+    assert definition["actions"]["baseBlob"]["delete"] == {"daysAfterModificationGreaterThan": "retentionDays"}
+
+
+def test_model_deployments_have_their_own_capacity_and_regions_that_serve_them(main: Template) -> None:
+    call = module_call(main, "modules/openai.bicep")["params"]
+    assert call["chatCapacity"] == "chatCapacity" and call["imageCapacity"] == "imageCapacity"
+    assert allowed_values(main, "openAiLocation") == {
+        "eastus2",
+        "polandcentral",
+        "swedencentral",
+        "uaenorth",
+        "westus3",
+    }
+    assert allowed_values(main, "visionLocation") == {
+        "eastus",
+        "westus",
+        "francecentral",
+        "northeurope",
+        "westeurope",
+        "southeastasia",
+        "eastasia",
+        "koreacentral",
+    }
+
+
+# --- azd: azure.yaml, parameters, outputs and the postdeploy hook ----------------------------
+
+
+def read_simple_yaml(path: Path) -> dict[str, Any]:
+    """Nested `key: value` mappings, enough for azure.yaml (no lists, no flow style)."""
+    root: dict[str, Any] = {}
+    stack: list[tuple[int, dict[str, Any]]] = [(-1, root)]
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        key, separator, value = line.strip().partition(":")
+        assert separator and not key.startswith("-"), f"{path.name}: unsupported line {line!r}"
+        while indent <= stack[-1][0]:
+            stack.pop()
+        if value.strip():
+            stack[-1][1][key] = value.strip()
+        else:
+            child: dict[str, Any] = {}
+            stack[-1][1][key] = child
+            stack.append((indent, child))
+    return root
+
+
+def test_azure_yaml_deploys_the_repo_root_to_the_tagged_app_and_runs_the_hooks(
+    main: Template, templates: dict[str, Template]
+) -> None:
+    azure_yaml = read_simple_yaml(REPO / "azure.yaml")
+    services = azure_yaml["services"]
+    assert list(services) == [resolve(main, "serviceName")], "azd finds the app by its azd-service-name tag"
+    assert services["api"] == {"project": ".", "language": "python", "host": "function"}
+    assert module_call(main, "modules/functionapp.bicep")["params"]["serviceName"] == "serviceName"
+    tags = only(templates["modules/functionapp.bicep"], "Microsoft.Web/sites")["tags"]
+    # pycep keeps the quotes of a quoted key.
+    assert tags["function"]["parameters"]["arg_2"] == {"'azd-service-name'": "serviceName"}
+
+    hooks = azure_yaml["hooks"]["postdeploy"]
+    assert hooks["posix"]["run"] == "./infra/hooks/postdeploy.sh"
+    assert hooks["windows"]["run"] == "./infra/hooks/postdeploy.ps1"
+    assert (REPO / hooks["posix"]["run"]).is_file() and (REPO / hooks["windows"]["run"]).is_file()
+
+
+def test_parameters_file_matches_main_bicep(main: Template) -> None:
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    declared = main["parameters"]
+    assert set(parameters) <= set(declared), "parameters.json sets parameters main.bicep does not declare"
+    required = {name for name, parameter in declared.items() if "default" not in parameter}
+    assert required <= set(parameters), "main.bicep parameters without a default must come from azd"
+    for name, entry in parameters.items():
+        match = re.fullmatch(r"\$\{(\w+)(?:=(.*))?\}", entry["value"])
+        assert match, f"{name}: use azd's ${{VAR}} or ${{VAR=default}}"
+        if match.group(2) is not None:
+            default = declared[name]["default"]
+            expected = str(default).lower() if isinstance(default, bool) else str(default)
+            assert match.group(2) == expected, f"{name}: two different defaults"
+
+
+def hook_variables() -> set[str]:
+    """The environment variables the shell hook requires (its `need` list)."""
+    text = HOOK_SH.read_text()
+    loop = re.search(r"for name in (.*?); do", text, re.S)
+    assert loop, "postdeploy.sh should check its variables in a `for name in ...; do need` loop"
+    return set(loop.group(1).replace("\\", " ").split())
+
+
+def test_hooks_read_only_names_main_bicep_outputs(main: Template) -> None:
+    variables = hook_variables()
+    assert variables <= set(main["outputs"]), "the hook needs values that azd provision does not output"
+    assert variables == set(re.findall(r"'([A-Z_]+)'", HOOK_PS1.read_text().split("foreach")[0]))
+
+
+def test_outputs_hold_no_secret(main: Template) -> None:
+    for name, output in main["outputs"].items():
+        assert not re.search(r"KEY|SECRET|PASSWORD|CONNECTION_STRING", name), name
+        assert output["decorators"] == [] or all(d["type"] != "secure" for d in output["decorators"])
+
+
+def event_grid_blob_triggers() -> dict[str, str]:
+    """Function name -> blob path of the app's Event Grid blob triggers, as the host will index them."""
+    import function_app
+
+    found = {}
+    for function in function_app.app.get_functions():
+        for binding in function.get_bindings():
+            spec = binding.get_dict_repr()
+            if spec.get("type") == "blobTrigger" and spec.get("source") == "EventGrid":
+                found[function.get_function_name()] = spec["path"]
+    return found
+
+
+def test_blob_trigger_names_in_bicep_are_the_apps(main: Template) -> None:
+    function_name = resolve(main, main["outputs"]["BLOB_TRIGGER_FUNCTION_NAME"]["value"])
+    container = resolve(main, main["outputs"]["BLOB_TRIGGER_CONTAINER_NAME"]["value"])
+    assert event_grid_blob_triggers() == {function_name: f"{container}/{{name}}"}
+    assert container == INPUTS
+
+
+def fake_az(tmp_path: Path) -> Path:
+    """An `az` that logs its arguments and answers `functionapp keys list` with a fake key."""
+    log = tmp_path / "az.log"
+    script = tmp_path / "bin" / "az"
+    script.parent.mkdir()
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        f"with open({str(log)!r}, 'a') as log:\n"
+        "    log.write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "if sys.argv[1:4] == ['functionapp', 'keys', 'list']:\n"
+        "    print('fake-blobs-key')\n"
+    )
+    script.chmod(0o755)
+    return log
+
+
+def test_postdeploy_hook_subscribes_the_blob_trigger_to_the_inputs_container(main: Template, tmp_path: Path) -> None:
+    log = fake_az(tmp_path)
+    outputs = {
+        "BLOB_TRIGGER_FUNCTION_NAME": resolve(main, main["outputs"]["BLOB_TRIGGER_FUNCTION_NAME"]["value"]),
+        "BLOB_TRIGGER_CONTAINER_NAME": resolve(main, main["outputs"]["BLOB_TRIGGER_CONTAINER_NAME"]["value"]),
+        "AZURE_FUNCTION_APP_NAME": "func-varia-test",
+        "AZURE_FUNCTION_APP_URL": "https://func-varia-test.azurewebsites.net",
+        "AZURE_RESOURCE_GROUP": "rg-test",
+        "AZURE_STORAGE_SYSTEM_TOPIC_NAME": "evgt-varia-test",
+    }
+    assert set(outputs) == hook_variables()
+    env = {"PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}", **outputs}
+    run = subprocess.run(["sh", str(HOOK_SH)], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "fake-blobs-key" not in run.stdout + run.stderr, "the hook must not print the system key"
+
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert calls[0][:3] == ["functionapp", "keys", "list"]
+    create = calls[-1]
+    assert create[:4] == ["eventgrid", "system-topic", "event-subscription", "create"]
+    options = dict(zip(create[4::2], create[5::2], strict=True))
+    assert options["--endpoint"] == (
+        "https://func-varia-test.azurewebsites.net/runtime/webhooks/blobs"
+        "?functionName=Host.Functions.start_job_from_blob&code=fake-blobs-key"
+    )
+    assert options["--endpoint-type"] == "webhook"
+    assert options["--included-event-types"] == "Microsoft.Storage.BlobCreated"
+    # The trailing slash keeps a container named e.g. 'inputs-old' out of the filter.
+    assert options["--subject-begins-with"] == "/blobServices/default/containers/inputs/"
+    assert options["--system-topic-name"] == "evgt-varia-test"
+
+
+def test_postdeploy_hook_explains_a_missing_output(tmp_path: Path) -> None:
+    fake_az(tmp_path)
+    env = {"PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    run = subprocess.run(["sh", str(HOOK_SH)], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert "BLOB_TRIGGER_FUNCTION_NAME is not set" in run.stderr and "azd" in run.stderr
+
+
+def test_powershell_hook_makes_the_same_subscription() -> None:
+    text = HOOK_PS1.read_text()
+    assert "Host.Functions.$functionName" in text
+    assert '"/blobServices/default/containers/$container/"' in text
+    assert "--included-event-types Microsoft.Storage.BlobCreated" in text
+    assert "--endpoint-type webhook" in text
+    assert '--query "systemKeys.blobs_extension"' in text
