@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
@@ -20,7 +21,7 @@ from .jobs import DurableJobClient, JobClient, RequestError, blob_job_id, reques
 from .models import BlobRef, JobRequest
 from .services import Services, get_services
 from .steps import persist
-from .storage import INPUTS
+from .storage import INPUTS, check_blob_name
 
 BLOB_FUNCTION_NAME = "start_job_from_blob"
 POLLING_FUNCTION_NAME = "start_job_from_blob_polling"
@@ -38,6 +39,13 @@ async def handle_blob(
     services: Services,
 ) -> str | None:
     """Start the job for one blob version; returns the job id (None if the blob is gone)."""
+    try:
+        check_blob_name(name)
+    except ValueError as exc:
+        # A name Varia will not read (path tricks, control characters): record why, touch nothing.
+        job_id = blob_job_id(container, name, etag or "")
+        _record_failure(services, job_id, container, name, etag or "", str(exc))
+        return job_id
     if etag is None or metadata is None:
         info = services.storage.info(container, name)
         if info is None:
@@ -49,17 +57,24 @@ async def handle_blob(
     except RequestError as exc:
         # Bad metadata still ends in a manifest that says what to fix; the blob stays where it is.
         job_id = blob_job_id(container, name, etag)
-        placeholder = JobRequest(
-            job_id=job_id, source=BlobRef(container=container, name=name, etag=etag), prompt="(invalid)", origin="blob"
-        )
-        problem = {"status": "failed", "stage": "queued", "message": f"{name}: {exc}"}
-        persist(services, {"request": placeholder.model_dump(mode="json"), "problem": problem})
+        _record_failure(services, job_id, container, name, etag, f"{name}: {exc}")
         return job_id
     if await start_job(client, request):
         log.info("Started job %s for %s/%s (%s)", request.job_id, container, name, request.prompt_origin)
     else:
         log.info("Job %s for %s/%s exists already: duplicate event ignored", request.job_id, container, name)
     return request.job_id
+
+
+def _record_failure(services: Services, job_id: str, container: str, name: str, etag: str, message: str) -> None:
+    """A failed manifest for a blob that never became a job, so the drop still gets an answer."""
+    safe_name = name if len(name) <= 1024 else name[:1024]
+    placeholder = JobRequest(
+        job_id=job_id, source=BlobRef(container=container, name=safe_name, etag=etag), prompt="(none)", origin="blob"
+    )
+    problem = {"status": "failed", "stage": "queued", "message": message}
+    finished = datetime.now(UTC).isoformat()
+    persist(services, {"request": placeholder.model_dump(mode="json"), "problem": problem, "finished_at": finished})
 
 
 def _split(path: str | None) -> tuple[str, str]:

@@ -96,6 +96,11 @@ def check_header(data: bytes) -> tuple[str, int, int]:
         )
     if min(width, height) <= MIN_SIDE:
         raise InvalidImage(f"The image is {width}x{height}; each side must be larger than {MIN_SIDE} px.")
+    if min(width, height) * min(1.0, MAX_SIDE / max(width, height)) <= MIN_SIDE:
+        raise InvalidImage(
+            f"The image is {width}x{height}: too thin once fitted to {MAX_SIDE} px "
+            f"(each side must stay above {MIN_SIDE} px). Crop it closer to 3:1 or squarer."
+        )
     return fmt, width, height
 
 
@@ -134,11 +139,6 @@ def normalize(data: bytes, max_side: int = MAX_SIDE) -> NormalizedImage:
 
     if max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    if min(rgb.size) <= MIN_SIDE:
-        raise InvalidImage(
-            f"The image is {width}x{height}: too thin once fitted to {max_side} px "
-            f"(each side must stay above {MIN_SIDE} px). Crop it closer to 3:1 or squarer."
-        )
     out = io.BytesIO()
     rgb.save(out, format="PNG", optimize=False)  # no exif=, no pnginfo: nothing but pixels
     png = out.getvalue()

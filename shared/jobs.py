@@ -102,9 +102,10 @@ def check_options(settings: Settings, profile: str | None, n: Any, mode: str | N
 def prompt_for_blob(name: str, metadata: Mapping[str, str], settings: Settings) -> tuple[str, str]:
     """(prompt, where it came from) for a blob dropped in `inputs`: metadata, folder preset, default preset."""
     lowered = {k.lower(): v for k, v in metadata.items()}
-    if lowered.get("prompt", "").strip():
-        # Blob metadata is ASCII-only, so non-English prompts arrive percent-encoded UTF-8.
-        return urllib.parse.unquote(lowered["prompt"]), "metadata"
+    # Blob metadata is ASCII-only, so non-English prompts arrive percent-encoded UTF-8.
+    prompt = urllib.parse.unquote(lowered.get("prompt", ""))
+    if prompt.strip():
+        return prompt, "metadata"
     presets = load_presets()
     folder = name.split("/", 1)[0] if "/" in name else ""
     if folder in presets:

@@ -150,20 +150,9 @@ class _Driver:
         self.history.append(event)
 
     def _replay(self) -> dict[str, Any]:
+        state = replay(self.rt._orchestrator, self.inst.instance_id, self.inst.input, self.history)
         for event in self.history:
-            event["IsPlayed"] = False
-        context = {
-            "history": self.history,
-            "instanceId": self.inst.instance_id,
-            "isReplaying": False,
-            "parentInstanceId": None,
-            "input": json.dumps(self.inst.input),
-        }
-        state: dict[str, Any] = json.loads(
-            Orchestrator(self.rt._orchestrator).handle(DurableOrchestrationContext.from_json(json.dumps(context)))
-        )
-        for event in self.history:
-            event["IsPlayed"] = True
+            event["IsPlayed"] = True  # the next episode replays these as the past
         custom = state.get("customStatus")
         if custom != self.inst.custom_status:
             self.inst.custom_status = custom
@@ -254,6 +243,25 @@ class _Driver:
             )
             self.next_task_id += 1
             self._submit(retry)
+
+
+def replay(
+    orchestrator: Callable[[DurableOrchestrationContext], Any],
+    instance_id: str,
+    input_: Any,
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """One replay of `orchestrator` on `history` by the SDK's engine: the state it returns to the host."""
+    context = {
+        "history": history,
+        "instanceId": instance_id,
+        "isReplaying": False,
+        "parentInstanceId": None,
+        "input": json.dumps(input_),
+    }
+    handled = Orchestrator(orchestrator).handle(DurableOrchestrationContext.from_json(json.dumps(context)))
+    state: dict[str, Any] = json.loads(handled)
+    return state
 
 
 def _atomic(action: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -159,3 +159,11 @@ def test_refusal_is_reported_in_plain_words(runtime: LocalRuntime, offline_servi
     wait_done(runtime, job_id)
     view = call(get_variation(job_id, runtime, offline_services))[1]
     assert view["status"] == "refused" and "espada" in view["message"] and view["images"] == []
+
+
+def test_an_image_url_is_never_fetched(runtime: LocalRuntime, offline_services: Services) -> None:
+    # Varia only takes bytes: a URL in place of the image is refused, not downloaded server-side.
+    request = post_json({"image": "http://127.0.0.1:9/cat.jpg", "prompt": "as sepia"})
+    code, body = call(post_variation(request, runtime, offline_services))
+    assert code == 400 and "base64" in body["error"]
+    assert runtime._instances == {}

@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from shared.local_runtime import TASK_COMPLETED, TASK_FAILED, TASK_SCHEDULED, Activity, LocalRuntime
+from shared.local_runtime import (
+    ORCHESTRATOR_STARTED,
+    TASK_COMPLETED,
+    TASK_FAILED,
+    TASK_SCHEDULED,
+    Activity,
+    LocalRuntime,
+    replay,
+)
 from shared.orchestrator import _failure_message, orchestrate_job
 from shared.services import Services
 from shared.steps import STEPS
@@ -181,3 +189,39 @@ def test_failure_messages_keep_what_the_user_can_act_on(raw: str) -> None:
         _failure_message("captioning", Exception(raw))
         == "The job stopped while captioning: AI Vision answered HTTP 503."
     )
+
+
+def test_replaying_every_prefix_of_a_recorded_history_gives_the_same_actions(
+    offline_services: Services, sample_png: bytes
+) -> None:
+    activities = _activities(offline_services)
+    failures = {"compose": 1}
+
+    def compose_failing_once(payload: dict[str, Any]) -> dict[str, Any]:
+        if failures["compose"]:
+            failures["compose"] -= 1
+            raise ConnectionError("blip")
+        return STEPS["compose"](offline_services, payload)
+
+    activities["compose"] = compose_failing_once
+    runtime = LocalRuntime(orchestrate_job, activities, retry_scale=0.001)
+    request = upload_request(offline_services, sample_png, n=3)
+    instance = runtime.run(request.job_id, request.model_dump(mode="json"))
+    runtime.shutdown()
+    assert instance.output["status"] == "succeeded"
+
+    history = json.loads(json.dumps(instance.history))
+    input_ = request.model_dump(mode="json")
+    final = replay(orchestrate_job, request.job_id, input_, history)
+    final_actions = [a for episode in final["actions"] for a in episode]
+    assert final["isDone"] and final["output"] == instance.output
+
+    cuts = [i for i, e in enumerate(history) if e["EventType"] == ORCHESTRATOR_STARTED][1:] + [len(history)]
+    assert len(cuts) > 8  # one episode per completion, retries included
+    for cut in cuts:
+        prefix = history[:cut]
+        first = replay(orchestrate_job, request.job_id, input_, prefix)
+        again = replay(orchestrate_job, request.job_id, input_, prefix)
+        assert first == again, f"replay of the first {cut} events is not deterministic"
+        actions = [a for episode in first["actions"] for a in episode]
+        assert actions == final_actions[: len(actions)], f"prefix {cut} asked for different actions"
