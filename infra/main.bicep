@@ -274,12 +274,18 @@ var appSettings = {
   VARIA_MAX_VARIATIONS: '4'
   VARIA_MAX_UPLOAD_MB: '20'
   VARIA_SERVICE_TIMEOUT_SECONDS: '120'
+  // One capacity unit of a GPT-image deployment is 3 requests per minute.
+  VARIA_IMAGE_REQUESTS_PER_MINUTE: string(imageCapacity * 3)
+  VARIA_PRICES_USD: 'caption=0.0015,compose=0.001,image=0.006'
 }
 
 module functionApp 'modules/functionapp.bicep' = {
   name: 'functionapp'
   scope: rg
   params: {
+    // host.json's maxConcurrentActivityFunctions follows the image quota, as the code's
+    // activity_concurrency() does for the local runtime: max(4, min(32, ceil(rpm / 2))).
+    maxConcurrentActivityFunctions: max(4, min(32, ((imageCapacity * 3) + 1) / 2))
     name: 'func-varia-${resourceToken}'
     planName: 'plan-varia-${resourceToken}'
     location: location

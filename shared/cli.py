@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, activity_concurrency
 from .jobs import RequestError, check_options, clean_prompt, request_job_id
 from .local_runtime import LocalRuntime
 from .models import BlobRef, JobRequest, Manifest
@@ -30,10 +30,14 @@ from .storage import OUTPUTS, UPLOADS
 SAMPLE_IMAGE = Path(__file__).parent / "assets" / "sample-meadow.png"
 
 
-def make_runtime(services: Services, max_workers: int = 8, retry_scale: float = 1.0) -> LocalRuntime:
-    """The in-process Durable runtime with Varia's orchestrator and activities bound to `services`."""
+def make_runtime(services: Services, max_workers: int | None = None, retry_scale: float = 1.0) -> LocalRuntime:
+    """The in-process Durable runtime with Varia's orchestrator and activities bound to `services`.
+
+    Its pool follows the image quota, as the Functions host's maxConcurrentActivityFunctions does.
+    """
     activities = {name: functools.partial(step, services) for name, step in STEPS.items()}
-    return LocalRuntime(orchestrate_job, activities, max_workers=max_workers, retry_scale=retry_scale)
+    workers = max_workers or activity_concurrency(services.settings.image_rpm)
+    return LocalRuntime(orchestrate_job, activities, max_workers=workers, retry_scale=retry_scale)
 
 
 def _progress(stream: Any) -> Any:

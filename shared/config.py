@@ -50,6 +50,17 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("VARIA_MAX_VARIATIONS", "4", "Largest number of variations one job may ask for (1-10)"),
     SettingSpec("VARIA_MAX_UPLOAD_MB", "20", "Largest accepted image, in MB (Vision accepts up to 20)"),
     SettingSpec("VARIA_SERVICE_TIMEOUT_SECONDS", "120", "Timeout of one call to an AI service"),
+    SettingSpec(
+        "VARIA_IMAGE_REQUESTS_PER_MINUTE",
+        "6",
+        "Image calls per minute the image deployment allows (3 per capacity unit); paces calls and sizes concurrency",
+    ),
+    SettingSpec(
+        "VARIA_PRICES_USD",
+        "caption=0.0015,compose=0.001,image=0.006",
+        "Price of one call, for the cost estimate in each manifest (defaults: Vision S0, gpt-4.1-mini, "
+        "gpt-image-1-mini low)",
+    ),
     SettingSpec("VARIA_STORAGE", "auto", "auto, blob or local: auto uses blob when AzureWebJobsStorage is set", True),
     SettingSpec("VARIA_LOCAL_DIR", ".varia", "Folder that holds the containers when VARIA_STORAGE is local", True),
 )
@@ -75,6 +86,31 @@ def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise ConfigError(f"{name}={value} is out of range; use {low} to {high}")
     return value
+
+
+def _prices(env: Mapping[str, str], name: str) -> dict[str, float]:
+    prices: dict[str, float] = {}
+    for item in env[name].split(","):
+        key, _, value = item.partition("=")
+        try:
+            prices[key.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not 'name=price'") from None
+    missing = {"caption", "compose", "image"} - set(prices)
+    if missing:
+        raise ConfigError(f"{name} needs a price for {', '.join(sorted(missing))}")
+    return prices
+
+
+def activity_concurrency(image_rpm: int) -> int:
+    """How many activities may run at once: enough to keep the image quota busy, no more.
+
+    Image calls take 10-60 s; with calls paced to `image_rpm`, about rpm/2 of them are in flight
+    when a call takes 30 s. Other activities are short. The same rule sizes the local runtime's
+    pool and, through the app setting AzureFunctionsJobHost__extensions__durableTask__
+    maxConcurrentActivityFunctions, the Functions host (see infra/main.bicep).
+    """
+    return max(4, min(32, -(-image_rpm // 2)))
 
 
 def _endpoint(env: Mapping[str, str], name: str) -> str:
@@ -105,6 +141,8 @@ class Settings:
     max_variations: int
     max_upload_bytes: int
     service_timeout_s: float
+    image_rpm: int
+    prices_usd: dict[str, float]
     storage: str  # resolved: blob | local
     local_dir: str
     storage_connection: str  # AzureWebJobsStorage connection string, or ""
@@ -168,6 +206,8 @@ class Settings:
             max_variations=max_variations,
             max_upload_bytes=_int(env, "VARIA_MAX_UPLOAD_MB", 1, 50) * 1024 * 1024,
             service_timeout_s=float(_int(env, "VARIA_SERVICE_TIMEOUT_SECONDS", 5, 600)),
+            image_rpm=_int(env, "VARIA_IMAGE_REQUESTS_PER_MINUTE", 1, 100_000),
+            prices_usd=_prices(env, "VARIA_PRICES_USD"),
             storage=storage,
             local_dir=env["VARIA_LOCAL_DIR"],
             storage_connection=connection,

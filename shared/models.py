@@ -123,5 +123,6 @@ class Manifest(BaseModel):
     variations: list[Variation] = []
     providers: dict[str, str] = {}
     paid_calls: PaidCalls = PaidCalls()
+    estimated_cost_usd: float = 0.0  # paid_calls priced with VARIA_PRICES_USD
     finished_at: str
     version: int = 1

@@ -208,6 +208,8 @@ def persist(services: Services, payload: JSON) -> JSON:
         compose=int(composition is not None and composition.provider not in ("offline", "word-check")),
         image=sum(1 for v in checked if not v.reused and v.provider != "offline" and v.status != "failed"),
     )
+    prices = services.settings.prices_usd
+    cost = paid.caption * prices["caption"] + paid.compose * prices["compose"] + paid.image * prices["image"]
     manifest = Manifest(
         job_id=request.job_id,
         status=status,  # type: ignore[arg-type]
@@ -219,6 +221,7 @@ def persist(services: Services, payload: JSON) -> JSON:
         variations=checked,
         providers=providers,
         paid_calls=paid,
+        estimated_cost_usd=round(cost, 6),
         finished_at=str(payload.get("finished_at", "")),
     )
     body = json.dumps(manifest.model_dump(mode="json"), indent=2, ensure_ascii=False).encode("utf-8")

@@ -137,6 +137,7 @@ def azure_env(fake: FakeAzureAI, connection_string: str | None = None, **extra: 
         "AZURE_VISION_ENDPOINT": fake.url,
         "AZURE_VISION_API_KEY": "test-vision-key",
         "VARIA_SERVICE_TIMEOUT_SECONDS": "10",
+        "VARIA_IMAGE_REQUESTS_PER_MINUTE": "6000",  # the fake has no quota unless a test sets one
     }
     if connection_string:
         env["AzureWebJobsStorage"] = connection_string

@@ -21,7 +21,7 @@ from typing import Any, cast
 import pytest
 from pycep import BicepParser
 
-from shared.config import SETTINGS, ConfigError, Settings
+from shared.config import SETTINGS, ConfigError, Settings, activity_concurrency
 from shared.storage import CONTAINERS, INPUTS, UPLOADS, WORK
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,7 +44,13 @@ OPENAI_USER = "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd"
 COGNITIVE_SERVICES_USER = "a97b65f3-24c7-4388-baec-2e87135dc908"
 
 # Settings the Functions host reads (not Varia's code); allowed in addition to the code's settings.
-HOST_SETTING_PREFIXES = ("AzureWebJobsStorage__", "APPLICATIONINSIGHTS_", "FUNCTIONS_", "AzureWebJobsFeatureFlags")
+HOST_SETTING_PREFIXES = (
+    "AzureWebJobsStorage__",
+    "APPLICATIONINSIGHTS_",
+    "FUNCTIONS_",
+    "AzureWebJobsFeatureFlags",
+    "AzureFunctionsJobHost__",  # host.json overrides
+)
 
 # Settings main.bicep pins to a value other than the code's default, and why it may.
 PINNED_FOR_AZURE = {
@@ -100,6 +106,26 @@ def resolve(template: Template, value: Any) -> Any:
             return resolve(template, template["variables"][value]["value"])
         if value in template["parameters"]:
             return resolve(template, template["parameters"][value].get("default"))
+    return value
+
+
+def evaluate(template: Template, value: Any, **parameters: Any) -> Any:
+    """The value of a small Bicep expression (literals, parameters, + * /, string(), min(), max())."""
+    if isinstance(value, str):
+        if value in parameters:
+            return parameters[value]
+        resolved = resolve(template, value)
+        return resolved if resolved == value else evaluate(template, resolved, **parameters)
+    if isinstance(value, dict) and "operator" in value:
+        operator = value["operator"]
+        left, right = (evaluate(template, v, **parameters) for v in operator["operands"].values())
+        operations = {"add": lambda: left + right, "multiply": lambda: left * right, "divide": lambda: left // right}
+        return operations[operator["type"]]()
+    if isinstance(value, dict) and "function" in value:
+        function = value["function"]
+        args = [evaluate(template, v, **parameters) for v in function["parameters"].values()]
+        functions = {"string": lambda: str(args[0]), "min": lambda: min(args), "max": lambda: max(args)}
+        return functions[function["type"]]()
     return value
 
 
@@ -357,7 +383,7 @@ def test_app_setting_values_pass_the_codes_validation(main: Template) -> None:
         elif path[1:2] == ["outputs"]:  # the identity's client id, the deployment names
             env[name] = f"deployed-{path[-1]}"
         else:
-            env[name] = str(resolve(main, value))
+            env[name] = str(evaluate(main, value))
     env["AzureWebJobsStorage__blobServiceUri"] = "https://stexample.blob.core.windows.net/"
     try:
         settings = Settings.from_env(env)
@@ -585,3 +611,12 @@ def test_powershell_hook_makes_the_same_subscription() -> None:
     assert "--included-event-types Microsoft.Storage.BlobCreated" in text
     assert "--endpoint-type webhook" in text
     assert '--query "systemKeys.blobs_extension"' in text
+
+
+def test_image_quota_settings_follow_the_deployment_capacity(main: Template) -> None:
+    """3 requests per minute per capacity unit; activity concurrency as the code sizes it locally."""
+    rpm = main["variables"]["appSettings"]["value"]["VARIA_IMAGE_REQUESTS_PER_MINUTE"]
+    concurrency = module_call(main, "modules/functionapp.bicep")["params"]["maxConcurrentActivityFunctions"]
+    for capacity in range(1, 40):
+        assert evaluate(main, rpm, imageCapacity=capacity) == str(capacity * 3)
+        assert evaluate(main, concurrency, imageCapacity=capacity) == activity_concurrency(capacity * 3), capacity

@@ -315,3 +315,11 @@ def test_gps_tags_never_reach_the_services(azure_services: Services, fake: FakeA
     edit = next(c for c in fake.calls if c.route == "images.edit")
     assert not has_gps(vision.files["body"][0]) and not has_gps(edit.files["image"][0])
     assert (manifest["source"]["width"], manifest["source"]["height"]) == (160, 240)  # EXIF rotation applied
+
+
+def test_manifest_estimates_the_cost_of_the_paid_calls(azure_services: Services, sample_png: bytes) -> None:
+    manifest = run_job(azure_services, upload_request(azure_services, sample_png, n=2)).output
+    prices = azure_services.settings.prices_usd
+    assert manifest["paid_calls"] == {"caption": 1, "compose": 1, "image": 2}
+    expected = prices["caption"] + prices["compose"] + 2 * prices["image"]
+    assert manifest["estimated_cost_usd"] == pytest.approx(expected)

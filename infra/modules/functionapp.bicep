@@ -46,6 +46,10 @@ param maximumInstanceCount int
 @description('The settings the app\'s code reads (shared/config.py), merged with the host settings below.')
 param appSettings object
 
+@description('Durable activities one instance runs at once (overrides host.json), sized from the image quota.')
+@minValue(1)
+param maxConcurrentActivityFunctions int
+
 resource storage 'Microsoft.Storage/storageAccounts@2024-01-01' existing = {
   name: storageAccountName
 }
@@ -67,6 +71,7 @@ var hostSettings = {
   // component, the authentication string makes the host sign in with the app's identity.
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  AzureFunctionsJobHost__extensions__durableTask__maxConcurrentActivityFunctions: string(maxConcurrentActivityFunctions)
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {

@@ -80,9 +80,11 @@ def build_providers(settings: Settings, credential_factory: CredentialFactory | 
 
     generator: ImageGenerator
     if settings.image_provider == "gpt-image":
+        from ..pacing import Pacer
         from .azure_openai import GptImageGenerator
 
-        generator = GptImageGenerator(openai_client, settings.image_deployment, settings.image_quality)  # type: ignore[arg-type]
+        pacer = Pacer(settings.image_rpm)
+        generator = GptImageGenerator(openai_client, settings.image_deployment, settings.image_quality, pacer)  # type: ignore[arg-type]
     else:
         generator = OfflineStylizer()
     return Providers(captioner, composer, generator)

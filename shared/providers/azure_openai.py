@@ -17,6 +17,7 @@ from openai import OpenAI
 
 from ..images import check_header, sniff
 from ..models import Mode, SubTasks
+from ..pacing import Pacer
 from ..safety import SafetyProfile, as_untrusted
 from .base import (
     CaptionResult,
@@ -197,13 +198,15 @@ class GptImageGenerator:
     name = "azure-openai-gpt-image"
     paid = True
 
-    def __init__(self, client: OpenAI, deployment: str, quality: str) -> None:
+    def __init__(self, client: OpenAI, deployment: str, quality: str, pacer: Pacer) -> None:
         self._client = client
         self._deployment = deployment
         self._quality: Any = quality
+        self._pacer = pacer
 
     def generate(self, source_png: bytes, prompt: str, *, mode: Mode, landscape: bool, index: int) -> bytes:
         size: Any = image_size(source_png, landscape)
+        self._pacer.wait()
         with service_errors("image model", self._deployment):
             if mode == "edit":
                 response = self._client.images.edit(
