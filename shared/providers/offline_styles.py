@@ -1,0 +1,621 @@
+"""Offline image stylizer: paints a variation in a named style with plain Pillow when no Azure image model is set up."""
+
+from __future__ import annotations
+
+import random
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
+
+Colour = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Style:
+    """One offline style: machine name, human label, prompt keywords and the painter `apply(rgb_image, variant)`."""
+
+    name: str
+    label: str
+    keywords: tuple[str, ...]
+    apply: Callable[[Image.Image, int], Image.Image]
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB version of an image of any mode; transparent areas become white instead of black."""
+    if image.has_transparency_data:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _noise(size: tuple[int, int], seed: str, cell: int = 1) -> Image.Image:
+    """Deterministic uniform noise ("L"); with cell > 1 it is smooth blotches about `cell` px wide."""
+    width, height = size
+    small_size = (max(1, -(-width // cell)), max(1, -(-height // cell)))
+    small = Image.frombytes("L", small_size, random.Random(seed).randbytes(small_size[0] * small_size[1]))
+    return small if small_size == size else small.resize(size, Image.Resampling.BICUBIC)
+
+
+def _streaks(size: tuple[int, int], seed: str, length: int, thickness: int, rising: bool) -> Image.Image:
+    """Noise drawn out into diagonal streaks ("L"), used for pencil hatching and brush marks."""
+    width, height = size
+    # Stretch coarse noise horizontally into streaks, then shear the rows so the streaks run at 45 degrees.
+    tall = (width, height + width)
+    small_size = (max(1, width // length), max(1, tall[1] // thickness))
+    rows = Image.frombytes("L", small_size, random.Random(seed).randbytes(small_size[0] * small_size[1]))
+    rows = ImageOps.autocontrast(rows.resize(tall, Image.Resampling.BILINEAR), cutoff=1)
+    shear = (1, 0, 0, 1, 1, 0) if rising else (1, 0, 0, -1, 1, width)
+    return rows.transform(size, Image.Transform.AFFINE, shear, Image.Resampling.BILINEAR)
+
+
+def _add_grain(image: Image.Image, seed: str, amount: float) -> Image.Image:
+    """Film grain: overlay noise squeezed around mid-grey (mid-grey leaves a pixel unchanged)."""
+    grain = _noise(image.size, seed).point(lambda v: round(128 + (v - 128) * amount))
+    return ImageChops.overlay(image, grain.convert(image.mode))
+
+
+def _vignette(image: Image.Image, strength: float) -> Image.Image:
+    """Darken towards the corners by multiplying with a stretched radial gradient."""
+    distance = Image.radial_gradient("L").resize(image.size, Image.Resampling.BILINEAR)
+    mask = distance.point(lambda d: round(255 * (1 - strength * (d / 255) ** 2)))
+    return ImageChops.multiply(image, mask.convert(image.mode))
+
+
+def _shift_hue(image: Image.Image, degrees: float) -> Image.Image:
+    """Rotate every hue by `degrees` (HSV stores hue as 0-255)."""
+    hue, saturation, value = image.convert("HSV").split()
+    offset = round(degrees / 360 * 256)
+    hue = hue.point(lambda h: (h + offset) % 256)
+    return Image.merge("HSV", (hue, saturation, value)).convert("RGB")
+
+
+def _gradient_map(gray: Image.Image, stops: Sequence[Colour]) -> Image.Image:
+    """Colour a greyscale image by interpolating through colour stops from dark to light."""
+    lut: list[int] = []
+    for channel in range(3):
+        for value in range(256):
+            position = value / 255 * (len(stops) - 1)
+            index = min(int(position), len(stops) - 2)
+            t = position - index
+            lut.append(round(stops[index][channel] * (1 - t) + stops[index + 1][channel] * t))
+    # An RGB point table is three 256-entry tables, one per channel; the three channels of a grey image are equal.
+    return gray.convert("RGB").point(lut)
+
+
+def _band_map(gray: Image.Image, colours: Sequence[Colour]) -> Image.Image:
+    """Posterize a greyscale image into len(colours) flat bands, dark to light."""
+    count = len(colours)
+    lut = [colours[value * count // 256][channel] for channel in range(3) for value in range(256)]
+    return gray.convert("RGB").point(lut)
+
+
+def _channel_curves(image: Image.Image, ranges: Sequence[tuple[int, int]]) -> Image.Image:
+    """Remap each channel linearly from 0-255 to its (low, high) range: lifts blacks, dims whites, tints."""
+    lut = [round(low + value * (high - low) / 255) for low, high in ranges for value in range(256)]
+    return image.point(lut)
+
+
+def _edge_mask(image: Image.Image, gain: float, detail: int = 512) -> Image.Image:
+    """Contour strength ("L", white = strong edge) measured at about `detail` px on the long side.
+
+    Working at a fixed resolution keeps line thickness and noise rejection the same for any input size.
+    """
+    scale = max(image.size) / detail
+    small = image
+    if scale > 1:
+        small = image.resize(
+            (max(1, round(image.width / scale)), max(1, round(image.height / scale))), Image.Resampling.BOX
+        )
+    edges = small.convert("L").filter(ImageFilter.SMOOTH_MORE).filter(ImageFilter.FIND_EDGES)
+    # Pillow copies the outermost pixels unfiltered: blank them so the frame is not taken for an edge.
+    edges = ImageOps.expand(ImageOps.crop(edges, 1), border=1, fill=0) if min(edges.size) > 2 else edges
+    edges = edges.point(lambda v: min(255, round(v * gain)))
+    return edges.resize(image.size, Image.Resampling.BILINEAR)
+
+
+# --------------------------------------------------------------------------- styles
+
+
+def _watercolor(image: Image.Image, variant: int) -> Image.Image:
+    # Washes: average and median-filter at low resolution, then keep few colours, so pigment pools in soft patches.
+    factor = max(1, max(image.size) // (160, 220, 120)[variant % 3])
+    small = image.reduce(factor).filter(ImageFilter.MedianFilter(5))
+    washes = small.quantize(28, dither=Image.Dither.NONE).convert("RGB")
+    washes = washes.resize(image.size, Image.Resampling.BICUBIC).filter(ImageFilter.GaussianBlur(factor / 3))
+    # Pigment gathers at the rim of each wash: darken a little where the washes meet.
+    rims = ImageOps.invert(_edge_mask(washes, 1.5, detail=700)).convert("RGB")
+    painted = ImageChops.multiply(washes, rims)
+    tint = ((255, 250, 240), (240, 248, 255), (255, 244, 248), (248, 255, 244))[variant % 4]
+    painted = ImageChops.multiply(ImageEnhance.Color(painted).enhance(1.25), Image.new("RGB", image.size, tint))
+    # Thin paint: let the white paper through, then press in the paper's grain and some blotchy unevenness.
+    painted = Image.blend(painted, Image.new("RGB", image.size, "white"), 0.22)
+    paper = _noise(image.size, f"watercolor-paper:{variant}", cell=2).point(lambda v: 228 + v * 27 // 255)
+    blotches = _noise(image.size, f"watercolor-blotch:{variant}", cell=max(8, max(image.size) // 12))
+    blotches = blotches.point(lambda v: 215 + v * 40 // 255)
+    return ImageChops.multiply(painted, ImageChops.multiply(paper, blotches).convert("RGB"))
+
+
+def _sketch(image: Image.Image, variant: int) -> Image.Image:
+    gray = ImageOps.autocontrast(image.convert("L"), cutoff=1)
+    # Outlines: pixels darker than their blurred neighbourhood (a cheap "colour dodge" pencil trick).
+    radius = max(1.0, max(image.size) / 400) * (1.5, 2.5, 2.0)[variant % 3]
+    blurred = gray.filter(ImageFilter.GaussianBlur(radius))
+    lines = ImageOps.invert(ImageChops.subtract(blurred, gray, scale=1 / (4 + variant % 3)))
+    # Shading: diagonal strokes appear wherever the stroke noise is weaker than the local darkness.
+    darkness = ImageOps.invert(gray).point(lambda v: v * 3 // 4)
+    strokes = _streaks(
+        image.size, f"sketch:{variant}", length=max(6, max(image.size) // 60), thickness=1, rising=variant % 2 == 0
+    )
+    hatching = ImageChops.subtract(darkness, strokes).point(lambda v: 150 if v > 0 else 255)
+    drawing = ImageChops.multiply(lines, hatching)
+    graphite, paper = ((45, 45, 55), (250, 248, 240)) if variant % 2 == 0 else ((60, 50, 45), (245, 240, 228))
+    return ImageOps.colorize(drawing, black=graphite, white=paper)
+
+
+_SEPIA_TONES: tuple[tuple[Colour, Colour, Colour], ...] = (
+    ((40, 26, 13), (162, 118, 72), (255, 244, 220)),
+    ((30, 20, 16), (140, 100, 70), (250, 236, 214)),
+    ((52, 32, 12), (180, 128, 66), (255, 248, 226)),
+)
+
+
+def _sepia(image: Image.Image, variant: int) -> Image.Image:
+    gray = ImageOps.autocontrast(image.convert("L"), cutoff=1)
+    # Every tone keeps red >= green >= blue; grain and vignette are applied equally to all channels.
+    dark, mid, light = _SEPIA_TONES[variant % len(_SEPIA_TONES)]
+    toned = ImageOps.colorize(gray, black=dark, white=light, mid=mid)
+    return _add_grain(_vignette(toned, 0.25 + 0.1 * (variant % 2)), f"sepia:{variant}", 0.18)
+
+
+# Channel weights for the greyscale conversion, like a coloured filter in front of black-and-white film.
+_BW_FILTERS: tuple[tuple[float, float, float], ...] = (
+    (0.299, 0.587, 0.114),  # neutral luminance
+    (0.70, 0.25, 0.05),  # red filter: darker skies, brighter skin
+    (0.20, 0.70, 0.10),  # green filter: brighter foliage
+    (0.15, 0.35, 0.50),  # blue filter: moody, hazy
+)
+
+
+def _black_and_white(image: Image.Image, variant: int) -> Image.Image:
+    red, green, blue = _BW_FILTERS[variant % len(_BW_FILTERS)]
+    gray = ImageOps.autocontrast(image.convert("L", (red, green, blue, 0)), cutoff=0.5)
+    gray = ImageEnhance.Contrast(gray).enhance(1.2)
+    return _add_grain(gray, f"bw:{variant}", 0.15).convert("RGB")
+
+
+_POP_PALETTES: tuple[tuple[Colour, Colour, Colour, Colour], ...] = (
+    ((25, 20, 60), (255, 40, 140), (255, 220, 0), (120, 235, 255)),
+    ((20, 30, 20), (255, 110, 0), (60, 200, 255), (255, 250, 120)),
+    ((40, 0, 50), (0, 170, 90), (255, 90, 200), (255, 240, 60)),
+    ((10, 10, 10), (230, 0, 30), (0, 120, 255), (255, 255, 255)),
+    ((30, 10, 0), (140, 60, 255), (255, 160, 0), (180, 255, 120)),
+    ((0, 20, 70), (255, 210, 0), (255, 70, 70), (255, 200, 230)),
+)
+
+
+def _pop_art(image: Image.Image, variant: int) -> Image.Image:
+    # Warhol grid: the picture four times in 2x2, each tile posterized into four loud flat colours.
+    width, height = image.size
+    xs, ys = (0, width // 2, width), (0, height // 2, height)
+    out = Image.new("RGB", image.size)
+    for tile in range(4):
+        left, top, right, bottom = xs[tile % 2], ys[tile // 2], xs[tile % 2 + 1], ys[tile // 2 + 1]
+        size = (max(1, right - left), max(1, bottom - top))
+        gray = ImageOps.equalize(image.resize(size, Image.Resampling.BOX).convert("L"))
+        palette = _POP_PALETTES[(variant + tile) % len(_POP_PALETTES)]
+        out.paste(_band_map(gray.filter(ImageFilter.MedianFilter(3)), palette), (left, top))
+    return out
+
+
+_PICO8: tuple[Colour, ...] = (
+    (0, 0, 0),
+    (29, 43, 83),
+    (126, 37, 83),
+    (0, 135, 81),
+    (171, 82, 54),
+    (95, 87, 79),
+    (194, 195, 199),
+    (255, 241, 232),
+    (255, 0, 77),
+    (255, 163, 0),
+    (255, 236, 39),
+    (0, 228, 54),
+    (41, 173, 255),
+    (131, 118, 156),
+    (255, 119, 168),
+    (255, 204, 170),
+)
+
+
+def _pixel_art(image: Image.Image, variant: int) -> Image.Image:
+    width, height = image.size
+    block = max(4, max(image.size) // (64, 96, 48, 80)[variant % 4])
+    grid = (-(-width // block), -(-height // block))
+    small = ImageEnhance.Color(image.resize(grid, Image.Resampling.BOX)).enhance(1.3)
+    # Odd variants use the fixed 16-colour PICO-8 console palette, even ones a small palette fitted to the picture.
+    if variant % 2:
+        palette = Image.new("P", (1, 1))
+        palette.putpalette([channel for colour in _PICO8 for channel in colour])
+        indexed = small.quantize(palette=palette, dither=Image.Dither.NONE)
+    else:
+        indexed = small.quantize((16, 12)[variant // 2 % 2], dither=Image.Dither.NONE)
+    blocks = indexed.convert("RGB").resize((grid[0] * block, grid[1] * block), Image.Resampling.NEAREST)
+    return blocks.crop((0, 0, width, height))
+
+
+def _oil_paint(image: Image.Image, variant: int) -> Image.Image:
+    # Paint patches: few colours, then each pixel takes the most common colour around it (mode filter), which
+    # merges detail into blobs with crisp borders, like loaded brush strokes.
+    factor = max(1, max(image.size) // 640)
+    small = image.reduce(factor) if factor > 1 else image
+    indexed = small.quantize(40, dither=Image.Dither.NONE)
+    indices = Image.frombytes("L", indexed.size, indexed.tobytes())
+    patches = indices.filter(ImageFilter.ModeFilter((5, 7)[variant % 2]))
+    patches.putpalette(indexed.getpalette() or [])
+    painted = patches.convert("RGB").resize(image.size, Image.Resampling.BICUBIC)
+    painted = ImageEnhance.Color(painted.filter(ImageFilter.EDGE_ENHANCE)).enhance(1.35)
+    # Impasto: emboss diagonal brush streaks into a relief map and light the paint with it.
+    strokes = _streaks(
+        image.size,
+        f"oil:{variant}",
+        length=max(8, max(image.size) // 40),
+        thickness=max(2, max(image.size) // 300),
+        rising=variant % 3 != 1,
+    )
+    relief = strokes.filter(ImageFilter.EMBOSS).point(lambda v: 128 + (v - 128) * 3 // 5)
+    return ImageChops.soft_light(painted, relief.convert("RGB"))
+
+
+_NEON_TUBES: tuple[tuple[Colour, Colour], ...] = (
+    ((255, 20, 200), (0, 240, 255)),
+    ((60, 255, 60), (30, 120, 255)),
+    ((255, 140, 0), (255, 0, 110)),
+    ((0, 255, 210), (170, 60, 255)),
+)
+
+
+def _neon(image: Image.Image, variant: int) -> Image.Image:
+    edges = _edge_mask(image, 5.0, detail=480)
+    # Tube colours sweep across the picture, vertically or horizontally depending on the variant.
+    sweep = Image.linear_gradient("L").resize(image.size, Image.Resampling.BILINEAR)
+    if variant % 2:
+        sweep = Image.linear_gradient("L").rotate(90).resize(image.size, Image.Resampling.BILINEAR)
+    tubes = ImageChops.multiply(_gradient_map(sweep, _NEON_TUBES[variant % len(_NEON_TUBES)]), edges.convert("RGB"))
+    glow = tubes.filter(ImageFilter.GaussianBlur(max(image.size) / 120))
+    glow = ImageEnhance.Brightness(glow).enhance(2.2)
+    # The scene itself stays as a dim backdrop so the glowing contours dominate.
+    backdrop = ImageEnhance.Brightness(ImageEnhance.Color(image).enhance(0.5)).enhance(0.12)
+    return ImageChops.screen(ImageChops.screen(backdrop, glow), tubes)
+
+
+def _cartoon(image: Image.Image, variant: int) -> Image.Image:
+    # Flat paint: smooth at low resolution, then reduce to a handful of colours without dithering.
+    factor = max(1, max(image.size) // 400)
+    small = image.reduce(factor).filter(ImageFilter.MedianFilter(5))
+    smooth = small.resize(image.size, Image.Resampling.BILINEAR) if factor > 1 else small
+    flat = smooth.quantize((8, 12, 10)[variant % 3], dither=Image.Dither.NONE).convert("RGB")
+    flat = ImageEnhance.Color(flat).enhance((1.5, 1.3, 1.7)[variant % 3])
+    # Ink: dark outlines wherever the brightness of the original changes sharply.
+    ink = _edge_mask(image, 4.0, detail=(400, 560)[variant % 2]).point(lambda v: 255 if v > 90 else 0)
+    return Image.composite(Image.new("RGB", image.size, (25, 20, 30)), flat, ink)
+
+
+# Per-channel (low, high) output ranges: lifted blacks and dimmed whites give the faded print look.
+_VINTAGE_TINTS: tuple[tuple[tuple[int, int], tuple[int, int], tuple[int, int]], ...] = (
+    ((45, 255), (30, 235), (20, 195)),  # warm amber
+    ((50, 250), (35, 225), (40, 215)),  # rose
+    ((30, 235), (40, 240), (30, 205)),  # faded green
+)
+
+
+def _vintage(image: Image.Image, variant: int) -> Image.Image:
+    faded = ImageEnhance.Color(image).enhance(0.6)
+    faded = _channel_curves(faded, _VINTAGE_TINTS[variant % len(_VINTAGE_TINTS)])
+    aged = _vignette(faded, (0.45, 0.6)[variant % 2])
+    return _add_grain(aged, f"vintage:{variant}", 0.28)
+
+
+_BLUEPRINT_PAPERS: tuple[Colour, ...] = ((16, 58, 130), (10, 45, 95), (25, 75, 150))
+
+
+def _blueprint(image: Image.Image, variant: int) -> Image.Image:
+    paper_colour = _BLUEPRINT_PAPERS[variant % len(_BLUEPRINT_PAPERS)]
+    paper = Image.new("RGB", image.size, paper_colour)
+    draw = ImageDraw.Draw(paper)
+    step = max(8, max(image.size) // (24, 32, 16)[variant % 3])
+    grid = tuple(min(255, c + 45) for c in paper_colour)
+    for x in range(0, image.width, step):
+        draw.line([(x, 0), (x, image.height)], fill=grid)
+    for y in range(0, image.height, step):
+        draw.line([(0, y), (image.width, y)], fill=grid)
+    # Chalk-white drawing where the picture has contours.
+    lines = _edge_mask(image, 5.0, detail=(500, 650)[variant % 2])
+    return Image.composite(Image.new("RGB", image.size, (235, 245, 255)), paper, lines)
+
+
+_VAPOR_STOPS: tuple[tuple[Colour, ...], ...] = (
+    ((35, 0, 70), (255, 40, 160), (255, 170, 120), (120, 250, 255)),
+    ((10, 10, 60), (130, 40, 220), (255, 90, 200), (255, 230, 160)),
+    ((40, 0, 40), (0, 150, 200), (255, 110, 200), (250, 250, 210)),
+)
+
+
+def _vaporwave(image: Image.Image, variant: int) -> Image.Image:
+    gray = ImageOps.autocontrast(image.convert("L"), cutoff=1)
+    toned = _gradient_map(gray, _VAPOR_STOPS[variant % len(_VAPOR_STOPS)])
+    # Misregistered CRT: push the red plane one way and the blue plane the other.
+    shift = max(2, image.width // 200) * (1 + variant % 2)
+    red, green, blue = toned.split()
+    toned = Image.merge("RGB", (ImageChops.offset(red, shift, 0), green, ImageChops.offset(blue, -shift, 0)))
+    # Scanlines: every third row darker (a 1 x 3 pattern stretched over the picture with NEAREST).
+    period = max(3, image.height // 300)
+    pattern = Image.new("L", (1, period), 255)
+    pattern.putpixel((0, period - 1), 170)
+    lines = pattern.resize((image.width, period * -(-image.height // period)), Image.Resampling.NEAREST)
+    return ImageChops.multiply(toned, lines.crop((0, 0, image.width, image.height)).convert("RGB"))
+
+
+STYLES: dict[str, Style] = {
+    style.name: style
+    for style in (
+        Style(
+            "watercolor",
+            "watercolour",
+            ("watercolour", "watercolor", "water colour", "water color", "aquarelle", "acuarela", "acquerello"),
+            _watercolor,
+        ),
+        Style(
+            "sketch",
+            "pencil sketch",
+            (
+                "sketch",
+                "sketched",
+                "pencil",
+                "pencil drawing",
+                "charcoal",
+                "graphite",
+                "croquis",
+                "esquisse",
+                "crayon",
+                "dessin au crayon",
+                "boceto",
+                "bosquejo",
+                "lápiz",
+                "dibujo a lápiz",
+            ),
+            _sketch,
+        ),
+        Style("sepia", "sepia", ("sepia", "sepia tone", "sépia"), _sepia),
+        Style(
+            "black-and-white",
+            "black and white",
+            (
+                "black and white",
+                "black & white",
+                "b&w",
+                "grayscale",
+                "greyscale",
+                "gray scale",
+                "grey scale",
+                "monochrome",
+                "monochromatic",
+                "noir et blanc",
+                "noir & blanc",
+                "niveaux de gris",
+                "blanco y negro",
+                "escala de grises",
+                "monocromo",
+                "monocromático",
+            ),
+            _black_and_white,
+        ),
+        Style("pop-art", "pop art", ("pop art", "popart", "warhol", "arte pop", "art pop"), _pop_art),
+        Style(
+            "pixel-art",
+            "pixel art",
+            (
+                "pixel art",
+                "pixelart",
+                "pixelated",
+                "pixellated",
+                "pixelized",
+                "pixelisé",
+                "pixelado",
+                "pixelizado",
+                "8-bit",
+                "8bit",
+                "16-bit",
+                "retro game",
+                "jeu vidéo rétro",
+                "arte de píxeles",
+            ),
+            _pixel_art,
+        ),
+        Style(
+            "oil-paint",
+            "oil painting",
+            (
+                "oil painting",
+                "oil paint",
+                "oil painted",
+                "oil on canvas",
+                "in oils",
+                "in oil",
+                "impasto",
+                "peinture à l'huile",
+                "à l'huile",
+                "huile",
+                "óleo",
+                "pintura al óleo",
+            ),
+            _oil_paint,
+        ),
+        Style("neon", "neon", ("neon", "néon", "neón", "neon lights", "glowing", "fluorescent", "fluo"), _neon),
+        Style(
+            "cartoon",
+            "cartoon",
+            (
+                "cartoon",
+                "cartoonish",
+                "cartoony",
+                "comic",
+                "comic book",
+                "comics",
+                "toon",
+                "cel shaded",
+                "cel shading",
+                "bande dessinée",
+                "dessin animé",
+                "cómic",
+                "dibujos animados",
+                "historieta",
+            ),
+            _cartoon,
+        ),
+        Style(
+            "vintage",
+            "vintage photo",
+            (
+                "vintage",
+                "retro",
+                "rétro",
+                "old photo",
+                "old photograph",
+                "old fashioned",
+                "old-fashioned",
+                "faded",
+                "polaroid",
+                "70s",
+                "1970s",
+                "photo ancienne",
+                "vieille photo",
+                "foto antigua",
+                "antiguo",
+                "antigua",
+                "envejecida",
+            ),
+            _vintage,
+        ),
+        Style(
+            "blueprint",
+            "blueprint",
+            (
+                "blueprint",
+                "blue print",
+                "schematic",
+                "technical drawing",
+                "cyanotype",
+                "dessin technique",
+                "plan d'architecte",
+                "plano técnico",
+                "cianotipia",
+            ),
+            _blueprint,
+        ),
+        Style(
+            "vaporwave",
+            "vaporwave",
+            ("vaporwave", "synthwave", "retrowave", "outrun", "80s", "1980s", "années 80", "años 80"),
+            _vaporwave,
+        ),
+    )
+}
+
+
+# --------------------------------------------------------------------------- prompt matching
+
+
+def _words(text: str) -> tuple[str, ...]:
+    """Prompt normalized to words: NFKC, casefolded, accents stripped; punctuation separates words, '&' is a word."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    bare = "".join(c for c in unicodedata.normalize("NFD", folded) if not unicodedata.combining(c))
+    return tuple(re.sub(r"(?:[^\w&]|_)+", " ", bare.replace("&", " & ")).split())
+
+
+# Keywords as word tuples, longest first, so "retro game" (pixel art) beats "retro" (vintage) at the same spot.
+_KEYWORDS: list[tuple[tuple[str, ...], str]] = sorted(
+    ((_words(keyword), style.name) for style in STYLES.values() for keyword in style.keywords),
+    key=lambda entry: -len(entry[0]),
+)
+
+
+def detect_style(prompt: str) -> str | None:
+    """Name of the style the prompt asks for, or None.
+
+    Matching is on a normalized prompt (NFKC, casefold, accents stripped) against English, French and Spanish
+    keywords, on whole words only; when several styles are named, the one named earliest in the prompt wins.
+    """
+    words = _words(prompt)
+    for start in range(len(words)):
+        for keyword, name in _KEYWORDS:
+            if words[start : start + len(keyword)] == keyword:
+                return name
+    return None
+
+
+# --------------------------------------------------------------------------- fallback preview
+
+
+def _ascii(text: str) -> str:
+    """Text safe for Pillow's default font: accents dropped, other non-ASCII as '?', whitespace collapsed."""
+    bare = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return " ".join(bare.encode("ascii", "replace").decode("ascii").split())
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has only the small fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def _caption_band(image: Image.Image, prompt: str) -> Image.Image:
+    """Darken a band along the bottom and write 'Offline preview' and the (truncated) prompt in it."""
+    width, height = image.size
+    band = max(1, min(height, max(14, height // 12)))
+    top = height - band
+    out = image.copy()
+    out.paste(ImageEnhance.Brightness(image.crop((0, top, width, height))).enhance(0.2), (0, top))
+    draw = ImageDraw.Draw(out)
+    font = _font(max(6, min(band * 11 // 20, width // 11)))
+    text = f'Offline preview - "{_ascii(prompt)[:200]}"'
+    margin = max(2, band // 4)
+    # Drop characters from the end of the prompt until the line fits; the ellipsis shows it was cut.
+    if draw.textlength(text, font=font) > width - 2 * margin:
+        while len(text) > 20 and draw.textlength(text + '..."', font=font) > width - 2 * margin:
+            text = text[:-1]
+        text = text.rstrip() + '..."'
+    draw.text((margin, top + band / 2), text, fill=(255, 255, 255), font=font, anchor="lm")
+    return out
+
+
+def _preview(image: Image.Image, variant: int, prompt: str) -> Image.Image:
+    # A gentle grade that differs per variant (hue, saturation, warmth), never the identity.
+    rng = random.Random(f"preview:{variant}")
+    hue = rng.choice((-1, 1)) * rng.uniform(10, 30)
+    graded = ImageEnhance.Color(_shift_hue(image, hue)).enhance(rng.uniform(0.8, 1.3))
+    warm = rng.randint(-20, 20)
+    graded = _channel_curves(graded, ((max(0, warm), 255), (0, 255), (max(0, -warm), 255)))
+    return _caption_band(graded, prompt)
+
+
+def stylize(image: Image.Image, style: str | None, variant: int, prompt: str) -> Image.Image:
+    """Return a new RGB image of the same size as `image` in the given style.
+
+    `variant` (0, 1, 2, ...) changes the parameters so that variations of one job visibly differ; the result is
+    deterministic for the same inputs. style=None (a request the offline stylizer cannot perform) gives a gentle,
+    variant-dependent colour grade with a band at the bottom saying "Offline preview" and the prompt, so nobody
+    mistakes it for the AI result. Unknown style names raise ValueError naming the known styles.
+    """
+    if style is not None and style not in STYLES:
+        raise ValueError(f"unknown offline style {style!r}; known styles: {', '.join(STYLES)}")
+    rgb = _to_rgb(image)
+    if style is None:
+        return _preview(rgb, variant, prompt)
+    return STYLES[style].apply(rgb, variant)
