@@ -6,11 +6,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_OUT := varia-output
 
-.PHONY: demo test lint typecheck unit install install-dev clean
+.PHONY: demo serve test lint typecheck unit install install-dev clean
 
 ## demo: one job on the sample image, offline providers, results in ./varia-output
 demo: $(VENV)/.runtime
 	$(PY) -m shared.cli vary shared/assets/sample-meadow.png "as a watercolour" --n 2 --out $(DEMO_OUT)
+
+## serve: the web page and HTTP API on http://127.0.0.1:7071/api/ui (offline providers, jobs in ./.varia)
+serve: $(VENV)/.runtime
+	$(PY) -m shared.server
 
 ## test: linters, type checks and every test (installs Python and npm tools first)
 test: $(VENV)/.dev node_modules/.installed .venv-infra/bin/checkov

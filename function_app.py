@@ -9,7 +9,7 @@ import os
 import azure.durable_functions as df
 
 from activities import BLUEPRINTS
-from shared import blob_trigger, http_api, orchestrator
+from shared import blob_trigger, http_api, orchestrator, web_ui
 
 DEVELOPMENT = os.environ.get("AZURE_FUNCTIONS_ENVIRONMENT", "") == "Development"
 
@@ -19,3 +19,4 @@ for blueprint in BLUEPRINTS:
     app.register_functions(blueprint)
 app.register_functions(http_api.build_blueprint(DEVELOPMENT))
 app.register_functions(blob_trigger.build_blueprint(DEVELOPMENT))
+app.register_functions(web_ui.build_blueprint(DEVELOPMENT))

@@ -22,6 +22,7 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
+from .config import Settings
 from .images import InvalidImage, check_header
 from .jobs import (
     DurableJobClient,
@@ -55,6 +56,14 @@ def _truthy(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
+def max_body_bytes(settings: Settings) -> int:
+    """The largest request body an upload of the size limit can need: base64 JSON (4/3) plus form fields.
+
+    Servers refuse a larger declared Content-Length before reading the body (the local server does).
+    """
+    return settings.max_upload_bytes * 4 // 3 + 65_536
+
+
 def _read_upload(req: func.HttpRequest) -> tuple[bytes, dict[str, Any]]:
     """(image bytes, options) from a multipart form or a JSON body. Raises RequestError."""
     content_type = (req.headers.get("content-type") or "").lower()
@@ -80,7 +89,7 @@ async def post_variation(req: func.HttpRequest, client: JobClient, services: Ser
     settings = services.settings
     limit = settings.max_upload_bytes
     declared = req.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit * 4 // 3 + 65_536:
+    if declared and declared.isdigit() and int(declared) > max_body_bytes(settings):
         # Refuse by the declared size, before reading a body that can only be too large.
         return _error(413, f"The upload is larger than {limit // (1024 * 1024)} MB.")
     try:
@@ -138,7 +147,7 @@ def _manifest_view(manifest: Manifest) -> dict[str, Any]:
             }
             for v in manifest.variations
         ],
-        "manifest_url": f"{API_PREFIX}/{job_id}/manifest",
+        "manifest_url": f"{API_PREFIX}/{job_id}/images/manifest",
     }
 
 

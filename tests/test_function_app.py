@@ -29,6 +29,7 @@ def test_production_functions_and_bindings(monkeypatch: pytest.MonkeyPatch) -> N
     assert set(functions) == {
         "orchestrate_job", "prepare", "caption", "compose", "generate", "persist",
         "start_variation", "variation_status", "variation_image", BLOB_FUNCTION_NAME,
+        "web_ui_index", "web_ui_file",
     }  # fmt: skip
     assert _binding(functions["orchestrate_job"], "orchestrationTrigger")["name"] == "context"
     for activity in ("prepare", "caption", "compose", "generate", "persist"):
@@ -45,6 +46,13 @@ def test_production_functions_and_bindings(monkeypatch: pytest.MonkeyPatch) -> N
     assert _binding(functions["variation_status"], "httpTrigger")["route"] == "variations/{job_id}"
     for name in ("start_variation", "variation_status", "variation_image"):
         assert _binding(functions[name], "httpTrigger")["authLevel"] == "FUNCTION"
+
+    # The page's static files are anonymous (a browser cannot attach a key to <link> or <script>);
+    # they carry no data, and the API they call keeps its keys.
+    page, asset = _binding(functions["web_ui_index"], "httpTrigger"), _binding(functions["web_ui_file"], "httpTrigger")
+    assert page["route"] == "ui" and asset["route"] == "ui/{file}"
+    assert page["methods"] == asset["methods"] == ["GET"]
+    assert page["authLevel"] == asset["authLevel"] == "ANONYMOUS"
 
 
 def test_development_adds_polling_trigger_and_anonymous_routes(monkeypatch: pytest.MonkeyPatch) -> None:

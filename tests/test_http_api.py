@@ -87,6 +87,13 @@ def test_multipart_upload_starts_a_job_and_the_status_shows_the_result(
     status, source = call(get_image(job_id, "source", offline_services))
     assert status == 200 and source.startswith(b"\x89PNG")
 
+    # Every link in the status is a route the app serves (the page offers them as downloads).
+    prefix = f"/api/variations/{job_id}/images/"
+    links = [view["source_url"], view["manifest_url"], *(img["url"] for img in view["images"])]
+    assert all(link.startswith(prefix) for link in links)
+    status, manifest = call(get_image(job_id, view["manifest_url"].removeprefix(prefix), offline_services))
+    assert status == 200 and manifest["job_id"] == job_id and manifest["status"] == "succeeded"
+
 
 def test_json_base64_upload_is_accepted(runtime: LocalRuntime, offline_services: Services) -> None:
     image = "data:image/png;base64," + base64.b64encode(scene_png()).decode()

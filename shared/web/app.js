@@ -1,0 +1,687 @@
+// Varia's web page: pick a picture, say how it should change, follow the job, show the results.
+// Plain DOM, no framework. Server text only ever goes in through textContent (no HTML string is parsed), and the
+// page's Content-Security-Policy allows no inline script or style.
+
+const API = new URL('../variations', import.meta.url).pathname; // /api/variations, whatever the route prefix
+const CONFIG_URL = new URL('config.json', import.meta.url).pathname;
+// In Azure the API needs a function key: open the page as /api/ui#code=<key>. The fragment never
+// reaches a server log; the key is sent as a header (and on image links), never stored.
+const KEY = new URLSearchParams(location.hash.slice(1)).get('code') || new URLSearchParams(location.search).get('code') || '';
+
+const JOBS_KEY = 'varia.jobs.v1';
+const CURRENT_KEY = 'varia.current.v1';
+const DRAFT_KEY = 'varia.draft.v1'; // the prompt and options being written, so a reload keeps them
+const MAX_JOBS = 40;
+const JOB_ID = /^(blob|http|cli)-[0-9a-f]{32}$/;
+
+const STAGES = [
+  ['preparing', 'Getting your picture ready'],
+  ['captioning', 'Looking at your picture'],
+  ['composing', 'Checking the idea and writing the recipe'],
+  ['generating', 'Painting the new pictures'],
+  ['saving', 'Saving everything'],
+];
+const STAGE_INDEX = Object.fromEntries(STAGES.map(([name], i) => [name, i]));
+
+const PRESET_LABELS = {
+  watercolor: 'Watercolour',
+  sketch: 'Pencil sketch',
+  sepia: 'Old photo',
+  'black-and-white': 'Black & white',
+  'pop-art': 'Pop art',
+  'pixel-art': 'Pixel art',
+  'oil-paint': 'Oil paint',
+  neon: 'Neon',
+  cartoon: 'Cartoon',
+  vintage: 'Postcard',
+};
+
+const FALLBACK_CONFIG = {
+  presets: {}, profiles: ['general', 'kids'], default_profile: 'general',
+  default_variations: 2, max_variations: 4, max_upload_mb: 20,
+};
+
+const $ = (id) => document.getElementById(id);
+const state = { config: FALLBACK_CONFIG, file: null, previewUrl: null, current: null, pollToken: 0, repeated: new Set() };
+
+// ---- small helpers -----------------------------------------------------------------------------
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === 'class') el.className = value;
+    else if (name.startsWith('on')) el.addEventListener(name.slice(2), value);
+    else el.setAttribute(name, value === true ? '' : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+function withKey(url) {
+  if (!KEY || !url) return url;
+  const u = new URL(url, location.href);
+  u.searchParams.set('code', KEY);
+  return u.pathname + u.search;
+}
+
+function apiFetch(url, options = {}) {
+  const headers = KEY ? { 'x-functions-key': KEY } : {};
+  return fetch(url, { ...options, headers: { ...headers, ...(options.headers || {}) }, cache: 'no-store' });
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function megabytes(bytes) {
+  return bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${Math.max(1, Math.round(bytes / 1e3))} KB`;
+}
+
+const relative = new Intl.RelativeTimeFormat('en', { numeric: 'auto' });
+function ago(time) {
+  const seconds = Math.round((time - Date.now()) / 1000);
+  if (seconds > -45) return 'just now';
+  const minutes = Math.round(seconds / 60);
+  if (minutes > -60) return relative.format(minutes, 'minute');
+  const hours = Math.round(minutes / 60);
+  if (hours > -24) return relative.format(hours, 'hour');
+  return relative.format(Math.round(hours / 24), 'day');
+}
+
+function profileName(profile) {
+  return profile === 'kids' ? "Kids' classroom" : 'Everyone';
+}
+
+function pictures(n) {
+  return `${n} picture${n === 1 ? '' : 's'}`;
+}
+
+// ---- this browser's jobs (localStorage) ----------------------------------------------------------
+
+function loadJobs() {
+  try {
+    const jobs = JSON.parse(localStorage.getItem(JOBS_KEY) || '[]');
+    return Array.isArray(jobs) ? jobs.filter((j) => j && typeof j.id === 'string' && JOB_ID.test(j.id)) : [];
+  } catch {
+    return []; // unreadable or blocked storage: start with an empty list rather than a broken page
+  }
+}
+
+function saveJobs(jobs) {
+  try {
+    localStorage.setItem(JOBS_KEY, JSON.stringify(jobs.slice(0, MAX_JOBS)));
+  } catch {
+    // Private mode or a full quota: the page still works, it just forgets on reload.
+  }
+}
+
+function findJob(id) {
+  return loadJobs().find((j) => j.id === id) || null;
+}
+
+function updateJob(id, changes) {
+  const jobs = loadJobs();
+  const i = jobs.findIndex((j) => j.id === id);
+  const job = { ...(i >= 0 ? jobs[i] : { id, at: Date.now() }), ...changes };
+  if (i >= 0) jobs.splice(i, 1);
+  jobs.unshift(job); // the job last touched comes first
+  saveJobs(jobs);
+  renderHistory();
+  return job;
+}
+
+function forgetJob(id) {
+  saveJobs(loadJobs().filter((j) => j.id !== id));
+  if (state.current === id) {
+    setCurrent(null);
+    showWelcome();
+  }
+  renderHistory();
+}
+
+function setCurrent(id) {
+  state.current = id;
+  try {
+    if (id) localStorage.setItem(CURRENT_KEY, id);
+    else localStorage.removeItem(CURRENT_KEY);
+  } catch {
+    // see saveJobs
+  }
+}
+
+// ---- the form ------------------------------------------------------------------------------------
+
+function showFormError(message, focusTarget) {
+  const el = $('form-error');
+  el.textContent = message;
+  el.hidden = false;
+  (focusTarget || el).focus();
+}
+
+function clearFormError() {
+  $('form-error').hidden = true;
+  $('form-error').textContent = '';
+}
+
+function setFile(file) {
+  if (!file) return;
+  clearFormError();
+  if (file.type && !file.type.startsWith('image/')) {
+    showFormError(`"${file.name}" is not a picture. Choose a JPEG, PNG, GIF or WEBP image.`);
+    return;
+  }
+  const limit = state.config.max_upload_mb * 1024 * 1024;
+  if (file.size > limit) {
+    showFormError(`"${file.name}" is ${megabytes(file.size)}; pictures can be up to ${state.config.max_upload_mb} MB.`);
+    return;
+  }
+  state.file = file;
+  if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
+  state.previewUrl = URL.createObjectURL(file);
+  const preview = $('preview');
+  preview.src = state.previewUrl;
+  preview.alt = `The picture you picked: ${file.name || 'pasted picture'}`;
+  preview.hidden = false;
+  $('drop').classList.add('has-file');
+  $('drop-body').replaceChildren(
+    h('strong', { class: 'file-name' }, file.name || 'Pasted picture'),
+    h('span', {}, `${megabytes(file.size)} · `, h('span', { class: 'fake-link' }, 'change picture')),
+  );
+}
+
+function renderPresets() {
+  const box = $('presets');
+  box.replaceChildren();
+  for (const [name, text] of Object.entries(state.config.presets)) {
+    const label = PRESET_LABELS[name] || name.replace(/[-_]+/g, ' ').replace(/^./, (c) => c.toUpperCase());
+    box.append(h('button', {
+      type: 'button', class: 'preset', 'data-preset': name, 'aria-pressed': 'false', title: text,
+      onclick: () => {
+        $('prompt').value = text;
+        syncPresets();
+        saveDraft();
+        clearFormError();
+      },
+    }, h('span', { class: `swatch swatch-${name}`, 'aria-hidden': 'true' }), label));
+  }
+}
+
+function syncPresets() {
+  const value = $('prompt').value.trim();
+  for (const button of $('presets').querySelectorAll('button')) {
+    button.setAttribute('aria-pressed', String(state.config.presets[button.dataset.preset] === value));
+  }
+}
+
+function renderCounts() {
+  const box = $('counts');
+  box.replaceChildren();
+  for (let n = 1; n <= state.config.max_variations; n++) {
+    box.append(
+      h('input', { type: 'radio', name: 'n', id: `n-${n}`, value: n, checked: n === state.config.default_variations }),
+      h('label', { for: `n-${n}`, class: 'count' }, String(n)),
+    );
+  }
+}
+
+function applyConfig() {
+  $('max-mb').textContent = String(state.config.max_upload_mb);
+  const profile = document.querySelector(`input[name="profile"][value="${state.config.default_profile}"]`);
+  if (profile) profile.checked = true;
+  renderPresets();
+  renderCounts();
+}
+
+function saveDraft() {
+  try {
+    localStorage.setItem(DRAFT_KEY, JSON.stringify(formValues()));
+  } catch {
+    // see saveJobs
+  }
+}
+
+function restoreDraft() {
+  let draft;
+  try {
+    draft = JSON.parse(localStorage.getItem(DRAFT_KEY) || 'null');
+  } catch {
+    draft = null;
+  }
+  if (!draft || typeof draft !== 'object') return;
+  if (typeof draft.prompt === 'string') $('prompt').value = draft.prompt.slice(0, 1000);
+  for (const name of ['profile', 'n', 'mode']) {
+    // Only a value the form offers (the limits may have changed since).
+    const input = [...document.querySelectorAll(`input[name="${name}"]`)].find((i) => i.value === String(draft[name]));
+    if (input) input.checked = true;
+  }
+  syncPresets();
+}
+
+function formValues() {
+  const form = $('make');
+  return {
+    prompt: $('prompt').value.trim(),
+    profile: form.elements.profile.value || 'general',
+    n: Number(form.elements.n.value || state.config.default_variations),
+    mode: form.elements.mode.value || 'edit',
+  };
+}
+
+async function submitJob(force = false) {
+  clearFormError();
+  const values = formValues();
+  if (!state.file) return showFormError('First pick a picture (step 1).', $('file'));
+  if (!values.prompt) return showFormError('Say how the picture should change, or press one of the ideas.', $('prompt'));
+
+  const body = new FormData();
+  body.append('image', state.file, state.file.name || 'picture.png');
+  for (const [name, value] of Object.entries(values)) body.append(name, String(value));
+  if (force) body.append('force', 'true');
+
+  const go = $('go');
+  go.disabled = true;
+  $('go-label').textContent = 'Sending your picture…';
+  try {
+    let response;
+    try {
+      response = await apiFetch(API, { method: 'POST', body });
+    } catch {
+      return showFormError("Varia can't be reached. Check that the server is still running, then try again.");
+    }
+    const answer = await response.json().catch(() => ({}));
+    if (response.status !== 202 || !JOB_ID.test(answer.job_id || '')) {
+      return showFormError(answer.error || `Varia answered with an error (${response.status}). Try again in a moment.`);
+    }
+    if (answer.created === false) state.repeated.add(answer.job_id);
+    else state.repeated.delete(answer.job_id);
+    updateJob(answer.job_id, { ...values, at: Date.now(), status: 'running' });
+    openJob(answer.job_id, true);
+  } finally {
+    go.disabled = false;
+    $('go-label').textContent = 'Make my pictures';
+  }
+}
+
+// ---- following a job -----------------------------------------------------------------------------
+
+function showOnly(which) {
+  $('welcome').hidden = which !== 'welcome';
+  $('progress').hidden = which !== 'progress';
+  $('result').hidden = which !== 'result';
+}
+
+function showWelcome() {
+  state.pollToken++;
+  showOnly('welcome');
+}
+
+function openJob(id, scroll = false) {
+  setCurrent(id);
+  renderHistory();
+  const job = findJob(id) || { id };
+  // A finished job keeps the current view until its result arrives (no flash of progress).
+  if (!['succeeded', 'refused', 'failed'].includes(job.status)) showProgress(job, { stage: 'queued', done: 0, total: job.n || 0 });
+  if (scroll && window.matchMedia('(max-width: 860px)').matches) {
+    $('job').scrollIntoView({ behavior: 'smooth', block: 'start' });
+  }
+  follow(id);
+}
+
+async function follow(id) {
+  const token = ++state.pollToken;
+  const started = Date.now();
+  let failures = 0;
+  while (token === state.pollToken) {
+    let view = null;
+    try {
+      const response = await apiFetch(`${API}/${encodeURIComponent(id)}`);
+      if (response.status === 404) {
+        if (token === state.pollToken) showLost(id);
+        return;
+      }
+      view = await response.json();
+      if (!response.ok) throw new Error(view.error || String(response.status));
+      failures = 0;
+    } catch {
+      failures += 1;
+      view = null;
+      if (token === state.pollToken && !$('progress').hidden) {
+        $('status-line').textContent = "Can't reach Varia right now. Trying again…";
+      }
+    }
+    if (token !== state.pollToken) return;
+    if (view) {
+      const job = findJob(id) || { id };
+      if (view.status === 'running') {
+        showProgress(job, view);
+      } else {
+        showResult(job, view);
+        return;
+      }
+    }
+    // Offline jobs take a second or two; real image models take a minute. Poll gently after a while.
+    const elapsed = Date.now() - started;
+    const pause = failures ? Math.min(5000, 1000 * failures) : elapsed < 30000 ? 400 : elapsed < 120000 ? 1500 : 3000;
+    await sleep(pause);
+  }
+}
+
+function stageText(name, view) {
+  const entry = STAGES[STAGE_INDEX[name]];
+  if (!entry) return 'Working'; // a stage this page does not know yet
+  const label = entry[1];
+  if (name === 'generating' && view.total) return `${label}: ${view.done} of ${view.total} ready`;
+  return label;
+}
+
+function percent(view) {
+  const stage = view.stage || 'queued';
+  if (stage === 'queued') return 3;
+  if (stage === 'done') return 100;
+  if (stage === 'generating') return 45 + Math.round((45 * (view.done || 0)) / Math.max(1, view.total || 1));
+  return { preparing: 10, captioning: 22, composing: 35, saving: 95 }[stage] || 5;
+}
+
+function showProgress(job, view) {
+  showOnly('progress');
+  const stage = view.stage || 'queued';
+  const box = $('progress');
+  box.dataset.stage = stage;
+  $('progress-prompt').replaceChildren(...promptLine(job));
+  const value = percent(view);
+  $('bar').setAttribute('aria-valuenow', String(value));
+  $('bar-fill').style.setProperty('--value', `${value}%`);
+  const current = stage === 'queued' ? -1 : STAGE_INDEX[stage] ?? -1;
+  $('stages').replaceChildren(...STAGES.map(([name], i) => {
+    const status = i < current ? 'done' : i === current ? 'active' : 'todo';
+    return h('li', { class: `stage stage-${status}`, 'data-stage': name, 'aria-current': status === 'active' ? 'step' : null },
+      h('span', { class: 'stage-dot', 'aria-hidden': 'true' }),
+      h('span', { class: 'stage-label' }, stageText(name, view)),
+      status === 'done' ? h('span', { class: 'visually-hidden' }, ' (done)') : null);
+  }));
+  const line = stage === 'queued' ? 'Waiting for a free painter…' : `${stageText(stage, view)}…`;
+  if ($('status-line').textContent !== line) $('status-line').textContent = line; // announce changes only
+}
+
+function promptLine(job) {
+  const parts = [];
+  if (job.prompt) parts.push(h('q', {}, job.prompt));
+  const meta = [job.profile ? profileName(job.profile) : null, job.n ? pictures(job.n) : null,
+    job.mode ? (job.mode === 'generate' ? 'new scene' : 'keeps the picture') : null].filter(Boolean);
+  if (meta.length) parts.push(h('span', { class: 'job-meta' }, meta.join(' · ')));
+  return parts;
+}
+
+// Failures about the picture itself (damaged, not an image, too big or too small) need another picture.
+const PICTURE_PROBLEM = /\b(not an image|damaged|truncated|cannot be decoded|too (large|small|big)|pixels|the limit is)\b/i;
+
+// Uploads are stored under their sha256; that name means nothing to the person who sent the picture.
+// And "force=true" is API talk: the page's Try again button is how a person sends it again.
+function plainMessage(message) {
+  return (message || '').replace(/^[0-9a-f]{64}\.[a-z0-9]+:\s*/i, '').replace(/;\s*send the image again with force=true/, '');
+}
+
+function showNotice(kind, title, text, help, retry) {
+  const notice = $('notice');
+  notice.className = `notice notice-${kind}`;
+  notice.hidden = false;
+  $('notice-title').textContent = title;
+  $('notice-text').textContent = text || '';
+  $('notice-help').textContent = help || '';
+  $('retry').hidden = !retry;
+  $('retry').textContent = retry || 'Try again';
+}
+
+function fact(term, ...value) {
+  return [h('dt', {}, term), h('dd', {}, ...value)];
+}
+
+function plan(subtasks) {
+  if (!subtasks) return null;
+  const chips = [];
+  if (subtasks.style) chips.push(h('li', { class: 'chip chip-style' }, `Style: ${subtasks.style}`));
+  for (const item of subtasks.add || []) chips.push(h('li', { class: 'chip chip-add' }, `Add: ${item}`));
+  for (const item of subtasks.remove || []) chips.push(h('li', { class: 'chip chip-remove' }, `Remove: ${item}`));
+  if (subtasks.background) chips.push(h('li', { class: 'chip chip-bg' }, `Background: ${subtasks.background}`));
+  return chips.length ? h('ul', { class: 'chips', id: 'subtasks' }, chips) : null;
+}
+
+function image(url, alt, cls) {
+  const img = h('img', { src: withKey(url), alt, class: cls, decoding: 'async' });
+  img.addEventListener('error', () => img.classList.add('broken'), { once: true });
+  return img;
+}
+
+function showResult(job, view) {
+  showOnly('result');
+  const status = view.status;
+  const result = $('result');
+  result.dataset.status = status;
+  const caption = view.caption || '';
+  const images = view.images || [];
+  const made = images.filter((i) => i.status === 'succeeded');
+  const stored = updateJob(job.id, {
+    status, caption, source_url: view.source_url || null,
+    prompt: job.prompt || view.prompt, profile: job.profile || view.profile, n: job.n || view.total,
+  });
+  $('result-prompt').replaceChildren(...promptLine(stored));
+  $('notice').hidden = true;
+
+  const canRetry = Boolean(state.file);
+  if (status === 'succeeded' && made.length === images.length) {
+    $('result-title').textContent = made.length === 1 ? 'Here is your new picture!' : 'Here are your new pictures!';
+  } else if (status === 'succeeded') {
+    $('result-title').textContent = `Varia made ${made.length} of ${images.length} pictures`;
+    const reasons = images.filter((i) => i.status !== 'succeeded').map((i) => `Picture ${i.index + 1}: ${i.reason}`);
+    showNotice('partial', 'Some pictures could not be made.', reasons.join(' '),
+      'You can keep these, or press Try again for a new set.', canRetry ? 'Try again' : null);
+  } else if (status === 'refused') {
+    $('result-title').textContent = "Varia can't make this one";
+    const help = stored.profile === 'kids'
+      ? "This is the kids' classroom, so some words and ideas are not allowed. Try a different idea, like one of the style buttons."
+      : 'Try a different idea, or one of the style buttons.';
+    showNotice('refused', 'Why not?', view.message || 'The idea did not pass the safety check.', help, null);
+  } else {
+    $('result-title').textContent = 'Something went wrong';
+    const message = plainMessage(view.message) || 'The job stopped before it finished.';
+    if (PICTURE_PROBLEM.test(message)) {
+      // Sending the same file again cannot help: say so instead of offering Try again.
+      showNotice('failed', 'What happened', message,
+        'What you can do: pick another picture above (a JPEG or PNG photo or drawing works best) and press Make my pictures.', null);
+    } else {
+      showNotice('failed', 'What happened', message,
+        canRetry
+          ? 'What you can do: press Try again in a moment. If it keeps failing, ask whoever runs Varia to look at its console.'
+          : 'What you can do: pick the picture again above and press Make my pictures. If it keeps failing, ask whoever runs Varia to look at its console.',
+        canRetry ? 'Try again' : null);
+    }
+  }
+  if (state.repeated.has(job.id) && status !== 'refused') {
+    showNotice('info', 'You asked for exactly this before', 'So here are the same pictures again, at no cost.',
+      '', canRetry ? 'Make new ones' : null);
+  }
+
+  // The result replaces the progress list: tell screen readers what happened.
+  $('announce').textContent = [$('result-title').textContent, $('notice').hidden ? '' : $('notice-text').textContent]
+    .filter(Boolean).join('. ');
+
+  const facts = [];
+  if (caption) facts.push(...fact('What Varia sees', caption));
+  if (view.output_prompt) facts.push(...fact('What Varia asked the painter for', view.output_prompt));
+  const chips = plan(view.subtasks);
+  if (chips) facts.push(...fact('The plan', chips));
+  $('facts').replaceChildren(...facts);
+  $('facts').hidden = facts.length === 0;
+
+  const gallery = $('gallery');
+  gallery.replaceChildren(...images.map((item) => {
+    const k = item.index + 1;
+    const before = h('figure', { class: 'shot shot-before' },
+      view.source_url ? image(view.source_url, caption ? `Your picture: ${caption}` : 'Your picture', 'source') : null,
+      h('figcaption', {}, h('span', { class: 'tag' }, 'Before')));
+    let after;
+    if (item.status === 'succeeded' && item.url) {
+      after = h('figure', { class: 'shot shot-after' },
+        image(item.url, caption ? `Picture ${k}: ${caption}, ${view.subtasks?.style || 'changed as you asked'}` : `Picture ${k}`, 'variation'),
+        h('figcaption', {}, h('span', { class: 'tag tag-after' }, `After · ${k}`),
+          h('a', { href: withKey(item.url), download: `varia-${job.id.slice(-8)}-${k}.png`, class: 'download' },
+            'Download', h('span', { class: 'visually-hidden' }, ` picture ${k}`))));
+    } else {
+      after = h('figure', { class: 'shot shot-missing' },
+        h('div', { class: 'missing' }, item.status === 'refused' ? 'Not allowed' : 'Not made', h('small', {}, item.reason || '')),
+        h('figcaption', {}, h('span', { class: 'tag' }, `Picture ${k}`)));
+    }
+    return h('div', { class: 'pair' }, before, after);
+  }));
+  gallery.hidden = images.length === 0;
+
+  const links = [];
+  if (view.source_url) links.push(h('a', { href: withKey(view.source_url), download: `varia-${job.id.slice(-8)}-source.png` }, 'your picture'));
+  if (view.manifest_url) links.push(h('a', { href: withKey(view.manifest_url), download: `varia-${job.id.slice(-8)}-manifest.json` }, 'the manifest (what was done and why)'));
+  $('downloads').replaceChildren(
+    ...(links.length ? ['Download ', ...links.flatMap((a, i) => (i ? [' · ', a] : [a]))] : []),
+    madeWith(view.providers),
+  );
+}
+
+const PROVIDER_NAMES = {
+  'azure-ai-vision': 'Azure AI Vision', 'azure-openai-chat': 'Azure OpenAI', 'azure-openai-gpt-image': 'GPT-image',
+};
+
+function madeWith(providers) {
+  const names = Object.values(providers || {});
+  if (!names.length) return null;
+  const text = names.every((name) => name === 'offline')
+    ? "Made on this computer by Varia's offline painter: no AI service was called."
+    : `Made with ${[...new Set(names.map((name) => PROVIDER_NAMES[name] || name))].join(', ')}.`;
+  return h('span', { class: 'providers' }, text);
+}
+
+function showLost(id) {
+  const job = findJob(id) || { id };
+  showOnly('result');
+  $('result').dataset.status = 'lost';
+  updateJob(id, { status: 'lost' });
+  $('result-title').textContent = 'This job is no longer here';
+  $('announce').textContent = 'This job is no longer here.';
+  $('result-prompt').replaceChildren(...promptLine(job));
+  showNotice('failed', 'What happened', 'Varia does not know this job any more: the server probably restarted before it finished.',
+    state.file ? 'Press Try again to send the picture once more.' : 'Pick the picture again above and press Make my pictures.',
+    state.file ? 'Try again' : null);
+  $('facts').replaceChildren();
+  $('gallery').replaceChildren();
+  $('downloads').replaceChildren();
+}
+
+// ---- history ---------------------------------------------------------------------------------------
+
+const BADGES = {
+  running: ['Working…', 'running'], succeeded: ['Done', 'ok'], refused: ['Not allowed', 'refused'],
+  failed: ['Failed', 'failed'], lost: ['Lost', 'failed'],
+};
+
+function renderHistory() {
+  const jobs = loadJobs();
+  $('history-empty').hidden = jobs.length > 0;
+  $('history').replaceChildren(...jobs.map((job) => {
+    const [badge, kind] = BADGES[job.status] || BADGES.running;
+    const thumb = job.source_url
+      ? image(job.source_url, '', 'thumb')
+      : h('span', { class: 'thumb thumb-empty', 'aria-hidden': 'true' });
+    return h('li', { class: 'history-item', 'aria-current': job.id === state.current ? 'true' : null, 'data-job': job.id },
+      h('button', { type: 'button', class: 'history-open', onclick: () => openJob(job.id, true) },
+        thumb,
+        h('span', { class: 'history-text' },
+          h('span', { class: 'history-prompt' }, job.prompt || job.id),
+          h('span', { class: 'history-meta' },
+            [job.profile ? profileName(job.profile) : null, job.n ? pictures(job.n) : null, job.at ? ago(job.at) : null]
+              .filter(Boolean).join(' · '))),
+        h('span', { class: `badge badge-${kind}` }, badge)),
+      h('button', { type: 'button', class: 'history-forget', title: 'Forget this job in this browser',
+        'aria-label': `Forget "${job.prompt || job.id}"`, onclick: () => forgetJob(job.id) }, '×'));
+  }));
+}
+
+// ---- wiring --------------------------------------------------------------------------------------
+
+function wireDrop() {
+  const drop = $('drop');
+  let depth = 0; // dragenter/dragleave fire for every child element; count them
+  const hasFiles = (event) => Array.from(event.dataTransfer?.types || []).includes('Files');
+  window.addEventListener('dragenter', (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    depth += 1;
+    drop.classList.add('dragging');
+  });
+  window.addEventListener('dragover', (event) => {
+    if (hasFiles(event)) event.preventDefault(); // lets the drop happen instead of opening the file
+  });
+  window.addEventListener('dragleave', () => {
+    depth = Math.max(0, depth - 1);
+    if (depth === 0) drop.classList.remove('dragging');
+  });
+  window.addEventListener('drop', (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    depth = 0;
+    drop.classList.remove('dragging');
+    setFile(event.dataTransfer.files[0]);
+  });
+  document.addEventListener('paste', (event) => {
+    const file = Array.from(event.clipboardData?.files || []).find((f) => f.type.startsWith('image/'));
+    if (file) setFile(file);
+  });
+  $('file').addEventListener('change', (event) => setFile(event.target.files[0]));
+}
+
+async function loadConfig() {
+  try {
+    const response = await fetch(CONFIG_URL, { cache: 'no-store' });
+    if (response.ok) state.config = { ...FALLBACK_CONFIG, ...(await response.json()) };
+  } catch {
+    // The form still works with the defaults; the server enforces the real limits anyway.
+  }
+  applyConfig();
+}
+
+async function start() {
+  wireDrop();
+  $('make').addEventListener('submit', (event) => {
+    event.preventDefault();
+    submitJob(false);
+  });
+  $('prompt').addEventListener('input', syncPresets);
+  $('prompt').addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      submitJob(false);
+    }
+  });
+  $('retry').addEventListener('click', () => submitJob(true));
+  const again = () => {
+    $('make').scrollIntoView({ behavior: 'smooth', block: 'start' });
+    $('prompt').focus({ preventScroll: true });
+    $('prompt').select();
+  };
+  $('again').addEventListener('click', again);
+  $('again-bottom').addEventListener('click', again);
+  await loadConfig();
+  restoreDraft();
+  $('make').addEventListener('input', saveDraft);
+  $('make').addEventListener('change', saveDraft);
+  renderHistory();
+  let current = null;
+  try {
+    current = localStorage.getItem(CURRENT_KEY);
+  } catch {
+    current = null;
+  }
+  if (current && JOB_ID.test(current)) openJob(current);
+  else showWelcome();
+  document.documentElement.dataset.ready = 'true'; // lets the browser tests know the page is wired
+}
+
+start();

@@ -1,0 +1,94 @@
+"""The web page in headless Chromium: runs tests/browser/*.test.mjs (node --test, playwright-core) on the local server.
+
+The server runs in this process on a free port with offline providers, and each activity is
+slowed down a little so that the page has stages to show (offline jobs otherwise finish in well
+under a second). Without /usr/bin/chromium the test is skipped, except in CI (CI=true), where
+`.ci/run` installs it and a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.config import Settings
+from shared.local_runtime import LocalRuntime
+from shared.orchestrator import orchestrate_job
+from shared.server import VariaServer
+from shared.services import build_services
+from shared.steps import STEPS
+from tests.conftest import REPO, offline_env
+from tests.images import scene_png
+
+CHROMIUM = Path("/usr/bin/chromium")
+PLAYWRIGHT = REPO / "node_modules" / "playwright-core"
+BROWSER_TESTS = REPO / "tests" / "browser"
+ARTIFACTS = REPO / "test-artifacts"
+STEP_DELAY_S = 0.6  # each stage outlasts one poll of the page (400 ms)
+VARIATIONS = 2
+
+
+def _require(ok: bool, reason: str) -> None:
+    if ok:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: the browser tests must run)")
+    pytest.skip(reason)
+
+
+def _slowed(activity: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def run(payload: Any) -> Any:
+        time.sleep(STEP_DELAY_S)
+        return activity(payload)
+
+    return run
+
+
+def test_the_page_does_the_whole_job_in_headless_chromium(tmp_path: Path) -> None:
+    _require(CHROMIUM.exists(), f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it in CI)")
+    _require(shutil.which("node") is not None, "Node.js is needed for the browser tests")
+    _require(PLAYWRIGHT.is_dir(), "playwright-core is not installed: `make test` runs `npm ci`")
+
+    services = build_services(Settings.from_env(offline_env(tmp_path)))
+    activities = {name: _slowed(functools.partial(step, services)) for name, step in STEPS.items()}
+    runtime = LocalRuntime(orchestrate_job, activities, retry_scale=0.001)
+    server = VariaServer(services, runtime, port=0, poll_interval=None)
+    server.start()
+    image, broken = tmp_path / "scene.png", tmp_path / "broken.png"
+    image.write_bytes(scene_png(720, 480))
+    broken.write_bytes(image.read_bytes()[:1500])
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "gallery.png").unlink(missing_ok=True)
+    env = {
+        **os.environ,
+        "VARIA_URL": server.url,
+        "VARIA_IMAGE": str(image),
+        "VARIA_BROKEN_IMAGE": str(broken),
+        "VARIA_ARTIFACTS": str(ARTIFACTS),
+        "VARIA_N": str(VARIATIONS),
+        "VARIA_CHROMIUM": str(CHROMIUM),
+    }
+    scripts = sorted(str(p) for p in BROWSER_TESTS.glob("*.test.mjs"))
+    try:
+        result = subprocess.run(
+            ["node", "--test", "--test-reporter=spec", *scripts],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
+    finally:
+        server.close()
+
+    assert result.returncode == 0, f"the browser tests failed:\n{result.stdout}\n{result.stderr}"
+    assert "# fail 0" in result.stdout or "ℹ fail 0" in result.stdout, result.stdout
+    assert (ARTIFACTS / "gallery.png").stat().st_size > 5_000, "the gallery screenshot was not saved"

@@ -1,0 +1,114 @@
+"""The web page's handler: which files it serves, with which types and headers, and what the page may run."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import azure.functions as func
+import pytest
+
+from shared.config import ConfigError, Settings
+from shared.services import load_presets
+from shared.web_ui import CONTENT_SECURITY_POLICY, WEB_DIR, serve_ui
+from tests.conftest import offline_env
+
+
+def _settings(tmp_path: Path, **extra: str) -> Settings:
+    return Settings.from_env(offline_env(tmp_path, **extra))
+
+
+def _serve(tmp_path: Path, name: str | None, development: bool = True, **extra: str) -> func.HttpResponse:
+    return serve_ui(name, lambda: _settings(tmp_path, **extra), development)
+
+
+def test_the_index_is_html_with_a_strict_content_security_policy(tmp_path: Path) -> None:
+    for name in (None, "", "index.html"):
+        response = _serve(tmp_path, name)
+        assert response.status_code == 200
+        assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert b"<title>Varia" in response.get_body()
+        assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    policy = dict(part.strip().split(" ", 1) for part in CONTENT_SECURITY_POLICY.split(";"))
+    assert policy["default-src"] == "'none'" and policy["script-src"] == "'self'" and policy["style-src"] == "'self'"
+    assert policy["frame-ancestors"] == "'none'" and "unsafe" not in CONTENT_SECURITY_POLICY
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("app.css", "text/css; charset=utf-8"),
+        ("favicon.svg", "image/svg+xml"),
+    ],
+)
+def test_assets_have_their_content_types(tmp_path: Path, name: str, content_type: str) -> None:
+    response = _serve(tmp_path, name)
+    assert response.status_code == 200 and response.headers["Content-Type"] == content_type
+    assert response.get_body() == (WEB_DIR / name).read_bytes()
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../web_ui.py",
+        "..",
+        ".",
+        "../../README.md",
+        "web/index.html",
+        "/etc/passwd",
+        "..\\web_ui.py",
+        ".hidden.css",
+        "index.html\x00.js",
+        "presets.json",  # exists one folder up, not in shared/web
+        "missing.css",
+        "INDEX.HTML",
+        "index",
+    ],
+)
+def test_only_files_of_the_web_folder_are_served(tmp_path: Path, name: str) -> None:
+    response = _serve(tmp_path, name)
+    assert response.status_code == 404
+    assert json.loads(response.get_body())["error"].startswith("The page has no file")
+
+
+def test_config_carries_the_presets_and_the_limits_the_api_enforces(tmp_path: Path) -> None:
+    response = _serve(tmp_path, "config.json", VARIA_MAX_VARIATIONS="6", VARIA_MAX_UPLOAD_MB="8")
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    config = json.loads(response.get_body())
+    assert config["presets"] == load_presets()
+    assert config["max_variations"] == 6 and config["max_upload_mb"] == 8
+    assert config["profiles"] == ["general", "kids"] and config["default_variations"] == 2
+
+
+def test_a_bad_setting_breaks_only_config_json_not_the_page(tmp_path: Path) -> None:
+    def broken() -> Settings:
+        raise ConfigError("VARIA_MAX_VARIATIONS='lots' is not a whole number")
+
+    assert serve_ui(None, broken, False).status_code == 200
+    with pytest.raises(ConfigError):
+        serve_ui("config.json", broken, False)
+
+
+def test_caching_fresh_in_development_revalidated_in_azure(tmp_path: Path) -> None:
+    assert _serve(tmp_path, "app.js", development=True).headers["Cache-Control"] == "no-store"
+    first = _serve(tmp_path, "app.js", development=False)
+    assert first.headers["Cache-Control"] == "no-cache"
+    again = serve_ui("app.js", lambda: _settings(tmp_path), False, first.headers["ETag"])
+    assert again.status_code == 304 and again.get_body() == b""
+    assert serve_ui("app.js", lambda: _settings(tmp_path), False, '"stale"').status_code == 200
+
+
+def test_the_page_runs_under_its_own_policy_and_never_writes_server_text_as_html() -> None:
+    html = (WEB_DIR / "index.html").read_text()
+    # Inline script, inline style and event-handler attributes would all be blocked by the CSP.
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html)
+    assert "<style" not in html and not re.search(r"\sstyle=", html)
+    assert not re.search(r"\son[a-z]+=", html)
+    assert re.findall(r'(?:src|href)="([^"#]+)"', html) == ["/api/ui/favicon.svg", "/api/ui/app.css", "/api/ui/app.js"]
+    script = (WEB_DIR / "app.js").read_text()
+    # Captions and messages come from the server (and from a model): text only, never markup.
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "eval(" not in script
+    assert "setAttribute('style'" not in script
