@@ -252,8 +252,7 @@ class FakeAzureAI:
         self._lock = threading.Lock()
         self._faults: dict[str, deque[tuple[str, dict[str, Any]]]] = {}
         self._limit: tuple[int, float] | None = None
-        self._window_start = 0.0
-        self._window_used = 0
+        self._granted: deque[float] = deque()  # arrival times of image calls let through, newest last
         self._images_made = 0
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -301,7 +300,7 @@ class FakeAzureAI:
             self.calls.clear()
             self._faults.clear()
             self._limit = None
-            self._window_used = 0
+            self._granted.clear()
         self.latency.clear()
         self.caption_text = DEFAULT_CAPTION
         self.tags = list(DEFAULT_TAGS)
@@ -321,13 +320,12 @@ class FakeAzureAI:
             queue.extend((fault, dict(options)) for _ in range(times))
 
     def limit_images(self, requests: int, window_s: float) -> None:
-        """Allow at most `requests` successful image calls (generate + edit) per fixed window of `window_s` seconds."""
+        """Allow at most `requests` image calls (generate + edit) in any `window_s` seconds (a sliding window)."""
         if requests < 1 or window_s <= 0:
             raise ValueError("limit_images needs requests >= 1 and window_s > 0")
         with self._lock:
             self._limit = (requests, window_s)
-            self._window_start = time.monotonic()
-            self._window_used = 0
+            self._granted.clear()
 
     # -- the log ---------------------------------------------------------------------------------------------------
     def count(self, route: str) -> int:
@@ -360,23 +358,23 @@ class FakeAzureAI:
             return queue.popleft() if queue else None
 
     def _take_image_slot(self) -> float | None:
-        """Reserve a slot under the rate limit; None if granted, else the seconds until the window ends."""
+        """Reserve a slot under the rate limit; None if granted, else the seconds until one frees up."""
         with self._lock:
             if self._limit is None:
                 return None
             requests, window_s = self._limit
             now = time.monotonic()
-            if now >= self._window_start + window_s:
-                self._window_start, self._window_used = now, 0
-            if self._window_used >= requests:
-                return self._window_start + window_s - now
-            self._window_used += 1
+            while self._granted and self._granted[0] <= now - window_s:
+                self._granted.popleft()
+            if len(self._granted) >= requests:
+                return self._granted[0] + window_s - now
+            self._granted.append(now)
             return None
 
     def _give_back_image_slot(self) -> None:
         with self._lock:
-            if self._limit is not None and self._window_used > 0:
-                self._window_used -= 1
+            if self._limit is not None and self._granted:
+                self._granted.pop()
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep unless the server stops first; False if it did."""

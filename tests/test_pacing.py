@@ -24,7 +24,7 @@ def test_calls_are_spaced_evenly_at_the_quota() -> None:
     pacer = Pacer(per_minute=6, clock=clock, sleep=waits.append)
     for _ in range(4):
         pacer.wait()
-    assert waits == pytest.approx([10.0, 20.0, 30.0], rel=1e-3)  # the first at once, then one every 10 s
+    assert waits == pytest.approx([10.2, 20.4, 30.6])  # the first at once, then one every 10 s (+2% slack)
 
 
 def test_no_window_sees_more_than_its_share() -> None:

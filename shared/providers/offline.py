@@ -48,9 +48,9 @@ class OfflineCaptioner:
         img = open_png(png).convert("RGB")
         width, height = img.size
         shape = (
-            "a square"
+            "square"
             if abs(width - height) < 0.05 * max(width, height)
-            else ("a landscape" if width > height else "a portrait")
+            else ("landscape" if width > height else "portrait")
         )
         brightness = ImageStat.Stat(img.convert("L")).mean[0]
         mood = "bright" if brightness > 170 else "dark" if brightness < 80 else "softly lit"
@@ -65,8 +65,8 @@ class OfflineCaptioner:
             if name not in names:
                 names.append(name)
         colours = " and ".join(names[:2]) if len(names) < 3 else f"{names[0]}, {names[1]} and {names[2]}"
-        text = f"{shape} {mood} image dominated by {colours} tones"
-        return CaptionResult(text=text, tags=[*names[:3], shape.split()[-1], mood])
+        text = f"a {mood} {shape} image dominated by {colours} tones"
+        return CaptionResult(text=text, tags=[*names[:3], shape, mood])
 
 
 _ADD = re.compile(r"\b(?:add|adding|with|avec|ajoute[rz]?|con|anade|agrega)\s+(?:an?\s+|une?\s+|el\s+|la\s+)?([^,.;]+)")
