@@ -54,7 +54,11 @@ def test_exif_orientation_is_applied_and_gps_is_stripped() -> None:
 def test_large_images_are_fitted_to_the_model_limit_and_hashed() -> None:
     big = _encode(scene(3000, 2000), "JPEG", quality=85)
     result = normalize(big)
-    assert max(result.width, result.height) == MAX_SIDE and result.original_format == "JPEG"
+    # JPEGs decode at a reduced scale that keeps at least 3/4 of the target: 3000 px -> 1500 px
+    assert 0.75 * MAX_SIDE <= max(result.width, result.height) <= MAX_SIDE and result.original_format == "JPEG"
+    assert abs(result.width / result.height - 1.5) < 0.01
+    png = normalize(_encode(scene(3000, 2000), "PNG"))
+    assert (png.width, png.height) == (MAX_SIDE, 1024)  # other formats are resized to the exact limit
     assert len(result.sha256) == 64 and result.png.startswith(b"\x89PNG")
     assert normalize(big).sha256 == result.sha256  # deterministic: the caption cache relies on it
 
