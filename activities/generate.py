@@ -4,11 +4,11 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from shared.steps import run_step
-
 bp = df.Blueprint()
 
 
 @bp.activity_trigger(input_name="payload")
 def generate(payload: dict[str, Any]) -> dict[str, Any]:
+    from shared.steps import run_step  # on first call, not at indexing: keeps cold start light
+
     return run_step("generate", payload)

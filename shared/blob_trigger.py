@@ -14,18 +14,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import azure.durable_functions as df
 import azure.functions as func
 
 from .jobs import DurableJobClient, JobClient, RequestError, blob_job_id, request_from_blob, start_job
 from .models import BlobRef, JobRequest
 from .services import Services, get_services
 from .steps import persist
-from .storage import INPUTS, check_blob_name
-
-BLOB_FUNCTION_NAME = "start_job_from_blob"
-POLLING_FUNCTION_NAME = "start_job_from_blob_polling"
-BLOB_PATH = f"{INPUTS}/{{name}}"
+from .storage import check_blob_name
 
 log = logging.getLogger("varia.blob_trigger")
 
@@ -89,36 +84,10 @@ def _etag(properties: Any) -> str | None:
     return None
 
 
-async def _from_trigger(blob: func.InputStream, client: Any) -> None:
+async def from_trigger(blob: func.InputStream, client: Any) -> None:
+    """The blob trigger's body: name, etag and metadata from the binding; the bytes stay in storage."""
     container, name = _split(blob.name)
     # InputStream carries the trigger's metadata and properties (typed loosely by azure-functions).
     raw_metadata, properties = getattr(blob, "metadata", None), getattr(blob, "blob_properties", None)
     metadata = raw_metadata if isinstance(raw_metadata, Mapping) else None
     await handle_blob(container, name, _etag(properties), metadata, DurableJobClient(client), get_services())
-
-
-def build_blueprint(development: bool) -> df.Blueprint:
-    bp = df.Blueprint()
-
-    @bp.function_name(BLOB_FUNCTION_NAME)
-    @bp.blob_trigger(
-        arg_name="blob", path=BLOB_PATH, connection="AzureWebJobsStorage", source=func.BlobSource.EVENT_GRID
-    )
-    @bp.durable_client_input(client_name="client")
-    async def start_job_from_blob(blob: func.InputStream, client: Any) -> None:
-        await _from_trigger(blob, client)
-
-    if development:
-
-        @bp.function_name(POLLING_FUNCTION_NAME)
-        @bp.blob_trigger(
-            arg_name="blob",
-            path=BLOB_PATH,
-            connection="AzureWebJobsStorage",
-            source=func.BlobSource.LOGS_AND_CONTAINER_SCAN,
-        )
-        @bp.durable_client_input(client_name="client")
-        async def start_job_from_blob_polling(blob: func.InputStream, client: Any) -> None:
-            await _from_trigger(blob, client)
-
-    return bp

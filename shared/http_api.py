@@ -19,13 +19,11 @@ import json
 import time
 from typing import Any
 
-import azure.durable_functions as df
 import azure.functions as func
 
 from .config import Settings
 from .images import InvalidImage, check_header
 from .jobs import (
-    DurableJobClient,
     JobClient,
     RequestError,
     check_options,
@@ -35,7 +33,7 @@ from .jobs import (
     start_job,
 )
 from .models import BlobRef, JobRequest, Manifest
-from .services import Services, get_services
+from .services import Services
 from .steps import manifest_name, variation_name
 from .storage import OUTPUTS, UPLOADS, WORK
 
@@ -200,25 +198,3 @@ async def get_image(job_id: str, which: str, services: Services) -> func.HttpRes
     body = services.storage.get(container, name)
     headers = {"Cache-Control": "private, max-age=3600", "ETag": info.etag, "X-Content-Type-Options": "nosniff"}
     return func.HttpResponse(body, status_code=200, mimetype=info.content_type or mimetype, headers=headers)
-
-
-def build_blueprint(development: bool) -> df.Blueprint:
-    """HTTP functions: anonymous only in local Development; function keys (or Easy Auth) in Azure."""
-    bp = df.Blueprint()
-    auth = func.AuthLevel.ANONYMOUS if development else func.AuthLevel.FUNCTION
-
-    @bp.route(route="variations", methods=["POST"], auth_level=auth)
-    @bp.durable_client_input(client_name="client")
-    async def start_variation(req: func.HttpRequest, client: Any) -> func.HttpResponse:
-        return await post_variation(req, DurableJobClient(client), get_services())
-
-    @bp.route(route="variations/{job_id}", methods=["GET"], auth_level=auth)
-    @bp.durable_client_input(client_name="client")
-    async def variation_status(req: func.HttpRequest, client: Any) -> func.HttpResponse:
-        return await get_variation(req.route_params["job_id"], DurableJobClient(client), get_services())
-
-    @bp.route(route="variations/{job_id}/images/{which}", methods=["GET"], auth_level=auth)
-    async def variation_image(req: func.HttpRequest) -> func.HttpResponse:
-        return await get_image(req.route_params["job_id"], req.route_params["which"], get_services())
-
-    return bp

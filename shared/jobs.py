@@ -17,10 +17,10 @@ from typing import Any, Protocol
 
 from .config import Settings
 from .models import MAX_PROMPT_CHARS, BlobRef, JobRequest, Origin
+from .orchestrator import ORCHESTRATOR_NAME
 from .safety import PROFILES
 from .services import load_presets
 
-ORCHESTRATOR_NAME = "orchestrate_job"
 JOB_ID_PATTERN = re.compile(r"^(blob|http|cli)-[0-9a-f]{32}$")
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 
-from .jobs import ORCHESTRATOR_NAME
-from .models import ProgressStatus, Stage
+if TYPE_CHECKING:
+    from .models import Stage
+
+ORCHESTRATOR_NAME = "orchestrate_job"
 
 # Transient failures (429s that outlast the SDK's own retries, 5xx, storage hiccups) get three
 # attempts, 5 s apart. Permanent ones come back as values and are never retried.
@@ -26,7 +28,8 @@ _ERROR_TYPE_PREFIX = re.compile(r"^(?:(?:Exception|Result: Failure):\s*)*(?:[A-Z
 
 
 def _report(context: df.DurableOrchestrationContext, stage: Stage, done: int = 0, total: int = 0) -> None:
-    context.set_custom_status(ProgressStatus(stage=stage, done=done, total=total).model_dump())
+    # The shape of models.ProgressStatus, built by hand: this module stays light to import.
+    context.set_custom_status({"stage": stage, "done": done, "total": total, "message": None})
 
 
 def _failure_message(stage: str, exc: Exception) -> str:
@@ -103,11 +106,6 @@ def orchestrate_job(context: df.DurableOrchestrationContext) -> Generator[Any, A
     _report(context, "saving")
     job["finished_at"] = context.current_utc_datetime.isoformat()
     manifest: JSON = yield context.call_activity_with_retry("persist", RETRY, job)
-    context.set_custom_status(
-        ProgressStatus(stage="done", done=request["n"], total=request["n"], message=manifest["status"]).model_dump()
-    )
+    n = request["n"]
+    context.set_custom_status({"stage": "done", "done": n, "total": n, "message": manifest["status"]})
     return manifest
-
-
-bp = df.Blueprint()
-bp.function_name(ORCHESTRATOR_NAME)(bp.orchestration_trigger(context_name="context")(orchestrate_job))

@@ -14,10 +14,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import azure.durable_functions as df
 import azure.functions as func
 
-from .config import Settings, get_settings
+from .config import Settings
 from .safety import PROFILES
 from .services import load_presets
 
@@ -105,23 +104,3 @@ def serve_ui(
     charset = "; charset=utf-8" if content_type.startswith("text/") or content_type == "application/json" else ""
     headers["Content-Type"] = content_type + charset
     return func.HttpResponse(body, status_code=200, headers=headers, mimetype=content_type)
-
-
-def build_blueprint(development: bool) -> df.Blueprint:
-    """The page's routes. Anonymous even in Azure: the files are public code and carry no data.
-
-    The API they call keeps its function keys; in Azure open the page as /api/ui#code=<key> and
-    the page sends the key with each API request.
-    """
-    bp = df.Blueprint()
-
-    @bp.route(route="ui", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-    def web_ui_index(req: func.HttpRequest) -> func.HttpResponse:
-        return serve_ui(None, get_settings, development, req.headers.get("if-none-match"))
-
-    @bp.route(route="ui/{file}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-    def web_ui_file(req: func.HttpRequest) -> func.HttpResponse:
-        name = req.route_params.get("file", "")
-        return serve_ui(name, get_settings, development, req.headers.get("if-none-match"))
-
-    return bp

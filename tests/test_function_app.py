@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
 import sys
 from typing import Any
 
 import pytest
 
-from shared.blob_trigger import BLOB_FUNCTION_NAME, POLLING_FUNCTION_NAME
+from shared.functions import BLOB_FUNCTION_NAME, POLLING_FUNCTION_NAME
+from tests.conftest import REPO
 
 
 def _index(monkeypatch: pytest.MonkeyPatch, environment: str) -> dict[str, list[dict[str, Any]]]:
@@ -67,3 +69,14 @@ def test_importing_the_app_reads_no_settings_and_builds_no_client(monkeypatch: p
     monkeypatch.setenv("VARIA_MAX_VARIATIONS", "not a number")
     functions = _index(monkeypatch, "Production")
     assert "orchestrate_job" in functions
+
+
+def test_indexing_the_app_loads_no_heavy_library() -> None:
+    # Cold start: pydantic, Pillow and the Azure SDKs load in the invocations that need them.
+    probe = (
+        "import sys, function_app; "
+        "heavy = [m for m in ('pydantic', 'PIL', 'openai', 'azure.storage.blob', 'azure.ai.vision.imageanalysis', "
+        "'azure.identity', 'shared.models', 'shared.steps') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

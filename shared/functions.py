@@ -1,0 +1,116 @@
+"""Which Azure Function listens where: the orchestrator, the HTTP routes, the blob triggers, the page.
+
+This module only declares bindings. Each function imports its handler on first call, so that
+indexing the app (every cold start) loads azure-functions and azure-functions-durable and little
+else: pydantic, Pillow and the Azure SDKs load in the invocation that needs them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from .orchestrator import ORCHESTRATOR_NAME, orchestrate_job
+
+BLOB_FUNCTION_NAME = "start_job_from_blob"
+POLLING_FUNCTION_NAME = "start_job_from_blob_polling"
+BLOB_PATH = "inputs/{name}"  # storage.INPUTS; a literal here so that indexing imports nothing more
+
+
+def orchestrator_blueprint() -> df.Blueprint:
+    bp = df.Blueprint()
+    bp.function_name(ORCHESTRATOR_NAME)(bp.orchestration_trigger(context_name="context")(orchestrate_job))
+    return bp
+
+
+def http_blueprint(development: bool) -> df.Blueprint:
+    """The job API: anonymous only in local Development; function keys (or Easy Auth) in Azure."""
+    bp = df.Blueprint()
+    auth = func.AuthLevel.ANONYMOUS if development else func.AuthLevel.FUNCTION
+
+    @bp.route(route="variations", methods=["POST"], auth_level=auth)
+    @bp.durable_client_input(client_name="client")
+    async def start_variation(req: func.HttpRequest, client: Any) -> func.HttpResponse:
+        from .http_api import post_variation
+        from .jobs import DurableJobClient
+        from .services import get_services
+
+        return await post_variation(req, DurableJobClient(client), get_services())
+
+    @bp.route(route="variations/{job_id}", methods=["GET"], auth_level=auth)
+    @bp.durable_client_input(client_name="client")
+    async def variation_status(req: func.HttpRequest, client: Any) -> func.HttpResponse:
+        from .http_api import get_variation
+        from .jobs import DurableJobClient
+        from .services import get_services
+
+        return await get_variation(req.route_params["job_id"], DurableJobClient(client), get_services())
+
+    @bp.route(route="variations/{job_id}/images/{which}", methods=["GET"], auth_level=auth)
+    async def variation_image(req: func.HttpRequest) -> func.HttpResponse:
+        from .http_api import get_image
+        from .services import get_services
+
+        return await get_image(req.route_params["job_id"], req.route_params["which"], get_services())
+
+    return bp
+
+
+def blob_blueprint(development: bool) -> df.Blueprint:
+    """Event Grid blob trigger on `inputs`; in Development also a polling twin (Azurite sends no events)."""
+    bp = df.Blueprint()
+
+    @bp.function_name(BLOB_FUNCTION_NAME)
+    @bp.blob_trigger(
+        arg_name="blob", path=BLOB_PATH, connection="AzureWebJobsStorage", source=func.BlobSource.EVENT_GRID
+    )
+    @bp.durable_client_input(client_name="client")
+    async def start_job_from_blob(blob: func.InputStream, client: Any) -> None:
+        from .blob_trigger import from_trigger
+
+        await from_trigger(blob, client)
+
+    if development:
+
+        @bp.function_name(POLLING_FUNCTION_NAME)
+        @bp.blob_trigger(
+            arg_name="blob",
+            path=BLOB_PATH,
+            connection="AzureWebJobsStorage",
+            source=func.BlobSource.LOGS_AND_CONTAINER_SCAN,
+        )
+        @bp.durable_client_input(client_name="client")
+        async def start_job_from_blob_polling(blob: func.InputStream, client: Any) -> None:
+            from .blob_trigger import from_trigger
+
+            await from_trigger(blob, client)
+
+    return bp
+
+
+def web_blueprint(development: bool) -> df.Blueprint:
+    """The page's routes. Anonymous even in Azure: the files are public code and carry no data.
+
+    The API they call keeps its function keys; in Azure open the page as /api/ui#code=<key> and
+    the page sends the key with each API request.
+    """
+    bp = df.Blueprint()
+
+    @bp.route(route="ui", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+    def web_ui_index(req: func.HttpRequest) -> func.HttpResponse:
+        from .config import get_settings
+        from .web_ui import serve_ui
+
+        return serve_ui(None, get_settings, development, req.headers.get("if-none-match"))
+
+    @bp.route(route="ui/{file}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+    def web_ui_file(req: func.HttpRequest) -> func.HttpResponse:
+        from .config import get_settings
+        from .web_ui import serve_ui
+
+        name = req.route_params.get("file", "")
+        return serve_ui(name, get_settings, development, req.headers.get("if-none-match"))
+
+    return bp
