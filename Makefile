@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_OUT := varia-output
 
-.PHONY: demo serve test lint typecheck unit install install-dev clean
+.PHONY: demo serve test bench lint typecheck unit install install-dev clean
 
 ## demo: one job on the sample image, offline providers, results in ./varia-output
 demo: $(VENV)/.runtime
@@ -22,6 +22,10 @@ test: $(VENV)/.dev node_modules/.installed .venv-infra/bin/checkov
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(PY) -m pytest
+
+## bench: the five benchmarks (critical path, quota, cold start, prepare, cost), about a minute
+bench: $(VENV)/.dev
+	$(PY) -m bench.run
 
 install: $(VENV)/.runtime
 install-dev: $(VENV)/.dev node_modules/.installed
