@@ -8,12 +8,13 @@ manifest names `offline` as the provider of every step.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from PIL import ImageStat
 
 from ..images import encode_png, open_png
 from ..models import Mode, SubTasks
-from ..safety import SafetyProfile, check_text, fold
+from ..safety import SafetyProfile, check_text
 from .base import CaptionResult, ComposeResult
 from .offline_styles import STYLES, detect_style, stylize
 
@@ -80,7 +81,8 @@ _BACKGROUND = re.compile(
 
 def split_request(request: str) -> SubTasks:
     """Split a modification request into style / add / remove / background, by simple patterns."""
-    folded = fold(request)
+    # Case and accents folded, punctuation kept: a comma ends a clause ("without the car, beside ...").
+    folded = "".join(c for c in unicodedata.normalize("NFKD", request.casefold()) if not unicodedata.combining(c))
     style = detect_style(request)
     background = _BACKGROUND.search(folded)
     return SubTasks(
