@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import json
 import os
 import sys
@@ -19,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, Settings, activity_concurrency
-from .jobs import RequestError, check_options, clean_prompt, request_job_id
+from .jobs import RequestError, check_options, clean_prompt, request_for_upload
 from .local_runtime import LocalRuntime
-from .models import BlobRef, JobRequest, Manifest
+from .models import Manifest
 from .orchestrator import orchestrate_job
 from .services import Services, build_services
 from .steps import STEPS, manifest_name
-from .storage import OUTPUTS, UPLOADS
+from .storage import OUTPUTS
 
 SAMPLE_IMAGE = Path(__file__).parent / "assets" / "sample-meadow.png"
 
@@ -66,29 +65,20 @@ def vary(args: argparse.Namespace, environ: dict[str, str]) -> int:
     prompt = clean_prompt(args.prompt)
     image_path = Path(args.image)
     data = image_path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    nonce = str(time.time_ns()) if args.force else ""
-    job_id = request_job_id("cli", digest, prompt, profile, n, mode, nonce)
-
     services = build_services(settings)
     storage = services.storage
+    # The input is kept as given, as uploads/{sha256}.{suffix}; the job never modifies it.
+    extension = "".join(c for c in image_path.suffix.lower() if c.isalnum())[:8] or "bin"
+    request = request_for_upload(
+        storage, data, extension, prompt=prompt, profile=profile, n=n, mode=mode, origin="cli", force=args.force
+    )
+    job_id = request.job_id
     print(f"Varia job {job_id}: {prompt!r} on {image_path.name} (profile {profile}, n={n}, mode {mode})")
     print(f"  providers: {services.providers.names()}; storage: {storage.description}")
 
     if storage.info(OUTPUTS, manifest_name(job_id)) is not None:
         print("  this exact job ran before: showing its manifest (no new calls; --force to run again)")
     else:
-        # The input is kept as given: uploads/{sha256}{suffix}. The job never modifies it.
-        upload = storage.put(UPLOADS, f"{digest}{image_path.suffix.lower()[:8]}", data, "application/octet-stream")
-        request = JobRequest(
-            job_id=job_id,
-            source=BlobRef(container=UPLOADS, name=upload.name, etag=upload.etag, sha256=digest),
-            prompt=prompt,
-            profile=profile,  # type: ignore[arg-type]
-            n=n,
-            mode=mode,  # type: ignore[arg-type]
-            origin="cli",
-        )
         runtime = make_runtime(services)
         try:
             instance = runtime.run(job_id, request.model_dump(mode="json"), on_status=_progress(sys.stderr))

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
-import time
 from typing import Any
 
 import azure.functions as func
@@ -29,13 +27,13 @@ from .jobs import (
     check_options,
     clean_prompt,
     is_job_id,
-    request_job_id,
+    request_for_upload,
     start_job,
 )
-from .models import BlobRef, JobRequest, Manifest
+from .models import Manifest
 from .services import Services
 from .steps import manifest_name, variation_name
-from .storage import OUTPUTS, UPLOADS, WORK
+from .storage import OUTPUTS, WORK
 
 API_PREFIX = "/api/variations"
 
@@ -100,22 +98,13 @@ async def post_variation(req: func.HttpRequest, client: JobClient, services: Ser
     except (RequestError, InvalidImage) as exc:
         return _error(400, str(exc))
 
-    digest = hashlib.sha256(data).hexdigest()
-    nonce = str(time.time_ns()) if _truthy(options.get("force")) else ""
-    job_id = request_job_id("http", digest, prompt, profile, n, mode, nonce)
-    upload = services.storage.put(UPLOADS, f"{digest}.{fmt.lower()}", data, f"image/{fmt.lower()}")
-    request = JobRequest(
-        job_id=job_id,
-        source=BlobRef(container=UPLOADS, name=upload.name, etag=upload.etag, sha256=digest),
-        prompt=prompt,
-        profile=profile,  # type: ignore[arg-type]
-        n=n,
-        mode=mode,  # type: ignore[arg-type]
-        origin="http",
-    )
+    request = request_for_upload(
+        services.storage, data, fmt.lower(), prompt=prompt, profile=profile, n=n, mode=mode, origin="http",
+        force=_truthy(options.get("force")),
+    )  # fmt: skip
     created = await start_job(client, request)
-    status_url = f"{API_PREFIX}/{job_id}"
-    body = {"job_id": job_id, "status_url": status_url, "created": created}
+    status_url = f"{API_PREFIX}/{request.job_id}"
+    body = {"job_id": request.job_id, "status_url": status_url, "created": created}
     return _json(body, 202, {"Location": status_url})
 
 

@@ -9,17 +9,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 import unicodedata
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from .config import Settings
-from .models import MAX_PROMPT_CHARS, BlobRef, JobRequest, Origin
+from .models import MAX_PROMPT_CHARS, BlobRef, JobRequest, Mode, Origin, Profile
 from .orchestrator import ORCHESTRATOR_NAME
 from .safety import PROFILES
 from .services import load_presets
+from .storage import UPLOADS, Storage
 
 JOB_ID_PATTERN = re.compile(r"^(blob|http|cli)-[0-9a-f]{32}$")
 
@@ -82,7 +84,7 @@ def clean_prompt(prompt: str) -> str:
     return cleaned
 
 
-def check_options(settings: Settings, profile: str | None, n: Any, mode: str | None) -> tuple[str, int, str]:
+def check_options(settings: Settings, profile: str | None, n: Any, mode: str | None) -> tuple[Profile, int, Mode]:
     """Validated (profile, n, mode), with the settings' defaults for what is not given."""
     profile = profile or settings.default_profile
     if profile not in PROFILES:
@@ -96,7 +98,38 @@ def check_options(settings: Settings, profile: str | None, n: Any, mode: str | N
     mode = mode or "edit"
     if mode not in ("edit", "generate"):
         raise RequestError(f"Unknown mode {mode!r}; use 'edit' (keep the subject) or 'generate' (new scene).")
-    return profile, count, mode
+    return cast(Profile, profile), count, cast(Mode, mode)
+
+
+def request_for_upload(
+    storage: Storage,
+    data: bytes,
+    extension: str,
+    *,
+    prompt: str,
+    profile: Profile,
+    n: int,
+    mode: Mode,
+    origin: Origin,
+    force: bool = False,
+) -> JobRequest:
+    """Keep an uploaded image as uploads/{sha256}.{extension} and describe its job (HTTP API and CLI).
+
+    The job id hashes the image and the options, so the same request is the same job; `force`
+    adds the time to the hash for a deliberate second run.
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    nonce = str(time.time_ns()) if force else ""
+    upload = storage.put(UPLOADS, f"{digest}.{extension}", data, "application/octet-stream")
+    return JobRequest(
+        job_id=request_job_id(origin, digest, prompt, profile, n, mode, nonce),
+        source=BlobRef(container=UPLOADS, name=upload.name, etag=upload.etag, sha256=digest),
+        prompt=prompt,
+        profile=profile,
+        n=n,
+        mode=mode,
+        origin=origin,
+    )
 
 
 def prompt_for_blob(name: str, metadata: Mapping[str, str], settings: Settings) -> tuple[str, str]:
@@ -127,9 +160,9 @@ def request_from_blob(
         source=BlobRef(container=container, name=name, etag=etag),
         prompt=clean_prompt(prompt),
         prompt_origin=prompt_origin,
-        profile=profile,  # type: ignore[arg-type]
+        profile=profile,
         n=n,
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         origin="blob",
     )
 

@@ -46,34 +46,39 @@ def _failure_message(stage: str, exc: Exception) -> str:
     return f"The job stopped while {stage}: {text[:400]}"
 
 
+def _step(
+    context: df.DurableOrchestrationContext, job: JSON, stage: Stage, activity: str, payload: JSON, key: str
+) -> Generator[Any, Any, JSON | None]:
+    """One activity: report the stage, run it with retries, record its result as job[key].
+
+    None when the activity returned a problem (recorded as job["problem"]): the job stops there.
+    """
+    job["stage"] = stage
+    _report(context, stage)
+    result: JSON = yield context.call_activity_with_retry(activity, RETRY, payload)
+    if "problem" in result:
+        job["problem"] = result["problem"]
+        return None
+    job[key] = result
+    return result
+
+
 def _steps(context: df.DurableOrchestrationContext, job: JSON) -> Generator[Any, Any, None]:
     """Run the steps, recording each result in `job`; stop at the first problem or refusal."""
     request = job["request"]
     n = int(request["n"])
 
-    job["stage"] = "preparing"
-    _report(context, "preparing")
-    prepared = yield context.call_activity_with_retry("prepare", RETRY, request)
-    if "problem" in prepared:
-        job["problem"] = prepared["problem"]
+    prepared = yield from _step(context, job, "preparing", "prepare", request, "prepared")
+    if prepared is None:
         return
-    job["prepared"] = prepared
-
-    job["stage"] = "captioning"
-    _report(context, "captioning")
-    caption = yield context.call_activity_with_retry("caption", RETRY, prepared)
-    if "problem" in caption:
-        job["problem"] = caption["problem"]
+    caption = yield from _step(context, job, "captioning", "caption", prepared, "caption")
+    if caption is None:
         return
-    job["caption"] = caption
-
-    job["stage"] = "composing"
-    _report(context, "composing")
-    composition = yield context.call_activity_with_retry("compose", RETRY, {"request": request, "caption": caption})
-    if "problem" in composition:
-        job["problem"] = composition["problem"]
+    composition = yield from _step(
+        context, job, "composing", "compose", {"request": request, "caption": caption}, "composition"
+    )
+    if composition is None:
         return
-    job["composition"] = composition
     if composition["verdict"] != "allow":
         return  # refused: not a single image call
 
