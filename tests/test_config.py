@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from shared.config import SETTING_NAMES, SETTINGS, ConfigError, Settings
+from shared.services import build_services
 from tests.conftest import REPO
 
 
@@ -70,3 +72,32 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (REPO / "README.md").read_text()
     documented = set(re.findall(r"^\| `([A-Za-z_]+)` \|", readme, flags=re.M))
     assert set(SETTING_NAMES) <= documented, set(SETTING_NAMES) - documented
+
+
+def test_offline_mode_builds_no_azure_credential_or_client(tmp_path: Path) -> None:
+    def no_credential() -> object:
+        raise AssertionError("offline mode asked for an Azure credential")
+
+    services = build_services(Settings.from_env({"VARIA_LOCAL_DIR": str(tmp_path)}), no_credential)
+    assert services.providers.names() == {"caption": "offline", "compose": "offline", "image": "offline"}
+
+
+def test_keyless_azure_asks_for_one_credential_and_no_token_at_build_time(tmp_path: Path) -> None:
+    built: list[object] = []
+
+    class CountingCredential:
+        def get_token(self, *scopes: str, **kwargs: object) -> object:
+            raise AssertionError("no token may be requested while building clients")
+
+    def factory() -> object:
+        built.append(CountingCredential())
+        return built[-1]
+
+    env = {
+        "AZURE_OPENAI_ENDPOINT": "https://varia.openai.azure.com",
+        "AZURE_VISION_ENDPOINT": "https://varia.cognitiveservices.azure.com",
+        "VARIA_LOCAL_DIR": str(tmp_path),
+    }
+    services = build_services(Settings.from_env(env), factory)
+    assert services.providers.names()["image"] == "azure-openai-gpt-image"
+    assert len(built) == 1  # one credential shared by Vision and OpenAI
