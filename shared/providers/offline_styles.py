@@ -112,10 +112,12 @@ def _edge_mask(image: Image.Image, gain: float, detail: int = 512) -> Image.Imag
         small = image.resize(
             (max(1, round(image.width / scale)), max(1, round(image.height / scale))), Image.Resampling.BOX
         )
-    edges = small.convert("L").filter(ImageFilter.SMOOTH_MORE).filter(ImageFilter.FIND_EDGES)
+    gray = small.convert("L").filter(ImageFilter.MedianFilter(3)).filter(ImageFilter.SMOOTH_MORE)
+    edges = gray.filter(ImageFilter.FIND_EDGES)
     # Pillow copies the outermost pixels unfiltered: blank them so the frame is not taken for an edge.
     edges = ImageOps.expand(ImageOps.crop(edges, 1), border=1, fill=0) if min(edges.size) > 2 else edges
-    edges = edges.point(lambda v: min(255, round(v * gain)))
+    # Ignore weak gradients (sensor noise, paper texture) before amplifying.
+    edges = edges.point(lambda v: min(255, round(max(0, v - 6) * gain)))
     return edges.resize(image.size, Image.Resampling.BILINEAR)
 
 
@@ -126,18 +128,21 @@ def _watercolor(image: Image.Image, variant: int) -> Image.Image:
     # Washes: average and median-filter at low resolution, then keep few colours, so pigment pools in soft patches.
     factor = max(1, max(image.size) // (160, 220, 120)[variant % 3])
     small = image.reduce(factor).filter(ImageFilter.MedianFilter(5))
-    washes = small.quantize(28, dither=Image.Dither.NONE).convert("RGB")
-    washes = washes.resize(image.size, Image.Resampling.BICUBIC).filter(ImageFilter.GaussianBlur(factor / 3))
-    # Pigment gathers at the rim of each wash: darken a little where the washes meet.
-    rims = ImageOps.invert(_edge_mask(washes, 1.5, detail=700)).convert("RGB")
-    painted = ImageChops.multiply(washes, rims)
+    washes = small.quantize(24, dither=Image.Dither.NONE).convert("RGB")
+    washes = washes.resize(image.size, Image.Resampling.BICUBIC).filter(ImageFilter.GaussianBlur(factor / 4))
+    # Thin paint: the white paper shows through, highlights become bare paper.
     tint = ((255, 250, 240), (240, 248, 255), (255, 244, 248), (248, 255, 244))[variant % 4]
-    painted = ImageChops.multiply(ImageEnhance.Color(painted).enhance(1.25), Image.new("RGB", image.size, tint))
-    # Thin paint: let the white paper through, then press in the paper's grain and some blotchy unevenness.
-    painted = Image.blend(painted, Image.new("RGB", image.size, "white"), 0.22)
-    paper = _noise(image.size, f"watercolor-paper:{variant}", cell=2).point(lambda v: 228 + v * 27 // 255)
+    washes = ImageChops.multiply(ImageEnhance.Color(washes).enhance(1.15), Image.new("RGB", image.size, tint))
+    washes = Image.blend(washes, Image.new("RGB", image.size, "white"), 0.3).point(lambda v: min(255, v * 9 // 8))
+    # Pigment gathers at the rim of each wash where it dried: darken a band along the wash borders.
+    rims = _edge_mask(washes, 6.0, detail=500).point(lambda v: 255 - v * 2 // 5)
+    # A faint pencil underdrawing from the original contours.
+    pencil = _edge_mask(image, 3.0, detail=900).point(lambda v: 255 - v // 4)
+    painted = ImageChops.multiply(washes, ImageChops.multiply(rims, pencil).convert("RGB"))
+    # Paper: fine grain plus large blotches where the paint went on thicker or thinner.
+    paper = _noise(image.size, f"watercolor-paper:{variant}", cell=2).point(lambda v: 230 + v * 25 // 255)
     blotches = _noise(image.size, f"watercolor-blotch:{variant}", cell=max(8, max(image.size) // 12))
-    blotches = blotches.point(lambda v: 215 + v * 40 // 255)
+    blotches = blotches.point(lambda v: 210 + v * 45 // 255)
     return ImageChops.multiply(painted, ImageChops.multiply(paper, blotches).convert("RGB"))
 
 
@@ -146,9 +151,9 @@ def _sketch(image: Image.Image, variant: int) -> Image.Image:
     # Outlines: pixels darker than their blurred neighbourhood (a cheap "colour dodge" pencil trick).
     radius = max(1.0, max(image.size) / 400) * (1.5, 2.5, 2.0)[variant % 3]
     blurred = gray.filter(ImageFilter.GaussianBlur(radius))
-    lines = ImageOps.invert(ImageChops.subtract(blurred, gray, scale=1 / (4 + variant % 3)))
+    lines = ImageOps.invert(ImageChops.subtract(blurred, gray, scale=1 / (3 + variant % 5)))
     # Shading: diagonal strokes appear wherever the stroke noise is weaker than the local darkness.
-    darkness = ImageOps.invert(gray).point(lambda v: v * 3 // 4)
+    darkness = ImageOps.invert(gray).point(lambda v: max(0, v - 70))
     strokes = _streaks(
         image.size, f"sketch:{variant}", length=max(6, max(image.size) // 60), thickness=1, rising=variant % 2 == 0
     )
@@ -167,6 +172,7 @@ _SEPIA_TONES: tuple[tuple[Colour, Colour, Colour], ...] = (
 
 def _sepia(image: Image.Image, variant: int) -> Image.Image:
     gray = ImageOps.autocontrast(image.convert("L"), cutoff=1)
+    gray = ImageEnhance.Contrast(gray).enhance((1.0, 1.2, 0.85, 1.35, 1.1)[variant % 5])
     # Every tone keeps red >= green >= blue; grain and vignette are applied equally to all channels.
     dark, mid, light = _SEPIA_TONES[variant % len(_SEPIA_TONES)]
     toned = ImageOps.colorize(gray, black=dark, white=light, mid=mid)
@@ -185,7 +191,7 @@ _BW_FILTERS: tuple[tuple[float, float, float], ...] = (
 def _black_and_white(image: Image.Image, variant: int) -> Image.Image:
     red, green, blue = _BW_FILTERS[variant % len(_BW_FILTERS)]
     gray = ImageOps.autocontrast(image.convert("L", (red, green, blue, 0)), cutoff=0.5)
-    gray = ImageEnhance.Contrast(gray).enhance(1.2)
+    gray = ImageEnhance.Contrast(gray).enhance((1.1, 1.3, 1.0, 1.45, 1.2)[variant % 5])
     return _add_grain(gray, f"bw:{variant}", 0.15).convert("RGB")
 
 
@@ -196,20 +202,23 @@ _POP_PALETTES: tuple[tuple[Colour, Colour, Colour, Colour], ...] = (
     ((10, 10, 10), (230, 0, 30), (0, 120, 255), (255, 255, 255)),
     ((30, 10, 0), (140, 60, 255), (255, 160, 0), (180, 255, 120)),
     ((0, 20, 70), (255, 210, 0), (255, 70, 70), (255, 200, 230)),
+    ((50, 0, 30), (0, 210, 200), (255, 120, 160), (250, 250, 200)),
 )
 
 
 def _pop_art(image: Image.Image, variant: int) -> Image.Image:
-    # Warhol grid: the picture four times in 2x2, each tile posterized into four loud flat colours.
+    # Warhol grid: the picture four times in 2x2, each tile posterized into four (odd variants: three) loud flat
+    # colours; the variant picks which palettes the tiles get.
     width, height = image.size
-    xs, ys = (0, width // 2, width), (0, height // 2, height)
+    half = (max(1, -(-width // 2)), max(1, -(-height // 2)))
+    # Median first so noise in flat areas does not break up into speckles of alternating colours.
+    gray = image.resize(half, Image.Resampling.BOX).convert("L").filter(ImageFilter.MedianFilter(5))
+    gray = ImageOps.autocontrast(gray, cutoff=2)
     out = Image.new("RGB", image.size)
     for tile in range(4):
-        left, top, right, bottom = xs[tile % 2], ys[tile // 2], xs[tile % 2 + 1], ys[tile // 2 + 1]
-        size = (max(1, right - left), max(1, bottom - top))
-        gray = ImageOps.equalize(image.resize(size, Image.Resampling.BOX).convert("L"))
-        palette = _POP_PALETTES[(variant + tile) % len(_POP_PALETTES)]
-        out.paste(_band_map(gray.filter(ImageFilter.MedianFilter(3)), palette), (left, top))
+        palette = _POP_PALETTES[(3 * variant + tile) % len(_POP_PALETTES)]
+        colours: tuple[Colour, ...] = palette if variant % 2 == 0 else (palette[0], *palette[2:])
+        out.paste(_band_map(gray, colours), ((tile % 2) * (width // 2), (tile // 2) * (height // 2)))
     return out
 
 
@@ -235,7 +244,7 @@ _PICO8: tuple[Colour, ...] = (
 
 def _pixel_art(image: Image.Image, variant: int) -> Image.Image:
     width, height = image.size
-    block = max(4, max(image.size) // (64, 96, 48, 80)[variant % 4])
+    block = max(3, round(max(4, max(image.size) / 96) * (1, 1.5, 0.75, 1.25, 2)[variant % 5]))
     grid = (-(-width // block), -(-height // block))
     small = ImageEnhance.Color(image.resize(grid, Image.Resampling.BOX)).enhance(1.3)
     # Odd variants use the fixed 16-colour PICO-8 console palette, even ones a small palette fitted to the picture.
@@ -244,7 +253,7 @@ def _pixel_art(image: Image.Image, variant: int) -> Image.Image:
         palette.putpalette([channel for colour in _PICO8 for channel in colour])
         indexed = small.quantize(palette=palette, dither=Image.Dither.NONE)
     else:
-        indexed = small.quantize((16, 12)[variant // 2 % 2], dither=Image.Dither.NONE)
+        indexed = small.quantize((16, 12, 24)[variant // 2 % 3], dither=Image.Dither.NONE)
     blocks = indexed.convert("RGB").resize((grid[0] * block, grid[1] * block), Image.Resampling.NEAREST)
     return blocks.crop((0, 0, width, height))
 
@@ -253,13 +262,14 @@ def _oil_paint(image: Image.Image, variant: int) -> Image.Image:
     # Paint patches: few colours, then each pixel takes the most common colour around it (mode filter), which
     # merges detail into blobs with crisp borders, like loaded brush strokes.
     factor = max(1, max(image.size) // 640)
-    small = image.reduce(factor) if factor > 1 else image
-    indexed = small.quantize(40, dither=Image.Dither.NONE)
+    indexed = image.reduce(factor).quantize(40, dither=Image.Dither.NONE)
     indices = Image.frombytes("L", indexed.size, indexed.tobytes())
     patches = indices.filter(ImageFilter.ModeFilter((5, 7)[variant % 2]))
     patches.putpalette(indexed.getpalette() or [])
     painted = patches.convert("RGB").resize(image.size, Image.Resampling.BICUBIC)
-    painted = ImageEnhance.Color(painted.filter(ImageFilter.EDGE_ENHANCE)).enhance(1.35)
+    painted = ImageEnhance.Color(painted.filter(ImageFilter.EDGE_ENHANCE)).enhance(
+        (1.35, 1.15, 1.55, 1.25, 1.45)[variant % 5]
+    )
     # Impasto: emboss diagonal brush streaks into a relief map and light the paint with it.
     strokes = _streaks(
         image.size,
@@ -277,33 +287,36 @@ _NEON_TUBES: tuple[tuple[Colour, Colour], ...] = (
     ((60, 255, 60), (30, 120, 255)),
     ((255, 140, 0), (255, 0, 110)),
     ((0, 255, 210), (170, 60, 255)),
+    ((255, 240, 60), (255, 40, 60)),
 )
 
 
 def _neon(image: Image.Image, variant: int) -> Image.Image:
     edges = _edge_mask(image, 5.0, detail=480)
     # Tube colours sweep across the picture, vertically or horizontally depending on the variant.
-    sweep = Image.linear_gradient("L").resize(image.size, Image.Resampling.BILINEAR)
-    if variant % 2:
-        sweep = Image.linear_gradient("L").rotate(90).resize(image.size, Image.Resampling.BILINEAR)
-    tubes = ImageChops.multiply(_gradient_map(sweep, _NEON_TUBES[variant % len(_NEON_TUBES)]), edges.convert("RGB"))
+    sweep = Image.linear_gradient("L")
+    sweep = (sweep.rotate(90) if variant % 2 else sweep).resize(image.size, Image.Resampling.BILINEAR)
+    colours = _gradient_map(sweep, _NEON_TUBES[variant % len(_NEON_TUBES)])
+    tubes = ImageChops.multiply(colours, edges.convert("RGB"))
     glow = tubes.filter(ImageFilter.GaussianBlur(max(image.size) / 120))
     glow = ImageEnhance.Brightness(glow).enhance(2.2)
-    # The scene itself stays as a dim backdrop so the glowing contours dominate.
-    backdrop = ImageEnhance.Brightness(ImageEnhance.Color(image).enhance(0.5)).enhance(0.12)
+    # The scene stays as a dim backdrop lit by the tube colours, so the glowing contours dominate.
+    backdrop = ImageChops.multiply(image.convert("L").point(lambda v: v * 3 // 10).convert("RGB"), colours)
     return ImageChops.screen(ImageChops.screen(backdrop, glow), tubes)
 
 
 def _cartoon(image: Image.Image, variant: int) -> Image.Image:
     # Flat paint: smooth at low resolution, then reduce to a handful of colours without dithering.
-    factor = max(1, max(image.size) // 400)
-    small = image.reduce(factor).filter(ImageFilter.MedianFilter(5))
-    smooth = small.resize(image.size, Image.Resampling.BILINEAR) if factor > 1 else small
+    small = image.reduce(2 + max(image.size) // 500).filter(ImageFilter.MedianFilter(5))
+    smooth = small.resize(image.size, Image.Resampling.BILINEAR)
     flat = smooth.quantize((8, 12, 10)[variant % 3], dither=Image.Dither.NONE).convert("RGB")
-    flat = ImageEnhance.Color(flat).enhance((1.5, 1.3, 1.7)[variant % 3])
+    flat = ImageEnhance.Color(flat).enhance((1.5, 1.3, 1.7, 1.4, 1.6)[variant % 5])
     # Ink: dark outlines wherever the brightness of the original changes sharply.
-    ink = _edge_mask(image, 4.0, detail=(400, 560)[variant % 2]).point(lambda v: 255 if v > 90 else 0)
-    return Image.composite(Image.new("RGB", image.size, (25, 20, 30)), flat, ink)
+    ink = _edge_mask(image, 4.0, detail=400).point(lambda v: 255 if v > 60 else 0)
+    ink = ink.filter(ImageFilter.MedianFilter(3))  # drop isolated specks, keep lines
+    ink = ink.filter(ImageFilter.MaxFilter(3)) if variant % 2 else ink  # bolder outlines
+    ink_colour = ((25, 20, 30), (50, 25, 10))[variant % 2]
+    return Image.composite(Image.new("RGB", image.size, ink_colour), flat, ink)
 
 
 # Per-channel (low, high) output ranges: lifted blacks and dimmed whites give the faded print look.
@@ -315,7 +328,7 @@ _VINTAGE_TINTS: tuple[tuple[tuple[int, int], tuple[int, int], tuple[int, int]], 
 
 
 def _vintage(image: Image.Image, variant: int) -> Image.Image:
-    faded = ImageEnhance.Color(image).enhance(0.6)
+    faded = ImageEnhance.Color(image).enhance((0.6, 0.45, 0.75, 0.55, 0.7)[variant % 5])
     faded = _channel_curves(faded, _VINTAGE_TINTS[variant % len(_VINTAGE_TINTS)])
     aged = _vignette(faded, (0.45, 0.6)[variant % 2])
     return _add_grain(aged, f"vintage:{variant}", 0.28)
@@ -328,7 +341,7 @@ def _blueprint(image: Image.Image, variant: int) -> Image.Image:
     paper_colour = _BLUEPRINT_PAPERS[variant % len(_BLUEPRINT_PAPERS)]
     paper = Image.new("RGB", image.size, paper_colour)
     draw = ImageDraw.Draw(paper)
-    step = max(8, max(image.size) // (24, 32, 16)[variant % 3])
+    step = max(8, max(image.size) // (24, 32, 16, 20)[variant % 4])
     grid = tuple(min(255, c + 45) for c in paper_colour)
     for x in range(0, image.width, step):
         draw.line([(x, 0), (x, image.height)], fill=grid)
@@ -343,6 +356,8 @@ _VAPOR_STOPS: tuple[tuple[Colour, ...], ...] = (
     ((35, 0, 70), (255, 40, 160), (255, 170, 120), (120, 250, 255)),
     ((10, 10, 60), (130, 40, 220), (255, 90, 200), (255, 230, 160)),
     ((40, 0, 40), (0, 150, 200), (255, 110, 200), (250, 250, 210)),
+    ((20, 0, 50), (255, 60, 120), (255, 200, 60), (200, 255, 250)),
+    ((0, 30, 60), (90, 60, 200), (0, 220, 220), (255, 190, 230)),
 )
 
 
@@ -353,7 +368,7 @@ def _vaporwave(image: Image.Image, variant: int) -> Image.Image:
     shift = max(2, image.width // 200) * (1 + variant % 2)
     red, green, blue = toned.split()
     toned = Image.merge("RGB", (ImageChops.offset(red, shift, 0), green, ImageChops.offset(blue, -shift, 0)))
-    # Scanlines: every third row darker (a 1 x 3 pattern stretched over the picture with NEAREST).
+    # Scanlines: one darker row in every `period` (a 1-pixel-wide pattern stretched over the picture with NEAREST).
     period = max(3, image.height // 300)
     pattern = Image.new("L", (1, period), 255)
     pattern.putpixel((0, period - 1), 170)
@@ -376,6 +391,7 @@ STYLES: dict[str, Style] = {
             (
                 "sketch",
                 "sketched",
+                "sketchy",
                 "pencil",
                 "pencil drawing",
                 "charcoal",
@@ -456,7 +472,7 @@ STYLES: dict[str, Style] = {
             ),
             _oil_paint,
         ),
-        Style("neon", "neon", ("neon", "néon", "neón", "neon lights", "glowing", "fluorescent", "fluo"), _neon),
+        Style("neon", "neon", ("neon", "néon", "neón", "neon lights", "fluorescent", "fluo"), _neon),
         Style(
             "cartoon",
             "cartoon",
@@ -496,8 +512,6 @@ STYLES: dict[str, Style] = {
                 "photo ancienne",
                 "vieille photo",
                 "foto antigua",
-                "antiguo",
-                "antigua",
                 "envejecida",
             ),
             _vintage,
@@ -578,16 +592,17 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 def _caption_band(image: Image.Image, prompt: str) -> Image.Image:
     """Darken a band along the bottom and write 'Offline preview' and the (truncated) prompt in it."""
     width, height = image.size
-    band = max(1, min(height, max(14, height // 12)))
+    band = min(height, max(18, height // 12))
     top = height - band
     out = image.copy()
     out.paste(ImageEnhance.Brightness(image.crop((0, top, width, height))).enhance(0.2), (0, top))
     draw = ImageDraw.Draw(out)
-    font = _font(max(6, min(band * 11 // 20, width // 11)))
-    text = f'Offline preview - "{_ascii(prompt)[:200]}"'
+    font = _font(max(9, min(band * 11 // 20, width // 11)))
+    shown = _ascii(prompt)[:200]
+    text = f'Offline preview - "{shown}"' if shown else "Offline preview"
     margin = max(2, band // 4)
     # Drop characters from the end of the prompt until the line fits; the ellipsis shows it was cut.
-    if draw.textlength(text, font=font) > width - 2 * margin:
+    if shown and draw.textlength(text, font=font) > width - 2 * margin:
         while len(text) > 20 and draw.textlength(text + '..."', font=font) > width - 2 * margin:
             text = text[:-1]
         text = text.rstrip() + '..."'
