@@ -146,7 +146,12 @@ def generate(services: Services, payload: JSON) -> JSON:
     landscape = get_profile(request.profile).landscape
     try:
         image = generator.generate(
-            source, composition.output_prompt, mode=request.mode, landscape=landscape, index=index
+            source,
+            composition.output_prompt,
+            request=request.prompt,
+            mode=request.mode,
+            landscape=landscape,
+            index=index,
         )
     except ContentRefused as exc:
         return Variation(index=index, status="refused", provider=generator.name, reason=str(exc)).model_dump(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from shared.images import encode_png
-from shared.providers.offline import OfflineCaptioner, OfflineComposer, split_request
+from shared.providers.offline import OfflineCaptioner, OfflineComposer, OfflineStylizer, split_request
 from shared.providers.offline_styles import STYLES, detect_style, stylize
 from shared.safety import PROFILES
 from tests.images import scene
@@ -90,3 +92,12 @@ def test_offline_composer_splits_the_request_and_keeps_the_safety_check() -> Non
     refused = composer.compose("a dog on a lawn", "add a knife", PROFILES["kids"])
     assert refused.verdict == "refuse" and "knife" in refused.reason
     assert split_request("without the car, beside the Eiffel Tower").remove == ["car"]
+
+
+def test_the_stylizer_follows_the_request_not_the_caption(source: Image.Image) -> None:
+    composed = "a black and white photo of a dog, modified as asked: as a watercolour."
+    out = OfflineStylizer().generate(
+        encode_png(source), composed, request="as a watercolour", mode="edit", landscape=False, index=0
+    )
+    expected = stylize(source, "watercolor", 0, "as a watercolour")
+    assert Image.open(io.BytesIO(out)).convert("RGB").tobytes() == expected.tobytes()

@@ -19,9 +19,11 @@ class CountingGenerator(OfflineStylizer):
     def __init__(self) -> None:
         self.calls = 0
 
-    def generate(self, source_png: bytes, prompt: str, *, mode: Mode, landscape: bool, index: int) -> bytes:
+    def generate(
+        self, source_png: bytes, prompt: str, *, request: str, mode: Mode, landscape: bool, index: int
+    ) -> bytes:
         self.calls += 1
-        return super().generate(source_png, prompt, mode=mode, landscape=landscape, index=index)
+        return super().generate(source_png, prompt, request=request, mode=mode, landscape=landscape, index=index)
 
 
 def _ready_job(services: Services, png: bytes) -> dict[str, Any]:

@@ -204,7 +204,9 @@ class GptImageGenerator:
         self._quality: Any = quality
         self._pacer = pacer
 
-    def generate(self, source_png: bytes, prompt: str, *, mode: Mode, landscape: bool, index: int) -> bytes:
+    def generate(
+        self, source_png: bytes, prompt: str, *, request: str, mode: Mode, landscape: bool, index: int
+    ) -> bytes:
         size: Any = image_size(source_png, landscape)
         self._pacer.wait()
         with service_errors("image model", self._deployment):

@@ -63,6 +63,12 @@ class ImageGenerator(Protocol):
     name: str
     paid: bool
 
-    def generate(self, source_png: bytes, prompt: str, *, mode: Mode, landscape: bool, index: int) -> bytes:
-        """One image (PNG bytes) for variation `index` of a job."""
+    def generate(
+        self, source_png: bytes, prompt: str, *, request: str, mode: Mode, landscape: bool, index: int
+    ) -> bytes:
+        """One image (PNG bytes) for variation `index` of a job.
+
+        `prompt` is the composed output prompt; `request` is the user's own words, for generators
+        that read the request itself (the offline stylizer) rather than the composed prompt.
+        """
         ...

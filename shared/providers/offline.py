@@ -118,6 +118,10 @@ class OfflineStylizer:
     name = "offline"
     paid = False
 
-    def generate(self, source_png: bytes, prompt: str, *, mode: Mode, landscape: bool, index: int) -> bytes:
+    def generate(
+        self, source_png: bytes, prompt: str, *, request: str, mode: Mode, landscape: bool, index: int
+    ) -> bytes:
         source = open_png(source_png).convert("RGB")
-        return encode_png(stylize(source, detect_style(prompt), index, prompt))
+        # The user's request, not the composed prompt: that one starts with the caption, and a
+        # caption such as "a black and white photo of a dog" must not pick the style.
+        return encode_png(stylize(source, detect_style(request), index, request))
