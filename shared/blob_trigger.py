@@ -63,9 +63,8 @@ async def handle_blob(
 
 def _record_failure(services: Services, job_id: str, container: str, name: str, etag: str, message: str) -> None:
     """A failed manifest for a blob that never became a job, so the drop still gets an answer."""
-    safe_name = name if len(name) <= 1024 else name[:1024]
     placeholder = JobRequest(
-        job_id=job_id, source=BlobRef(container=container, name=safe_name, etag=etag), prompt="(none)", origin="blob"
+        job_id=job_id, source=BlobRef(container=container, name=name, etag=etag), prompt="(none)", origin="blob"
     )
     problem = {"status": "failed", "stage": "queued", "message": message}
     finished = datetime.now(UTC).isoformat()

@@ -13,13 +13,13 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, Settings, activity_concurrency
 from .jobs import RequestError, check_options, clean_prompt, request_for_upload
-from .local_runtime import LocalRuntime
+from .local_runtime import Activity, LocalRuntime
 from .models import Manifest
 from .orchestrator import orchestrate_job
 from .services import Services, build_services
@@ -29,14 +29,25 @@ from .storage import OUTPUTS
 SAMPLE_IMAGE = Path(__file__).parent / "assets" / "sample-meadow.png"
 
 
-def make_runtime(services: Services, max_workers: int | None = None, retry_scale: float = 1.0) -> LocalRuntime:
+def bind_activities(services: Services) -> dict[str, Activity]:
+    """Varia's activities by name, each bound to `services`, as the local runtime runs them."""
+    return {name: functools.partial(step, services) for name, step in STEPS.items()}
+
+
+def make_runtime(
+    services: Services,
+    max_workers: int | None = None,
+    retry_scale: float = 1.0,
+    activities: Mapping[str, Activity] | None = None,
+) -> LocalRuntime:
     """The in-process Durable runtime with Varia's orchestrator and activities bound to `services`.
 
     Its pool follows the image quota, as the Functions host's maxConcurrentActivityFunctions does.
+    Tests pass `activities` to replace some with faulty ones.
     """
-    activities = {name: functools.partial(step, services) for name, step in STEPS.items()}
     workers = max_workers or activity_concurrency(services.settings.image_rpm)
-    return LocalRuntime(orchestrate_job, activities, max_workers=workers, retry_scale=retry_scale)
+    bound = activities if activities is not None else bind_activities(services)
+    return LocalRuntime(orchestrate_job, bound, max_workers=workers, retry_scale=retry_scale)
 
 
 def _progress(stream: Any) -> Any:

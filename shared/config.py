@@ -11,7 +11,6 @@ import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 
 class ConfigError(ValueError):
@@ -66,8 +65,6 @@ SETTINGS: tuple[SettingSpec, ...] = (
 )
 
 SETTING_NAMES: tuple[str, ...] = tuple(spec.name for spec in SETTINGS)
-
-ProviderChoice = Literal["vision", "chat", "gpt-image", "offline"]
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:

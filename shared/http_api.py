@@ -33,7 +33,7 @@ from .jobs import (
 from .models import Manifest
 from .services import Services
 from .steps import manifest_name, variation_name
-from .storage import OUTPUTS, WORK
+from .storage import OUTPUTS, WORK, BlobNotFound
 
 API_PREFIX = "/api/variations"
 
@@ -141,10 +141,12 @@ def _manifest_view(manifest: Manifest) -> dict[str, Any]:
 async def get_variation(job_id: str, client: JobClient, services: Services) -> func.HttpResponse:
     if not is_job_id(job_id):
         return _error(404, "No such job: job ids look like 'http-' followed by 32 hex digits.")
-    stored = services.storage.info(OUTPUTS, manifest_name(job_id))
+    try:  # a finished job has its manifest; the page polls this, so one storage call, not two
+        stored = services.storage.get(OUTPUTS, manifest_name(job_id))
+    except BlobNotFound:
+        stored = None
     if stored is not None:
-        manifest = Manifest.model_validate_json(services.storage.get(OUTPUTS, manifest_name(job_id)))
-        return _json(_manifest_view(manifest))
+        return _json(_manifest_view(Manifest.model_validate_json(stored)))
     state = await client.status(job_id)
     if state is None:
         return _error(404, f"No job {job_id}.")

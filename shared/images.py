@@ -25,7 +25,6 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
 )
-ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")
 
 MAX_SIDE = 1536  # the largest side GPT-image models produce; larger sources only cost upload time
 MIN_SIDE = 50  # AI Vision refuses images of 50 px or less on a side

@@ -12,7 +12,6 @@ completion event names the task the SDK expects.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import queue
@@ -271,8 +270,3 @@ def _atomic(action: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield from _atomic(child)
     else:
         yield action
-
-
-def run_sync(coro: Any) -> Any:
-    """Run a JobClient coroutine from synchronous code (the CLI)."""
-    return asyncio.run(coro)

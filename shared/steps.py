@@ -82,8 +82,11 @@ def caption(services: Services, payload: JSON) -> JSON:
     prepared = PreparedImage.model_validate(payload)
     captioner = services.providers.captioner
     cache_name = f"captions/{prepared.image.sha256}-{captioner.name}.json"
-    if services.storage.info(WORK, cache_name) is not None:
+    try:
         cached = Caption.model_validate_json(services.storage.get(WORK, cache_name))
+    except BlobNotFound:
+        cached = None  # an image not seen before
+    if cached is not None:
         return cached.model_copy(update={"cached": True}).model_dump(mode="json")
     png = services.storage.get(prepared.image.container, prepared.image.name)
     try:

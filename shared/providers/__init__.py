@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from .base import Captioner, Composer, ImageGenerator
 from .offline import OfflineCaptioner, OfflineComposer, OfflineStylizer
+
+if TYPE_CHECKING:
+    from openai import OpenAI
 
 CredentialFactory = Callable[[], Any]
 
@@ -42,16 +45,20 @@ def build_providers(settings: Settings, credential_factory: CredentialFactory | 
             credential.append((credential_factory or (lambda: default_credential(settings)))())
         return credential[0]
 
-    openai_client = None
-    if "chat" in (settings.caption_provider, settings.compose_provider) or settings.image_provider == "gpt-image":
-        from .azure_openai import COGNITIVE_SERVICES_SCOPE, make_client
+    clients: list[OpenAI] = []
 
-        api_key: Any = settings.openai_api_key
-        if not api_key:
-            from azure.identity import get_bearer_token_provider
+    def openai_client() -> OpenAI:
+        """One Azure OpenAI client for chat and images, made on first need."""
+        if not clients:
+            from .azure_openai import COGNITIVE_SERVICES_SCOPE, make_client
 
-            api_key = get_bearer_token_provider(token_credential(), COGNITIVE_SERVICES_SCOPE)
-        openai_client = make_client(settings.openai_endpoint, api_key, settings.service_timeout_s)
+            api_key: Any = settings.openai_api_key
+            if not api_key:
+                from azure.identity import get_bearer_token_provider
+
+                api_key = get_bearer_token_provider(token_credential(), COGNITIVE_SERVICES_SCOPE)
+            clients.append(make_client(settings.openai_endpoint, api_key, settings.service_timeout_s))
+        return clients[0]
 
     captioner: Captioner
     if settings.caption_provider == "vision":
@@ -66,7 +73,7 @@ def build_providers(settings: Settings, credential_factory: CredentialFactory | 
     elif settings.caption_provider == "chat":
         from .azure_openai import ChatCaptioner
 
-        captioner = ChatCaptioner(openai_client, settings.chat_deployment)  # type: ignore[arg-type]
+        captioner = ChatCaptioner(openai_client(), settings.chat_deployment)
     else:
         captioner = OfflineCaptioner()
 
@@ -74,7 +81,7 @@ def build_providers(settings: Settings, credential_factory: CredentialFactory | 
     if settings.compose_provider == "chat":
         from .azure_openai import ChatComposer
 
-        composer = ChatComposer(openai_client, settings.chat_deployment)  # type: ignore[arg-type]
+        composer = ChatComposer(openai_client(), settings.chat_deployment)
     else:
         composer = OfflineComposer()
 
@@ -84,7 +91,7 @@ def build_providers(settings: Settings, credential_factory: CredentialFactory | 
         from .azure_openai import GptImageGenerator
 
         pacer = Pacer(settings.image_rpm)
-        generator = GptImageGenerator(openai_client, settings.image_deployment, settings.image_quality, pacer)  # type: ignore[arg-type]
+        generator = GptImageGenerator(openai_client(), settings.image_deployment, settings.image_quality, pacer)
     else:
         generator = OfflineStylizer()
     return Providers(captioner, composer, generator)
