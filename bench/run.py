@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import io
 import json
 import statistics
@@ -31,10 +30,10 @@ from shared.cli import make_runtime
 from shared.config import Settings
 from shared.http_api import post_variation
 from shared.local_runtime import Instance, LocalRuntime
-from shared.models import BlobRef, JobRequest
+from shared.models import JobRequest
 from shared.services import Services, build_services
-from shared.storage import UPLOADS
 from tests.fake_ai import FakeAzureAI
+from tests.support import NoCredential, azure_env, upload_request
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE_ROUTES = ("images.edit", "images.generate")
@@ -49,11 +48,6 @@ class Result:
     details: str
 
 
-class NoCredential:
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        raise RuntimeError("benchmarks use API keys against the fake server")
-
-
 def picture(seed: int, width: int = 640, height: int = 420) -> bytes:
     """A distinct small scene per seed (a new image is a new caption: no cache hit)."""
     img = Image.new("RGB", (width, height), ((seed * 37) % 255, 150, 200))
@@ -65,32 +59,9 @@ def picture(seed: int, width: int = 640, height: int = 420) -> bytes:
 
 
 def services_for(fake: FakeAzureAI, folder: str, **env: str) -> Services:
-    settings = Settings.from_env(
-        {
-            "AZURE_OPENAI_ENDPOINT": fake.url,
-            "AZURE_OPENAI_API_KEY": "bench",
-            "AZURE_VISION_ENDPOINT": fake.url,
-            "AZURE_VISION_API_KEY": "bench",
-            "VARIA_STORAGE": "local",
-            "VARIA_LOCAL_DIR": folder,
-            "VARIA_SERVICE_TIMEOUT_SECONDS": "30",
-            "VARIA_MAX_VARIATIONS": "10",
-            **env,
-        }
-    )
-    return build_services(settings, NoCredential)
-
-
-def request_for(services: Services, image: bytes, prompt: str, n: int) -> JobRequest:
-    digest = hashlib.sha256(image + prompt.encode()).hexdigest()
-    ref = services.storage.put(UPLOADS, f"{digest}.png", image, "image/png")
-    return JobRequest(
-        job_id=f"cli-{digest[:32]}",
-        source=BlobRef(container=UPLOADS, name=ref.name, etag=ref.etag),
-        prompt=prompt,
-        n=n,
-        origin="cli",
-    )
+    """The Azure providers with keys against the fake server; storage in a local folder."""
+    settings = azure_env(fake, VARIA_STORAGE="local", VARIA_LOCAL_DIR=folder, VARIA_SERVICE_TIMEOUT_SECONDS="30", **env)
+    return build_services(Settings.from_env(settings), NoCredential)
 
 
 def timed_job(runtime: LocalRuntime, request: JobRequest) -> tuple[float, Instance]:
@@ -114,7 +85,7 @@ def bench_critical_path() -> Result:
                 fake.calls.clear()
                 runtime = make_runtime(services, max_workers=workers)
                 seed = round_ * 2 + (label == "sequential")
-                wall, instance = timed_job(runtime, request_for(services, picture(seed), "as a watercolour", n))
+                wall, instance = timed_job(runtime, upload_request(services, picture(seed), "as a watercolour", n=n))
                 runtime.shutdown()
                 assert instance.output["status"] == "succeeded", instance.output
                 # The critical path as the services served it: the caption call, the composition call
@@ -147,7 +118,7 @@ def _quota_run(fake: FakeAzureAI, folder: str, rpm: int, jobs: int, per_window: 
     image = picture(7)
     instances = [
         runtime.start_background(req.job_id, req.model_dump(mode="json"))
-        for req in (request_for(services, image, f"as a watercolour, take {k} ({rpm})", 1) for k in range(jobs))
+        for req in (upload_request(services, image, f"as a watercolour, take {k} ({rpm})", n=1) for k in range(jobs))
     ]
     for inst in instances:
         inst.done.wait(300)

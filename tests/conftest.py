@@ -9,30 +9,18 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from shared.cli import make_runtime
 from shared.config import Settings
-from shared.local_runtime import Instance
-from shared.models import BlobRef, JobRequest
 from shared.services import Services, build_services
-from shared.storage import UPLOADS
 from tests.fake_ai import FakeAzureAI
 from tests.images import scene_png
+from tests.support import REPO, NoCredential, free_port, offline_env
 
-REPO = Path(__file__).resolve().parent.parent
 AZURITE = REPO / "node_modules" / ".bin" / "azurite"
 # Azurite's well-known development account key (public, documented, for the emulator only).
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-
-class NoCredential:
-    """A credential that fails loudly: tests must never reach for a real Azure token."""
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        raise AssertionError(f"a test asked for an Azure token ({scopes}); use keys against the fake server")
 
 
 @pytest.fixture(scope="session")
@@ -49,19 +37,12 @@ def fake(fake_server: FakeAzureAI) -> Iterator[FakeAzureAI]:
     fake_server.reset()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class Azurite:
     """Azurite from npm on free loopback ports, in a throw-away folder."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.blob_port, self.queue_port, self.table_port = _free_port(), _free_port(), _free_port()
+        self.blob_port, self.queue_port, self.table_port = free_port(), free_port(), free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -126,52 +107,9 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     server.stop()
 
 
-def offline_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {"VARIA_STORAGE": "local", "VARIA_LOCAL_DIR": str(tmp_path / "store"), **extra}
-
-
-def azure_env(fake: FakeAzureAI, connection_string: str | None = None, **extra: str) -> dict[str, str]:
-    env = {
-        "AZURE_OPENAI_ENDPOINT": fake.url,
-        "AZURE_OPENAI_API_KEY": "test-openai-key",
-        "AZURE_VISION_ENDPOINT": fake.url,
-        "AZURE_VISION_API_KEY": "test-vision-key",
-        "VARIA_SERVICE_TIMEOUT_SECONDS": "10",
-        "VARIA_IMAGE_REQUESTS_PER_MINUTE": "6000",  # the fake has no quota unless a test sets one
-    }
-    if connection_string:
-        env["AzureWebJobsStorage"] = connection_string
-    env.update(extra)
-    return env
-
-
 @pytest.fixture
 def offline_services(tmp_path: Path) -> Services:
     return build_services(Settings.from_env(offline_env(tmp_path)), NoCredential)
-
-
-def upload_request(services: Services, data: bytes, prompt: str = "as a watercolour", **options: Any) -> JobRequest:
-    """Store `data` in uploads/ and describe a CLI-style job for it (unique id per test)."""
-    import hashlib
-
-    digest = hashlib.sha256(data + prompt.encode() + repr(sorted(options.items())).encode()).hexdigest()
-    ref = services.storage.put(UPLOADS, f"{digest}.bin", data, "application/octet-stream")
-    fields: dict[str, Any] = {"n": 2, "profile": "general", "mode": "edit", "origin": "cli", **options}
-    return JobRequest(
-        job_id=f"cli-{digest[:32]}",
-        source=BlobRef(container=UPLOADS, name=ref.name, etag=ref.etag),
-        prompt=prompt,
-        **fields,
-    )
-
-
-def run_job(services: Services, request: JobRequest, retry_scale: float = 0.001) -> Instance:
-    """Run one job through the real orchestrator on the SDK's replay engine, in process."""
-    runtime = make_runtime(services, retry_scale=retry_scale)
-    try:
-        return runtime.run(request.job_id, request.model_dump(mode="json"))
-    finally:
-        runtime.shutdown()
 
 
 @pytest.fixture

@@ -25,8 +25,8 @@ from shared.orchestrator import orchestrate_job
 from shared.server import VariaServer
 from shared.services import build_services
 from shared.steps import STEPS
-from tests.conftest import REPO, offline_env
 from tests.images import scene_png
+from tests.support import REPO, offline_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 PLAYWRIGHT = REPO / "node_modules" / "playwright-core"

@@ -12,7 +12,7 @@ from pathlib import Path
 from PIL import Image, ImageChops, ImageStat
 
 from shared.cli import SAMPLE_IMAGE
-from tests.conftest import REPO
+from tests.support import REPO
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ import pytest
 
 from shared.config import SETTING_NAMES, SETTINGS, ConfigError, Settings
 from shared.services import build_services
-from tests.conftest import REPO
+from tests.support import REPO
 
 
 def test_nothing_configured_means_offline_and_local() -> None:

@@ -25,17 +25,12 @@ from tests.fake_ai import Call, FakeAzureAI
 USER_MESSAGE: list[Any] = [{"role": "user", "content": "make the dog blue"}]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeAzureAI]:
-    with FakeAzureAI() as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(server: FakeAzureAI) -> Iterator[FakeAzureAI]:
-    server.reset()
-    yield server
-    server.reset()
+def fake(fake_server: FakeAzureAI) -> Iterator[FakeAzureAI]:
+    """The session's fake, reset, at the sizes clients ask for (the shared fixture shrinks images)."""
+    fake_server.reset()
+    yield fake_server
+    fake_server.reset()
 
 
 def make_openai(fake: FakeAzureAI, max_retries: int = 2, timeout: float = 5.0) -> openai.OpenAI:

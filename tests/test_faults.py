@@ -8,22 +8,22 @@ delivered: one caption, one composition and one image per variation at most.
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from shared.cli import bind_activities
 from shared.config import Settings
-from shared.local_runtime import Activity, LocalRuntime
-from shared.orchestrator import orchestrate_job
+from shared.local_runtime import Activity
 from shared.services import Services, build_services
-from shared.steps import STEPS, manifest_name
+from shared.steps import manifest_name
 from shared.storage import OUTPUTS
-from tests.conftest import Azurite, NoCredential, azure_env, upload_request
+from tests.conftest import Azurite
 from tests.fake_ai import FakeAzureAI
 from tests.reliability import LEDGER
+from tests.support import NoCredential, azure_env, run_job, upload_request
 
 pytestmark = pytest.mark.azurite
 
@@ -57,15 +57,11 @@ def run(
     **request_options: Any,
 ) -> dict[str, Any]:
     """One job with the fault in place; records the fault, the job and any loss or double payment."""
-    activities: dict[str, Activity] = {name: functools.partial(step, services) for name, step in STEPS.items()}
+    activities = bind_activities(services)
     if wrap:
         wrap(activities)
-    runtime = LocalRuntime(orchestrate_job, activities, retry_scale=retry_scale)
     request = upload_request(services, sample, **{"n": 2, **request_options})
-    try:
-        instance = runtime.run(request.job_id, request.model_dump(mode="json"))
-    finally:
-        runtime.shutdown()
+    instance = run_job(services, request, retry_scale, activities)
     LEDGER.faults.add(fault)
     LEDGER.jobs += 1
     if instance.runtime_status != "Completed" or services.storage.info(OUTPUTS, manifest_name(request.job_id)) is None:

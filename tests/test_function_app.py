@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shared.functions import BLOB_FUNCTION_NAME, POLLING_FUNCTION_NAME
-from tests.conftest import REPO
+from tests.support import REPO
 
 
 def _index(monkeypatch: pytest.MonkeyPatch, environment: str) -> dict[str, list[dict[str, Any]]]:

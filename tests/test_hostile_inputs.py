@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,10 +18,11 @@ from shared.local_runtime import LocalRuntime
 from shared.services import Services, build_services
 from shared.steps import manifest_name
 from shared.storage import INPUTS, OUTPUTS, WORK, check_blob_name
-from tests.conftest import Azurite, NoCredential
+from tests.conftest import Azurite
 from tests.hostile import CASES, Case, Http, Job, blob_metadata
 from tests.images import has_gps
 from tests.reliability import LEDGER
+from tests.support import NoCredential, post_form
 
 pytestmark = pytest.mark.azurite
 
@@ -42,21 +42,7 @@ def runtime(services: Services) -> Iterator[LocalRuntime]:
 
 
 def _form(case: Case, data: bytes) -> func.HttpRequest:
-    boundary = uuid.uuid4().hex
-    fields = {"prompt": case.prompt, "profile": case.profile, **case.options}
-    body = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
-    )
-    body += (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="upload.jpg"\r\n'
-            "Content-Type: image/jpeg\r\n\r\n"
-        ).encode()
-        + data
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(len(body))}
-    return func.HttpRequest("POST", "/api/variations", headers=headers, body=body)
+    return post_form({"prompt": case.prompt, "profile": case.profile, **case.options}, data)
 
 
 def _finish(runtime: LocalRuntime, services: Services, job_id: str, expected: Job, label: str) -> dict[str, Any]:

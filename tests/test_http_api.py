@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from shared.http_api import get_image, get_variation, post_variation
 from shared.local_runtime import LocalRuntime
 from shared.services import Services
 from tests.images import scene_png
+from tests.support import post_form
 
 
 @pytest.fixture
@@ -24,26 +24,6 @@ def runtime(offline_services: Services) -> Iterator[LocalRuntime]:
     rt = make_runtime(offline_services, retry_scale=0.001)
     yield rt
     rt.shutdown()
-
-
-def _multipart(fields: dict[str, str], image: bytes, filename: str = "photo.png") -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
-    ]
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n".encode()
-        + image
-        + b"\r\n"
-    )
-    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
-
-
-def post_form(fields: dict[str, str], image: bytes, **headers: str) -> func.HttpRequest:
-    body, content_type = _multipart(fields, image)
-    all_headers = {"Content-Type": content_type, "Content-Length": str(len(body)), **headers}
-    return func.HttpRequest("POST", "/api/variations", headers=all_headers, body=body)
 
 
 def post_json(payload: dict[str, Any]) -> func.HttpRequest:

@@ -20,9 +20,10 @@ from shared.config import Settings
 from shared.http_api import post_variation
 from shared.services import Services, build_services
 from shared.storage import INPUTS, OUTPUTS, BlobStorage
-from tests.conftest import Azurite, NoCredential, azure_env, run_job, upload_request
+from tests.conftest import Azurite
 from tests.fake_ai import FakeAzureAI
 from tests.images import has_gps, jpeg_with_exif, scene_png
+from tests.support import NoCredential, azure_env, run_job, upload_request
 
 pytestmark = pytest.mark.azurite
 

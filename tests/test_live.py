@@ -15,8 +15,8 @@ import pytest
 
 from shared.config import Settings
 from shared.services import build_services
-from tests.conftest import run_job, upload_request
 from tests.images import scene_png
+from tests.support import run_job, upload_request
 
 pytestmark = [
     pytest.mark.live,

@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 from typing import Any
 
 import pytest
 
+from shared.cli import bind_activities
 from shared.local_runtime import (
     ORCHESTRATOR_STARTED,
     TASK_COMPLETED,
     TASK_FAILED,
     TASK_SCHEDULED,
-    Activity,
-    LocalRuntime,
     replay,
 )
 from shared.orchestrator import _failure_message, orchestrate_job
 from shared.services import Services
 from shared.steps import STEPS
 from shared.storage import OUTPUTS
-from tests.conftest import run_job, upload_request
-
-
-def _activities(services: Services) -> dict[str, Activity]:
-    return {name: functools.partial(step, services) for name, step in STEPS.items()}
+from tests.support import run_job, upload_request
 
 
 def _scheduled(history: list[dict[str, Any]]) -> list[str]:
@@ -70,17 +64,15 @@ def test_generations_are_fanned_out_before_any_completes(offline_services: Servi
 def test_generations_run_in_parallel(offline_services: Services, sample_png: bytes) -> None:
     # Each generate waits until all four are running at once: only a parallel fan-out finishes.
     barrier = threading.Barrier(4, timeout=10)
-    activities = _activities(offline_services)
+    activities = bind_activities(offline_services)
 
     def generate(payload: dict[str, Any]) -> dict[str, Any]:
         barrier.wait()
         return STEPS["generate"](offline_services, payload)
 
     activities["generate"] = generate
-    runtime = LocalRuntime(orchestrate_job, activities, max_workers=4)
     request = upload_request(offline_services, sample_png, n=4)
-    instance = runtime.run(request.job_id, request.model_dump(mode="json"))
-    runtime.shutdown()
+    instance = run_job(offline_services, request, activities=activities, max_workers=4)
     assert instance.output["status"] == "succeeded"
 
 
@@ -97,7 +89,7 @@ def test_refused_prompt_makes_no_caption_compose_or_image_call(offline_services:
 
 def test_transient_failure_is_retried_then_succeeds(offline_services: Services, sample_png: bytes) -> None:
     calls = {"caption": 0}
-    activities = _activities(offline_services)
+    activities = bind_activities(offline_services)
 
     def flaky_caption(payload: dict[str, Any]) -> dict[str, Any]:
         calls["caption"] += 1
@@ -106,10 +98,8 @@ def test_transient_failure_is_retried_then_succeeds(offline_services: Services, 
         return STEPS["caption"](offline_services, payload)
 
     activities["caption"] = flaky_caption
-    runtime = LocalRuntime(orchestrate_job, activities, retry_scale=0.001)
     request = upload_request(offline_services, sample_png, n=2)
-    instance = runtime.run(request.job_id, request.model_dump(mode="json"))
-    runtime.shutdown()
+    instance = run_job(offline_services, request, activities=activities)
 
     assert instance.runtime_status == "Completed", instance.error
     assert instance.output["status"] == "succeeded"
@@ -120,16 +110,14 @@ def test_transient_failure_is_retried_then_succeeds(offline_services: Services, 
 def test_failure_after_all_retries_still_ends_in_a_failed_manifest(
     offline_services: Services, sample_png: bytes
 ) -> None:
-    activities = _activities(offline_services)
+    activities = bind_activities(offline_services)
 
     def broken_compose(payload: dict[str, Any]) -> dict[str, Any]:
         raise TimeoutError("The chat model did not answer in time.")
 
     activities["compose"] = broken_compose
-    runtime = LocalRuntime(orchestrate_job, activities, retry_scale=0.001)
     request = upload_request(offline_services, sample_png)
-    instance = runtime.run(request.job_id, request.model_dump(mode="json"))
-    runtime.shutdown()
+    instance = run_job(offline_services, request, activities=activities)
 
     manifest = instance.output
     assert instance.runtime_status == "Completed"
@@ -142,7 +130,7 @@ def test_failure_after_all_retries_still_ends_in_a_failed_manifest(
 def test_one_failed_generation_fails_the_job_but_waits_for_the_others(
     offline_services: Services, sample_png: bytes
 ) -> None:
-    activities = _activities(offline_services)
+    activities = bind_activities(offline_services)
 
     def generate(payload: dict[str, Any]) -> dict[str, Any]:
         if payload["index"] == 1:
@@ -150,10 +138,8 @@ def test_one_failed_generation_fails_the_job_but_waits_for_the_others(
         return STEPS["generate"](offline_services, payload)
 
     activities["generate"] = generate
-    runtime = LocalRuntime(orchestrate_job, activities, retry_scale=0.001)
     request = upload_request(offline_services, sample_png, n=3)
-    instance = runtime.run(request.job_id, request.model_dump(mode="json"))
-    runtime.shutdown()
+    instance = run_job(offline_services, request, activities=activities)
 
     manifest = instance.output
     assert manifest["status"] == "failed"
@@ -194,7 +180,7 @@ def test_failure_messages_keep_what_the_user_can_act_on(raw: str) -> None:
 def test_replaying_every_prefix_of_a_recorded_history_gives_the_same_actions(
     offline_services: Services, sample_png: bytes
 ) -> None:
-    activities = _activities(offline_services)
+    activities = bind_activities(offline_services)
     failures = {"compose": 1}
 
     def compose_failing_once(payload: dict[str, Any]) -> dict[str, Any]:
@@ -204,10 +190,8 @@ def test_replaying_every_prefix_of_a_recorded_history_gives_the_same_actions(
         return STEPS["compose"](offline_services, payload)
 
     activities["compose"] = compose_failing_once
-    runtime = LocalRuntime(orchestrate_job, activities, retry_scale=0.001)
     request = upload_request(offline_services, sample_png, n=3)
-    instance = runtime.run(request.job_id, request.model_dump(mode="json"))
-    runtime.shutdown()
+    instance = run_job(offline_services, request, activities=activities)
     assert instance.output["status"] == "succeeded"
 
     history = json.loads(json.dumps(instance.history))

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,8 @@ from shared.server import BlobPoller, VariaServer, main
 from shared.services import Services, build_services, load_presets
 from shared.steps import manifest_name
 from shared.storage import INPUTS, OUTPUTS
-from tests.conftest import REPO, offline_env
 from tests.images import scene_png
+from tests.support import REPO, free_port, multipart, offline_env
 
 STAGES = ["queued", "preparing", "captioning", "composing", "generating", "saving", "done"]
 
@@ -45,20 +44,6 @@ def server(services: Services) -> Iterator[VariaServer]:
     srv.start()
     yield srv
     srv.close()
-
-
-def _multipart(fields: dict[str, str], image: bytes) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
-    ]
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="p.png"\r\n'
-        "Content-Type: image/png\r\n\r\n".encode()
-        + image
-        + b"\r\n"
-    )
-    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
 @dataclass
@@ -88,7 +73,7 @@ def _get(server: VariaServer, path: str) -> tuple[int, dict[str, str], bytes]:
 
 
 def _post_job(server: VariaServer, fields: dict[str, str], image: bytes) -> Reply:
-    body, content_type = _multipart(fields, image)
+    body, content_type = multipart(fields, image)
     return _raw(server, "POST", "/api/variations", body, **{"Content-Type": content_type})
 
 
@@ -259,18 +244,11 @@ def test_the_poller_waits_for_a_settled_file_and_never_repeats_a_version(service
         runtime.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_the_command_prints_the_url_serves_the_page_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     env = {**os.environ, **offline_env(tmp_path)}
     for name in ("AZURE_OPENAI_ENDPOINT", "AZURE_VISION_ENDPOINT", "AzureWebJobsStorage"):
         env.pop(name, None)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "shared.server", "--port", str(port)],
         cwd=REPO,

@@ -10,7 +10,7 @@ from shared.models import Mode
 from shared.providers.offline import OfflineStylizer
 from shared.services import Services
 from shared.storage import OUTPUTS
-from tests.conftest import upload_request
+from tests.support import upload_request
 
 
 class CountingGenerator(OfflineStylizer):

@@ -12,7 +12,7 @@ import pytest
 from shared.config import ConfigError, Settings
 from shared.services import load_presets
 from shared.web_ui import CONTENT_SECURITY_POLICY, WEB_DIR, serve_ui
-from tests.conftest import offline_env
+from tests.support import offline_env
 
 
 def _settings(tmp_path: Path, **extra: str) -> Settings:
