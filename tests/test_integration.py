@@ -194,6 +194,16 @@ class _RuntimeClient:
             self.runtime._instances[job_id].done.wait(30)
 
 
+def _job_for_blob(services: Services, name: str, etag: str) -> dict[str, Any]:
+    """Deliver the blob event once, run the job it starts to the end, and return its manifest."""
+    client = _RuntimeClient(services)
+    job_id = asyncio.run(handle_blob(INPUTS, name, etag, None, client, services))
+    client.wait()
+    client.runtime.shutdown()
+    manifest: dict[str, Any] = json.loads(services.storage.get(OUTPUTS, f"{job_id}/manifest.json"))
+    return manifest
+
+
 def test_blob_event_delivered_twice_makes_one_job(
     azure_services: Services, fake: FakeAzureAI, azurite: Azurite, sample_png: bytes
 ) -> None:
@@ -217,11 +227,7 @@ def test_blob_event_delivered_twice_makes_one_job(
 
 def test_blob_in_a_preset_folder_uses_the_preset(azure_services: Services, azurite: Azurite, sample_png: bytes) -> None:
     etag = _drop(azurite, "sepia/old-house.png", sample_png)
-    client = _RuntimeClient(azure_services)
-    job_id = asyncio.run(handle_blob(INPUTS, "sepia/old-house.png", etag, None, client, azure_services))
-    client.wait()
-    client.runtime.shutdown()
-    manifest = json.loads(azure_services.storage.get(OUTPUTS, f"{job_id}/manifest.json"))
+    manifest = _job_for_blob(azure_services, "sepia/old-house.png", etag)
     assert manifest["request"]["prompt_origin"] == "preset:sepia"
     assert "sepia" in manifest["request"]["prompt"]
 
@@ -231,12 +237,7 @@ def test_text_file_named_jpg_fails_clearly_and_the_blob_stays(
 ) -> None:
     text = b"Dear diary, today I took a photo.\n"
     etag = _drop(azurite, "photo.jpg", text)
-    client = _RuntimeClient(azure_services)
-    job_id = asyncio.run(handle_blob(INPUTS, "photo.jpg", etag, None, client, azure_services))
-    client.wait()
-    client.runtime.shutdown()
-
-    manifest = json.loads(azure_services.storage.get(OUTPUTS, f"{job_id}/manifest.json"))
+    manifest = _job_for_blob(azure_services, "photo.jpg", etag)
     assert manifest["status"] == "failed"
     assert "not an image" in manifest["message"].lower() and "photo.jpg" in manifest["message"]
     assert _blob_service(azurite).get_blob_client(INPUTS, "photo.jpg").download_blob().readall() == text
