@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,12 +20,12 @@ from typing import Any
 
 from .config import ConfigError, Settings, activity_concurrency
 from .jobs import RequestError, check_options, clean_prompt, request_for_upload
-from .local_runtime import Activity, LocalRuntime
+from .local_runtime import Activity, Instance, LocalRuntime
 from .models import Manifest
 from .orchestrator import orchestrate_job
 from .services import Services, build_services
-from .steps import STEPS, manifest_name
-from .storage import OUTPUTS
+from .steps import STEPS, delivered_so_far, manifest_name
+from .storage import OUTPUTS, Storage
 
 SAMPLE_IMAGE = Path(__file__).parent / "assets" / "sample-meadow.png"
 
@@ -50,21 +51,44 @@ def make_runtime(
     return LocalRuntime(orchestrate_job, bound, max_workers=workers, retry_scale=retry_scale)
 
 
-def _progress(stream: Any) -> Any:
-    started = time.monotonic()
-    seen: set[tuple[Any, ...]] = set()
+class _Progress:
+    """Prints each stage as the orchestrator reports it, and "k/n" as images are stored.
 
-    def show(runtime_status: str, custom: dict[str, Any] | None) -> None:
-        if not custom:
-            return
-        stage, done, total = custom.get("stage"), custom.get("done", 0), custom.get("total", 0)
-        if (stage, done) in seen:
-            return
-        seen.add((stage, done))
-        counter = f" {done}/{total}" if stage == "generating" and total else ""
-        print(f"  [{time.monotonic() - started:5.1f}s] {stage}{counter}", file=stream, flush=True)
+    The orchestrator waits for a whole fan-out round at once, so within a round the count of
+    stored images is the progress (the status API counts the same way).
+    """
 
-    return show
+    def __init__(self, storage: Storage, job_id: str, stream: Any) -> None:
+        self.storage, self.job_id, self.stream = storage, job_id, stream
+        self.started = time.monotonic()
+        self.seen: set[tuple[Any, ...]] = set()
+        self.lock = threading.Lock()
+        self.custom: dict[str, Any] = {}
+
+    def on_status(self, runtime_status: str, custom: dict[str, Any] | None) -> None:
+        """The local runtime's callback: each change of the orchestrator's custom status."""
+        if self.custom.get("stage") == "generating":  # the round ended: say how far it got first
+            self._show(delivered_so_far(self.storage, self.job_id))
+        self.custom = custom or {}
+        self._show(self.custom.get("done", 0))
+
+    def follow(self, instance: Instance) -> None:
+        """Poll stored images while the job generates, backing off, until it ends."""
+        interval = 0.1
+        while not instance.done.wait(interval):
+            if self.custom.get("stage") == "generating":
+                self._show(delivered_so_far(self.storage, self.job_id))
+            interval = min(interval * 1.5, 2.0)
+
+    def _show(self, done: int) -> None:
+        stage, total = self.custom.get("stage"), self.custom.get("total", 0)
+        with self.lock:
+            done = max(done, self.custom.get("done", 0))
+            if not stage or (stage, done) in self.seen:
+                return
+            self.seen.add((stage, done))
+            counter = f" {done}/{total}" if stage == "generating" and total else ""
+            print(f"  [{time.monotonic() - self.started:5.1f}s] {stage}{counter}", file=self.stream, flush=True)
 
 
 def vary(args: argparse.Namespace, environ: dict[str, str]) -> int:
@@ -92,7 +116,9 @@ def vary(args: argparse.Namespace, environ: dict[str, str]) -> int:
     else:
         runtime = make_runtime(services)
         try:
-            instance = runtime.run(job_id, request.model_dump(mode="json"), on_status=_progress(sys.stderr))
+            progress = _Progress(storage, job_id, sys.stderr)
+            instance = runtime.start_background(job_id, request.model_dump(mode="json"), progress.on_status)
+            progress.follow(instance)
         finally:
             runtime.shutdown()
         if instance.runtime_status != "Completed":

@@ -1,16 +1,24 @@
 """Which Azure Function listens where: the orchestrator, the HTTP routes, the blob triggers, the page.
 
 This module only declares bindings. Each function imports its handler on first call, so that
-indexing the app (every cold start) loads azure-functions and azure-functions-durable and little
-else: pydantic, Pillow and the Azure SDKs load in the invocation that needs them.
+indexing the app (every cold start) loads azure-functions, azure-functions-durable and the blob
+SDK-type binding (the worker needs its `BlobClient` type to index the trigger) and little else:
+pydantic, Pillow, OpenAI and Vision load in the invocation that needs them.
+
+The Python worker runs every `async def` on one event loop. The async functions here are the
+ones that await the Durable client; whatever they do that blocks (storage, Pillow, credentials)
+runs in a worker thread. Routes that need no Durable client are plain `def`, which the worker
+runs in its thread pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
+from azurefunctions.extensions.bindings.blob import BlobClient
 
 from .orchestrator import ORCHESTRATOR_NAME, orchestrate_job
 
@@ -37,7 +45,8 @@ def http_blueprint(development: bool) -> df.Blueprint:
         from .jobs import DurableJobClient
         from .services import get_services
 
-        return await post_variation(req, DurableJobClient(client), get_services())
+        services = await asyncio.to_thread(get_services)  # the first call builds clients
+        return await post_variation(req, DurableJobClient(client), services)
 
     @bp.route(route="variations/{job_id}", methods=["GET"], auth_level=auth)
     @bp.durable_client_input(client_name="client")
@@ -46,20 +55,25 @@ def http_blueprint(development: bool) -> df.Blueprint:
         from .jobs import DurableJobClient
         from .services import get_services
 
-        return await get_variation(req.route_params["job_id"], DurableJobClient(client), get_services())
+        services = await asyncio.to_thread(get_services)
+        return await get_variation(req.route_params["job_id"], DurableJobClient(client), services)
 
     @bp.route(route="variations/{job_id}/images/{which}", methods=["GET"], auth_level=auth)
-    async def variation_image(req: func.HttpRequest) -> func.HttpResponse:
+    def variation_image(req: func.HttpRequest) -> func.HttpResponse:
         from .http_api import get_image
         from .services import get_services
 
-        return await get_image(req.route_params["job_id"], req.route_params["which"], get_services())
+        return get_image(req.route_params["job_id"], req.route_params["which"], get_services())
 
     return bp
 
 
 def blob_blueprint(development: bool) -> df.Blueprint:
-    """Event Grid blob trigger on `inputs`; in Development also a polling twin (Azurite sends no events)."""
+    """Event Grid blob trigger on `inputs`; in Development also a polling twin (Azurite sends no events).
+
+    The parameter is a `BlobClient` (SDK-type binding): the host passes a reference to the blob,
+    never its content, so a multi-GB drop never reaches a 2 GB instance.
+    """
     bp = df.Blueprint()
 
     @bp.function_name(BLOB_FUNCTION_NAME)
@@ -67,10 +81,10 @@ def blob_blueprint(development: bool) -> df.Blueprint:
         arg_name="blob", path=BLOB_PATH, connection="AzureWebJobsStorage", source=func.BlobSource.EVENT_GRID
     )
     @bp.durable_client_input(client_name="client")
-    async def start_job_from_blob(blob: func.InputStream, client: Any) -> None:
-        from .blob_trigger import from_trigger
+    async def start_job_from_blob(blob: BlobClient, client: Any) -> None:
+        from .blob_trigger import from_blob_client
 
-        await from_trigger(blob, client)
+        await from_blob_client(blob, client)
 
     if development:
 
@@ -82,10 +96,10 @@ def blob_blueprint(development: bool) -> df.Blueprint:
             source=func.BlobSource.LOGS_AND_CONTAINER_SCAN,
         )
         @bp.durable_client_input(client_name="client")
-        async def start_job_from_blob_polling(blob: func.InputStream, client: Any) -> None:
-            from .blob_trigger import from_trigger
+        async def start_job_from_blob_polling(blob: BlobClient, client: Any) -> None:
+            from .blob_trigger import from_blob_client
 
-            await from_trigger(blob, client)
+            await from_blob_client(blob, client)
 
     return bp
 

@@ -12,6 +12,7 @@ carry a key that can terminate instances). Handlers are plain async functions ov
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -30,9 +31,9 @@ from .jobs import (
     request_for_upload,
     start_job,
 )
-from .models import Manifest
+from .models import JobRequest, Manifest
 from .services import Services
-from .steps import manifest_name, variation_name
+from .steps import delivered_so_far, manifest_name, variation_name
 from .storage import OUTPUTS, WORK, BlobNotFound
 
 API_PREFIX = "/api/variations"
@@ -81,7 +82,11 @@ def _read_upload(req: func.HttpRequest) -> tuple[bytes, dict[str, Any]]:
     return data, {k: body.get(k) for k in ("prompt", "profile", "n", "mode", "force")}
 
 
-async def post_variation(req: func.HttpRequest, client: JobClient, services: Services) -> func.HttpResponse:
+def _accept_upload(req: func.HttpRequest, services: Services) -> JobRequest | func.HttpResponse:
+    """Check an upload and store it in uploads/: the job it asks for, or the error response.
+
+    Blocking work (parsing, Pillow, storage): the async handler runs it in a worker thread.
+    """
     settings = services.settings
     limit = settings.max_upload_bytes
     declared = req.headers.get("content-length")
@@ -98,10 +103,17 @@ async def post_variation(req: func.HttpRequest, client: JobClient, services: Ser
     except (RequestError, InvalidImage) as exc:
         return _error(400, str(exc))
 
-    request = request_for_upload(
+    return request_for_upload(
         services.storage, data, fmt.lower(), prompt=prompt, profile=profile, n=n, mode=mode, origin="http",
         force=_truthy(options.get("force")),
     )  # fmt: skip
+
+
+async def post_variation(req: func.HttpRequest, client: JobClient, services: Services) -> func.HttpResponse:
+    accepted = await asyncio.to_thread(_accept_upload, req, services)
+    if isinstance(accepted, func.HttpResponse):
+        return accepted
+    request = accepted
     created = await start_job(client, request)
     status_url = f"{API_PREFIX}/{request.job_id}"
     body = {"job_id": request.job_id, "status_url": status_url, "created": created}
@@ -138,15 +150,19 @@ def _manifest_view(manifest: Manifest) -> dict[str, Any]:
     }
 
 
+def _stored_manifest(services: Services, job_id: str) -> Manifest | None:
+    try:  # a finished job has its manifest; the page polls this, so one storage call, not two
+        return Manifest.model_validate_json(services.storage.get(OUTPUTS, manifest_name(job_id)))
+    except BlobNotFound:
+        return None
+
+
 async def get_variation(job_id: str, client: JobClient, services: Services) -> func.HttpResponse:
     if not is_job_id(job_id):
         return _error(404, "No such job: job ids look like 'http-' followed by 32 hex digits.")
-    try:  # a finished job has its manifest; the page polls this, so one storage call, not two
-        stored = services.storage.get(OUTPUTS, manifest_name(job_id))
-    except BlobNotFound:
-        stored = None
-    if stored is not None:
-        return _json(_manifest_view(Manifest.model_validate_json(stored)))
+    manifest = await asyncio.to_thread(_stored_manifest, services, job_id)
+    if manifest is not None:
+        return _json(_manifest_view(manifest))
     state = await client.status(job_id)
     if state is None:
         return _error(404, f"No job {job_id}.")
@@ -160,19 +176,23 @@ async def get_variation(job_id: str, client: JobClient, services: Services) -> f
                 "message": "The job stopped unexpectedly; send the image again with force=true.",
             }
         )
+    stage, done = progress.get("stage", "queued"), progress.get("done", 0)
+    if stage == "generating":
+        # The orchestrator waits for a whole round at once; storage knows what is already drawn.
+        done = max(done, await asyncio.to_thread(delivered_so_far, services.storage, job_id))
     return _json(
         {
             "job_id": job_id,
-            "stage": progress.get("stage", "queued"),
+            "stage": stage,
             "status": "running",
-            "done": progress.get("done", 0),
+            "done": done,
             "total": progress.get("total", 0),
             "message": None,
         }
     )
 
 
-async def get_image(job_id: str, which: str, services: Services) -> func.HttpResponse:
+def get_image(job_id: str, which: str, services: Services) -> func.HttpResponse:
     if not is_job_id(job_id):
         return _error(404, "No such job.")
     if which == "manifest":

@@ -5,9 +5,16 @@ The CLI, the local server and the tests use this instead of the Functions host: 
 writes (OrchestratorStarted, ExecutionStarted, TaskScheduled, TaskCompleted/TaskFailed,
 TimerCreated/TimerFired for retries), and activities run in a thread pool so fan-out is parallel.
 
+The orchestration context carries the replay schema the Durable extension in extension bundle
+v4 announces (`upperSchemaVersion` / `upperSchemaVersionNew`), so the SDK answers with the
+actions Azure sees (nested WhenAll under schema V3), not the flat V1 list it falls back to.
+
 One completion is added per episode, as the Durable host may do. The SDK numbers its tasks in
-the order it creates them; the driver keeps the same count (`_next_task_id`) so that every
+the order it creates them; the driver keeps the same count (`next_task_id`) so that every
 completion event names the task the SDK expects.
+
+How an episode is replayed and how an activity runs are parameters (`Replayer`, `Activity`): the
+CLI and server replay in process; the host-contract tests replay through the Python worker.
 """
 
 from __future__ import annotations
@@ -30,13 +37,26 @@ from .models import JobRequest
 
 Activity = Callable[[Any], Any]
 StatusCallback = Callable[[str, dict[str, Any] | None], None]
+# (instance id, orchestration input, history) -> the orchestrator's state JSON for that episode
+Replayer = Callable[[str, Any, list[dict[str, Any]]], dict[str, Any]]
+
+# What the Durable extension (WebJobs.Extensions.DurableTask, extension bundle v4) puts beside the
+# history in every orchestration context: its replay schema range (SchemaVersion V2 = 1, V3 = 2,
+# so the Python SDK replays under its ReplaySchema.V3) and the Azure Storage backend's timer limits.
+EXTENSION_CONTEXT: dict[str, Any] = {
+    "upperSchemaVersion": 1,
+    "upperSchemaVersionNew": 2,
+    "maximumShortTimerDuration": "6.00:00:00",
+    "longRunningTimerIntervalDuration": "3.00:00:00",
+    "defaultHttpAsyncRequestSleepTimeMillseconds": 30000,
+}
 
 # HistoryEventType values of the Durable Task framework.
 ORCHESTRATOR_STARTED, EXECUTION_STARTED = 12, 0
 TASK_SCHEDULED, TASK_COMPLETED, TASK_FAILED = 4, 5, 6
 TIMER_CREATED, TIMER_FIRED = 10, 11
 # Action types the SDK asks for.
-CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY, WHEN_ALL, WHEN_ANY = 0, 1, 12, 11
+CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY, CREATE_TIMER, WHEN_ALL, WHEN_ANY = 0, 1, 5, 12, 11
 
 
 class OrchestrationFailed(RuntimeError):
@@ -56,6 +76,14 @@ class _Attempt:
 
 
 @dataclass
+class _Timer:
+    """A durable timer the orchestrator asked for (`create_timer`)."""
+
+    task_id: int
+    fire_at: dt.datetime
+
+
+@dataclass
 class Instance:
     """One orchestration's state, as the local runtime keeps it."""
 
@@ -70,7 +98,11 @@ class Instance:
 
 
 class LocalRuntime:
-    """Runs orchestrations in process. Also a `JobClient`, so HTTP handlers can use it directly."""
+    """Runs orchestrations in process. Also a `JobClient`, so HTTP handlers can use it directly.
+
+    `replayer` replays one episode (default: the SDK's engine in this process); `retry_scale`
+    shrinks retry intervals and durable timers (tests), never the quota.
+    """
 
     def __init__(
         self,
@@ -78,11 +110,12 @@ class LocalRuntime:
         activities: Mapping[str, Activity],
         max_workers: int = 8,
         retry_scale: float = 1.0,
+        replayer: Replayer | None = None,
     ) -> None:
-        self._orchestrator = orchestrator
         self._activities = activities
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="activity")
-        self._retry_scale = retry_scale  # tests shrink Durable's retry intervals
+        self._retry_scale = retry_scale
+        self._replayer: Replayer = replayer or (lambda iid, inp, history: replay(orchestrator, iid, inp, history))
         self._instances: dict[str, Instance] = {}
         self._lock = threading.Lock()
 
@@ -135,7 +168,7 @@ class _Driver:
         self.inst = inst
         self.on_status = on_status
         self.history = inst.history
-        self.completions: queue.Queue[tuple[_Attempt, bool, Any]] = queue.Queue()
+        self.completions: queue.Queue[tuple[_Attempt | _Timer, bool, Any]] = queue.Queue()
         self.handled_actions = 0
         self.next_task_id = 0  # mirrors the SDK's task sequence number
         self.in_flight = 0
@@ -149,7 +182,7 @@ class _Driver:
         self.history.append(event)
 
     def _replay(self) -> dict[str, Any]:
-        state = replay(self.rt._orchestrator, self.inst.instance_id, self.inst.input, self.history)
+        state = self.rt._replayer(self.inst.instance_id, self.inst.input, self.history)
         for event in self.history:
             event["IsPlayed"] = True  # the next episode replays these as the past
         custom = state.get("customStatus")
@@ -176,23 +209,35 @@ class _Driver:
             self._complete_one()
 
     def _new_actions(self, state: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        flat = [action for episode in state.get("actions", []) for action in episode]
+        # V1 sends one list of actions per episode, V2 and later one growing list: either way the
+        # atomic actions appear in the order the SDK created them, old ones first.
+        flat = [atomic for episode in state.get("actions", []) for action in episode for atomic in _atomic(action)]
         for action in flat[self.handled_actions :]:
             self.handled_actions += 1
-            yield from _atomic(action)
+            yield action
 
     def _schedule_new(self, state: dict[str, Any]) -> None:
         for action in self._new_actions(state):
             kind = action["actionType"]
+            task_id = self.next_task_id
+            self.next_task_id += 1
+            if kind == CREATE_TIMER:
+                self._start_timer(_Timer(task_id, dt.datetime.fromisoformat(action["fireAt"])))
+                continue
             if kind not in (CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY):
                 raise OrchestrationFailed(f"The local runtime does not support action type {kind}.")
-            attempt = _Attempt(self.next_task_id, action["functionName"], action.get("input"))
-            self.next_task_id += 1
+            attempt = _Attempt(task_id, action["functionName"], action.get("input"))
             if kind == CALL_ACTIVITY_WITH_RETRY:
                 options = action["retryOptions"]
                 attempt.max_attempts = int(options["maxNumberOfAttempts"])
                 attempt.interval_s = options["firstRetryIntervalInMilliseconds"] / 1000 * self.rt._retry_scale
             self._submit(attempt)
+
+    def _start_timer(self, timer: _Timer) -> None:
+        self._event(TIMER_CREATED, EventId=timer.task_id, FireAt=timer.fire_at.isoformat())
+        self.in_flight += 1
+        delay = max(0.0, (timer.fire_at - dt.datetime.now(dt.UTC)).total_seconds()) * self.rt._retry_scale
+        threading.Timer(delay, self.completions.put, args=((timer, True, None),)).start()
 
     def _submit(self, attempt: _Attempt) -> None:
         self._event(TASK_SCHEDULED, EventId=attempt.task_id, Name=attempt.name)
@@ -210,9 +255,13 @@ class _Driver:
             self.completions.put((attempt, False, exc))
 
     def _complete_one(self) -> None:
-        attempt, ok, value = self.completions.get()
+        item, ok, value = self.completions.get()
         self.in_flight -= 1
         self._event(ORCHESTRATOR_STARTED)
+        if isinstance(item, _Timer):
+            self._event(TIMER_FIRED, TimerId=item.task_id, FireAt=item.fire_at.isoformat())
+            return
+        attempt = item
         if ok:
             self._event(TASK_COMPLETED, TaskScheduledId=attempt.task_id, Result=json.dumps(value))
             return
@@ -244,6 +293,18 @@ class _Driver:
             self._submit(retry)
 
 
+def orchestration_context(instance_id: str, input_: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The orchestration trigger's JSON, as the Durable extension sends it to the Python worker."""
+    return {
+        "history": history,
+        "instanceId": instance_id,
+        "isReplaying": False,
+        "parentInstanceId": None,
+        "input": json.dumps(input_),
+        **EXTENSION_CONTEXT,
+    }
+
+
 def replay(
     orchestrator: Callable[[DurableOrchestrationContext], Any],
     instance_id: str,
@@ -251,14 +312,8 @@ def replay(
     history: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """One replay of `orchestrator` on `history` by the SDK's engine: the state it returns to the host."""
-    context = {
-        "history": history,
-        "instanceId": instance_id,
-        "isReplaying": False,
-        "parentInstanceId": None,
-        "input": json.dumps(input_),
-    }
-    handled = Orchestrator(orchestrator).handle(DurableOrchestrationContext.from_json(json.dumps(context)))
+    context = json.dumps(orchestration_context(instance_id, input_, history))
+    handled = Orchestrator(orchestrator).handle(DurableOrchestrationContext.from_json(context))
     state: dict[str, Any] = json.loads(handled)
     return state
 

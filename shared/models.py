@@ -83,6 +83,7 @@ class Variation(BaseModel):
     provider: str
     reason: str | None = None  # why it was refused or failed
     reused: bool = False  # an earlier attempt had already stored this image
+    retryable: bool = False  # failed for a reason a later attempt may cure (429, 5xx, timeout)
 
 
 class Problem(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Generator
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
@@ -18,9 +19,15 @@ if TYPE_CHECKING:
 
 ORCHESTRATOR_NAME = "orchestrate_job"
 
-# Transient failures (429s that outlast the SDK's own retries, 5xx, storage hiccups) get three
-# attempts, 5 s apart. Permanent ones come back as values and are never retried.
+# Steps before and after the fan-out: transient failures (429s that outlast the SDK's own retries,
+# 5xx, storage hiccups) raise and get three attempts, 5 s apart. Permanent ones come back as
+# values and are never retried.
 RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=3)
+# A generation is tried at most GENERATE_ATTEMPTS times for a transient answer (one round each).
+GENERATE_ATTEMPTS = 2
+GENERATE_RETRY_DELAY = timedelta(seconds=5)
+# The host failing a generate activity (a timeout, a lost worker) gets one more try.
+RETRY_HOST_FAULT = df.RetryOptions(first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=2)
 
 JSON = dict[str, Any]
 _ACTIVITY_PREFIX = re.compile(r"^(?:Orchestrator|Activity) function '[^']*' failed:\s*")
@@ -83,22 +90,50 @@ def _steps(context: df.DurableOrchestrationContext, job: JSON) -> Generator[Any,
         return  # refused: not a single image call
 
     job["stage"] = "generating"
-    _report(context, "generating", 0, n)
     work = {"request": request, "prepared": prepared, "composition": composition}
-    tasks = [context.call_activity_with_retry("generate", RETRY, {**work, "index": k}) for k in range(n)]
-    # Fan out all n at once; wait for each in turn so the status can say "k of n", and so that no
-    # generation is still running when the manifest is written (task_all would stop at a failure).
-    pending = list(tasks)
-    while pending:
-        finished = yield context.task_any(pending)
-        pending.remove(finished)
-        _report(context, "generating", n - len(pending), n)
-    job["variations"] = [
-        {"index": k, "status": "failed", "provider": "unknown", "reason": _failure_message("generating", t.result)}
-        if isinstance(t.result, Exception)
-        else t.result
-        for k, t in enumerate(tasks)
-    ]
+    job["variations"] = yield from _generate_all(context, work, n)
+
+
+def _generate_all(context: df.DurableOrchestrationContext, work: JSON, n: int) -> Generator[Any, Any, list[JSON]]:
+    """All n variations, fanned out at once with one `task_all` per round.
+
+    `task_all` over plain activity tasks is the fan-out the Durable extension replays the same way
+    under every replay schema (a loop of `task_any` can hang under the schema bundle v4 uses). The
+    generate activity never raises for a service answer: it returns a failed variation, marked
+    `retryable` when a later attempt may work, so `task_all` always waits for every image and no
+    generation is still running when the manifest is written. Retryable failures get one more
+    round, after a durable timer. Within a round, the status API counts the stored images.
+    """
+    results: dict[int, JSON] = {}
+    todo = list(range(n))
+    for attempt in range(1, GENERATE_ATTEMPTS + 1):
+        if attempt > 1:
+            yield context.create_timer(context.current_utc_datetime + GENERATE_RETRY_DELAY)
+        _report(context, "generating", _delivered(results), n)
+        tasks = [
+            context.call_activity_with_retry("generate", RETRY_HOST_FAULT, {**work, "index": k, "attempt": attempt})
+            for k in todo
+        ]
+        try:
+            outcomes: list[JSON] = yield context.task_all(tasks)
+        except Exception as exc:  # the host itself failed an activity (timeout, crash) twice
+            outcomes = [
+                t.result
+                if t.is_completed and not isinstance(t.result, Exception)
+                else {"index": k, "status": "failed", "provider": "unknown",
+                      "reason": _failure_message("generating", exc)}
+                for k, t in zip(todo, tasks, strict=True)
+            ]  # fmt: skip
+        results.update(zip(todo, outcomes, strict=True))
+        todo = [k for k in todo if results[k]["status"] == "failed" and results[k].get("retryable")]
+        if not todo:
+            break
+    _report(context, "generating", _delivered(results), n)
+    return [results[k] for k in range(n)]
+
+
+def _delivered(results: dict[int, JSON]) -> int:
+    return sum(1 for v in results.values() if v["status"] == "succeeded")
 
 
 def orchestrate_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, JSON]:

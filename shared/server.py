@@ -84,7 +84,9 @@ class BlobPoller:
             self._handled.add((name, info.etag))
             if storage.info(OUTPUTS, manifest_name(blob_job_id(INPUTS, name, info.etag))) is not None:
                 continue
-            job_id = asyncio.run(handle_blob(INPUTS, name, info.etag, info.metadata, self.client, self.services))
+            job_id = asyncio.run(
+                handle_blob(INPUTS, name, info.etag, info.metadata, self.client, self.services, size=info.size)
+            )
             if job_id:
                 started.append(job_id)
         return started
@@ -229,7 +231,7 @@ class VariaServer:
             return await http_api.get_variation(req.route_params["job_id"], runtime, services)
 
         async def variation_image(req: func.HttpRequest) -> func.HttpResponse:
-            return await http_api.get_image(req.route_params["job_id"], req.route_params["which"], services)
+            return http_api.get_image(req.route_params["job_id"], req.route_params["which"], services)
 
         async def web_ui_file(req: func.HttpRequest) -> func.HttpResponse:
             name = req.route_params.get("file")

@@ -9,6 +9,7 @@ transient ones raise, so Durable retries them.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from .images import InvalidImage, normalize
@@ -23,12 +24,13 @@ from .models import (
     Problem,
     Variation,
 )
-from .providers.base import ContentRefused, PermanentServiceError
+from .providers.base import ContentRefused, PermanentServiceError, TransientServiceError
 from .safety import check_text, get_profile
 from .services import Services, get_services
-from .storage import OUTPUTS, WORK, BlobNotFound
+from .storage import OUTPUTS, WORK, BlobNotFound, Storage
 
 JSON = dict[str, Any]
+log = logging.getLogger("varia.steps")
 
 
 def problem(status: str, stage: str, message: str) -> JSON:
@@ -41,6 +43,12 @@ def variation_name(job_id: str, index: int) -> str:
 
 def manifest_name(job_id: str) -> str:
     return f"{job_id}/manifest.json"
+
+
+def delivered_so_far(storage: Storage, job_id: str) -> int:
+    """How many variations of a running job are stored: its progress within a fan-out round."""
+    prefix = f"{job_id}/variation-"
+    return sum(1 for name in storage.list(OUTPUTS, prefix) if name.startswith(prefix))
 
 
 def prepare(services: Services, payload: JSON) -> JSON:
@@ -131,7 +139,26 @@ def compose(services: Services, payload: JSON) -> JSON:
 
 
 def generate(services: Services, payload: JSON) -> JSON:
-    """Draw variation `index`, unless an earlier attempt already stored it (no second paid call)."""
+    """Draw variation `index`, unless an earlier attempt already stored it (no second paid call).
+
+    It never raises for what a service or storage answers: the orchestrator waits for all n with
+    one `task_all`, which would stop at the first exception. A failure that a later attempt may
+    cure comes back as a failed variation marked `retryable`.
+    """
+    index = int(payload["index"])
+    try:
+        return _generate(services, payload)
+    except TransientServiceError as exc:
+        reason = str(exc)
+    except Exception as exc:  # storage hiccups and anything unforeseen: logged, then one more attempt
+        log.exception("Variation %s of job %s failed", index, payload.get("request", {}).get("job_id"))
+        reason = f"an unexpected error stopped it ({type(exc).__name__}: {exc})"
+    return Variation(index=index, status="failed", provider="unknown", reason=reason, retryable=True).model_dump(
+        mode="json"
+    )
+
+
+def _generate(services: Services, payload: JSON) -> JSON:
     request = JobRequest.model_validate(payload["request"])
     prepared = PreparedImage.model_validate(payload["prepared"])
     composition = Composition.model_validate(payload["composition"])

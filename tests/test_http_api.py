@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -31,8 +32,9 @@ def post_json(payload: dict[str, Any]) -> func.HttpRequest:
     return func.HttpRequest("POST", "/api/variations", headers={"Content-Type": "application/json"}, body=body)
 
 
-def call(coro: Any) -> tuple[int, Any]:
-    response: func.HttpResponse = asyncio.run(coro)
+def call(result: Any) -> tuple[int, Any]:
+    """(status, body) of a handler's response; async handlers' coroutines are run first."""
+    response: func.HttpResponse = asyncio.run(result) if inspect.iscoroutine(result) else result
     body = response.get_body()
     if response.mimetype == "application/json":
         return response.status_code, json.loads(body)

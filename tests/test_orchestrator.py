@@ -14,6 +14,8 @@ from shared.local_runtime import (
     TASK_COMPLETED,
     TASK_FAILED,
     TASK_SCHEDULED,
+    TIMER_CREATED,
+    WHEN_ALL,
     replay,
 )
 from shared.orchestrator import _failure_message, orchestrate_job
@@ -127,14 +129,41 @@ def test_failure_after_all_retries_still_ends_in_a_failed_manifest(
     assert _scheduled(instance.history).count("compose") == 3  # RetryOptions: three attempts
 
 
-def test_one_failed_generation_fails_the_job_but_waits_for_the_others(
+def test_a_transient_generation_failure_gets_one_more_round_after_a_timer(
     offline_services: Services, sample_png: bytes
 ) -> None:
     activities = bind_activities(offline_services)
+    answers = {"busy": 1}
+
+    def generate(payload: dict[str, Any]) -> dict[str, Any]:
+        if payload["index"] == 1 and answers["busy"]:
+            answers["busy"] -= 1
+            return {"index": 1, "status": "failed", "provider": "azure-openai", "reason": "HTTP 503", "retryable": True}
+        return STEPS["generate"](offline_services, payload)
+
+    activities["generate"] = generate
+    request = upload_request(offline_services, sample_png, n=3)
+    instance = run_job(offline_services, request, activities=activities)
+
+    assert instance.output["status"] == "succeeded"
+    assert [v["status"] for v in instance.output["variations"]] == ["succeeded"] * 3
+    generate_inputs = [e for e in instance.history if e.get("Name") == "generate"]
+    assert len(generate_inputs) == 4  # three in the first round, index 1 again in the second
+    timers = [i for i, e in enumerate(instance.history) if e["EventType"] == TIMER_CREATED]
+    last_generate = max(i for i, e in enumerate(instance.history) if e.get("Name") == "generate")
+    assert len(timers) == 1 and timers[0] < last_generate  # the second round waited on a durable timer
+
+
+def test_a_generation_that_stays_unavailable_fails_after_two_attempts_and_the_others_are_kept(
+    offline_services: Services, sample_png: bytes
+) -> None:
+    activities = bind_activities(offline_services)
+    calls = {1: 0}
 
     def generate(payload: dict[str, Any]) -> dict[str, Any]:
         if payload["index"] == 1:
-            raise RuntimeError("The image model answered HTTP 500.")
+            calls[1] += 1
+            return {"index": 1, "status": "failed", "provider": "azure-openai", "reason": "HTTP 500", "retryable": True}
         return STEPS["generate"](offline_services, payload)
 
     activities["generate"] = generate
@@ -142,11 +171,52 @@ def test_one_failed_generation_fails_the_job_but_waits_for_the_others(
     instance = run_job(offline_services, request, activities=activities)
 
     manifest = instance.output
+    assert calls[1] == 2  # GENERATE_ATTEMPTS, not one more
     assert manifest["status"] == "failed"
     assert [v["status"] for v in manifest["variations"]] == ["succeeded", "failed", "succeeded"]
     assert "HTTP 500" in manifest["variations"][1]["reason"]
-    # the manifest is the last thing written: both good images exist and were written before it
+    # task_all waited for every generation: the manifest is the last thing written
     assert _scheduled(instance.history)[-1] == "persist"
+    stored = offline_services.storage.list(OUTPUTS, request.job_id)
+    assert sorted(stored) == sorted(
+        f"{request.job_id}/{n}" for n in ("variation-0.png", "variation-2.png", "manifest.json")
+    )
+
+
+def test_the_generate_step_returns_a_retryable_failure_instead_of_raising(
+    offline_services: Services, sample_png: bytes
+) -> None:
+    request = upload_request(offline_services, sample_png, n=1)
+    activities = bind_activities(offline_services)
+    prepared = activities["prepare"](request.model_dump(mode="json"))
+    caption = activities["caption"](prepared)
+    composition = activities["compose"]({"request": request.model_dump(mode="json"), "caption": caption})
+    prepared["image"]["name"] = f"{request.job_id}/gone.png"  # storage lost the prepared image
+
+    work = {"request": request.model_dump(mode="json"), "prepared": prepared, "composition": composition}
+    result = activities["generate"]({**work, "index": 0})
+
+    assert result["status"] == "failed" and result["retryable"] is True
+    assert "unexpected error" in result["reason"]
+
+
+def test_a_host_fault_in_a_generation_is_retried_once_then_fails_the_job(
+    offline_services: Services, sample_png: bytes
+) -> None:
+    activities = bind_activities(offline_services)
+
+    def generate(payload: dict[str, Any]) -> dict[str, Any]:
+        raise TimeoutError("Timeout value of 00:10:00 was exceeded by function: Functions.generate")
+
+    activities["generate"] = generate
+    request = upload_request(offline_services, sample_png, n=1)
+    instance = run_job(offline_services, request, activities=activities)
+
+    manifest = instance.output
+    assert instance.runtime_status == "Completed"
+    assert manifest["status"] == "failed"
+    assert _scheduled(instance.history).count("generate") == 2  # RETRY_HOST_FAULT: two attempts
+    assert "Timeout value" in manifest["variations"][0]["reason"]
 
 
 def test_bad_image_fails_with_a_clear_message_and_keeps_the_input(offline_services: Services) -> None:
@@ -177,31 +247,52 @@ def test_failure_messages_keep_what_the_user_can_act_on(raw: str) -> None:
     )
 
 
-def test_replaying_every_prefix_of_a_recorded_history_gives_the_same_actions(
+def test_replaying_every_prefix_of_a_job_at_n_max_gives_the_same_actions(
     offline_services: Services, sample_png: bytes
 ) -> None:
-    activities = bind_activities(offline_services)
-    failures = {"compose": 1}
+    """A job of 10 with a retried step, a retried and a failed generation, replayed at every cut.
 
-    def compose_failing_once(payload: dict[str, Any]) -> dict[str, Any]:
-        if failures["compose"]:
-            failures["compose"] -= 1
-            raise ConnectionError("blip")
+    Each replay runs under the replay schema the Durable extension announces (V3): the SDK must
+    answer with the same actions however much of the history it has seen.
+    """
+    activities = bind_activities(offline_services)
+    faults = {"compose": 1, "busy": 1, "host": 1}
+
+    def compose(payload: dict[str, Any]) -> dict[str, Any]:
+        if faults["compose"]:
+            faults["compose"] -= 1
+            raise ConnectionError("blip")  # Durable retries it (RetryOptions)
         return STEPS["compose"](offline_services, payload)
 
-    activities["compose"] = compose_failing_once
-    request = upload_request(offline_services, sample_png, n=3)
+    def generate(payload: dict[str, Any]) -> dict[str, Any]:
+        index = payload["index"]
+        if index == 3 and faults["busy"]:
+            faults["busy"] -= 1
+            return {"index": 3, "status": "failed", "provider": "x", "reason": "HTTP 429", "retryable": True}
+        if index == 5:
+            return {"index": 5, "status": "refused", "provider": "x", "reason": "content filter"}
+        if index == 7 and faults["host"]:
+            faults["host"] -= 1
+            raise TimeoutError("the worker was recycled")  # the host retries it (RETRY_HOST_FAULT)
+        return STEPS["generate"](offline_services, payload)
+
+    activities["compose"], activities["generate"] = compose, generate
+    request = upload_request(offline_services, sample_png, n=10)
     instance = run_job(offline_services, request, activities=activities)
-    assert instance.output["status"] == "succeeded"
+    assert [v["status"] for v in instance.output["variations"]] == ["succeeded"] * 5 + ["refused"] + ["succeeded"] * 4
+    assert _scheduled(instance.history).count("generate") == 12  # 10, index 7 again, then index 3's round
 
     history = json.loads(json.dumps(instance.history))
     input_ = request.model_dump(mode="json")
     final = replay(orchestrate_job, request.job_id, input_, history)
-    final_actions = [a for episode in final["actions"] for a in episode]
     assert final["isDone"] and final["output"] == instance.output
+    assert final["schemaVersion"] == 2  # ReplaySchema.V3, as under extension bundle v4
+    final_actions = [a for episode in final["actions"] for a in episode]
+    fan_outs = [a for a in final_actions if a["actionType"] == WHEN_ALL and len(a["compoundActions"]) > 1]
+    assert len(fan_outs) == 1 and len(fan_outs[0]["compoundActions"]) == 10  # one nested task_all of 10
 
     cuts = [i for i, e in enumerate(history) if e["EventType"] == ORCHESTRATOR_STARTED][1:] + [len(history)]
-    assert len(cuts) > 8  # one episode per completion, retries included
+    assert len(cuts) > 20  # one episode per completion, retries and timers included
     for cut in cuts:
         prefix = history[:cut]
         first = replay(orchestrate_job, request.job_id, input_, prefix)
