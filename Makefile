@@ -4,6 +4,12 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The host-contract suite runs on Python 3.13, the Python Azure runs, with Azure's worker.
+# The first that really runs 3.13: pyenv's builds (newest first), then python3.13 on PATH.
+PYTHON313 ?= $(shell for p in $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.13.*/bin/python3 2>/dev/null | sort -V -r) \
+	$$(command -v python3.13); do "$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null \
+	&& { echo "$$p"; break; }; done)
+WORKER_PY := .venv-worker/bin/python
 DEMO_OUT := varia-output
 
 .PHONY: demo serve test bench lint typecheck unit install install-dev clean
@@ -16,12 +22,14 @@ demo: $(VENV)/.runtime
 serve: $(VENV)/.runtime
 	$(PY) -m shared.server
 
-## test: linters, type checks and every test (installs Python and npm tools first)
-test: $(VENV)/.dev node_modules/.installed .venv-infra/bin/checkov
+## test: linters, type checks, every test, then the host-contract suite on Azure's Python worker
+test: $(VENV)/.dev node_modules/.installed .venv-infra/bin/checkov .venv-worker/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(PY) -m pytest
+	AZURE_FUNCTIONS_ENVIRONMENT=Production $(WORKER_PY) -m pytest tests/worker
+	AZURE_FUNCTIONS_ENVIRONMENT=Development $(WORKER_PY) -m pytest tests/worker
 
 ## bench: the five benchmarks (critical path, quota, cold start, prepare, cost), about a minute
 bench: $(VENV)/.dev
@@ -48,9 +56,19 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
 	.venv-infra/bin/python -m pip install --quiet -r infra/requirements-checks.txt
 	touch $@
 
+# Python 3.13 with azure-functions-runtime (the worker Azure runs) for tests/worker. Missing 3.13
+# is an error, never a skip: `pyenv install 3.13`, or PYTHON313=/path/to/python3.13 make test.
+.venv-worker/.installed: requirements.txt tests/worker/requirements.txt
+	@test -n "$(PYTHON313)" || { echo "make test: Python 3.13 is needed for the host-contract suite (tests/worker)." \
+		"Install it (pyenv install 3.13, or your package manager's python3.13), or set PYTHON313=/path/to/python3.13." >&2; exit 1; }
+	$(PYTHON313) -m venv .venv-worker
+	$(WORKER_PY) -m pip install --quiet --upgrade pip
+	$(WORKER_PY) -m pip install --quiet -r tests/worker/requirements.txt
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 clean:
-	rm -rf $(VENV) .venv-infra node_modules $(DEMO_OUT) .varia .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-infra .venv-worker node_modules $(DEMO_OUT) .varia .pytest_cache .mypy_cache .ruff_cache

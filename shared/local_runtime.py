@@ -129,11 +129,21 @@ class LocalRuntime:
     async def start(self, request: JobRequest) -> None:
         self.start_background(request.job_id, request.model_dump(mode="json"))
 
+    def get(self, instance_id: str) -> Instance | None:
+        return self._instances.get(instance_id)
+
     # ---- running -------------------------------------------------------------------------------
-    def start_background(self, instance_id: str, input_: Any, on_status: StatusCallback | None = None) -> Instance:
-        """Start an orchestration on its own thread; raises JobAlreadyExists for a known id."""
+    def start_background(
+        self, instance_id: str, input_: Any, on_status: StatusCallback | None = None, replace_finished: bool = False
+    ) -> Instance:
+        """Start an orchestration on its own thread; raises JobAlreadyExists for a known id.
+
+        `replace_finished` replaces a finished instance of that id, as the Durable extension does
+        (host.json `overridableExistingInstanceStates`); a running one always raises.
+        """
         with self._lock:
-            if instance_id in self._instances:
+            existing = self._instances.get(instance_id)
+            if existing is not None and not (replace_finished and existing.done.is_set()):
                 raise JobAlreadyExists(instance_id)
             inst = self._instances[instance_id] = Instance(instance_id, input_)
         threading.Thread(target=self._drive, args=(inst, on_status), daemon=True, name=f"orch-{instance_id}").start()

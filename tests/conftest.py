@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -40,8 +41,9 @@ def fake(fake_server: FakeAzureAI) -> Iterator[FakeAzureAI]:
 class Azurite:
     """Azurite from npm on free loopback ports, in a throw-away folder."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, debug_log: Path | None = None) -> None:
         self.workdir = workdir
+        self.debug_log = debug_log  # Azurite's --debug log: one line per request, method and URL
         self.blob_port, self.queue_port, self.table_port = free_port(), free_port(), free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -62,6 +64,8 @@ class Azurite:
             "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
             "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port),
         ]  # fmt: skip
+        if self.debug_log is not None:
+            args += ["--debug", str(self.debug_log)]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -83,6 +87,12 @@ class Azurite:
             except subprocess.TimeoutExpired:  # open keep-alive connections can hold it up
                 self.process.kill()
                 self.process.wait(timeout=5)
+
+    def requests(self) -> list[tuple[str, str]]:
+        """(method, path) of every request Azurite has served, from its debug log, in order."""
+        assert self.debug_log is not None, "start Azurite with a debug_log to see its requests"
+        found = re.findall(r"RequestMethod=(\w+) RequestURL=http://[^/\s]+(/\S*)", self.debug_log.read_text())
+        return [(method, path) for method, path in found]
 
     def clear(self) -> None:
         """Delete every container, so each test starts from empty storage."""

@@ -8,97 +8,43 @@ error saying an instance "already exists" while one runs; `GET {rpcBaseUrl}insta
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import azure.durable_functions as df
 import pytest
 
 from shared.blob_trigger import handle_blob
-from shared.jobs import DurableJobClient, blob_job_id
+from shared.jobs import DurableJobClient, JobAlreadyExists, blob_job_id
 from shared.services import Services
 from shared.storage import INPUTS
+from tests.durable_api import DurableHttpApi, status_body
 from tests.images import scene_png
 
 
 class FakeDurableHost:
-    """The slice of the Durable extension's HTTP API that the Python client uses to start and query."""
+    """Instances in a dict behind the Durable HTTP API; a start takes a moment, as in the host."""
 
     def __init__(self) -> None:
         self.instances: dict[str, dict[str, Any]] = {}
         self.starts: list[str] = []  # ids of accepted starts
         self.lock = threading.Lock()
         self.start_delay_s = 0.05  # widens the window between a status check and a start
-        host = self
+        self.api = DurableHttpApi(self._start, self.instances.get)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _send(self, status: int, body: Any) -> None:
-                data = b"" if body is None else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                instance_id = self.path.split("?")[0].rstrip("/").split("/")[-1]
-                with host.lock:
-                    state = host.instances.get(instance_id)
-                if state is None:
-                    self._send(404, None)
-                else:
-                    self._send(202, state)
-
-            def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"null")
-                if isinstance(body, str):  # the Python client posts the input already JSON-encoded
-                    body = json.loads(body)
-                *_, name, instance_id = self.path.split("?")[0].split("/")
-                time.sleep(host.start_delay_s)
-                with host.lock:
-                    if instance_id in host.instances:
-                        self._send(
-                            500,
-                            {
-                                "Message": "Something went wrong while processing your request",
-                                "ExceptionMessage": "An Orchestration instance with the status Running already exists.",
-                                "ExceptionType": "System.InvalidOperationException",
-                            },
-                        )
-                        return
-                    host.instances[instance_id] = {
-                        "name": name, "instanceId": instance_id, "runtimeStatus": "Running", "input": body,
-                        "customStatus": {"stage": "queued", "done": 0, "total": 0}, "output": None,
-                        "createdTime": "2026-11-21T00:00:00Z", "lastUpdatedTime": "2026-11-21T00:00:00Z",
-                    }  # fmt: skip
-                    host.starts.append(instance_id)
-                self._send(202, {"id": instance_id})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.rpc_base_url = f"http://127.0.0.1:{self.server.server_address[1]}/runtime/webhooks/durabletask/"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    def _start(self, name: str, instance_id: str, input_: Any) -> None:
+        time.sleep(self.start_delay_s)
+        with self.lock:
+            if instance_id in self.instances:
+                raise JobAlreadyExists(instance_id)
+            custom = {"stage": "queued", "done": 0, "total": 0}
+            self.instances[instance_id] = status_body(name, instance_id, "Running", input_, custom, None)
+            self.starts.append(instance_id)
 
     def client_binding(self) -> str:
-        """The JSON the host hands to a function's durableClient binding."""
-        return json.dumps(
-            {
-                "taskHubName": "VariaHub",
-                "creationUrls": {},
-                "managementUrls": {},
-                "baseUrl": self.rpc_base_url,
-                "requiredQueryStringParameters": "",
-                "rpcBaseUrl": self.rpc_base_url,
-            }
-        )
+        return self.api.client_binding()
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +59,8 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 @pytest.fixture
 def durable_host() -> Iterator[FakeDurableHost]:
     host = FakeDurableHost()
-    host.thread.start()
     yield host
-    host.server.shutdown()
-    host.server.server_close()
+    host.api.close()
 
 
 def test_ten_concurrent_deliveries_of_one_blob_start_one_job(
