@@ -42,11 +42,11 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(VENV)/.runtime: requirements.txt | $(VENV)/bin/python
+$(VENV)/.runtime: requirements.txt constraints.txt | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
+$(VENV)/.dev: requirements.txt constraints.txt requirements-dev.txt | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(VENV)/.runtime $@
 
@@ -58,7 +58,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
 
 # Python 3.13 with azure-functions-runtime (the worker Azure runs) for tests/worker. Missing 3.13
 # is an error, never a skip: `pyenv install 3.13`, or PYTHON313=/path/to/python3.13 make test.
-.venv-worker/.installed: requirements.txt tests/worker/requirements.txt
+.venv-worker/.installed: requirements.txt constraints.txt tests/worker/requirements.txt
 	@test -n "$(PYTHON313)" || { echo "make test: Python 3.13 is needed for the host-contract suite (tests/worker)." \
 		"Install it (pyenv install 3.13, or your package manager's python3.13), or set PYTHON313=/path/to/python3.13." >&2; exit 1; }
 	$(PYTHON313) -m venv .venv-worker
