@@ -180,21 +180,33 @@ def _import_cost(modules: str) -> tuple[float, float]:
     return float(out[0]), float(out[1])
 
 
+# What any Flex app with Durable and a reference-passing blob trigger must import to be indexed:
+# the worker resolves the trigger's BlobClient annotation, and the binding imports the blob SDK
+# and azure-identity. Varia's own cost is measured above that floor.
+PLATFORM_FLOOR = "azure.functions, azure.durable_functions, azurefunctions.extensions.bindings.blob"
+
+
 def bench_cold_start() -> Result:
-    runs: dict[str, list[tuple[float, float]]] = {"bare": [], "app": []}
-    for _ in range(7):  # interleaved, so both see the same machine state
+    runs: dict[str, list[tuple[float, float]]] = {"floor": [], "bare": [], "app": []}
+    for _ in range(7):  # interleaved, so all see the same machine state
+        runs["floor"].append(_import_cost(PLATFORM_FLOOR))
         runs["bare"].append(_import_cost("azure.functions, azure.durable_functions"))
         runs["app"].append(_import_cost("function_app"))
-    wall = statistics.median(w for w, _ in runs["app"]) / statistics.median(w for w, _ in runs["bare"])
-    rss = statistics.median(r for _, r in runs["app"]) / statistics.median(r for _, r in runs["bare"])
+
+    def median(kind: str, index: int) -> float:
+        return statistics.median(run[index] for run in runs[kind])
+
+    wall, rss = median("app", 0) / median("floor", 0), median("app", 1) / median("floor", 1)
     return Result(
         "cold start (import function_app)",
         f"wall {wall:.2f}, RSS {rss:.2f}",
         "<= 1.2 both",
         wall <= 1.2 and rss <= 1.2,
-        "against importing bare azure.functions + azure.durable_functions, fresh processes, median of 7; "
-        f"app {statistics.median(w for w, _ in runs['app']) * 1000:.0f} ms, "
-        f"{statistics.median(r for _, r in runs['app']) / 1024:.0f} MB",
+        "against importing what indexing needs (azure.functions + azure.durable_functions + the blob "
+        "SDK-type binding), fresh processes, median of 7; "
+        f"app {median('app', 0) * 1000:.0f} ms, {median('app', 1) / 1024:.0f} MB; "
+        f"against azure.functions + azure.durable_functions alone: wall {median('app', 0) / median('bare', 0):.2f}, "
+        f"RSS {median('app', 1) / median('bare', 1):.2f}",
     )
 
 
