@@ -85,12 +85,15 @@ param imageCapacity int = 2
 ])
 param imageQuality string = 'low'
 
-@description('Python version of the function app.')
+// Flex Consumption runs Python 3.11, 3.12 and 3.13; 3.13 is supported the longest (end of life
+// 2029-10-30, against 2028-10-30 for 3.12 and 2027-10-30 for 3.11).
+@description('Python version of the function app (functionAppConfig.runtime.version).')
 @allowed([
   '3.11'
   '3.12'
+  '3.13'
 ])
-param pythonVersion string = '3.11'
+param pythonVersion string = '3.13'
 
 @description('Memory of each function app instance, in MB.')
 @allowed([
@@ -100,11 +103,15 @@ param pythonVersion string = '3.11'
 ])
 param instanceMemoryMB int = 2048
 
-// The image deployment allows a few requests a minute: more instances only collect more 429s.
-@description('Largest number of function app instances.')
+// Microsoft documents 1 to 1000 (Flex Consumption plan page, "Considerations"), but values below 40
+// are accepted only in the regions where that change has rolled out: the event-driven scaling page
+// still gives 40 as the lowest, and azure-functions-host #10523 (2026-01) lists West Europe,
+// Australia East and West US 2 as the first regions to allow less. 40 deploys in every Flex region.
+// The limit applies per function group: HTTP, blob (Event Grid) and Durable functions scale apart.
+@description('Largest number of instances per function group (1-1000). The default, 40, is the lowest value every Flex Consumption region accepts; lower values fail to deploy where the rollout has not reached.')
 @minValue(1)
 @maxValue(1000)
-param maximumInstanceCount int = 10
+param maximumInstanceCount int = 40
 
 @description('Days after which blobs in uploads/ and work/ are deleted by the lifecycle rule.')
 @minValue(1)
@@ -154,6 +161,9 @@ var expiringContainerNames = [
   'work'
 ]
 var deploymentContainerName = 'app-package'
+// Events Event Grid could not deliver to the blob trigger (after the retries the postdeploy hook
+// sets) land here as JSON blobs; the hook reads the container's id from the outputs.
+var deadLetterContainerName = 'eventgrid-deadletter'
 
 // ---------------------------------------------------------------------------------------------
 // Resources
@@ -194,6 +204,7 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: tags
     containerNames: concat(appContainerNames, [deploymentContainerName])
+    deadLetterContainerName: deadLetterContainerName
     expiringContainerNames: expiringContainerNames
     retentionDays: intermediateRetentionDays
     systemTopicName: 'evgt-varia-${resourceToken}'
@@ -321,6 +332,7 @@ output AZURE_FUNCTION_APP_URL string = functionApp.outputs.uri
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
 output AZURE_STORAGE_SYSTEM_TOPIC_NAME string = storage.outputs.systemTopicName
+output AZURE_STORAGE_DEADLETTER_CONTAINER_ID string = storage.outputs.deadLetterContainerId
 output AZURE_OPENAI_ENDPOINT string = openAi.outputs.endpoint
 output AZURE_OPENAI_CHAT_DEPLOYMENT string = openAi.outputs.chatDeploymentName
 output AZURE_OPENAI_IMAGE_DEPLOYMENT string = openAi.outputs.imageDeploymentName

@@ -272,7 +272,6 @@ def test_function_app_is_flex_python_with_its_identity_https_only_and_no_ftp(tem
     assert app["identity"]["type"] == "UserAssigned"
     properties = app["properties"]
     assert properties["httpsOnly"] is True
-    assert properties["siteConfig"]["ftpsState"] == "Disabled"
     assert properties["siteConfig"]["minTlsVersion"] == "1.2"
     config = properties["functionAppConfig"]
     assert config["runtime"]["name"] == "python"
@@ -284,9 +283,75 @@ def test_function_app_is_flex_python_with_its_identity_https_only_and_no_ftp(tem
     ]
 
 
-def test_python_version_default_is_the_projects_minimum(main: Template) -> None:
+# Properties Flex Consumption refuses in siteConfig (ARM error 51021 on newer clusters; FACTS.md).
+FLEX_REJECTED_SITE_CONFIG = {
+    "ftpsState",
+    "linuxFxVersion",
+    "alwaysOn",
+    "use32BitWorkerProcess",
+    "netFrameworkVersion",
+    "functionAppScaleLimit",
+    "preWarmedInstanceCount",
+    "functionsRuntimeScaleMonitoringEnabled",
+}
+# App settings Flex Consumption refuses: the runtime comes from functionAppConfig.runtime.
+FLEX_REJECTED_APP_SETTINGS = {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION"}
+
+
+def all_keys(value: Any) -> set[str]:
+    """Every property name in a parsed Bicep value, at any depth."""
+    if isinstance(value, dict):
+        return set(value) | {key for item in value.values() for key in all_keys(item)}
+    if isinstance(value, list):
+        return {key for item in value for key in all_keys(item)}
+    return set()
+
+
+def test_no_template_sets_a_site_property_flex_consumption_rejects(templates: dict[str, Template]) -> None:
+    sites = 0
+    for path, template in templates.items():
+        for resource in resources_of(template, "Microsoft.Web/sites").values():
+            sites += 1
+            site_config = resource["properties"].get("siteConfig", {})
+            assert not all_keys(site_config) & FLEX_REJECTED_SITE_CONFIG, path
+        # The same keys set later through a config resource would fail the same way.
+        for resource in resources_of(template, "Microsoft.Web/sites/config").values():
+            assert not all_keys(resource) & FLEX_REJECTED_SITE_CONFIG, path
+    assert sites == 1
+    settings = templates["modules/functionapp.bicep"]["variables"]["hostSettings"]["value"]
+    assert not set(settings) & FLEX_REJECTED_APP_SETTINGS
+
+
+def test_python_version_is_the_newest_flex_runs_and_the_requirements_install_on_every_allowed_one(
+    main: Template, templates: dict[str, Template]
+) -> None:
+    from packaging.requirements import Requirement
+
+    module = templates["modules/functionapp.bicep"]
+    allowed = {"3.11", "3.12", "3.13"}
+    assert allowed_values(main, "pythonVersion") == allowed == allowed_values(module, "pythonVersion")
+    # 3.13 is what the host-contract suite runs on Azure's own worker (tests/worker).
+    assert main["parameters"]["pythonVersion"]["default"] == "3.13"
     requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
-    assert main["parameters"]["pythonVersion"]["default"] == requires.removeprefix(">=")
+    assert min(allowed) == requires.removeprefix(">=")
+
+    # Exactly one azure-functions line applies on each version Azure may run.
+    lines = [line.split("#")[0].strip() for line in (REPO / "requirements.txt").read_text().splitlines()]
+    requirements = [Requirement(line) for line in lines if line and not line.startswith("-")]
+    for version in sorted(allowed):
+        environment = {"python_version": version, "python_full_version": f"{version}.0"}
+        applying = [
+            r for r in requirements if r.name == "azure-functions" and (not r.marker or r.marker.evaluate(environment))
+        ]
+        assert len(applying) == 1, (version, applying)
+
+
+def test_maximum_instance_count_deploys_in_every_region(main: Template, templates: dict[str, Template]) -> None:
+    """1-1000 is the documented range; below 40 only where the change has rolled out."""
+    for template in (main, templates["modules/functionapp.bicep"]):
+        decorators = {d["type"]: d["argument"] for d in template["parameters"]["maximumInstanceCount"]["decorators"]}
+        assert (decorators["min_value"], decorators["max_value"]) == (1, 1000)
+    assert main["parameters"]["maximumInstanceCount"]["default"] == 40
 
 
 def test_host_storage_is_identity_based_with_all_three_services(templates: dict[str, Template]) -> None:
@@ -515,9 +580,14 @@ def hook_variables() -> set[str]:
     return set(loop.group(1).replace("\\", " ").split())
 
 
+# Set by azd itself in every hook's environment, not by main.bicep's outputs.
+AZD_VARIABLES = {"AZURE_SUBSCRIPTION_ID"}
+
+
 def test_hooks_read_only_names_main_bicep_outputs(main: Template) -> None:
     variables = hook_variables()
-    assert variables <= set(main["outputs"]), "the hook needs values that azd provision does not output"
+    assert AZD_VARIABLES <= variables
+    assert variables - AZD_VARIABLES <= set(main["outputs"]), "the hook needs values that azd provision does not output"
     assert variables == set(re.findall(r"'([A-Z_]+)'", HOOK_PS1.read_text().split("foreach")[0]))
 
 
@@ -547,53 +617,195 @@ def test_blob_trigger_names_in_bicep_are_the_apps(main: Template) -> None:
     assert container == INPUTS
 
 
-def fake_az(tmp_path: Path) -> Path:
-    """An `az` that logs its arguments and answers `functionapp keys list` with a fake key."""
+SUBSCRIPTION = "00000000-0000-0000-0000-00000000c0de"
+FAKE_KEY = "fake-blobs-key-3f9a"
+
+
+def fake_az(tmp_path: Path, keys: list[dict[str, Any]] | None = None, create: dict[str, Any] | None = None) -> Path:
+    """An `az` on PATH that logs its arguments and answers from a script.
+
+    `keys` are the answers to successive `functionapp keys list` calls (the last one repeats),
+    `create` the answer to the event subscription; each is {"exit", "stdout", "stderr"}.
+    """
     log = tmp_path / "az.log"
+    answers = tmp_path / "az-answers.json"
+    answers.write_text(
+        json.dumps(
+            {
+                "keys": keys or [{"exit": 0, "stdout": FAKE_KEY + "\n"}],
+                "create": create or {"exit": 0},
+            }
+        )
+    )
     script = tmp_path / "bin" / "az"
     script.parent.mkdir()
     script.write_text(
         f"#!{sys.executable}\n"
         "import json, sys\n"
-        f"with open({str(log)!r}, 'a') as log:\n"
-        "    log.write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        f"log, answers = {str(log)!r}, {str(answers)!r}\n"
+        "with open(log, 'a') as f:\n"
+        "    f.write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "script = json.load(open(answers))\n"
         "if sys.argv[1:4] == ['functionapp', 'keys', 'list']:\n"
-        "    print('fake-blobs-key')\n"
+        "    calls = sum(1 for line in open(log) if '\"keys\"' in line)\n"
+        "    answer = script['keys'][min(calls, len(script['keys'])) - 1]\n"
+        "else:\n"
+        "    answer = script['create']\n"
+        "    endpoint = sys.argv[sys.argv.index('--endpoint') + 1]\n"
+        "    answer['stderr'] = answer.get('stderr', '').replace('{endpoint}', endpoint)\n"
+        "sys.stdout.write(answer.get('stdout', ''))\n"
+        "sys.stderr.write(answer.get('stderr', ''))\n"
+        "sys.exit(answer.get('exit', 0))\n"
     )
     script.chmod(0o755)
     return log
 
 
-def test_postdeploy_hook_subscribes_the_blob_trigger_to_the_inputs_container(main: Template, tmp_path: Path) -> None:
-    log = fake_az(tmp_path)
+def hook_outputs(main: Template) -> dict[str, str]:
+    """The hook's environment as azd gives it after a provision."""
     outputs = {
+        "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
         "BLOB_TRIGGER_FUNCTION_NAME": resolve(main, main["outputs"]["BLOB_TRIGGER_FUNCTION_NAME"]["value"]),
         "BLOB_TRIGGER_CONTAINER_NAME": resolve(main, main["outputs"]["BLOB_TRIGGER_CONTAINER_NAME"]["value"]),
         "AZURE_FUNCTION_APP_NAME": "func-varia-test",
         "AZURE_FUNCTION_APP_URL": "https://func-varia-test.azurewebsites.net",
         "AZURE_RESOURCE_GROUP": "rg-test",
         "AZURE_STORAGE_SYSTEM_TOPIC_NAME": "evgt-varia-test",
+        "AZURE_STORAGE_DEADLETTER_CONTAINER_ID": (
+            f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-test/providers/Microsoft.Storage/storageAccounts/"
+            "stvariatest/blobServices/default/containers/eventgrid-deadletter"
+        ),
     }
     assert set(outputs) == hook_variables()
-    env = {"PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}", **outputs}
-    run = subprocess.run(["sh", str(HOOK_SH)], env=env, capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    assert "fake-blobs-key" not in run.stdout + run.stderr, "the hook must not print the system key"
+    return outputs
 
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
-    assert calls[0][:3] == ["functionapp", "keys", "list"]
+
+def run_hook(main: Template, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+    env = {
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "POSTDEPLOY_RETRY_SECONDS": "0",
+        **hook_outputs(main),
+    }
+    run = subprocess.run(["sh", str(HOOK_SH)], env=env, capture_output=True, text=True, timeout=60)
+    log = tmp_path / "az.log"
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    assert FAKE_KEY not in run.stdout + run.stderr, "the hook must never print the system key"
+    return run, calls
+
+
+def options_of(call: list[str]) -> dict[str, str]:
+    command_words = 3 if call[0] == "functionapp" else 4
+    return dict(zip(call[command_words::2], call[command_words + 1 :: 2], strict=True))
+
+
+def test_postdeploy_hook_subscribes_the_blob_trigger_to_the_inputs_container(main: Template, tmp_path: Path) -> None:
+    fake_az(tmp_path)
+    run, calls = run_hook(main, tmp_path)
+    assert run.returncode == 0, run.stderr
+
+    assert [call[:3] for call in calls] == [
+        ["functionapp", "keys", "list"],
+        ["eventgrid", "system-topic", "event-subscription"],
+    ]
+    # Every call names azd's subscription, whatever `az account show` would say.
+    assert all(options_of(call)["--subscription"] == SUBSCRIPTION for call in calls)
     create = calls[-1]
-    assert create[:4] == ["eventgrid", "system-topic", "event-subscription", "create"]
-    options = dict(zip(create[4::2], create[5::2], strict=True))
+    assert create[3] == "create"
+    options = options_of(create)
     assert options["--endpoint"] == (
         "https://func-varia-test.azurewebsites.net/runtime/webhooks/blobs"
-        "?functionName=Host.Functions.start_job_from_blob&code=fake-blobs-key"
+        f"?functionName=Host.Functions.start_job_from_blob&code={FAKE_KEY}"
     )
     assert options["--endpoint-type"] == "webhook"
     assert options["--included-event-types"] == "Microsoft.Storage.BlobCreated"
     # The trailing slash keeps a container named e.g. 'inputs-old' out of the filter.
     assert options["--subject-begins-with"] == "/blobServices/default/containers/inputs/"
     assert options["--system-topic-name"] == "evgt-varia-test"
+    # Undeliverable events end in the dead-letter container, within Event Grid's allowed ranges.
+    assert options["--deadletter-endpoint"] == hook_outputs(main)["AZURE_STORAGE_DEADLETTER_CONTAINER_ID"]
+    assert 1 <= int(options["--max-delivery-attempts"]) <= 30
+    assert 1 <= int(options["--event-ttl"]) <= 1440
+
+
+def test_the_dead_letter_container_exists_and_is_what_the_hook_gets(
+    main: Template, templates: dict[str, Template]
+) -> None:
+    storage = templates["modules/storage.bicep"]
+    call = module_call(main, "modules/storage.bicep")["params"]
+    name = resolve(main, call["deadLetterContainerName"])
+    assert name == "eventgrid-deadletter"
+    loop = storage["resources"]["containers"]["config"]
+    # The containers loop runs over the app's containers plus the dead-letter one.
+    assert "deadLetterContainerName" in json.dumps(loop["loop_type"])
+    output = json.dumps(storage["outputs"]["deadLetterContainerId"]["value"])
+    assert "/blobServices/default/containers/" in output and "deadLetterContainerName" in output
+    assert accessor_path(main["outputs"]["AZURE_STORAGE_DEADLETTER_CONTAINER_ID"]["value"]) == [
+        "storage",
+        "outputs",
+        "deadLetterContainerId",
+    ]
+    # Not expiring: a dead-lettered event is the only trace of a blob no job was started for.
+    assert name not in [resolve(main, n) for n in resolve(main, "expiringContainerNames")]
+
+
+def test_postdeploy_hook_shows_azs_error_at_once_with_what_to_do(main: Template, tmp_path: Path) -> None:
+    error = (
+        "ERROR: (AuthorizationFailed) The client 'dev@contoso.com' with object id '1234' does not have authorization "
+        "to perform action 'Microsoft.Web/sites/host/listkeys/action' over scope '/subscriptions/...'\n"
+    )
+    fake_az(tmp_path, keys=[{"exit": 1, "stderr": error}])
+    run, calls = run_hook(main, tmp_path)
+    assert run.returncode == 1
+    assert len(calls) == 1, "an authorization error is not worth waiting for"
+    assert "waiting" not in run.stdout
+    assert "(AuthorizationFailed) The client 'dev@contoso.com'" in run.stderr
+    assert "Contributor" in run.stderr and "rg-test" in run.stderr
+
+
+def test_postdeploy_hook_names_a_subscription_az_cannot_see(main: Template, tmp_path: Path) -> None:
+    error = f"ERROR: Subscription '{SUBSCRIPTION}' not found. Check the spelling and casing and try again.\n"
+    fake_az(tmp_path, keys=[{"exit": 1, "stderr": error}])
+    run, calls = run_hook(main, tmp_path)
+    assert run.returncode == 1 and len(calls) == 1
+    assert error.strip() in run.stderr
+    assert "az account list" in run.stderr and SUBSCRIPTION in run.stderr
+
+
+def test_postdeploy_hook_waits_while_the_host_starts(main: Template, tmp_path: Path) -> None:
+    starting = {"exit": 1, "stderr": "ERROR: Encountered an error (ServiceUnavailable) from host runtime.\n"}
+    empty = {"exit": 0, "stdout": "\n"}
+    fake_az(tmp_path, keys=[starting, empty, {"exit": 0, "stdout": FAKE_KEY + "\n"}])
+    run, calls = run_hook(main, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert [call[:3] for call in calls].count(["functionapp", "keys", "list"]) == 3
+    assert "the host is still starting (1/12)" in run.stdout
+    assert "the host has not created it yet (2/12)" in run.stdout
+    assert calls[-1][:4] == ["eventgrid", "system-topic", "event-subscription", "create"]
+
+
+def test_postdeploy_hook_gives_up_on_a_missing_key_with_the_last_answer(main: Template, tmp_path: Path) -> None:
+    fake_az(tmp_path, keys=[{"exit": 0, "stdout": ""}])
+    run, calls = run_hook(main, tmp_path)
+    assert run.returncode == 1
+    assert len(calls) == 12
+    assert "has no blobs_extension system key (the host has not created it yet)" in run.stderr
+    assert "az functionapp function list" in run.stderr
+
+
+def test_postdeploy_hook_shows_a_failed_subscription_without_the_key(main: Template, tmp_path: Path) -> None:
+    # az quotes the endpoint, key included, when Event Grid's validation handshake fails.
+    error = (
+        "ERROR: Webhook validation handshake failed for {endpoint}. Http POST request failed with response code 401.\n"
+    )
+    fake_az(tmp_path, create={"exit": 1, "stderr": error})
+    run, calls = run_hook(main, tmp_path)
+    assert run.returncode == 1
+    assert (
+        "Webhook validation handshake failed for https://func-varia-test.azurewebsites.net/runtime/webhooks/"
+        in run.stderr
+    )
+    assert "code=***" in run.stderr
+    assert "start_job_from_blob" in run.stderr and "az functionapp function list" in run.stderr
 
 
 def test_postdeploy_hook_explains_a_missing_output(tmp_path: Path) -> None:
@@ -601,16 +813,41 @@ def test_postdeploy_hook_explains_a_missing_output(tmp_path: Path) -> None:
     env = {"PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     run = subprocess.run(["sh", str(HOOK_SH)], env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 1
-    assert "BLOB_TRIGGER_FUNCTION_NAME is not set" in run.stderr and "azd" in run.stderr
+    assert "AZURE_SUBSCRIPTION_ID is not set" in run.stderr and "azd" in run.stderr
+    assert not (tmp_path / "az.log").exists()
+
+
+def powershell_az_calls() -> list[str]:
+    """The az commands postdeploy.ps1 runs, each joined onto one line (backtick continuations)."""
+    text = re.sub(r"`\r?\n\s*", " ", HOOK_PS1.read_text())
+    return [line.strip() for line in text.splitlines() if re.match(r"\s*(\$\w+ = )?(Invoke-Az|az) ", line)]
 
 
 def test_powershell_hook_makes_the_same_subscription() -> None:
-    text = HOOK_PS1.read_text()
-    assert "Host.Functions.$functionName" in text
-    assert '"/blobServices/default/containers/$container/"' in text
-    assert "--included-event-types Microsoft.Storage.BlobCreated" in text
-    assert "--endpoint-type webhook" in text
-    assert '--query "systemKeys.blobs_extension"' in text
+    calls = powershell_az_calls()
+    # az itself runs in one place, Invoke-Az, which keeps its stderr for the message.
+    assert calls[0] == "az @args 2>$azErrorPath"
+    calls = calls[1:]
+    assert len(calls) == 2
+    # Every az call goes through Invoke-Az (stderr kept for the message) and names the subscription.
+    assert all("Invoke-Az " in call and "--subscription $env:AZURE_SUBSCRIPTION_ID" in call for call in calls)
+    keys, create = calls
+    assert '--query "systemKeys.blobs_extension"' in keys
+    assert "Host.Functions.$functionName" in HOOK_PS1.read_text()
+    assert '"/blobServices/default/containers/$container/"' in HOOK_PS1.read_text()
+    for option in (
+        "--included-event-types Microsoft.Storage.BlobCreated",
+        "--endpoint-type webhook",
+        "--max-delivery-attempts $maxDeliveryAttempts",
+        "--event-ttl $eventTtlMinutes",
+        "--deadletter-endpoint $env:AZURE_STORAGE_DEADLETTER_CONTAINER_ID",
+    ):
+        assert option in create, option
+    # The same limits in both hooks.
+    sh, ps1 = HOOK_SH.read_text(), HOOK_PS1.read_text()
+    limits = (("max_delivery_attempts", "maxDeliveryAttempts"), ("event_ttl_minutes", "eventTtlMinutes"))
+    for sh_name, ps1_name in limits:
+        assert re.findall(rf"^{sh_name}=(\d+)$", sh, re.M) == re.findall(rf"^\${ps1_name} = (\d+)$", ps1, re.M) != []
 
 
 def test_image_quota_settings_follow_the_deployment_capacity(main: Template) -> None:

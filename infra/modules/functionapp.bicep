@@ -23,10 +23,13 @@ param deploymentContainerName string
 
 param applicationInsightsName string
 
+// Python versions Flex Consumption runs (Microsoft's supported-versions table): 3.13 until
+// 2029-10-30, 3.12 until 2028-10-30, 3.11 until 2027-10-30.
 @description('Python version of the worker; it must match the version the code and requirements are tested with.')
 @allowed([
   '3.11'
   '3.12'
+  '3.13'
 ])
 param pythonVersion string
 
@@ -38,7 +41,10 @@ param pythonVersion string
 ])
 param instanceMemoryMB int
 
-@description('Upper bound on scale-out.')
+// Bounds from Microsoft's Flex Consumption page ("the lowest maximum scale is currently 1, the
+// highest supported value is 1000"); values below 40 are accepted only in the regions where that
+// change has rolled out (azure-functions-host #10523). main.bicep picks a default of 40.
+@description('Upper bound on scale-out, per function group (HTTP, blob and Durable functions scale separately). 1-1000; below 40 only in some regions.')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int
@@ -95,6 +101,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_212:Flex Consumption scales from zero; always-ready instances would bill around the clock for a demo-sized load.
   // checkov:skip=CKV_AZURE_213:Flex Consumption does not support the App Service health check; the platform replaces failed instances.
   // checkov:skip=CKV_AZURE_222:The HTTP API and the Event Grid webhook must be reachable from the internet; no virtual network here.
+  // checkov:skip=CKV_AZURE_78:This check wants siteConfig.ftpsState, which Flex Consumption rejects (ARM error 51021); FTP cannot be used: the 'ftp' basicPublishingCredentialsPolicies resource below (allow false) refuses the publishing credentials it needs.
   name: name
   location: location
   tags: union(tags, { 'azd-service-name': serviceName })
@@ -112,7 +119,10 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     clientCertEnabled: false
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
+      // No ftpsState (nor linuxFxVersion, alwaysOn, use32BitWorkerProcess, netFrameworkVersion,
+      // functionAppScaleLimit, preWarmedInstanceCount, functionsRuntimeScaleMonitoringEnabled):
+      // Flex Consumption rejects them (ARM error 51021), and tests/test_infra.py keeps them out.
+      // FTP is off anyway: the ftp publishing-credentials policy below refuses what FTP needs.
       http20Enabled: true
       // Set with the site, not in a later config resource, so the host never starts without them.
       // No FUNCTIONS_WORKER_RUNTIME or FUNCTIONS_EXTENSION_VERSION: Flex Consumption rejects them

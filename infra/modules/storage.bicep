@@ -14,6 +14,9 @@ param tags object = {}
 @description('Blob containers to create (the app\'s containers and the deployment package container).')
 param containerNames array
 
+@description('Container that receives the events Event Grid could not deliver (dead-lettering); created with the others.')
+param deadLetterContainerName string
+
 @description('Containers whose blobs are temporary: the lifecycle rule deletes them after retentionDays.')
 param expiringContainerNames array
 
@@ -77,7 +80,7 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2024-01-01'
   }
 }
 
-resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2024-01-01' = [for containerName in containerNames: {
+resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2024-01-01' = [for containerName in concat(containerNames, [deadLetterContainerName]): {
   parent: blobService
   name: containerName
   properties: {
@@ -141,3 +144,6 @@ output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output tableEndpoint string = storage.properties.primaryEndpoints.table
 output systemTopicName string = systemTopic.name
+// In the form `az eventgrid ... --deadletter-endpoint` takes (Event Grid docs, "Set dead-letter
+// location and retry policy"): <storage account id>/blobServices/default/containers/<name>.
+output deadLetterContainerId string = '${storage.id}/blobServices/default/containers/${deadLetterContainerName}'
