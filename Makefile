@@ -16,7 +16,7 @@ DEMO_OUT := varia-output
 
 ## demo: one job on the sample image, offline providers, results in ./varia-output
 demo: $(VENV)/.runtime
-	$(PY) -m shared.cli vary shared/assets/sample-meadow.png "as a watercolour" --n 2 --out $(DEMO_OUT)
+	$(PY) -m shared.cli vary shared/local/assets/sample-meadow.png "as a watercolour" --n 2 --out $(DEMO_OUT)
 
 ## serve: the web page and HTTP API on http://127.0.0.1:7071/api/ui (offline providers, jobs in ./.varia)
 serve: $(VENV)/.runtime

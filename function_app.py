@@ -9,14 +9,14 @@ import os
 import azure.durable_functions as df
 
 from activities import BLUEPRINTS
-from shared import functions
+from shared.functions import bindings
 
 DEVELOPMENT = os.environ.get("AZURE_FUNCTIONS_ENVIRONMENT", "") == "Development"
 
 app = df.DFApp()
-app.register_functions(functions.orchestrator_blueprint())
+app.register_functions(bindings.orchestrator_blueprint())
 for blueprint in BLUEPRINTS:
     app.register_functions(blueprint)
-app.register_functions(functions.http_blueprint(DEVELOPMENT))
-app.register_functions(functions.blob_blueprint(DEVELOPMENT))
-app.register_functions(functions.web_blueprint(DEVELOPMENT))
+app.register_functions(bindings.http_blueprint(DEVELOPMENT))
+app.register_functions(bindings.blob_blueprint(DEVELOPMENT))
+app.register_functions(bindings.web_blueprint(DEVELOPMENT))

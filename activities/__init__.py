@@ -1,4 +1,4 @@
-"""Durable activities, one module each, thin over `shared.steps`.
+"""Durable activities, one module each, thin over `shared.core.steps`.
 
 Parameter annotations here are read by the Python worker when it indexes the app, and it accepts
 only classes and the typing generics it knows: `dict[str, Any]` makes it refuse the function, and

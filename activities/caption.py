@@ -7,6 +7,6 @@ bp = df.Blueprint()
 
 @bp.activity_trigger(input_name="payload")
 def caption(payload: dict) -> dict:  # `dict`, not `dict[str, Any]`: see activities/__init__.py
-    from shared.steps import run_step  # on first call, not at indexing: keeps cold start light
+    from shared.core.steps import run_step  # on first call, not at indexing: keeps cold start light
 
     return run_step("caption", payload)

@@ -26,12 +26,12 @@ from typing import Any
 import azure.functions as func
 from PIL import Image, ImageDraw
 
-from shared.cli import make_runtime
+from shared.adapters.services import Services, build_services
 from shared.config import Settings
-from shared.http_api import post_variation
-from shared.local_runtime import Instance, LocalRuntime
-from shared.models import JobRequest
-from shared.services import Services, build_services
+from shared.core.models import JobRequest
+from shared.functions.http_api import post_variation
+from shared.local.cli import make_runtime
+from shared.local.runtime import Instance, LocalRuntime
 from tests.fake_ai import FakeAzureAI
 from tests.support import NoCredential, azure_env, upload_request
 
@@ -216,11 +216,11 @@ _PREPARE_PROBE = """
 import io, sys, time
 from PIL import Image
 data = open(sys.argv[1], "rb").read()
-import shared.images
+import shared.core.images
 baseline = HWM
 started = time.perf_counter()
 if sys.argv[2] == "varia":
-    result = shared.images.normalize(data)
+    result = shared.core.images.normalize(data)
     size, png = (result.width, result.height), result.png
 else:  # the naive way: decode every pixel, then resize, then encode the same PNG
     with Image.open(io.BytesIO(data)) as img:

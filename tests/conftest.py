@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import socket
 import subprocess
 import time
+import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from shared.adapters.services import Services, build_services
 from shared.config import Settings
-from shared.services import Services, build_services
 from tests.fake_ai import FakeAzureAI
 from tests.images import scene_png
 from tests.support import REPO, NoCredential, free_port, offline_env
@@ -89,10 +92,24 @@ class Azurite:
                 self.process.wait(timeout=5)
 
     def requests(self) -> list[tuple[str, str]]:
-        """(method, path) of every request Azurite has served, from its debug log, in order."""
+        """(method, path) of every request Azurite has served, from its debug log, in order.
+
+        Azurite writes its log asynchronously. A marker request, sent now, appears in the log only
+        after every request served before it: waiting for it makes the list complete.
+        """
         assert self.debug_log is not None, "start Azurite with a debug_log to see its requests"
-        found = re.findall(r"RequestMethod=(\w+) RequestURL=http://[^/\s]+(/\S*)", self.debug_log.read_text())
-        return [(method, path) for method, path in found]
+        marker = f"/devstoreaccount1/log-marker-{uuid.uuid4().hex}"
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{self.blob_port}{marker}", timeout=10)  # noqa: S310 (loopback)
+        deadline = time.monotonic() + 10
+        while True:
+            found = re.findall(r"RequestMethod=(\w+) RequestURL=http://[^/\s]+(/\S*)", self.debug_log.read_text())
+            served = [(method, path) for method, path in found]
+            paths = [path for _, path in served]
+            if marker in paths:
+                return [request for request in served[: paths.index(marker)] if "/log-marker-" not in request[1]]
+            assert time.monotonic() < deadline, "Azurite's debug log never showed the marker request"
+            time.sleep(0.02)
 
     def clear(self) -> None:
         """Delete every container, so each test starts from empty storage."""

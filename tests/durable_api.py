@@ -15,7 +15,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from shared.jobs import JobAlreadyExists
+from shared.core.jobs import JobAlreadyExists
 
 # start(orchestrator name, instance id, input): raises JobAlreadyExists for a running instance
 Start = Callable[[str, str, Any], None]

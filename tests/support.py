@@ -10,11 +10,11 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.cli import make_runtime
-from shared.jobs import request_for_upload
-from shared.local_runtime import Activity, Instance
-from shared.models import JobRequest, Mode, Profile
-from shared.services import Services
+from shared.adapters.services import Services
+from shared.core.jobs import request_for_upload
+from shared.core.models import JobRequest, Mode, Profile
+from shared.local.cli import make_runtime
+from shared.local.runtime import Activity, Instance
 from tests.fake_ai import FakeAzureAI
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def run_job(
 ) -> Instance:
     """Run one job through the real orchestrator on the SDK's replay engine, in process.
 
-    `activities` replaces the bound steps (see shared.cli.bind_activities) to inject faults.
+    `activities` replaces the bound steps (see shared.local.cli.bind_activities) to inject faults.
     """
     runtime = make_runtime(services, max_workers, retry_scale, activities)
     try:

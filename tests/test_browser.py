@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
+from shared.adapters.services import build_services
 from shared.config import Settings
-from shared.local_runtime import LocalRuntime
-from shared.orchestrator import orchestrate_job
-from shared.server import VariaServer
-from shared.services import build_services
-from shared.steps import STEPS
+from shared.core.orchestrator import orchestrate_job
+from shared.core.steps import STEPS
+from shared.local.runtime import LocalRuntime
+from shared.local.server import VariaServer
 from tests.images import scene_png
 from tests.support import REPO, offline_env
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageStat
 
-from shared.cli import SAMPLE_IMAGE
+from shared.local.cli import SAMPLE_IMAGE
 from tests.support import REPO
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from shared.adapters.services import build_services
 from shared.config import SETTING_NAMES, SETTINGS, ConfigError, Settings
-from shared.services import build_services
 from tests.support import REPO
 
 

@@ -22,6 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 # What Azure needs: the app, the host settings, and what the remote build installs.
 PACKAGE_TOP_LEVEL = {"function_app.py", "host.json", "requirements.txt", "constraints.txt", "activities", "shared"}
+# Local only: the in-process runtime, the local server, the CLI, the demo image, and the shims
+# that keep `python -m shared.cli` and `python -m shared.server` working.
+LOCAL_TOOLS = ("shared/local/", "shared/cli.py", "shared/server.py")
 
 # Files a working checkout holds beside the tracked ones. None of them may ship; each .gitignore
 # pattern must match at least one of them (see test_every_gitignore_pattern_has_a_sample).
@@ -47,7 +50,7 @@ LOCAL_FILES = [
     "__pycache__/function_app.cpython-311.pyc",
     "shared/__pycache__/config.cpython-313.pyc",
     "activities/__pycache__/caption.cpython-311.pyc",
-    "shared/providers/offline.pyc",
+    "shared/adapters/providers/offline.pyc",
     ".pytest_cache/v/cache/lastfailed",
     ".mypy_cache/3.11/cache.db",
     ".ruff_cache/CACHEDIR.TAG",
@@ -105,9 +108,19 @@ def packaged(checkout: Path) -> list[str]:
 def test_the_package_holds_exactly_the_app(packaged: list[str]) -> None:
     assert {name.split("/")[0] for name in packaged} == PACKAGE_TOP_LEVEL
     expected = sorted(
-        name for name in tracked_files() if name.split("/")[0] in PACKAGE_TOP_LEVEL and not name.endswith(".pyc")
+        name
+        for name in tracked_files()
+        if name.split("/")[0] in PACKAGE_TOP_LEVEL and not name.startswith(LOCAL_TOOLS) and not name.endswith(".pyc")
     )
     assert packaged == expected
+
+
+def test_local_tools_stay_out_and_nothing_deployed_imports_them(packaged: list[str]) -> None:
+    assert not [name for name in packaged if name.startswith(LOCAL_TOOLS)]
+    deployed = [name for name in packaged if name.endswith(".py")]
+    for name in deployed:
+        text = (REPO / name).read_text()
+        assert "shared.local" not in text, f"{name} imports a local tool, which is not deployed"
 
 
 def test_no_local_file_ships(packaged: list[str]) -> None:

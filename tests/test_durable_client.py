@@ -16,10 +16,10 @@ from typing import Any
 import azure.durable_functions as df
 import pytest
 
-from shared.blob_trigger import handle_blob
-from shared.jobs import DurableJobClient, JobAlreadyExists, blob_job_id
-from shared.services import Services
-from shared.storage import INPUTS
+from shared.adapters.services import Services
+from shared.adapters.storage import INPUTS
+from shared.core.jobs import DurableJobClient, JobAlreadyExists, blob_job_id
+from shared.functions.blob_trigger import handle_blob
 from tests.durable_api import DurableHttpApi, status_body
 from tests.images import scene_png
 

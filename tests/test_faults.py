@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from shared.cli import bind_activities
+from shared.adapters.services import Services, build_services
+from shared.adapters.storage import OUTPUTS
 from shared.config import Settings
-from shared.local_runtime import Activity
-from shared.services import Services, build_services
-from shared.steps import manifest_name
-from shared.storage import OUTPUTS
+from shared.core.steps import manifest_name
+from shared.local.cli import bind_activities
+from shared.local.runtime import Activity
 from tests.conftest import Azurite
 from tests.fake_ai import FakeAzureAI
 from tests.reliability import LEDGER

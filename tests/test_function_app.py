@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shared.functions import BLOB_FUNCTION_NAME, POLLING_FUNCTION_NAME
+from shared.functions.bindings import BLOB_FUNCTION_NAME, POLLING_FUNCTION_NAME
 from tests.support import REPO
 
 
@@ -78,7 +78,7 @@ def test_indexing_the_app_loads_no_heavy_library() -> None:
     probe = (
         "import sys, function_app; "
         "heavy = [m for m in ('pydantic', 'PIL', 'openai', 'azure.ai.vision.imageanalysis', "
-        "'shared.models', 'shared.steps') if m in sys.modules]; print(heavy)"
+        "'shared.core.models', 'shared.core.steps') if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -10,14 +10,14 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from shared.blob_trigger import handle_blob
-from shared.cli import make_runtime
+from shared.adapters.services import Services, build_services
+from shared.adapters.storage import INPUTS, OUTPUTS, WORK, check_blob_name
 from shared.config import Settings
-from shared.http_api import post_variation
-from shared.local_runtime import LocalRuntime
-from shared.services import Services, build_services
-from shared.steps import manifest_name
-from shared.storage import INPUTS, OUTPUTS, WORK, check_blob_name
+from shared.core.steps import manifest_name
+from shared.functions.blob_trigger import handle_blob
+from shared.functions.http_api import post_variation
+from shared.local.cli import make_runtime
+from shared.local.runtime import LocalRuntime
 from tests.conftest import Azurite
 from tests.hostile import CASES, Case, Http, Job, blob_metadata
 from tests.images import has_gps

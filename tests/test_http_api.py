@@ -12,10 +12,10 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from shared.cli import make_runtime
-from shared.http_api import get_image, get_variation, post_variation
-from shared.local_runtime import LocalRuntime
-from shared.services import Services
+from shared.adapters.services import Services
+from shared.functions.http_api import get_image, get_variation, post_variation
+from shared.local.cli import make_runtime
+from shared.local.runtime import LocalRuntime
 from tests.images import scene_png
 from tests.support import post_form
 

@@ -8,7 +8,7 @@ import warnings
 import pytest
 from PIL import Image, ImageStat
 
-from shared.images import MAX_SIDE, InvalidImage, check_header, normalize, sniff
+from shared.core.images import MAX_SIDE, InvalidImage, check_header, normalize, sniff
 from tests.images import has_gps, jpeg_with_exif, scene, scene_png
 
 

@@ -21,8 +21,8 @@ from typing import Any, cast
 import pytest
 from pycep import BicepParser
 
+from shared.adapters.storage import CONTAINERS, INPUTS, UPLOADS, WORK
 from shared.config import SETTINGS, ConfigError, Settings, activity_concurrency
-from shared.storage import CONTAINERS, INPUTS, UPLOADS, WORK
 
 REPO = Path(__file__).resolve().parent.parent
 INFRA = REPO / "infra"

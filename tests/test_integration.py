@@ -14,12 +14,12 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from PIL import Image, ImageChops, ImageStat
 
-from shared.blob_trigger import handle_blob
-from shared.cli import make_runtime
+from shared.adapters.services import Services, build_services
+from shared.adapters.storage import INPUTS, OUTPUTS, BlobStorage
 from shared.config import Settings
-from shared.http_api import post_variation
-from shared.services import Services, build_services
-from shared.storage import INPUTS, OUTPUTS, BlobStorage
+from shared.functions.blob_trigger import handle_blob
+from shared.functions.http_api import post_variation
+from shared.local.cli import make_runtime
 from tests.conftest import Azurite
 from tests.fake_ai import FakeAzureAI
 from tests.images import has_gps, jpeg_with_exif, scene_png

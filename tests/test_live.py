@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from shared.adapters.services import build_services
 from shared.config import Settings
-from shared.services import build_services
 from tests.images import scene_png
 from tests.support import run_job, upload_request
 

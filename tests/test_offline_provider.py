@@ -7,10 +7,10 @@ import io
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from shared.images import encode_png
-from shared.providers.offline import OfflineCaptioner, OfflineComposer, OfflineStylizer, split_request
-from shared.providers.offline_styles import STYLES, detect_style, stylize
-from shared.safety import PROFILES
+from shared.adapters.providers.offline import OfflineCaptioner, OfflineComposer, OfflineStylizer, split_request
+from shared.adapters.providers.offline_styles import STYLES, detect_style, stylize
+from shared.core.images import encode_png
+from shared.core.safety import PROFILES
 from tests.images import scene
 
 

@@ -7,7 +7,7 @@ import itertools
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
-from shared.providers.offline_styles import STYLES, detect_style, stylize
+from shared.adapters.providers.offline_styles import STYLES, detect_style, stylize
 
 PREVIEW_PROMPT = "put this dog beside the Eiffel Tower"
 

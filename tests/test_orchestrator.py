@@ -8,8 +8,12 @@ from typing import Any
 
 import pytest
 
-from shared.cli import bind_activities
-from shared.local_runtime import (
+from shared.adapters.services import Services
+from shared.adapters.storage import OUTPUTS
+from shared.core.orchestrator import _failure_message, orchestrate_job
+from shared.core.steps import STEPS
+from shared.local.cli import bind_activities
+from shared.local.runtime import (
     ORCHESTRATOR_STARTED,
     TASK_COMPLETED,
     TASK_FAILED,
@@ -18,10 +22,6 @@ from shared.local_runtime import (
     WHEN_ALL,
     replay,
 )
-from shared.orchestrator import _failure_message, orchestrate_job
-from shared.services import Services
-from shared.steps import STEPS
-from shared.storage import OUTPUTS
 from tests.support import run_job, upload_request
 
 

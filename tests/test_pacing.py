@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from shared.adapters.pacing import Pacer
 from shared.config import activity_concurrency
-from shared.pacing import Pacer
 
 
 class FakeClock:

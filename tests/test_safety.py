@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.safety import PROFILES, as_untrusted, check_text, fold
+from shared.core.safety import PROFILES, as_untrusted, check_text, fold
 
 
 @pytest.mark.parametrize(

@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from shared.cli import make_runtime
+from shared.adapters.services import Services, build_services, load_presets
+from shared.adapters.storage import INPUTS, OUTPUTS
 from shared.config import Settings
-from shared.jobs import blob_job_id
-from shared.server import BlobPoller, VariaServer, main
-from shared.services import Services, build_services, load_presets
-from shared.steps import manifest_name
-from shared.storage import INPUTS, OUTPUTS
+from shared.core.jobs import blob_job_id
+from shared.core.steps import manifest_name
+from shared.local.cli import make_runtime
+from shared.local.server import BlobPoller, VariaServer, main
 from tests.images import scene_png
 from tests.support import REPO, free_port, multipart, offline_env
 
@@ -173,7 +173,7 @@ def test_the_page_and_its_assets_are_served_with_types_and_csp(server: VariaServ
         "/api/ui/..%5Cserver.py",
         "/api/ui/.gitignore",
         "/api/ui/web_ui.py",
-        "/api/ui/presets.json",  # a real file, in shared/ but not in shared/web/
+        "/api/ui/presets.json",  # a real file, in shared/data/, not in shared/functions/web/
         "/api/ui/index.html%00.css",
         "/api/ui/web/index.html",
         "/api/ui/%2Fetc%2Fpasswd",

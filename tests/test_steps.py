@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from shared import steps
-from shared.models import Mode
-from shared.providers.offline import OfflineStylizer
-from shared.services import Services
-from shared.storage import OUTPUTS
+from shared.adapters.providers.offline import OfflineStylizer
+from shared.adapters.services import Services
+from shared.adapters.storage import OUTPUTS
+from shared.core import steps
+from shared.core.models import Mode
 from tests.support import upload_request
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.storage import BlobStorage, LocalStorage, Storage
+from shared.adapters.storage import BlobStorage, LocalStorage, Storage
 from tests.conftest import Azurite
 
 

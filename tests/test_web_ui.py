@@ -9,9 +9,9 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 
+from shared.adapters.services import load_presets
 from shared.config import ConfigError, Settings
-from shared.services import load_presets
-from shared.web_ui import CONTENT_SECURITY_POLICY, WEB_DIR, serve_ui
+from shared.functions.web_ui import CONTENT_SECURITY_POLICY, WEB_DIR, serve_ui
 from tests.support import offline_env
 
 
@@ -62,7 +62,7 @@ def test_assets_have_their_content_types(tmp_path: Path, name: str, content_type
         "..\\web_ui.py",
         ".hidden.css",
         "index.html\x00.js",
-        "presets.json",  # exists one folder up, not in shared/web
+        "presets.json",  # exists in shared/data, not in shared/functions/web
         "missing.css",
         "INDEX.HTML",
         "index",

@@ -8,7 +8,7 @@ roles over the same wire formats:
   the worker, with the orchestration context the extension in bundle v4 sends (history plus
   `upperSchemaVersion` / `upperSchemaVersionNew`); each activity is an invocation of the activity
   function through the worker, with its input as JSON text. The history is written by
-  `shared.local_runtime`'s driver, the same one the CLI uses.
+  `shared.local.runtime`'s driver, the same one the CLI uses.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import threading
 from typing import Any
 
-from shared.local_runtime import Instance, LocalRuntime, orchestration_context
+from shared.local.runtime import Instance, LocalRuntime, orchestration_context
 from tests.durable_api import DurableHttpApi, status_body
 from tests.worker.host import WorkerHost
 

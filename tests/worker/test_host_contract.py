@@ -14,9 +14,9 @@ from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
-from shared.functions import BLOB_FUNCTION_NAME, POLLING_FUNCTION_NAME
-from shared.jobs import blob_job_id
-from shared.storage import INPUTS, OUTPUTS
+from shared.adapters.storage import INPUTS, OUTPUTS
+from shared.core.jobs import blob_job_id
+from shared.functions.bindings import BLOB_FUNCTION_NAME, POLLING_FUNCTION_NAME
 from tests.images import scene_png
 from tests.support import multipart
 from tests.worker.conftest import ENVIRONMENT, Stack

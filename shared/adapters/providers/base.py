@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..models import Mode, SubTasks
-from ..safety import SafetyProfile
+from shared.core.models import Mode, SubTasks
+from shared.core.safety import SafetyProfile
 
 
 class ProviderError(Exception):

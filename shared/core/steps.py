@@ -12,8 +12,11 @@ import json
 import logging
 from typing import Any
 
-from .images import InvalidImage, normalize
-from .models import (
+from shared.adapters.providers.base import ContentRefused, PermanentServiceError, TransientServiceError
+from shared.adapters.services import Services, get_services
+from shared.adapters.storage import OUTPUTS, WORK, BlobNotFound, Storage
+from shared.core.images import InvalidImage, normalize
+from shared.core.models import (
     BlobRef,
     Caption,
     Composition,
@@ -24,10 +27,7 @@ from .models import (
     Problem,
     Variation,
 )
-from .providers.base import ContentRefused, PermanentServiceError, TransientServiceError
-from .safety import check_text, get_profile
-from .services import Services, get_services
-from .storage import OUTPUTS, WORK, BlobNotFound, Storage
+from shared.core.safety import check_text, get_profile
 
 JSON = dict[str, Any]
 log = logging.getLogger("varia.steps")

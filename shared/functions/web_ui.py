@@ -1,8 +1,8 @@
 """The web page, served by the app itself: `GET /api/ui` (the page) and `GET /api/ui/{file}` (its assets).
 
-The page is static (shared/web: index.html, app.css, app.js, an icon) and talks to the HTTP API
+The page is static (shared/functions/web: index.html, app.css, app.js, an icon) and talks to the HTTP API
 under /api/variations. `config.json` is the one generated file: the presets and the limits the
-form needs, from the same settings the API enforces. Only files that exist in shared/web are
+form needs, from the same settings the API enforces. Only files that exist in shared/functions/web are
 served, by plain name (no folders, no dot files), each with a strict Content-Security-Policy.
 """
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import azure.functions as func
 
-from .config import Settings
-from .safety import PROFILES
-from .services import load_presets
+from shared.adapters.services import load_presets
+from shared.config import Settings
+from shared.core.safety import PROFILES
 
 WEB_DIR = Path(__file__).with_name("web")
 INDEX = "index.html"

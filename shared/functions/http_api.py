@@ -20,9 +20,11 @@ from typing import Any
 
 import azure.functions as func
 
-from .config import Settings
-from .images import InvalidImage, check_header
-from .jobs import (
+from shared.adapters.services import Services
+from shared.adapters.storage import OUTPUTS, WORK, BlobNotFound
+from shared.config import Settings
+from shared.core.images import InvalidImage, check_header
+from shared.core.jobs import (
     JobClient,
     RequestError,
     check_options,
@@ -31,10 +33,8 @@ from .jobs import (
     request_for_upload,
     start_job,
 )
-from .models import JobRequest, Manifest
-from .services import Services
-from .steps import delivered_so_far, manifest_name, variation_name
-from .storage import OUTPUTS, WORK, BlobNotFound
+from shared.core.models import JobRequest, Manifest
+from shared.core.steps import delivered_so_far, manifest_name, variation_name
 
 API_PREFIX = "/api/variations"
 

@@ -7,11 +7,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Settings, get_settings
-from .providers import CredentialFactory, Providers, build_providers, default_credential
-from .storage import BlobStorage, LocalStorage, Storage
+from shared.adapters.providers import CredentialFactory, Providers, build_providers, default_credential
+from shared.adapters.storage import BlobStorage, LocalStorage, Storage
+from shared.config import Settings, get_settings
 
-PRESETS_FILE = Path(__file__).with_name("presets.json")
+PRESETS_FILE = Path(__file__).parent.parent / "data" / "presets.json"
 
 
 @functools.cache

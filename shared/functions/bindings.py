@@ -20,7 +20,7 @@ import azure.durable_functions as df
 import azure.functions as func
 from azurefunctions.extensions.bindings.blob import BlobClient
 
-from .orchestrator import ORCHESTRATOR_NAME, orchestrate_job
+from shared.core.orchestrator import ORCHESTRATOR_NAME, orchestrate_job
 
 BLOB_FUNCTION_NAME = "start_job_from_blob"
 POLLING_FUNCTION_NAME = "start_job_from_blob_polling"
@@ -41,9 +41,9 @@ def http_blueprint(development: bool) -> df.Blueprint:
     @bp.route(route="variations", methods=["POST"], auth_level=auth)
     @bp.durable_client_input(client_name="client")
     async def start_variation(req: func.HttpRequest, client: Any) -> func.HttpResponse:
-        from .http_api import post_variation
-        from .jobs import DurableJobClient
-        from .services import get_services
+        from shared.adapters.services import get_services
+        from shared.core.jobs import DurableJobClient
+        from shared.functions.http_api import post_variation
 
         services = await asyncio.to_thread(get_services)  # the first call builds clients
         return await post_variation(req, DurableJobClient(client), services)
@@ -51,17 +51,17 @@ def http_blueprint(development: bool) -> df.Blueprint:
     @bp.route(route="variations/{job_id}", methods=["GET"], auth_level=auth)
     @bp.durable_client_input(client_name="client")
     async def variation_status(req: func.HttpRequest, client: Any) -> func.HttpResponse:
-        from .http_api import get_variation
-        from .jobs import DurableJobClient
-        from .services import get_services
+        from shared.adapters.services import get_services
+        from shared.core.jobs import DurableJobClient
+        from shared.functions.http_api import get_variation
 
         services = await asyncio.to_thread(get_services)
         return await get_variation(req.route_params["job_id"], DurableJobClient(client), services)
 
     @bp.route(route="variations/{job_id}/images/{which}", methods=["GET"], auth_level=auth)
     def variation_image(req: func.HttpRequest) -> func.HttpResponse:
-        from .http_api import get_image
-        from .services import get_services
+        from shared.adapters.services import get_services
+        from shared.functions.http_api import get_image
 
         return get_image(req.route_params["job_id"], req.route_params["which"], get_services())
 
@@ -82,7 +82,7 @@ def blob_blueprint(development: bool) -> df.Blueprint:
     )
     @bp.durable_client_input(client_name="client")
     async def start_job_from_blob(blob: BlobClient, client: Any) -> None:
-        from .blob_trigger import from_blob_client
+        from shared.functions.blob_trigger import from_blob_client
 
         await from_blob_client(blob, client)
 
@@ -97,7 +97,7 @@ def blob_blueprint(development: bool) -> df.Blueprint:
         )
         @bp.durable_client_input(client_name="client")
         async def start_job_from_blob_polling(blob: BlobClient, client: Any) -> None:
-            from .blob_trigger import from_blob_client
+            from shared.functions.blob_trigger import from_blob_client
 
             await from_blob_client(blob, client)
 
@@ -114,15 +114,15 @@ def web_blueprint(development: bool) -> df.Blueprint:
 
     @bp.route(route="ui", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
     def web_ui_index(req: func.HttpRequest) -> func.HttpResponse:
-        from .config import get_settings
-        from .web_ui import serve_ui
+        from shared.config import get_settings
+        from shared.functions.web_ui import serve_ui
 
         return serve_ui(None, get_settings, development, req.headers.get("if-none-match"))
 
     @bp.route(route="ui/{file}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
     def web_ui_file(req: func.HttpRequest) -> func.HttpResponse:
-        from .config import get_settings
-        from .web_ui import serve_ui
+        from shared.config import get_settings
+        from shared.functions.web_ui import serve_ui
 
         name = req.route_params.get("file", "")
         return serve_ui(name, get_settings, development, req.headers.get("if-none-match"))

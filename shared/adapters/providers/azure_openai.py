@@ -15,17 +15,17 @@ from typing import Any
 import openai
 from openai import OpenAI
 
-from ..images import check_header, sniff
-from ..models import Mode, SubTasks
-from ..pacing import Pacer
-from ..safety import SafetyProfile, as_untrusted
-from .base import (
+from shared.adapters.pacing import Pacer
+from shared.adapters.providers.base import (
     CaptionResult,
     ComposeResult,
     ContentRefused,
     PermanentServiceError,
     TransientServiceError,
 )
+from shared.core.images import check_header, sniff
+from shared.core.models import Mode, SubTasks
+from shared.core.safety import SafetyProfile, as_untrusted
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 _FILTER_CODES = {"content_policy_violation", "contentFilter", "content_filter", "ResponsibleAIPolicyViolation"}

@@ -12,11 +12,11 @@ import unicodedata
 
 from PIL import ImageStat
 
-from ..images import encode_png, open_png
-from ..models import Mode, SubTasks
-from ..safety import SafetyProfile, check_text
-from .base import CaptionResult, ComposeResult
-from .offline_styles import STYLES, detect_style, stylize
+from shared.adapters.providers.base import CaptionResult, ComposeResult
+from shared.adapters.providers.offline_styles import STYLES, detect_style, stylize
+from shared.core.images import encode_png, open_png
+from shared.core.models import Mode, SubTasks
+from shared.core.safety import SafetyProfile, check_text
 
 _COLOUR_NAMES: dict[str, tuple[int, int, int]] = {
     "black": (20, 20, 20),

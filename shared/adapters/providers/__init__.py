@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..config import Settings
-from .base import Captioner, Composer, ImageGenerator
-from .offline import OfflineCaptioner, OfflineComposer, OfflineStylizer
+from shared.adapters.providers.base import Captioner, Composer, ImageGenerator
+from shared.adapters.providers.offline import OfflineCaptioner, OfflineComposer, OfflineStylizer
+from shared.config import Settings
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -50,7 +50,7 @@ def build_providers(settings: Settings, credential_factory: CredentialFactory | 
     def openai_client() -> OpenAI:
         """One Azure OpenAI client for chat and images, made on first need."""
         if not clients:
-            from .azure_openai import COGNITIVE_SERVICES_SCOPE, make_client
+            from shared.adapters.providers.azure_openai import COGNITIVE_SERVICES_SCOPE, make_client
 
             api_key: Any = settings.openai_api_key
             if not api_key:
@@ -64,14 +64,14 @@ def build_providers(settings: Settings, credential_factory: CredentialFactory | 
     if settings.caption_provider == "vision":
         from azure.core.credentials import AzureKeyCredential
 
-        from .azure_vision import VisionCaptioner
+        from shared.adapters.providers.azure_vision import VisionCaptioner
 
         vision_credential = (
             AzureKeyCredential(settings.vision_api_key) if settings.vision_api_key else token_credential()
         )
         captioner = VisionCaptioner(settings.vision_endpoint, vision_credential, settings.service_timeout_s)
     elif settings.caption_provider == "chat":
-        from .azure_openai import ChatCaptioner
+        from shared.adapters.providers.azure_openai import ChatCaptioner
 
         captioner = ChatCaptioner(openai_client(), settings.chat_deployment)
     else:
@@ -79,7 +79,7 @@ def build_providers(settings: Settings, credential_factory: CredentialFactory | 
 
     composer: Composer
     if settings.compose_provider == "chat":
-        from .azure_openai import ChatComposer
+        from shared.adapters.providers.azure_openai import ChatComposer
 
         composer = ChatComposer(openai_client(), settings.chat_deployment)
     else:
@@ -87,8 +87,8 @@ def build_providers(settings: Settings, credential_factory: CredentialFactory | 
 
     generator: ImageGenerator
     if settings.image_provider == "gpt-image":
-        from ..pacing import Pacer
-        from .azure_openai import GptImageGenerator
+        from shared.adapters.pacing import Pacer
+        from shared.adapters.providers.azure_openai import GptImageGenerator
 
         pacer = Pacer(settings.image_rpm)
         generator = GptImageGenerator(openai_client(), settings.image_deployment, settings.image_quality, pacer)

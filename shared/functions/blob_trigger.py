@@ -20,11 +20,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from .jobs import DurableJobClient, JobClient, RequestError, blob_job_id, request_from_blob, start_job
-from .models import BlobRef, JobRequest
-from .services import Services, get_services
-from .steps import persist
-from .storage import check_blob_name
+from shared.adapters.services import Services, get_services
+from shared.adapters.storage import check_blob_name
+from shared.core.jobs import DurableJobClient, JobClient, RequestError, blob_job_id, request_from_blob, start_job
+from shared.core.models import BlobRef, JobRequest
+from shared.core.steps import persist
 
 log = logging.getLogger("varia.blob_trigger")
 MB = 1024 * 1024

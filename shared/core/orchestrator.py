@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import azure.durable_functions as df
 
 if TYPE_CHECKING:
-    from .models import Stage
+    from shared.core.models import Stage
 
 ORCHESTRATOR_NAME = "orchestrate_job"
 

@@ -16,12 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from .config import Settings
-from .models import MAX_PROMPT_CHARS, BlobRef, JobRequest, Mode, Origin, Profile
-from .orchestrator import ORCHESTRATOR_NAME
-from .safety import PROFILES
-from .services import load_presets
-from .storage import UPLOADS, Storage
+from shared.adapters.services import load_presets
+from shared.adapters.storage import UPLOADS, Storage
+from shared.config import Settings
+from shared.core.models import MAX_PROMPT_CHARS, BlobRef, JobRequest, Mode, Origin, Profile
+from shared.core.orchestrator import ORCHESTRATOR_NAME
+from shared.core.safety import PROFILES
 
 JOB_ID_PATTERN = re.compile(r"^(blob|http|cli)-[0-9a-f]{32}$")
 

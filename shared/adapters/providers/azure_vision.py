@@ -12,7 +12,7 @@ from azure.ai.vision.imageanalysis import ImageAnalysisClient
 from azure.ai.vision.imageanalysis.models import VisualFeatures
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
-from .base import CaptionResult, PermanentServiceError, TransientServiceError
+from shared.adapters.providers.base import CaptionResult, PermanentServiceError, TransientServiceError
 
 
 class VisionCaptioner:

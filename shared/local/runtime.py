@@ -32,8 +32,8 @@ from typing import Any
 
 from azure.durable_functions import DurableOrchestrationContext, Orchestrator
 
-from .jobs import JobAlreadyExists, JobState
-from .models import JobRequest
+from shared.core.jobs import JobAlreadyExists, JobState
+from shared.core.models import JobRequest
 
 Activity = Callable[[Any], Any]
 StatusCallback = Callable[[str, dict[str, Any] | None], None]

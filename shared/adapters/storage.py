@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .models import BlobRef
+from shared.core.models import BlobRef
 
 INPUTS = "inputs"
 UPLOADS = "uploads"

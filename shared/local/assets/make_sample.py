@@ -1,6 +1,6 @@
 """Draws Varia's demo image (a meadow with a house, a tree and a dog-like friend) with Pillow.
 
-Run `python -m shared.assets.make_sample` to recreate shared/assets/sample-meadow.png.
+Run `python -m shared.local.assets.make_sample` to recreate shared/local/assets/sample-meadow.png.
 """
 
 from __future__ import annotations

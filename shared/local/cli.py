@@ -1,0 +1,168 @@
+"""Varia on a laptop: `python -m shared.cli vary photo.jpg "as a watercolour" --n 2 --profile kids`.
+
+Runs the same orchestrator and activities as the Functions app, in process. With nothing
+configured it uses the offline providers and a local folder (.varia/); set the Azure settings
+(see local.settings.json.example) to use AI Vision, Azure OpenAI and Blob Storage instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from shared.adapters.services import Services, build_services
+from shared.adapters.storage import OUTPUTS, Storage
+from shared.config import ConfigError, Settings, activity_concurrency
+from shared.core.jobs import RequestError, check_options, clean_prompt, request_for_upload
+from shared.core.models import Manifest
+from shared.core.orchestrator import orchestrate_job
+from shared.core.steps import STEPS, delivered_so_far, manifest_name
+from shared.local.runtime import Activity, Instance, LocalRuntime
+
+SAMPLE_IMAGE = Path(__file__).parent / "assets" / "sample-meadow.png"
+
+
+def bind_activities(services: Services) -> dict[str, Activity]:
+    """Varia's activities by name, each bound to `services`, as the local runtime runs them."""
+    return {name: functools.partial(step, services) for name, step in STEPS.items()}
+
+
+def make_runtime(
+    services: Services,
+    max_workers: int | None = None,
+    retry_scale: float = 1.0,
+    activities: Mapping[str, Activity] | None = None,
+) -> LocalRuntime:
+    """The in-process Durable runtime with Varia's orchestrator and activities bound to `services`.
+
+    Its pool follows the image quota, as the Functions host's maxConcurrentActivityFunctions does.
+    Tests pass `activities` to replace some with faulty ones.
+    """
+    workers = max_workers or activity_concurrency(services.settings.image_rpm)
+    bound = activities if activities is not None else bind_activities(services)
+    return LocalRuntime(orchestrate_job, bound, max_workers=workers, retry_scale=retry_scale)
+
+
+class _Progress:
+    """Prints each stage as the orchestrator reports it, and "k/n" as images are stored.
+
+    The orchestrator waits for a whole fan-out round at once, so within a round the count of
+    stored images is the progress (the status API counts the same way).
+    """
+
+    def __init__(self, storage: Storage, job_id: str, stream: Any) -> None:
+        self.storage, self.job_id, self.stream = storage, job_id, stream
+        self.started = time.monotonic()
+        self.seen: set[tuple[Any, ...]] = set()
+        self.lock = threading.Lock()
+        self.custom: dict[str, Any] = {}
+
+    def on_status(self, runtime_status: str, custom: dict[str, Any] | None) -> None:
+        """The local runtime's callback: each change of the orchestrator's custom status."""
+        if self.custom.get("stage") == "generating":  # the round ended: say how far it got first
+            self._show(delivered_so_far(self.storage, self.job_id))
+        self.custom = custom or {}
+        self._show(self.custom.get("done", 0))
+
+    def follow(self, instance: Instance) -> None:
+        """Poll stored images while the job generates, backing off, until it ends."""
+        interval = 0.1
+        while not instance.done.wait(interval):
+            if self.custom.get("stage") == "generating":
+                self._show(delivered_so_far(self.storage, self.job_id))
+            interval = min(interval * 1.5, 2.0)
+
+    def _show(self, done: int) -> None:
+        stage, total = self.custom.get("stage"), self.custom.get("total", 0)
+        with self.lock:
+            done = max(done, self.custom.get("done", 0))
+            if not stage or (stage, done) in self.seen:
+                return
+            self.seen.add((stage, done))
+            counter = f" {done}/{total}" if stage == "generating" and total else ""
+            print(f"  [{time.monotonic() - self.started:5.1f}s] {stage}{counter}", file=self.stream, flush=True)
+
+
+def vary(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    env = dict(environ)
+    if args.out:
+        env["VARIA_STORAGE"], env["VARIA_LOCAL_DIR"] = "local", args.out
+    settings = Settings.from_env(env)
+    profile, n, mode = check_options(settings, args.profile, args.n, args.mode)
+    prompt = clean_prompt(args.prompt)
+    image_path = Path(args.image)
+    data = image_path.read_bytes()
+    services = build_services(settings)
+    storage = services.storage
+    # The input is kept as given, as uploads/{sha256}.{suffix}; the job never modifies it.
+    extension = "".join(c for c in image_path.suffix.lower() if c.isalnum())[:8] or "bin"
+    request = request_for_upload(
+        storage, data, extension, prompt=prompt, profile=profile, n=n, mode=mode, origin="cli", force=args.force
+    )
+    job_id = request.job_id
+    print(f"Varia job {job_id}: {prompt!r} on {image_path.name} (profile {profile}, n={n}, mode {mode})")
+    print(f"  providers: {services.providers.names()}; storage: {storage.description}")
+
+    if storage.info(OUTPUTS, manifest_name(job_id)) is not None:
+        print("  this exact job ran before: showing its manifest (no new calls; --force to run again)")
+    else:
+        runtime = make_runtime(services)
+        try:
+            progress = _Progress(storage, job_id, sys.stderr)
+            instance = runtime.start_background(job_id, request.model_dump(mode="json"), progress.on_status)
+            progress.follow(instance)
+        finally:
+            runtime.shutdown()
+        if instance.runtime_status != "Completed":
+            print(f"error: the orchestration ended {instance.runtime_status}: {instance.error}", file=sys.stderr)
+            return 1
+
+    manifest = Manifest.model_validate_json(storage.get(OUTPUTS, manifest_name(job_id)))
+    print(f"status: {manifest.status}" + (f" ({manifest.message})" if manifest.message else ""))
+    if manifest.caption:
+        print(f"caption ({manifest.caption.provider}): {manifest.caption.text}")
+    if manifest.composition and manifest.composition.output_prompt:
+        print(f"output prompt ({manifest.composition.provider}): {manifest.composition.output_prompt}")
+    for v in manifest.variations:
+        where = storage.url_hint(v.image.container, v.image.name) if v.image else v.reason
+        print(f"  variation {v.index}: {v.status} [{v.provider}] {where}")
+    print(f"manifest: {storage.url_hint(OUTPUTS, manifest_name(job_id))}")
+    if args.json:
+        print(json.dumps(manifest.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    return {"succeeded": 0, "refused": 3, "failed": 1}[manifest.status]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m shared.cli", description="Varia: image variations from a prompt.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("vary", help="make variations of one image")
+    v.add_argument("image", nargs="?", default=str(SAMPLE_IMAGE), help="image file (default: the sample meadow)")
+    v.add_argument("prompt", nargs="?", default="as a watercolour", help="how the image should change")
+    v.add_argument("--n", type=int, default=None, help="number of variations (default VARIA_DEFAULT_VARIATIONS)")
+    v.add_argument("--profile", choices=["general", "kids"], default=None, help="safety profile")
+    v.add_argument("--mode", choices=["edit", "generate"], default=None, help="edit keeps the subject (default)")
+    v.add_argument("--out", default=None, help="write to this local folder (overrides VARIA_STORAGE)")
+    v.add_argument("--force", action="store_true", help="run again even if this exact job ran before")
+    v.add_argument("--json", action="store_true", help="also print the manifest")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return vary(args, dict(os.environ))
+    except (ConfigError, RequestError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
