@@ -6,9 +6,9 @@ Everything that crosses a Durable boundary is one of these models, dumped with
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 Profile = Literal["general", "kids"]
 Mode = Literal["edit", "generate"]
@@ -87,9 +87,15 @@ class Variation(BaseModel):
 
 
 class Problem(BaseModel):
-    """A permanent outcome an activity returns instead of raising, so Durable does not retry it."""
+    """A permanent outcome an activity returns instead of raising, so Durable does not retry it.
 
+    `code` is stable and machine-readable (the page and scripts branch on it, never on the
+    message); `message` is for people: true when read, and it says what to do next.
+    """
+
+    kind: Literal["problem"] = "problem"  # tells a Problem from the step's normal result
     status: Literal["refused", "failed"]
+    code: str
     stage: str
     message: str
 
@@ -116,6 +122,7 @@ class Manifest(BaseModel):
 
     job_id: str
     status: JobStatus
+    code: str | None = None  # why it was refused or failed, as a stable code (None when it succeeded)
     message: str | None = None  # the refusal reason or the error a user can act on
     request: JobRequest
     source: PreparedImage | None = None
@@ -127,3 +134,43 @@ class Manifest(BaseModel):
     estimated_cost_usd: float = 0.0  # paid_calls priced with VARIA_PRICES_USD
     finished_at: str
     version: int = 1
+
+
+# --- What each activity takes and returns ----------------------------------------------------
+# prepare: JobRequest -> PreparedImage | Problem
+# caption: PreparedImage -> Caption | Problem
+# compose: ComposeInput -> Composition | Problem
+# generate: GenerateInput -> Variation (never a Problem: one image's failure is not the job's)
+# persist: JobRecord -> Manifest
+
+
+class ComposeInput(BaseModel):
+    request: JobRequest
+    caption: Caption
+
+
+class GenerateInput(BaseModel):
+    request: JobRequest
+    prepared: PreparedImage
+    composition: Composition
+    index: int = Field(ge=0)
+    attempt: int = Field(default=1, ge=1)
+
+
+class JobRecord(BaseModel):
+    """The orchestrator's record of one job: each step's result as it arrives; persist's input."""
+
+    request: JobRequest
+    stage: Stage = "queued"
+    prepared: PreparedImage | None = None
+    caption: Caption | None = None
+    composition: Composition | None = None
+    variations: list[Variation] = []
+    problem: Problem | None = None
+    finished_at: str = ""
+
+
+# A step's outcome as the orchestrator reads it back from Durable's JSON.
+Prepared = TypeAdapter(Annotated[Problem | PreparedImage, Field(union_mode="left_to_right")])
+Captioned = TypeAdapter(Annotated[Problem | Caption, Field(union_mode="left_to_right")])
+Composed = TypeAdapter(Annotated[Problem | Composition, Field(union_mode="left_to_right")])

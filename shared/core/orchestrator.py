@@ -2,7 +2,12 @@
 
 It is a deterministic generator, replayed many times by the Durable runtime: no clock (only
 `context.current_utc_datetime`), no I/O, no environment reads. Activities receive and return
-small JSON documents; images stay in storage. Every job ends with a manifest, whatever happened.
+small JSON documents, each the JSON of a contract in `models.py`; images stay in storage. The
+job's record is a `JobRecord`, filled step by step. Every job ends with a manifest, whatever
+happened.
+
+The models are imported when the orchestrator first runs, not when the app is indexed: this
+module is imported at every cold start and stays light.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 import azure.durable_functions as df
 
 if TYPE_CHECKING:
-    from shared.core.models import Stage
+    from pydantic import TypeAdapter
+
+    from shared.core.models import JobRecord, Stage
 
 ORCHESTRATOR_NAME = "orchestrate_job"
 
@@ -54,44 +61,49 @@ def _failure_message(stage: str, exc: Exception) -> str:
 
 
 def _step(
-    context: df.DurableOrchestrationContext, job: JSON, stage: Stage, activity: str, payload: JSON, key: str
-) -> Generator[Any, Any, JSON | None]:
-    """One activity: report the stage, run it with retries, record its result as job[key].
+    context: df.DurableOrchestrationContext,
+    job: JobRecord,
+    stage: Stage,
+    activity: str,
+    payload: Any,
+    outcome: TypeAdapter[Any],
+) -> Generator[Any, Any, Any]:
+    """One activity: report the stage, run it with retries, and read its outcome.
 
-    None when the activity returned a problem (recorded as job["problem"]): the job stops there.
+    None when the activity returned a problem (recorded as job.problem): the job stops there.
     """
-    job["stage"] = stage
+    from shared.core.models import Problem
+
+    job.stage = stage
     _report(context, stage)
-    result: JSON = yield context.call_activity_with_retry(activity, RETRY, payload)
-    if "problem" in result:
-        job["problem"] = result["problem"]
+    result = outcome.validate_python((yield context.call_activity_with_retry(activity, RETRY, payload)))
+    if isinstance(result, Problem):
+        job.problem = result
         return None
-    job[key] = result
     return result
 
 
-def _steps(context: df.DurableOrchestrationContext, job: JSON) -> Generator[Any, Any, None]:
+def _steps(context: df.DurableOrchestrationContext, job: JobRecord) -> Generator[Any, Any, None]:
     """Run the steps, recording each result in `job`; stop at the first problem or refusal."""
-    request = job["request"]
-    n = int(request["n"])
+    from shared.core.models import Captioned, Composed, Prepared, Variation
 
-    prepared = yield from _step(context, job, "preparing", "prepare", request, "prepared")
-    if prepared is None:
+    request = job.request.model_dump(mode="json")
+    job.prepared = yield from _step(context, job, "preparing", "prepare", request, Prepared)
+    if job.prepared is None:
         return
-    caption = yield from _step(context, job, "captioning", "caption", prepared, "caption")
-    if caption is None:
+    prepared = job.prepared.model_dump(mode="json")
+    job.caption = yield from _step(context, job, "captioning", "caption", prepared, Captioned)
+    if job.caption is None:
         return
-    composition = yield from _step(
-        context, job, "composing", "compose", {"request": request, "caption": caption}, "composition"
-    )
-    if composition is None:
-        return
-    if composition["verdict"] != "allow":
-        return  # refused: not a single image call
+    compose_input = {"request": request, "caption": job.caption.model_dump(mode="json")}
+    job.composition = yield from _step(context, job, "composing", "compose", compose_input, Composed)
+    if job.composition is None or job.composition.verdict != "allow":
+        return  # a problem, or refused: not a single image call
 
-    job["stage"] = "generating"
-    work = {"request": request, "prepared": prepared, "composition": composition}
-    job["variations"] = yield from _generate_all(context, work, n)
+    job.stage = "generating"
+    work = {"request": request, "prepared": prepared, "composition": job.composition.model_dump(mode="json")}
+    variations = yield from _generate_all(context, work, job.request.n)
+    job.variations = [Variation.model_validate(v) for v in variations]
 
 
 def _generate_all(context: df.DurableOrchestrationContext, work: JSON, n: int) -> Generator[Any, Any, list[JSON]]:
@@ -137,15 +149,18 @@ def _delivered(results: dict[int, JSON]) -> int:
 
 
 def orchestrate_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, JSON]:
-    request: JSON = context.get_input()
-    job: JSON = {"request": request, "stage": "queued"}
+    from shared.core.models import JobRecord, JobRequest, Problem
+
+    job = JobRecord(request=JobRequest.model_validate(context.get_input()))
     try:
         yield from _steps(context, job)
     except Exception as exc:  # an activity failed after all its retries
-        job["problem"] = {"status": "failed", "stage": job["stage"], "message": _failure_message(job["stage"], exc)}
+        job.problem = Problem(
+            status="failed", code="step_failed", stage=job.stage, message=_failure_message(job.stage, exc)
+        )
     _report(context, "saving")
-    job["finished_at"] = context.current_utc_datetime.isoformat()
-    manifest: JSON = yield context.call_activity_with_retry("persist", RETRY, job)
-    n = request["n"]
+    job.finished_at = context.current_utc_datetime.isoformat()
+    manifest: JSON = yield context.call_activity_with_retry("persist", RETRY, job.model_dump(mode="json"))
+    n = job.request.n
     context.set_custom_status({"stage": "done", "done": n, "total": n, "message": manifest["status"]})
     return manifest

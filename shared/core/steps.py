@@ -1,16 +1,20 @@
 """What each activity does: prepare, caption, compose, generate, persist.
 
-Each step takes and returns small JSON documents (the models in `models.py`), reads and writes
-images through `Storage`, and is idempotent, because Durable runs activities at least once.
-Permanent outcomes (bad input, refusals, misconfiguration) come back as a `Problem` value;
-transient ones raise, so Durable retries them.
+Each step takes one model and returns one (the contracts in `models.py`), reads and writes images
+through `Storage`, and is idempotent, because Durable runs activities at least once. Permanent
+outcomes (bad input, refusals, misconfiguration) come back as a `Problem` value with a code;
+transient ones raise, so Durable retries them. `STEPS` holds the same steps with JSON in and out,
+as Durable (and the local runtime) call them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
+
+from pydantic import BaseModel
 
 from shared.adapters.providers.base import ContentRefused, PermanentServiceError, TransientServiceError
 from shared.adapters.services import Services, get_services
@@ -19,7 +23,10 @@ from shared.core.images import InvalidImage, normalize
 from shared.core.models import (
     BlobRef,
     Caption,
+    ComposeInput,
     Composition,
+    GenerateInput,
+    JobRecord,
     JobRequest,
     Manifest,
     PaidCalls,
@@ -33,8 +40,8 @@ JSON = dict[str, Any]
 log = logging.getLogger("varia.steps")
 
 
-def problem(status: str, stage: str, message: str) -> JSON:
-    return {"problem": Problem(status=status, stage=stage, message=message).model_dump()}  # type: ignore[arg-type]
+def problem(status: str, code: str, stage: str, message: str) -> Problem:
+    return Problem(status=status, code=code, stage=stage, message=message)  # type: ignore[arg-type]
 
 
 def variation_name(job_id: str, index: int) -> str:
@@ -51,21 +58,26 @@ def delivered_so_far(storage: Storage, job_id: str) -> int:
     return sum(1 for name in storage.list(OUTPUTS, prefix) if name.startswith(prefix))
 
 
-def prepare(services: Services, payload: JSON) -> JSON:
+def prepare(services: Services, request: JobRequest) -> PreparedImage | Problem:
     """Check the prompt (free), then read, validate and normalize the image into work/{job}/source.png."""
-    request = JobRequest.model_validate(payload)
     verdict = check_text(request.prompt, request.profile)
     if not verdict.allowed:
-        return problem("refused", "preparing", verdict.reason)
+        return problem("refused", "prompt_refused", "preparing", verdict.reason)
     source = request.source
-    gone = problem("failed", "preparing", f"The image {source.container}/{source.name} no longer exists.")
+    gone = problem(
+        "failed",
+        "image_missing",
+        "preparing",
+        f"The image {source.container}/{source.name} no longer exists. Upload it again to start a new job.",
+    )
     info = services.storage.info(source.container, source.name)
     if info is None:
         return gone
     limit = services.settings.max_upload_bytes
     if info.size > limit:  # decided from the blob's properties, before downloading it
         mb = 1024 * 1024
-        return problem("failed", "preparing", f"The image is {info.size / mb:.1f} MB; the limit is {limit // mb} MB.")
+        message = f"The image is {info.size / mb:.1f} MB; the limit is {limit // mb} MB. Send a smaller image."
+        return problem("failed", "image_too_large", "preparing", message)
     try:
         data = services.storage.get(source.container, source.name)
     except BlobNotFound:
@@ -73,7 +85,7 @@ def prepare(services: Services, payload: JSON) -> JSON:
     try:
         image = normalize(data)
     except InvalidImage as exc:
-        return problem("failed", "preparing", f"{source.name}: {exc} The original was left unchanged.")
+        return problem("failed", "image_invalid", "preparing", f"{source.name}: {exc} The original was left unchanged.")
     ref = services.storage.put(WORK, f"{request.job_id}/source.png", image.png, "image/png")
     prepared = PreparedImage(
         image=ref.model_copy(update={"sha256": image.sha256}),
@@ -82,12 +94,11 @@ def prepare(services: Services, payload: JSON) -> JSON:
         original_format=image.original_format,
         original_bytes=len(data),
     )
-    return prepared.model_dump(mode="json")
+    return prepared
 
 
-def caption(services: Services, payload: JSON) -> JSON:
+def caption(services: Services, prepared: PreparedImage) -> Caption | Problem:
     """Caption the normalized image, from the cache when this image was captioned before."""
-    prepared = PreparedImage.model_validate(payload)
     captioner = services.providers.captioner
     cache_name = f"captions/{prepared.image.sha256}-{captioner.name}.json"
     try:
@@ -95,31 +106,29 @@ def caption(services: Services, payload: JSON) -> JSON:
     except BlobNotFound:
         cached = None  # an image not seen before
     if cached is not None:
-        return cached.model_copy(update={"cached": True}).model_dump(mode="json")
+        return cached.model_copy(update={"cached": True})
     png = services.storage.get(prepared.image.container, prepared.image.name)
     try:
         result = captioner.caption(png)
     except PermanentServiceError as exc:
-        return problem("failed", "captioning", str(exc))
+        return problem("failed", "caption_failed", "captioning", str(exc))
     found = Caption(text=result.text, tags=result.tags, provider=captioner.name)
     services.storage.put(WORK, cache_name, found.model_dump_json().encode(), "application/json")
-    return found.model_dump(mode="json")
+    return found
 
 
-def compose(services: Services, payload: JSON) -> JSON:
+def compose(services: Services, work: ComposeInput) -> Composition | Problem:
     """Turn caption + request into the output prompt, or a refusal, under the job's safety profile."""
-    request = JobRequest.model_validate(payload["request"])
-    found = Caption.model_validate(payload["caption"])
+    request, found = work.request, work.caption
     profile = get_profile(request.profile)
     composer = services.providers.composer
     verdict = check_text(found.text, profile.name, what="image (as captioned)")
     if not verdict.allowed:
-        refused = Composition(verdict="refuse", reason=verdict.reason, provider="word-check", profile=request.profile)
-        return refused.model_dump(mode="json")
+        return Composition(verdict="refuse", reason=verdict.reason, provider="word-check", profile=request.profile)
     try:
         result = composer.compose(found.text, request.prompt, profile)
     except PermanentServiceError as exc:
-        return problem("failed", "composing", str(exc))
+        return problem("failed", "compose_failed", "composing", str(exc))
     verdict_text = result.verdict
     reason = result.reason
     if verdict_text == "allow":
@@ -127,7 +136,7 @@ def compose(services: Services, payload: JSON) -> JSON:
         second = check_text(result.output_prompt, profile.name, what="composed prompt")
         if not second.allowed:
             verdict_text, reason = "refuse", second.reason
-    composition = Composition(
+    return Composition(
         verdict=verdict_text,  # type: ignore[arg-type]
         reason=reason,
         output_prompt=result.output_prompt if verdict_text == "allow" else "",
@@ -135,87 +144,71 @@ def compose(services: Services, payload: JSON) -> JSON:
         provider=composer.name,
         profile=request.profile,
     )
-    return composition.model_dump(mode="json")
 
 
-def generate(services: Services, payload: JSON) -> JSON:
+def generate(services: Services, work: GenerateInput) -> Variation:
     """Draw variation `index`, unless an earlier attempt already stored it (no second paid call).
 
     It never raises for what a service or storage answers: the orchestrator waits for all n with
     one `task_all`, which would stop at the first exception. A failure that a later attempt may
     cure comes back as a failed variation marked `retryable`.
     """
-    index = int(payload["index"])
     try:
-        return _generate(services, payload)
+        return _generate(services, work)
     except TransientServiceError as exc:
         reason = str(exc)
     except Exception as exc:  # storage hiccups and anything unforeseen: logged, then one more attempt
-        log.exception("Variation %s of job %s failed", index, payload.get("request", {}).get("job_id"))
+        log.exception("Variation %s of job %s failed", work.index, work.request.job_id)
         reason = f"an unexpected error stopped it ({type(exc).__name__}: {exc})"
-    return Variation(index=index, status="failed", provider="unknown", reason=reason, retryable=True).model_dump(
-        mode="json"
-    )
+    return Variation(index=work.index, status="failed", provider="unknown", reason=reason, retryable=True)
 
 
-def _generate(services: Services, payload: JSON) -> JSON:
-    request = JobRequest.model_validate(payload["request"])
-    prepared = PreparedImage.model_validate(payload["prepared"])
-    composition = Composition.model_validate(payload["composition"])
-    index = int(payload["index"])
+def _generate(services: Services, work: GenerateInput) -> Variation:
+    request, index = work.request, work.index
     generator = services.providers.generator
     name = variation_name(request.job_id, index)
     existing = services.storage.info(OUTPUTS, name)
     if existing is not None:
         provider = existing.metadata.get("provider", generator.name)
         ref = BlobRef(container=OUTPUTS, name=name, etag=existing.etag)
-        return Variation(index=index, status="succeeded", image=ref, provider=provider, reused=True).model_dump(
-            mode="json"
-        )
-    source = services.storage.get(prepared.image.container, prepared.image.name)
+        return Variation(index=index, status="succeeded", image=ref, provider=provider, reused=True)
+    source = services.storage.get(work.prepared.image.container, work.prepared.image.name)
     landscape = get_profile(request.profile).landscape
     try:
         image = generator.generate(
             source,
-            composition.output_prompt,
+            work.composition.output_prompt,
             request=request.prompt,
             mode=request.mode,
             landscape=landscape,
             index=index,
         )
     except ContentRefused as exc:
-        return Variation(index=index, status="refused", provider=generator.name, reason=str(exc)).model_dump(
-            mode="json"
-        )
+        return Variation(index=index, status="refused", provider=generator.name, reason=str(exc))
     except PermanentServiceError as exc:
-        return Variation(index=index, status="failed", provider=generator.name, reason=str(exc)).model_dump(mode="json")
+        return Variation(index=index, status="failed", provider=generator.name, reason=str(exc))
     content_type = "image/png" if image.startswith(b"\x89PNG") else "image/jpeg"
     ref = services.storage.put(OUTPUTS, name, image, content_type, {"provider": generator.name, "job": request.job_id})
-    return Variation(index=index, status="succeeded", image=ref, provider=generator.name).model_dump(mode="json")
+    return Variation(index=index, status="succeeded", image=ref, provider=generator.name)
 
 
-def _outcome(variations: list[Variation], n: int) -> tuple[str, str | None]:
+def _outcome(variations: list[Variation], n: int) -> tuple[str, str | None, str | None]:
+    """(status, code, message) of a job whose n generations ran."""
     failed = [v for v in variations if v.status == "failed"]
     refused = [v for v in variations if v.status == "refused"]
     if failed or len(variations) < n:
         reason = failed[0].reason if failed else "not every variation was attempted"
-        return (
-            "failed",
-            f"{n - len([v for v in variations if v.status == 'succeeded'])} of {n} variations failed: {reason}",
-        )
+        delivered = len([v for v in variations if v.status == "succeeded"])
+        return "failed", "variations_failed", f"{n - delivered} of {n} variations failed: {reason}"
     if refused:
-        return "refused", f"{len(refused)} of {n} variations were refused: {refused[0].reason}"
-    return "succeeded", None
+        return "refused", "variations_refused", f"{len(refused)} of {n} variations were refused: {refused[0].reason}"
+    return "succeeded", None, None
 
 
-def persist(services: Services, payload: JSON) -> JSON:
+def persist(services: Services, job: JobRecord) -> Manifest:
     """Write outputs/{job}/manifest.json: last, so its presence means the job is over."""
-    request = JobRequest.model_validate(payload["request"])
-    prepared = PreparedImage.model_validate(payload["prepared"]) if payload.get("prepared") else None
-    found = Caption.model_validate(payload["caption"]) if payload.get("caption") else None
-    composition = Composition.model_validate(payload["composition"]) if payload.get("composition") else None
-    variations = [Variation.model_validate(v) for v in payload.get("variations") or []]
-    failure = Problem.model_validate(payload["problem"]) if payload.get("problem") else None
+    request, prepared, found, composition = job.request, job.prepared, job.caption, job.composition
+    variations, failure = job.variations, job.problem
 
     # A succeeded manifest never points at a missing image.
     checked: list[Variation] = []
@@ -225,13 +218,15 @@ def persist(services: Services, payload: JSON) -> JSON:
         checked.append(v)
 
     status: str
+    code: str | None
     message: str | None
     if failure is not None:
-        status, message = failure.status, failure.message
+        status, code, message = failure.status, failure.code, failure.message
     elif composition is not None and composition.verdict == "refuse":
+        code = "word_check_refused" if composition.provider == "word-check" else "composer_refused"
         status, message = "refused", composition.reason
     else:
-        status, message = _outcome(checked, request.n)
+        status, code, message = _outcome(checked, request.n)
 
     providers = dict(services.providers.names())
     if composition is not None:
@@ -248,6 +243,7 @@ def persist(services: Services, payload: JSON) -> JSON:
     manifest = Manifest(
         job_id=request.job_id,
         status=status,  # type: ignore[arg-type]
+        code=code,
         message=message,
         request=request,
         source=prepared,
@@ -257,14 +253,46 @@ def persist(services: Services, payload: JSON) -> JSON:
         providers=providers,
         paid_calls=paid,
         estimated_cost_usd=round(cost, 6),
-        finished_at=str(payload.get("finished_at", "")),
+        finished_at=job.finished_at,
     )
     body = json.dumps(manifest.model_dump(mode="json"), indent=2, ensure_ascii=False).encode("utf-8")
     services.storage.put(OUTPUTS, manifest_name(request.job_id), body, "application/json")
-    return manifest.model_dump(mode="json")
+    return manifest
 
 
-STEPS = {"prepare": prepare, "caption": caption, "compose": compose, "generate": generate, "persist": persist}
+def _json_step(
+    contract: type[BaseModel], step: Callable[[Services, Any], BaseModel]
+) -> Callable[[Services, JSON], JSON]:
+    """The step as Durable calls it: its contract validated from JSON, its result dumped to JSON."""
+
+    def run(services: Services, payload: JSON) -> JSON:
+        return step(services, contract.model_validate(payload)).model_dump(mode="json")
+
+    run.__name__ = run.__qualname__ = step.__name__
+    run.__doc__ = step.__doc__
+    return run
+
+
+def _generate_json(services: Services, payload: JSON) -> JSON:
+    """`generate` from JSON: a payload that does not fit its contract is a failed variation, not a raise."""
+    try:
+        work = GenerateInput.model_validate(payload)
+    except ValueError as exc:
+        index = payload.get("index")
+        index = index if isinstance(index, int) else 0
+        log.error("generate got a payload outside its contract: %s", exc)
+        reason = f"the step's input did not fit its contract ({exc.__class__.__name__})"
+        return Variation(index=index, status="failed", provider="unknown", reason=reason).model_dump(mode="json")
+    return generate(services, work).model_dump(mode="json")
+
+
+STEPS: dict[str, Callable[[Services, JSON], JSON]] = {
+    "prepare": _json_step(JobRequest, prepare),
+    "caption": _json_step(PreparedImage, caption),
+    "compose": _json_step(ComposeInput, compose),
+    "generate": _generate_json,
+    "persist": _json_step(JobRecord, persist),
+}
 
 
 def run_step(name: str, payload: JSON | str) -> JSON:

@@ -23,7 +23,7 @@ from typing import Any
 from shared.adapters.services import Services, get_services
 from shared.adapters.storage import check_blob_name
 from shared.core.jobs import DurableJobClient, JobClient, RequestError, blob_job_id, request_from_blob, start_job
-from shared.core.models import BlobRef, JobRequest
+from shared.core.models import BlobRef, JobRecord, JobRequest, Problem
 from shared.core.steps import persist
 
 log = logging.getLogger("varia.blob_trigger")
@@ -48,7 +48,9 @@ async def handle_blob(
     except ValueError as exc:
         # A name Varia will not read (path tricks, control characters): record why, touch nothing.
         job_id = blob_job_id(container, name, etag or "")
-        await asyncio.to_thread(_record_failure, services, job_id, container, name, etag or "", str(exc))
+        await asyncio.to_thread(
+            _record_failure, services, job_id, container, name, etag or "", "invalid_blob_name", str(exc)
+        )
         return job_id
     if etag is None or metadata is None:
         info = await asyncio.to_thread(services.storage.info, container, name)
@@ -64,7 +66,7 @@ async def handle_blob(
             f"{name} is {size / MB:.1f} MB; the limit is {limit // MB} MB. "
             "Upload a smaller image (the original was left unchanged)."
         )
-        await asyncio.to_thread(_record_failure, services, job_id, container, name, etag, message)
+        await asyncio.to_thread(_record_failure, services, job_id, container, name, etag, "image_too_large", message)
         log.warning("Blob %s/%s refused: %s", container, name, message)
         return job_id
     try:
@@ -72,7 +74,9 @@ async def handle_blob(
     except RequestError as exc:
         # Bad metadata still ends in a manifest that says what to fix; the blob stays where it is.
         job_id = blob_job_id(container, name, etag)
-        await asyncio.to_thread(_record_failure, services, job_id, container, name, etag, f"{name}: {exc}")
+        await asyncio.to_thread(
+            _record_failure, services, job_id, container, name, etag, "invalid_request", f"{name}: {exc}"
+        )
         return job_id
     if await start_job(client, request):
         log.info("Started job %s for %s/%s (%s)", request.job_id, container, name, request.prompt_origin)
@@ -81,14 +85,15 @@ async def handle_blob(
     return request.job_id
 
 
-def _record_failure(services: Services, job_id: str, container: str, name: str, etag: str, message: str) -> None:
+def _record_failure(
+    services: Services, job_id: str, container: str, name: str, etag: str, code: str, message: str
+) -> None:
     """A failed manifest for a blob that never became a job, so the drop still gets an answer."""
     placeholder = JobRequest(
         job_id=job_id, source=BlobRef(container=container, name=name, etag=etag), prompt="(none)", origin="blob"
     )
-    problem = {"status": "failed", "stage": "queued", "message": message}
-    finished = datetime.now(UTC).isoformat()
-    persist(services, {"request": placeholder.model_dump(mode="json"), "problem": problem, "finished_at": finished})
+    problem = Problem(status="failed", code=code, stage="queued", message=message)
+    persist(services, JobRecord(request=placeholder, problem=problem, finished_at=datetime.now(UTC).isoformat()))
 
 
 async def from_blob_client(blob: Any, client: Any) -> str | None:
