@@ -7,6 +7,7 @@ side meets AI Vision's minimum (50 px), with no metadata at all: GPS tags never 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import warnings
@@ -155,3 +156,185 @@ def encode_png(img: Image.Image) -> bytes:
     out = io.BytesIO()
     img.save(out, format="PNG")
     return out.getvalue()
+
+
+# --- What Varia keeps of an upload: the pixels, never the metadata --------------------------------
+
+# JPEG segments kept by the lossless strip: everything but APPn (EXIF, XMP, ICC, IPTC, maker
+# notes, MPF) and COM. The Adobe APP14 segment stays: it says how to read CMYK and YCCK colours.
+_JPEG_APP0, _JPEG_APP15, _JPEG_COM, _JPEG_SOS, _JPEG_EOI = 0xE0, 0xEF, 0xFE, 0xDA, 0xD9
+# PNG chunks kept: pixels, palette, transparency and colour rendering; no text (XMP lives in
+# iTXt), eXIf, iCCP, tIME or private chunks. APNG frames stay (Varia reads the first).
+_PNG_KEEP = {
+    b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"sBIT", b"bKGD", b"pHYs",
+    b"acTL", b"fcTL", b"fdAT",
+}  # fmt: skip
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_SAVABLE_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
+ORIENTATION_TAG = 0x0112
+
+
+@dataclass(frozen=True)
+class StrippedImage:
+    """An upload as Varia keeps it: `data` carries no metadata; `format` None when it is not an image."""
+
+    data: bytes
+    format: str | None
+    reencoded: bool = False
+
+
+def strip_metadata(data: bytes) -> StrippedImage:
+    """The upload without EXIF, GPS, XMP, ICC, text chunks or trailing data, looking as it did.
+
+    JPEG and PNG are stripped losslessly, segment by segment. An EXIF orientation other than
+    "upright" is applied to the pixels first (re-encoded: JPEG at quality 95, PNG lossless), so
+    the image still looks the same once the tag is gone. Other formats are re-encoded (WEBP as
+    WEBP, the rest as PNG). Bytes that are not an image are returned as they are: there is no
+    image metadata to remove, and the prepare step says what they are. A GIF, BMP, TIFF or WEBP
+    that cannot be decoded raises InvalidImage, since its metadata cannot be found to remove.
+    """
+    fmt = sniff(data)
+    if fmt == "JPEG":
+        kept, orientation = _jpeg_segments(data)
+        if orientation in (None, 1):
+            return StrippedImage(kept, "JPEG")
+        with contextlib.suppress(InvalidImage):
+            return _reencode(data, "JPEG", "JPEG")
+        return StrippedImage(kept, "JPEG")  # undecodable: prepare reports it; no metadata kept
+    if fmt == "PNG":
+        chunks = _png_chunks(data)
+        if chunks is not None:
+            kept, orientation = chunks
+            if orientation in (None, 1):
+                return StrippedImage(kept, "PNG")
+            with contextlib.suppress(InvalidImage):
+                return _reencode(data, "PNG", "PNG")
+            return StrippedImage(kept, "PNG")
+        return _reencode(data, "PNG", "PNG")
+    if fmt is None:
+        return StrippedImage(data, None)
+    return _reencode(data, fmt, "WEBP" if fmt == "WEBP" else "PNG")
+
+
+def _orientation(exif_block: bytes) -> int | None:
+    exif = Image.Exif()
+    try:
+        exif.load(exif_block)
+        value = exif.get(ORIENTATION_TAG)
+    except Exception:  # noqa: BLE001 - a broken EXIF block is dropped like a good one
+        return None
+    return int(value) if isinstance(value, int) else None
+
+
+def _jpeg_segments(data: bytes) -> tuple[bytes, int | None]:
+    """(the JPEG without APPn/COM segments and trailing bytes, its EXIF orientation).
+
+    From a point where the file stops making sense, the rest is kept as sent: no decoder can read
+    metadata there, and prepare reports the file as damaged.
+    """
+    out = [b"\xff\xd8"]
+    orientation: int | None = None
+    i, n = 2, len(data)
+    while i < n:
+        if data[i] != 0xFF:
+            out.append(data[i:])  # not a marker: the rest is kept as sent, unreadable to any decoder
+            break
+        while i < n and data[i] == 0xFF:  # fill bytes before a marker
+            i += 1
+        if i >= n:
+            break
+        marker = data[i]
+        i += 1
+        if marker == _JPEG_EOI:
+            out.append(b"\xff\xd9")  # anything after the image (a motion photo's video, ...) goes too
+            break
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            out.append(bytes((0xFF, marker)))
+            continue
+        if i + 2 > n:
+            break  # truncated: prepare reports it
+        length = int.from_bytes(data[i : i + 2], "big")
+        if length < 2:
+            out.append(data[i - 2 :])
+            break
+        body = data[i + 2 : i + length]
+        if marker == _JPEG_APP0 + 1 and body.startswith(b"Exif\x00\x00") and orientation is None:
+            orientation = _orientation(body)
+        is_app = _JPEG_APP0 <= marker <= _JPEG_APP15
+        if not ((is_app and not (marker == 0xEE and body.startswith(b"Adobe"))) or marker == _JPEG_COM):
+            out.append(bytes((0xFF, marker)) + data[i : i + length])
+        i += length
+        if marker == _JPEG_SOS:  # entropy-coded data runs to the next marker that is not RSTn or a stuffed 00
+            j = i
+            while True:
+                j = data.find(b"\xff", j)
+                if j < 0 or j + 1 >= n:
+                    j = n
+                    break
+                following = data[j + 1]
+                if following == 0x00 or 0xD0 <= following <= 0xD7:
+                    j += 2
+                elif following == 0xFF:
+                    j += 1
+                else:
+                    break
+            out.append(data[i:j])
+            i = j
+    return b"".join(out), orientation
+
+
+def _png_chunks(data: bytes) -> tuple[bytes, int | None] | None:
+    """(the PNG with only the chunks in _PNG_KEEP, its eXIf orientation); None for EXIF kept as text.
+
+    From a broken chunk on, the rest is kept as sent (no decoder can read metadata there).
+    """
+    out = [_PNG_SIGNATURE]
+    orientation: int | None = None
+    i, n = len(_PNG_SIGNATURE), len(data)
+    while i + 8 <= n:
+        length = int.from_bytes(data[i : i + 4], "big")
+        kind = data[i + 4 : i + 8]
+        if not kind.isalpha() or length > n:
+            break  # a broken chunk chain: the rest is kept as sent (below), unreadable to any decoder
+        end = i + 12 + length
+        if kind == b"eXIf":
+            orientation = _orientation(data[i + 8 : i + 8 + length])
+        elif kind in (b"tEXt", b"zTXt", b"iTXt") and data[i + 8 : i + 8 + 21] == b"Raw profile type exif":
+            return None  # EXIF kept as text (ImageMagick): let Pillow read its orientation
+        if kind in _PNG_KEEP:
+            out.append(data[i:end])
+        i = end
+        if kind == b"IEND":
+            break
+    if i < n and out[-1][4:8] != b"IEND":
+        out.append(data[i:])  # kept as sent, so prepare can say the file is damaged
+    return b"".join(out), orientation
+
+
+def _reencode(data: bytes, fmt: str, target: str) -> StrippedImage:
+    """Decode, apply the EXIF orientation, and encode again with no metadata. Raises InvalidImage."""
+    check_header(data)  # the bomb guard and size limits, before any pixel is decoded
+    lossless = fmt == "WEBP" and b"VP8L" in data and b"VP8 " not in data
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[fmt]) as img:
+                img.seek(0)  # animated GIF/WEBP: the first frame, the one Varia uses
+                img.load()
+                upright = ImageOps.exif_transpose(img)
+                transparency = upright.info.get("transparency")
+                upright.info = {} if transparency is None else {"transparency": transparency}
+                out = io.BytesIO()
+                if target == "JPEG":
+                    upright.save(out, format="JPEG", quality=95)
+                elif target == "WEBP":
+                    upright.save(out, format="WEBP", lossless=lossless, quality=95 if not lossless else 100)
+                else:
+                    if upright.mode not in _PNG_SAVABLE_MODES:
+                        upright = _to_rgb(upright)
+                    upright.save(out, format="PNG")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidImage(f"The image is too large to process safely ({exc}).") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImage(f"The {fmt} file is damaged or truncated and cannot be decoded ({exc}).") from None
+    return StrippedImage(out.getvalue(), target, reencoded=True)

@@ -19,6 +19,7 @@ from typing import Any, Protocol, cast
 from shared.adapters.services import load_presets
 from shared.adapters.storage import UPLOADS, Storage
 from shared.config import Settings
+from shared.core.images import InvalidImage, strip_metadata
 from shared.core.models import MAX_PROMPT_CHARS, BlobRef, JobRequest, Mode, Origin, Profile
 from shared.core.orchestrator import ORCHESTRATOR_NAME
 from shared.core.safety import PROFILES
@@ -113,14 +114,25 @@ def request_for_upload(
     origin: Origin,
     force: bool = False,
 ) -> JobRequest:
-    """Keep an uploaded image as uploads/{sha256}.{extension} and describe its job (HTTP API and CLI).
+    """Keep an upload, stripped of its metadata, as uploads/{sha256}.{format}; describe its job (HTTP API and CLI).
 
-    The job id hashes the image and the options, so the same request is the same job; `force`
-    adds the time to the hash for a deliberate second run.
+    EXIF, GPS, XMP and the like are removed before anything is stored (`images.strip_metadata`),
+    and the job id hashes what is stored plus the options, so the same request is the same job;
+    `force` adds the time to the hash for a deliberate second run. Bytes that are not an image are
+    kept as `uploads/{sha256}.{extension}`, for the prepare step to say what they are. An image
+    that must be re-encoded to lose its metadata but cannot be decoded raises RequestError: it is
+    not stored. Storage faults raise StorageError (see shared.adapters.storage).
     """
-    digest = hashlib.sha256(data).hexdigest()
+    try:
+        stripped = strip_metadata(data)
+    except InvalidImage as exc:
+        raise RequestError(f"{exc} Nothing was stored.") from None
+    if stripped.format is not None:
+        extension = "jpg" if stripped.format == "JPEG" else stripped.format.lower()
+    digest = hashlib.sha256(stripped.data).hexdigest()
     nonce = str(time.time_ns()) if force else ""
-    upload = storage.put(UPLOADS, f"{digest}.{extension}", data, "application/octet-stream")
+    content_type = f"image/{stripped.format.lower()}" if stripped.format else "application/octet-stream"
+    upload = storage.put(UPLOADS, f"{digest}.{extension}", stripped.data, content_type)
     return JobRequest(
         job_id=request_job_id(origin, digest, prompt, profile, n, mode, nonce),
         source=BlobRef(container=UPLOADS, name=upload.name, etag=upload.etag, sha256=digest),
