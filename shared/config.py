@@ -1,102 +1,172 @@
-"""Varia's settings: every environment variable the code reads, validated once, on first use.
+"""Varia's settings: every environment variable the code reads, declared once, validated on first use.
 
-The table `SETTINGS` is the contract: `local.settings.json.example`, the README and the Bicep
-app settings all list the same names. Nothing here runs at import time; `get_settings()`
-reads the environment once per process and caches the result.
+`AppSettings` is the declaration: each field is one setting, with its name (the environment
+variable), default, description and validation. From it come `Settings` (the resolved values the
+code uses), the README's settings table and `local.settings.json.example`:
+`python -m shared.config --write` regenerates both, and tests/test_config.py checks they match.
+A bad configuration fails with every bad setting named at once. Nothing here runs at import time;
+`get_settings()` reads the environment once per process and caches the result.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 
 class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names the setting and what to do."""
+    """A setting is missing or malformed; the message names every bad setting and what to do."""
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _endpoint(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    value = value.strip().rstrip("/")
+    if value and not value.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        raise ValueError("must be an https:// endpoint")
+    return value
+
+
+def _prices(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    prices: dict[str, float] = {}
+    for item in value.split(","):
+        key, _, price = item.partition("=")
+        try:
+            prices[key.strip()] = float(price)
+        except ValueError:
+            raise ValueError(f"{item!r} is not 'name=price'") from None
+    missing = {"caption", "compose", "image"} - set(prices)
+    if missing:
+        raise ValueError(f"needs a price for {', '.join(sorted(missing))}")
+    return prices
+
+
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+Text = Annotated[str, BeforeValidator(_stripped)]
+Endpoint = Annotated[str, BeforeValidator(_endpoint)]
+
+
+def _choice(*values: str) -> Any:
+    return Annotated[Literal[values], BeforeValidator(_lower)]
+
+
+# Only meaningful on a laptop (keys, local folders): never an Azure app setting.
+LOCAL_ONLY: dict[str, Any] = {"local_only": True}
+
+
+class AppSettings(BaseModel):
+    """Every setting Varia reads. The field name is the environment variable."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    AZURE_CLIENT_ID: Text = Field(
+        "", description="Client id of the user-assigned managed identity (empty: default identity)"
+    )
+    AZURE_OPENAI_ENDPOINT: Endpoint = Field(
+        "", description="Azure OpenAI endpoint, `https://<name>.openai.azure.com` (empty: offline)"
+    )
+    AZURE_OPENAI_API_KEY: Text = Field(
+        "",
+        json_schema_extra=LOCAL_ONLY,
+        description="Azure OpenAI key, for local use only; empty means keyless (Entra ID)",
+    )
+    AZURE_OPENAI_CHAT_DEPLOYMENT: Text = Field(
+        "gpt-4.1-mini", description="Chat deployment that composes prompts (and captions, as fallback)"
+    )
+    AZURE_OPENAI_IMAGE_DEPLOYMENT: Text = Field(
+        "gpt-image-1-mini", description="GPT-image deployment that draws the variations"
+    )
+    AZURE_VISION_ENDPOINT: Endpoint = Field(
+        "", description="Azure AI Vision endpoint for captions (empty: caption with chat or offline)"
+    )
+    AZURE_VISION_API_KEY: Text = Field(
+        "", json_schema_extra=LOCAL_ONLY, description="Azure AI Vision key, for local use only; empty means keyless"
+    )
+    VARIA_CAPTION_PROVIDER: _choice("auto", "vision", "chat", "offline") = Field(  # type: ignore[valid-type]
+        "auto", description="`auto`, `vision`, `chat` or `offline` (auto: Vision, else chat, else offline)"
+    )
+    VARIA_COMPOSE_PROVIDER: _choice("auto", "chat", "offline") = Field(  # type: ignore[valid-type]
+        "auto", description="`auto`, `chat` or `offline`"
+    )
+    VARIA_IMAGE_PROVIDER: _choice("auto", "gpt-image", "offline") = Field(  # type: ignore[valid-type]
+        "auto", description="`auto`, `gpt-image` or `offline`"
+    )
+    VARIA_IMAGE_QUALITY: _choice("low", "medium", "high", "auto") = Field(  # type: ignore[valid-type]
+        "low", description="GPT-image quality: `low`, `medium`, `high` or `auto` (low is cheapest)"
+    )
+    VARIA_DEFAULT_PROFILE: _choice("general", "kids") = Field(  # type: ignore[valid-type]
+        "general", description="Safety profile when a job names none: `general` or `kids`"
+    )
+    VARIA_DEFAULT_PRESET: Text = Field(
+        "watercolor", description="Preset for blobs with no `prompt` metadata and no preset folder"
+    )
+    VARIA_DEFAULT_VARIATIONS: int = Field(
+        2, ge=1, le=10, description="Variations per job when the job does not say (at most `VARIA_MAX_VARIATIONS`)"
+    )
+    VARIA_MAX_VARIATIONS: int = Field(
+        4, ge=1, le=10, description="Largest number of variations one job may ask for (1-10)"
+    )
+    VARIA_MAX_UPLOAD_MB: int = Field(
+        20, ge=1, le=50, description="Largest accepted image in MB (AI Vision's limit is 20)"
+    )
+    VARIA_SERVICE_TIMEOUT_SECONDS: int = Field(120, ge=5, le=600, description="Timeout of one call to an AI service")
+    VARIA_IMAGE_REQUESTS_PER_MINUTE: int = Field(
+        6,
+        ge=1,
+        le=100_000,
+        description="What the image deployment allows: 3 per capacity unit. Image calls are spaced to it, and "
+        "activity concurrency is sized from it (see [Quota](#quota))",
+    )
+    VARIA_PRICES_USD: Annotated[dict[str, float], BeforeValidator(_prices)] = Field(
+        "caption=0.0015,compose=0.001,image=0.006",
+        validate_default=True,
+        description="Price of one call of each kind, for `estimated_cost_usd` in each manifest",
+    )
+    VARIA_STORAGE: _choice("auto", "blob", "local") = Field(  # type: ignore[valid-type]
+        "auto",
+        json_schema_extra=LOCAL_ONLY,
+        description="`auto`, `blob` or `local` (auto: blob when `AzureWebJobsStorage` is set)",
+    )
+    VARIA_LOCAL_DIR: str = Field(
+        ".varia", json_schema_extra=LOCAL_ONLY, description="Folder holding the containers when storage is local"
+    )
 
 
 @dataclass(frozen=True)
 class SettingSpec:
+    """One setting as the docs, the example file and the Bicep tests see it."""
+
     name: str
     default: str
     help: str
-    local_only: bool = False  # only meaningful on a laptop (keys, local folders): never an Azure app setting
+    local_only: bool = False
 
 
-SETTINGS: tuple[SettingSpec, ...] = (
-    SettingSpec("AZURE_CLIENT_ID", "", "Client id of the user-assigned managed identity (empty: default identity)"),
-    SettingSpec("AZURE_OPENAI_ENDPOINT", "", "Azure OpenAI endpoint, https://<name>.openai.azure.com (empty: offline)"),
-    SettingSpec(
-        "AZURE_OPENAI_API_KEY", "", "Azure OpenAI key for local use only; empty means keyless (Entra ID)", True
-    ),
-    SettingSpec("AZURE_OPENAI_CHAT_DEPLOYMENT", "gpt-4.1-mini", "Chat deployment that composes prompts"),
-    SettingSpec("AZURE_OPENAI_IMAGE_DEPLOYMENT", "gpt-image-1-mini", "GPT-image deployment that draws the variations"),
-    SettingSpec(
-        "AZURE_VISION_ENDPOINT", "", "Azure AI Vision endpoint for captions (empty: caption with chat or offline)"
-    ),
-    SettingSpec("AZURE_VISION_API_KEY", "", "Azure AI Vision key for local use only; empty means keyless", True),
-    SettingSpec("VARIA_CAPTION_PROVIDER", "auto", "auto, vision, chat or offline (auto: the best one configured)"),
-    SettingSpec("VARIA_COMPOSE_PROVIDER", "auto", "auto, chat or offline"),
-    SettingSpec("VARIA_IMAGE_PROVIDER", "auto", "auto, gpt-image or offline"),
-    SettingSpec("VARIA_IMAGE_QUALITY", "low", "GPT-image quality: low, medium, high or auto (low is cheapest)"),
-    SettingSpec("VARIA_DEFAULT_PROFILE", "general", "Safety profile when a job names none: general or kids"),
-    SettingSpec(
-        "VARIA_DEFAULT_PRESET", "watercolor", "Preset used for blobs with no prompt metadata and no preset folder"
-    ),
-    SettingSpec("VARIA_DEFAULT_VARIATIONS", "2", "Variations per job when the job does not say"),
-    SettingSpec("VARIA_MAX_VARIATIONS", "4", "Largest number of variations one job may ask for (1-10)"),
-    SettingSpec("VARIA_MAX_UPLOAD_MB", "20", "Largest accepted image, in MB (Vision accepts up to 20)"),
-    SettingSpec("VARIA_SERVICE_TIMEOUT_SECONDS", "120", "Timeout of one call to an AI service"),
-    SettingSpec(
-        "VARIA_IMAGE_REQUESTS_PER_MINUTE",
-        "6",
-        "Image calls per minute the image deployment allows (3 per capacity unit); paces calls and sizes concurrency",
-    ),
-    SettingSpec(
-        "VARIA_PRICES_USD",
-        "caption=0.0015,compose=0.001,image=0.006",
-        "Price of one call, for the cost estimate in each manifest (defaults: Vision S0, gpt-4.1-mini, "
-        "gpt-image-1-mini low)",
-    ),
-    SettingSpec("VARIA_STORAGE", "auto", "auto, blob or local: auto uses blob when AzureWebJobsStorage is set", True),
-    SettingSpec("VARIA_LOCAL_DIR", ".varia", "Folder that holds the containers when VARIA_STORAGE is local", True),
-)
+def _spec(name: str) -> SettingSpec:
+    field = AppSettings.model_fields[name]
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return SettingSpec(name, str(field.default), field.description or "", bool(extra.get("local_only")))
 
+
+SETTINGS: tuple[SettingSpec, ...] = tuple(_spec(name) for name in AppSettings.model_fields)
 SETTING_NAMES: tuple[str, ...] = tuple(spec.name for spec in SETTINGS)
-
-
-def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
-    value = env[name].strip().lower()
-    if value not in allowed:
-        raise ConfigError(f"{name}={env[name]!r} is not valid; use one of: {', '.join(allowed)}")
-    return value
-
-
-def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
-    raw = env[name].strip()
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value} is out of range; use {low} to {high}")
-    return value
-
-
-def _prices(env: Mapping[str, str], name: str) -> dict[str, float]:
-    prices: dict[str, float] = {}
-    for item in env[name].split(","):
-        key, _, value = item.partition("=")
-        try:
-            prices[key.strip()] = float(value)
-        except ValueError:
-            raise ConfigError(f"{name}: {item!r} is not 'name=price'") from None
-    missing = {"caption", "compose", "image"} - set(prices)
-    if missing:
-        raise ConfigError(f"{name} needs a price for {', '.join(sorted(missing))}")
-    return prices
 
 
 def activity_concurrency(image_rpm: int) -> int:
@@ -108,13 +178,6 @@ def activity_concurrency(image_rpm: int) -> int:
     maxConcurrentActivityFunctions, the Functions host (see infra/main.bicep).
     """
     return max(4, min(32, -(-image_rpm // 2)))
-
-
-def _endpoint(env: Mapping[str, str], name: str) -> str:
-    value = env[name].strip().rstrip("/")
-    if value and not value.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-        raise ConfigError(f"{name}={value!r} must be an https:// endpoint")
-    return value
 
 
 @dataclass(frozen=True)
@@ -148,71 +211,154 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         source = os.environ if environ is None else environ
-        env = {spec.name: source.get(spec.name, "") or spec.default for spec in SETTINGS}
-        openai_endpoint = _endpoint(env, "AZURE_OPENAI_ENDPOINT")
-        vision_endpoint = _endpoint(env, "AZURE_VISION_ENDPOINT")
+        raw = {name: source[name] for name in SETTING_NAMES if source.get(name, "").strip()}
+        try:
+            app = AppSettings.model_validate(raw)
+        except ValidationError as exc:
+            problems = [_describe(error, raw) for error in exc.errors()]
+            raise ConfigError(_report(problems)) from None
 
-        caption = _choice(env, "VARIA_CAPTION_PROVIDER", ("auto", "vision", "chat", "offline"))
+        problems = []
+        openai, vision = app.AZURE_OPENAI_ENDPOINT, app.AZURE_VISION_ENDPOINT
+        caption = app.VARIA_CAPTION_PROVIDER
         if caption == "auto":
-            caption = "vision" if vision_endpoint else "chat" if openai_endpoint else "offline"
-        compose = _choice(env, "VARIA_COMPOSE_PROVIDER", ("auto", "chat", "offline"))
+            caption = "vision" if vision else "chat" if openai else "offline"
+        compose = app.VARIA_COMPOSE_PROVIDER
         if compose == "auto":
-            compose = "chat" if openai_endpoint else "offline"
-        image = _choice(env, "VARIA_IMAGE_PROVIDER", ("auto", "gpt-image", "offline"))
+            compose = "chat" if openai else "offline"
+        image = app.VARIA_IMAGE_PROVIDER
         if image == "auto":
-            image = "gpt-image" if openai_endpoint else "offline"
-        if caption == "vision" and not vision_endpoint:
-            raise ConfigError("VARIA_CAPTION_PROVIDER=vision needs AZURE_VISION_ENDPOINT")
+            image = "gpt-image" if openai else "offline"
+        if caption == "vision" and not vision:
+            problems.append("VARIA_CAPTION_PROVIDER=vision needs AZURE_VISION_ENDPOINT")
         for name, value in (("VARIA_CAPTION_PROVIDER", caption), ("VARIA_COMPOSE_PROVIDER", compose)):
-            if value == "chat" and not openai_endpoint:
-                raise ConfigError(f"{name}=chat needs AZURE_OPENAI_ENDPOINT")
-        if image == "gpt-image" and not openai_endpoint:
-            raise ConfigError("VARIA_IMAGE_PROVIDER=gpt-image needs AZURE_OPENAI_ENDPOINT")
+            if value == "chat" and not openai:
+                problems.append(f"{name}=chat needs AZURE_OPENAI_ENDPOINT")
+        if image == "gpt-image" and not openai:
+            problems.append("VARIA_IMAGE_PROVIDER=gpt-image needs AZURE_OPENAI_ENDPOINT")
+        if app.VARIA_DEFAULT_VARIATIONS > app.VARIA_MAX_VARIATIONS:
+            problems.append(
+                f"VARIA_DEFAULT_VARIATIONS={app.VARIA_DEFAULT_VARIATIONS} is more than "
+                f"VARIA_MAX_VARIATIONS={app.VARIA_MAX_VARIATIONS}"
+            )
 
         connection = source.get("AzureWebJobsStorage", "").strip()
         blob_uri = source.get("AzureWebJobsStorage__blobServiceUri", "").strip()
         account = source.get("AzureWebJobsStorage__accountName", "").strip()
         if not blob_uri and account:
             blob_uri = f"https://{account}.blob.core.windows.net"
-        storage = _choice(env, "VARIA_STORAGE", ("auto", "blob", "local"))
+        storage = app.VARIA_STORAGE
         if storage == "auto":
             storage = "blob" if connection or blob_uri else "local"
         if storage == "blob" and not (connection or blob_uri):
-            raise ConfigError(
+            problems.append(
                 "VARIA_STORAGE=blob needs AzureWebJobsStorage (a connection string, e.g. UseDevelopmentStorage=true "
                 "for Azurite) or AzureWebJobsStorage__blobServiceUri / __accountName for keyless access"
             )
+        if problems:
+            raise ConfigError(_report(problems))
 
-        max_variations = _int(env, "VARIA_MAX_VARIATIONS", 1, 10)
-        default_profile = _choice(env, "VARIA_DEFAULT_PROFILE", ("general", "kids"))
         return cls(
-            client_id=env["AZURE_CLIENT_ID"].strip(),
-            openai_endpoint=openai_endpoint,
-            openai_api_key=env["AZURE_OPENAI_API_KEY"].strip(),
-            chat_deployment=env["AZURE_OPENAI_CHAT_DEPLOYMENT"].strip(),
-            image_deployment=env["AZURE_OPENAI_IMAGE_DEPLOYMENT"].strip(),
-            vision_endpoint=vision_endpoint,
-            vision_api_key=env["AZURE_VISION_API_KEY"].strip(),
+            client_id=app.AZURE_CLIENT_ID,
+            openai_endpoint=openai,
+            openai_api_key=app.AZURE_OPENAI_API_KEY,
+            chat_deployment=app.AZURE_OPENAI_CHAT_DEPLOYMENT,
+            image_deployment=app.AZURE_OPENAI_IMAGE_DEPLOYMENT,
+            vision_endpoint=vision,
+            vision_api_key=app.AZURE_VISION_API_KEY,
             caption_provider=caption,
             compose_provider=compose,
             image_provider=image,
-            image_quality=_choice(env, "VARIA_IMAGE_QUALITY", ("low", "medium", "high", "auto")),
-            default_profile=default_profile,
-            default_preset=env["VARIA_DEFAULT_PRESET"].strip(),
-            default_variations=_int(env, "VARIA_DEFAULT_VARIATIONS", 1, max_variations),
-            max_variations=max_variations,
-            max_upload_bytes=_int(env, "VARIA_MAX_UPLOAD_MB", 1, 50) * 1024 * 1024,
-            service_timeout_s=float(_int(env, "VARIA_SERVICE_TIMEOUT_SECONDS", 5, 600)),
-            image_rpm=_int(env, "VARIA_IMAGE_REQUESTS_PER_MINUTE", 1, 100_000),
-            prices_usd=_prices(env, "VARIA_PRICES_USD"),
+            image_quality=app.VARIA_IMAGE_QUALITY,
+            default_profile=app.VARIA_DEFAULT_PROFILE,
+            default_preset=app.VARIA_DEFAULT_PRESET,
+            default_variations=app.VARIA_DEFAULT_VARIATIONS,
+            max_variations=app.VARIA_MAX_VARIATIONS,
+            max_upload_bytes=app.VARIA_MAX_UPLOAD_MB * 1024 * 1024,
+            service_timeout_s=float(app.VARIA_SERVICE_TIMEOUT_SECONDS),
+            image_rpm=app.VARIA_IMAGE_REQUESTS_PER_MINUTE,
+            prices_usd=dict(app.VARIA_PRICES_USD),
             storage=storage,
-            local_dir=env["VARIA_LOCAL_DIR"],
+            local_dir=app.VARIA_LOCAL_DIR,
             storage_connection=connection,
             storage_blob_uri=blob_uri,
         )
+
+
+def _describe(error: Any, raw: Mapping[str, str]) -> str:
+    name = str(error["loc"][0]) if error.get("loc") else "settings"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if name in raw:
+        return f"{name}={raw[name]!r}: {message}"
+    return f"{name}: {message}"
+
+
+def _report(problems: list[str]) -> str:
+    listed = "; ".join(problems)
+    where = "the app settings in Azure, local.settings.json under func start, or the environment"
+    return (
+        f"{len(problems)} bad setting{'s' if len(problems) > 1 else ''}: {listed}. Fix them in {where}, then restart."
+    )
 
 
 @functools.cache
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment on first use."""
     return Settings.from_env()
+
+
+# --- The generated docs: the README's settings table and local.settings.json.example ----------
+
+README_START = "<!-- settings table: generated by `python -m shared.config --write` -->"
+README_END = "<!-- end of settings table -->"
+# Set for `func start` with Azurite; the host reads them, not Varia's code.
+HOST_LOCAL_SETTINGS = {
+    "FUNCTIONS_WORKER_RUNTIME": "python",
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "AzureWebJobsFeatureFlags": "EnableWorkerIndexing",
+    "AZURE_FUNCTIONS_ENVIRONMENT": "Development",
+}
+
+
+def settings_table() -> str:
+    """The README's settings table, one row per setting."""
+    rows = ["| setting | default | what it does |", "|---|---|---|"]
+    for spec in SETTINGS:
+        default = f"`{spec.default}`" if spec.default else "(empty)"
+        note = " — local use" if spec.local_only and "local use" not in spec.help else ""
+        rows.append(f"| `{spec.name}` | {default} | {spec.help}{note} |")
+    return "\n".join(rows)
+
+
+def local_settings_example() -> str:
+    """local.settings.json.example: the host's local settings, then every setting with its default."""
+    values = {**HOST_LOCAL_SETTINGS, **{spec.name: spec.default for spec in SETTINGS}}
+    return json.dumps({"IsEncrypted": False, "Values": values}, indent=2) + "\n"
+
+
+def readme_with_table(readme: str) -> str:
+    start, end = readme.index(README_START), readme.index(README_END)
+    return readme[: start + len(README_START)] + "\n" + settings_table() + "\n" + readme[end:]
+
+
+def write_docs(root: Path) -> None:
+    readme = root / "README.md"
+    readme.write_text(readme_with_table(readme.read_text(encoding="utf-8")), encoding="utf-8")
+    (root / "local.settings.json.example").write_text(local_settings_example(), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None, write: Callable[[Path], None] = write_docs) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["--write"]:
+        print(
+            "usage: python -m shared.config --write   (regenerates README.md's settings table and "
+            "local.settings.json.example from AppSettings)",
+            file=sys.stderr,
+        )
+        return 2
+    write(Path(__file__).resolve().parent.parent)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,7 +9,18 @@ from pathlib import Path
 import pytest
 
 from shared.adapters.services import build_services
-from shared.config import SETTING_NAMES, SETTINGS, ConfigError, Settings
+from shared.config import (
+    README_END,
+    README_START,
+    SETTING_NAMES,
+    SETTINGS,
+    ConfigError,
+    Settings,
+    local_settings_example,
+    main,
+    readme_with_table,
+    write_docs,
+)
 from tests.support import REPO
 
 
@@ -61,17 +72,57 @@ def test_bad_settings_fail_with_the_setting_named(env: dict[str, str], named: st
         Settings.from_env(env)
 
 
-def test_every_setting_is_in_the_example_file_with_its_default() -> None:
-    example = json.loads((REPO / "local.settings.json.example").read_text())["Values"]
-    assert set(SETTING_NAMES) <= set(example), set(SETTING_NAMES) - set(example)
-    for spec in SETTINGS:
-        assert example[spec.name] == spec.default, spec.name
+def test_every_bad_setting_is_reported_at_once() -> None:
+    env = {
+        "VARIA_MAX_VARIATIONS": "eleven",
+        "VARIA_IMAGE_QUALITY": "ultra",
+        "AZURE_OPENAI_ENDPOINT": "http://x.example",
+    }
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env)
+    message = str(raised.value)
+    assert message.startswith("3 bad settings: ")
+    assert "AZURE_OPENAI_ENDPOINT='http://x.example': must be an https:// endpoint" in message
+    assert "VARIA_IMAGE_QUALITY='ultra': Input should be 'low', 'medium', 'high' or 'auto'" in message
+    assert "VARIA_MAX_VARIATIONS='eleven': Input should be a valid integer" in message
+    assert message.endswith("local.settings.json under func start, or the environment, then restart.")
 
 
-def test_every_setting_is_documented_in_the_readme() -> None:
+def test_settings_that_depend_on_each_other_are_reported_together() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"VARIA_IMAGE_PROVIDER": "gpt-image", "VARIA_DEFAULT_VARIATIONS": "5"})
+    assert str(raised.value).startswith(
+        "2 bad settings: VARIA_IMAGE_PROVIDER=gpt-image needs AZURE_OPENAI_ENDPOINT; "
+        "VARIA_DEFAULT_VARIATIONS=5 is more than VARIA_MAX_VARIATIONS=4."
+    )
+
+
+def test_the_example_file_is_generated_from_the_declaration() -> None:
+    assert (REPO / "local.settings.json.example").read_text() == local_settings_example()
+    values = json.loads(local_settings_example())["Values"]
+    assert [name for name in values if name in SETTING_NAMES] == list(SETTING_NAMES)
+    assert all(values[spec.name] == spec.default for spec in SETTINGS)
+
+
+def test_the_readme_table_is_generated_from_the_declaration() -> None:
     readme = (REPO / "README.md").read_text()
-    documented = set(re.findall(r"^\| `([A-Za-z_]+)` \|", readme, flags=re.M))
-    assert set(SETTING_NAMES) <= documented, set(SETTING_NAMES) - documented
+    assert readme_with_table(readme) == readme, "run `python -m shared.config --write`"
+    documented = re.findall(
+        r"^\| `([A-Za-z_]+)` \| (.*?) \|", readme.split(README_START)[1].split(README_END)[0], flags=re.M
+    )
+    assert [(name, default) for name, default in documented] == [
+        (spec.name, f"`{spec.default}`" if spec.default else "(empty)") for spec in SETTINGS
+    ]
+
+
+def test_a_setting_added_to_the_declaration_shows_in_both_generated_docs(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text(f"intro\n{README_START}\nold table\n{README_END}\nrest\n")
+    assert main(["--write"], write=lambda _: write_docs(tmp_path)) == 0
+    readme = (tmp_path / "README.md").read_text()
+    assert readme.startswith(f"intro\n{README_START}\n| setting | default | what it does |")
+    assert readme.endswith(f"{README_END}\nrest\n") and "old table" not in readme
+    assert (tmp_path / "local.settings.json.example").read_text() == local_settings_example()
+    assert main([]) == 2
 
 
 def test_offline_mode_builds_no_azure_credential_or_client(tmp_path: Path) -> None:
