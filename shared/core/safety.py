@@ -1,17 +1,19 @@
 """Safety profiles: the meta-prompts and the deterministic first layer that refuses before any paid call.
 
 The first layer matches the user prompt and the caption against a disallow list in English,
-French, Spanish and Russian, after folding the text (NFKC, case fold, accents stripped, common
-Cyrillic/Latin look-alikes mapped) so that "ÉPÉE", "epee" and "еpee" (Cyrillic е) are the same
-word. Terms match at the start of a word, so a stem like "ensanglant" covers
-"ensanglanté", "ensanglantée", ...
+French, Spanish and Russian (shared/data/lexicon.json), after folding the text (NFKC, case fold,
+accents stripped, common Cyrillic/Latin look-alikes mapped) so that "ÉPÉE", "epee" and "еpee"
+(Cyrillic е) are the same word. Terms match at the start of a word, so a stem like "ensanglant"
+covers "ensanglanté", "ensanglantée", ...
 """
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 
 # Letters that look alike in Latin and Cyrillic. Text is compared in both directions so that a
 # Latin word spelt with Cyrillic letters (and the reverse) still matches its term.
@@ -20,218 +22,17 @@ _LATIN_TO_CYRILLIC = str.maketrans("aeopcyxkmtbh", "аеорсухкмтвн")
 # Digits and symbols used as letters ("bl00d", "k!ll").
 _LEET = str.maketrans("013457@$!", "oieastasi")
 
-SAFE_FOR_WORK_TERMS: tuple[str, ...] = (
-    # English
-    "nude",
-    "naked",
-    "nudity",
-    "porn",
-    "sex ",
-    "sexual",
-    "erotic",
-    "nsfw",
-    "topless",
-    "lingerie",
-    "gore",
-    "gory",
-    "behead",
-    "decapitat",
-    "dismember",
-    "mutilat",
-    "torture",
-    "massacre",
-    "suicide",
-    "self-harm",
-    "self harm",
-    "swastika",
-    "nazi",
-    "kkk",
-    "corpse",
-    "dead body",
-    "murder",
-    "execution",
-    "terroris",
-    "child abuse",
-    # French
-    "nu ",
-    "nue ",
-    "nus ",
-    "nues ",
-    "porno",
-    "sexe",
-    "erotique",
-    "seins nus",
-    "decapit",
-    "demembr",
-    "cadavre",
-    "meurtre",
-    "suicid",
-    "croix gammee",
-    "nazi",
-    "terroris",
-    "mutil",
-    # Spanish
-    "desnud",
-    "pornograf",
-    "sexo ",
-    "erotic",
-    "decapit",
-    "desmembr",
-    "cadaver",
-    "asesinat",
-    "suicid",
-    "esvastica",
-    "terroris",
-    "mutil",
-    "tortura",
-    # Russian
-    "голый",
-    "голая",
-    "обнажен",
-    "порн",
-    "секс",
-    "эротик",
-    "обезглав",
-    "расчлен",
-    "труп",
-    "убийств",
-    "самоубийств",
-    "свастик",
-    "нацист",
-    "террор",
-    "пытк",
-)
+# The disallow lists, by profile and language: shared/data/lexicon.json.
+LEXICON_FILE = Path(__file__).resolve().parent.parent / "data" / "lexicon.json"
 
-CHILD_UNSUITABLE_TERMS: tuple[str, ...] = (
-    # English
-    "blood",
-    "bloody",
-    "bleeding",
-    "weapon",
-    "gun",
-    "rifle",
-    "pistol",
-    "shotgun",
-    "knife",
-    "knives",
-    "sword",
-    "dagger",
-    "bomb",
-    "grenade",
-    "kill",
-    "dead",
-    "death",
-    "horror",
-    "scary",
-    "zombie",
-    "demon",
-    "skull",
-    "violent",
-    "violence",
-    "fight",
-    "war ",
-    "alcohol",
-    "beer",
-    "wine",
-    "vodka",
-    "drunk",
-    "cigarette",
-    "smoking",
-    "drug",
-    "cocaine",
-    "gambling",
-    "casino",
-    "sexy",
-    "bikini",
-    # French
-    "sang ",
-    "sanglant",
-    "ensanglant",
-    "saignant",
-    "arme ",
-    "armes ",
-    "fusil",
-    "pistolet",
-    "couteau",
-    "epee",
-    "poignard",
-    "tuer",
-    "mort ",
-    "morte",
-    "morts ",
-    "horreur",
-    "effrayant",
-    "demon ",
-    "demons ",
-    "violen",
-    "guerre",
-    "alcool",
-    "biere",
-    "vin ",
-    "ivre",
-    "cigarette",
-    "drogue",
-    "casino",
-    # Spanish
-    "sangr",
-    "ensangrent",
-    "arma ",
-    "armas ",
-    "pistola",
-    "escopeta",
-    "cuchillo",
-    "espada",
-    "daga",
-    "bomba",
-    "matar",
-    "muert",
-    "terror",
-    "miedo",
-    "demonio",
-    "calavera",
-    "violen",
-    "guerra",
-    "alcohol",
-    "cerveza",
-    "borracho",
-    "cigarr",
-    "droga",
-    "apuesta",
-    # Russian
-    "кровь",
-    "кровав",
-    "кровоточ",
-    "оружи",
-    "пистолет",
-    "ружь",
-    "винтовк",
-    "нож ",
-    "ножом",
-    "ножи ",
-    "меч ",
-    "мечом",
-    "мечи ",
-    "кинжал",
-    "бомб",
-    "убить",
-    "убив",
-    "смерт",
-    "мертв",
-    "ужас",
-    "страшн",
-    "зомби",
-    "демон",
-    "череп",
-    "насили",
-    "войн",
-    "алкогол",
-    "пиво",
-    "водк",
-    "пьян",
-    "сигарет",
-    "наркот",
-    "казино",
-)
+
+def _terms(profile: str) -> tuple[str, ...]:
+    by_language: dict[str, list[str]] = json.loads(LEXICON_FILE.read_text(encoding="utf-8"))[profile]
+    return tuple(term for terms in by_language.values() for term in terms)
+
+
+SAFE_FOR_WORK_TERMS: tuple[str, ...] = _terms("general")
+CHILD_UNSUITABLE_TERMS: tuple[str, ...] = _terms("kids")
 
 GENERAL_META_PROMPT = (
     "You are the prompt composer of an image-variation service for a general audience. "

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
@@ -376,170 +378,34 @@ def _vaporwave(image: Image.Image, variant: int) -> Image.Image:
     return ImageChops.multiply(toned, lines.crop((0, 0, image.width, image.height)).convert("RGB"))
 
 
-STYLES: dict[str, Style] = {
-    style.name: style
-    for style in (
-        Style(
-            "watercolor",
-            "watercolour",
-            ("watercolour", "watercolor", "water colour", "water color", "aquarelle", "acuarela", "acquerello"),
-            _watercolor,
-        ),
-        Style(
-            "sketch",
-            "pencil sketch",
-            (
-                "sketch",
-                "sketched",
-                "sketchy",
-                "pencil",
-                "pencil drawing",
-                "charcoal",
-                "graphite",
-                "croquis",
-                "esquisse",
-                "crayon",
-                "dessin au crayon",
-                "boceto",
-                "bosquejo",
-                "lápiz",
-                "dibujo a lápiz",
-            ),
-            _sketch,
-        ),
-        Style("sepia", "sepia", ("sepia", "sepia tone", "sépia"), _sepia),
-        Style(
-            "black-and-white",
-            "black and white",
-            (
-                "black and white",
-                "black & white",
-                "b&w",
-                "grayscale",
-                "greyscale",
-                "gray scale",
-                "grey scale",
-                "monochrome",
-                "monochromatic",
-                "noir et blanc",
-                "noir & blanc",
-                "niveaux de gris",
-                "blanco y negro",
-                "escala de grises",
-                "monocromo",
-                "monocromático",
-            ),
-            _black_and_white,
-        ),
-        Style("pop-art", "pop art", ("pop art", "popart", "warhol", "arte pop", "art pop"), _pop_art),
-        Style(
-            "pixel-art",
-            "pixel art",
-            (
-                "pixel art",
-                "pixelart",
-                "pixelated",
-                "pixellated",
-                "pixelized",
-                "pixelisé",
-                "pixelado",
-                "pixelizado",
-                "8-bit",
-                "8bit",
-                "16-bit",
-                "retro game",
-                "jeu vidéo rétro",
-                "arte de píxeles",
-            ),
-            _pixel_art,
-        ),
-        Style(
-            "oil-paint",
-            "oil painting",
-            (
-                "oil painting",
-                "oil paint",
-                "oil painted",
-                "oil on canvas",
-                "in oils",
-                "in oil",
-                "impasto",
-                "peinture à l'huile",
-                "à l'huile",
-                "huile",
-                "óleo",
-                "pintura al óleo",
-            ),
-            _oil_paint,
-        ),
-        Style("neon", "neon", ("neon", "néon", "neón", "neon lights", "fluorescent", "fluo"), _neon),
-        Style(
-            "cartoon",
-            "cartoon",
-            (
-                "cartoon",
-                "cartoonish",
-                "cartoony",
-                "comic",
-                "comic book",
-                "comics",
-                "toon",
-                "cel shaded",
-                "cel shading",
-                "bande dessinée",
-                "dessin animé",
-                "cómic",
-                "dibujos animados",
-                "historieta",
-            ),
-            _cartoon,
-        ),
-        Style(
-            "vintage",
-            "vintage photo",
-            (
-                "vintage",
-                "retro",
-                "rétro",
-                "old photo",
-                "old photograph",
-                "old fashioned",
-                "old-fashioned",
-                "faded",
-                "polaroid",
-                "70s",
-                "1970s",
-                "photo ancienne",
-                "vieille photo",
-                "foto antigua",
-                "envejecida",
-            ),
-            _vintage,
-        ),
-        Style(
-            "blueprint",
-            "blueprint",
-            (
-                "blueprint",
-                "blue print",
-                "schematic",
-                "technical drawing",
-                "cyanotype",
-                "dessin technique",
-                "plan d'architecte",
-                "plano técnico",
-                "cianotipia",
-            ),
-            _blueprint,
-        ),
-        Style(
-            "vaporwave",
-            "vaporwave",
-            ("vaporwave", "synthwave", "retrowave", "outrun", "80s", "1980s", "années 80", "años 80"),
-            _vaporwave,
-        ),
-    )
+# Labels and prompt keywords: shared/data/styles.json. The painters are code.
+STYLES_FILE = Path(__file__).resolve().parent.parent.parent / "data" / "styles.json"
+_PAINTERS: dict[str, Callable[[Image.Image, int], Image.Image]] = {
+    "watercolor": _watercolor,
+    "sketch": _sketch,
+    "sepia": _sepia,
+    "black-and-white": _black_and_white,
+    "pop-art": _pop_art,
+    "pixel-art": _pixel_art,
+    "oil-paint": _oil_paint,
+    "neon": _neon,
+    "cartoon": _cartoon,
+    "vintage": _vintage,
+    "blueprint": _blueprint,
+    "vaporwave": _vaporwave,
 }
+
+
+def _load_styles() -> dict[str, Style]:
+    declared = json.loads(STYLES_FILE.read_text(encoding="utf-8"))["styles"]
+    if set(declared) != set(_PAINTERS):
+        raise RuntimeError(f"{STYLES_FILE} and the painters disagree: {sorted(set(declared) ^ set(_PAINTERS))}")
+    return {
+        name: Style(name, entry["label"], tuple(entry["keywords"]), _PAINTERS[name]) for name, entry in declared.items()
+    }
+
+
+STYLES: dict[str, Style] = _load_styles()
 
 
 # --------------------------------------------------------------------------- prompt matching
