@@ -19,6 +19,7 @@ from typing import Any, Protocol, cast
 from shared.adapters.services import load_presets
 from shared.adapters.storage import UPLOADS, Storage
 from shared.config import Settings
+from shared.core.blobs import upload_name
 from shared.core.images import InvalidImage, strip_metadata
 from shared.core.models import MAX_PROMPT_CHARS, BlobRef, JobRequest, Mode, Origin, Profile
 from shared.core.orchestrator import ORCHESTRATOR_NAME
@@ -132,7 +133,7 @@ def request_for_upload(
     digest = hashlib.sha256(stripped.data).hexdigest()
     nonce = str(time.time_ns()) if force else ""
     content_type = f"image/{stripped.format.lower()}" if stripped.format else "application/octet-stream"
-    upload = storage.put(UPLOADS, f"{digest}.{extension}", stripped.data, content_type)
+    upload = storage.put(UPLOADS, upload_name(digest, extension), stripped.data, content_type)
     return JobRequest(
         job_id=request_job_id(origin, digest, prompt, profile, n, mode, nonce),
         source=BlobRef(container=UPLOADS, name=upload.name, etag=upload.etag, sha256=digest),

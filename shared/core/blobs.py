@@ -1,0 +1,38 @@
+"""The one place blob names are written: where each thing Varia stores lives, by container.
+
+- `uploads/{sha256}.{ext}`: an HTTP or CLI upload, stripped of its metadata
+- `work/{job}/source.png`: the normalized source a job reads
+- `work/captions/{sha256}-{captioner}.json`: cached captions, shared by every job on that image
+- `outputs/{job}/variation-{k}.png`: the images, then `outputs/{job}/manifest.json`, written last
+"""
+
+from __future__ import annotations
+
+
+def upload_name(sha256: str, extension: str) -> str:
+    return f"{sha256}.{extension}"
+
+
+def source_name(job_id: str) -> str:
+    return f"{job_id}/source.png"
+
+
+def caption_cache_name(image_sha256: str, captioner: str) -> str:
+    return f"captions/{image_sha256}-{captioner}.json"
+
+
+def variation_prefix(job_id: str) -> str:
+    return f"{job_id}/variation-"
+
+
+def variation_name(job_id: str, index: int) -> str:
+    return f"{variation_prefix(job_id)}{index}.png"
+
+
+def manifest_name(job_id: str) -> str:
+    return f"{job_id}/manifest.json"
+
+
+def job_of(name: str) -> str:
+    """The job id a job's blob belongs to (`{job}/...`)."""
+    return name.split("/", 1)[0]
