@@ -135,12 +135,19 @@ def test_an_upload_declared_too_large_is_refused_before_its_body_is_read(server:
     assert response.getheader("Connection") == "close"
 
 
-def test_a_post_without_content_length_is_refused(server: VariaServer) -> None:
+def test_a_chunked_upload_without_content_length_starts_a_job(server: VariaServer) -> None:
+    body, content_type = multipart({"prompt": "as sepia", "n": "1"}, scene_png())
     host, port = server.httpd.server_address[:2]
-    with socket.create_connection((str(host), int(port)), timeout=5) as sock:
-        sock.sendall(b"POST /api/variations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
-        reply = sock.recv(4096).decode()
-    assert reply.startswith("HTTP/1.1 411")
+    conn = http.client.HTTPConnection(str(host), int(port), timeout=10)
+    # http.client sends an iterable body as chunks, with Transfer-Encoding: chunked and no Content-Length.
+    conn.request(
+        "POST", "/api/variations", body=iter([body[:1000], body[1000:]]), headers={"Content-Type": content_type}
+    )
+    response = conn.getresponse()
+    answer = json.loads(response.read())
+    conn.close()
+    assert response.status == 202, answer
+    assert _wait(server, answer["job_id"])[0]["status"] == "succeeded"
 
 
 def test_the_page_and_its_assets_are_served_with_types_and_csp(server: VariaServer, services: Services) -> None:

@@ -15,42 +15,84 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import io
 import json
-from typing import Any
+import logging
+import re
+from typing import Annotated, Any, cast
 
 import azure.functions as func
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo, field_validator
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
+from werkzeug.http import parse_options_header
 
 from shared.adapters.services import Services
-from shared.adapters.storage import OUTPUTS, WORK, BlobNotFound
+from shared.adapters.storage import OUTPUTS, WORK, BlobNotFound, StorageError, for_requests
 from shared.config import Settings
+from shared.core.blobs import manifest_name, source_name, variation_name
 from shared.core.images import InvalidImage, check_header
 from shared.core.jobs import (
     JobClient,
     RequestError,
     check_options,
     clean_prompt,
-    is_job_id,
     request_for_upload,
     start_job,
 )
-from shared.core.models import JobRequest, Manifest
-from shared.core.steps import delivered_so_far, manifest_name, variation_name
+from shared.core.models import JobRequest, Manifest, Mode, Profile
+from shared.core.steps import delivered_so_far
 
 API_PREFIX = "/api/variations"
 
 
+# What a POST may hold. The form needs six parts (image, prompt, profile, n, mode, force); a body of
+# thousands of tiny parts is refused at the 17th instead of being parsed whole.
+MAX_FORM_PARTS = 16
+MAX_FORM_FIELD_BYTES = 64 * 1024  # one text field; the prompt's limit is 1000 characters
+MAX_JSON_DEPTH = 32  # the contract is one flat object: nesting deeper than this is refused before parsing
+UPLOAD_FIELDS = ("prompt", "profile", "n", "mode", "force")
+# A job id in a path: ASCII only, nothing after it (re's `$` would accept a trailing newline).
+_JOB_ID = re.compile(r"(?:blob|http|cli)-[0-9a-f]{32}")
+_IMAGE_INDEX = re.compile(r"[0-9]")  # variation indexes are 0 to 9 (VARIA_MAX_VARIATIONS is at most 10)
+
+
 def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
-    return func.HttpResponse(
-        json.dumps(body, ensure_ascii=False), status_code=status, mimetype="application/json", headers=headers
-    )
+    try:
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate echoed from the request: escape it instead of failing
+        data = json.dumps(body).encode("ascii")
+    return func.HttpResponse(data, status_code=status, mimetype="application/json", headers=headers)
 
 
-def _error(status: int, message: str) -> func.HttpResponse:
-    return _json({"error": message}, status)
+def error_response(
+    status: int, message: str, code: str = "invalid_request", fields: list[dict[str, str]] | None = None
+) -> func.HttpResponse:
+    """Every error the API gives: `{"error": message, "code": code}`, plus `fields` naming each bad field.
+
+    `error` stays a sentence (the page shows it as it is); `code` is for programs; `fields` lists
+    `{"field", "problem"}` for a request that fails validation.
+    """
+    body: dict[str, Any] = {"error": message, "code": code}
+    if fields is not None:
+        body["fields"] = fields
+    return _json(body, status)
 
 
-def _truthy(value: Any) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
+def _error(status: int, message: str, code: str = "invalid_request") -> func.HttpResponse:
+    return error_response(status, message, code)
+
+
+log = logging.getLogger("varia.http")
+
+
+def _storage_error(exc: StorageError, job_id: str | None = None) -> func.HttpResponse:
+    """A storage fault as the answer (507 when full, else 503) with its code and message; logged with the job id.
+
+    Request paths use `for_requests(storage)`: short timeouts, so an unreachable store answers in seconds.
+    """
+    log.error("Job %s: %s: %s", job_id or "(none yet)", exc.code, exc)
+    return error_response(exc.http_status, str(exc), exc.code)
 
 
 def max_body_bytes(settings: Settings) -> int:
@@ -61,25 +103,241 @@ def max_body_bytes(settings: Settings) -> int:
     return settings.max_upload_bytes * 4 // 3 + 65_536
 
 
-def _read_upload(req: func.HttpRequest) -> tuple[bytes, dict[str, Any]]:
-    """(image bytes, options) from a multipart form or a JSON body. Raises RequestError."""
-    content_type = (req.headers.get("content-type") or "").lower()
-    if content_type.startswith("multipart/form-data"):
-        upload = req.files.get("image")
-        if upload is None:
-            raise RequestError("The form has no 'image' file field.")
-        return upload.read(), {k: req.form.get(k) for k in ("prompt", "profile", "n", "mode", "force")}
+def _shown(value: Any) -> str:
+    """A value from the request, quoted short enough to put in an error message."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _blank_is_none(value: Any) -> Any:
+    return None if value is None or (isinstance(value, str) and not value.strip()) else value
+
+
+def _decode_image(value: Any) -> Any:
+    """The image: bytes from a form's file part as they are, base64 text from JSON decoded."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    if not isinstance(value, str):
+        raise ValueError("'image' must be the picture as base64 text (a data: URL is fine).")
     try:
-        body = req.get_json()
-    except ValueError:
-        raise RequestError("Send multipart/form-data with an 'image' file, or JSON with a base64 'image'.") from None
-    if not isinstance(body, dict) or not isinstance(body.get("image"), str):
-        raise RequestError("The JSON body needs 'image' (base64) and 'prompt'.")
-    try:
-        data = base64.b64decode(body["image"].split(",", 1)[-1], validate=True)  # tolerate a data: URL prefix
+        return base64.b64decode(value.split(",", 1)[-1], validate=True)  # tolerate a data: URL prefix
     except (binascii.Error, ValueError):
-        raise RequestError("'image' is not valid base64.") from None
-    return data, {k: body.get(k) for k in ("prompt", "profile", "n", "mode", "force")}
+        raise ValueError("'image' is not valid base64: send the picture's bytes as base64 text.") from None
+
+
+class UploadRequest(BaseModel):
+    """The body of POST /api/variations, from a multipart form or a JSON object.
+
+    Validated with the settings as context (`n`'s range, the default profile and count), so one
+    answer names every field that is wrong. Unknown fields are ignored.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, validate_default=True)  # defaults come from the settings
+
+    image: Annotated[bytes, BeforeValidator(_decode_image)]
+    prompt: str
+    profile: Annotated[str | None, BeforeValidator(_blank_is_none)] = None
+    n: Annotated[int | str | None, BeforeValidator(_blank_is_none)] = None
+    mode: Annotated[str | None, BeforeValidator(_blank_is_none)] = None
+    force: Annotated[bool | str | None, BeforeValidator(_blank_is_none)] = None
+
+    @staticmethod
+    def _settings(info: ValidationInfo) -> Settings:
+        settings = (info.context or {}).get("settings")
+        if not isinstance(settings, Settings):
+            raise TypeError("validate UploadRequest with context={'settings': Settings}")
+        return settings
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                "The prompt is not valid Unicode text (it holds a lone surrogate); send plain text."
+            ) from None
+        return clean_prompt(value)
+
+    @field_validator("profile")
+    @classmethod
+    def _profile(cls, value: str | None, info: ValidationInfo) -> str:
+        return check_options(cls._settings(info), value, None, None)[0]
+
+    @field_validator("n", mode="before")
+    @classmethod
+    def _n(cls, value: Any, info: ValidationInfo) -> int:
+        settings = cls._settings(info)
+        value = _blank_is_none(value)
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+            value = int(value.strip())
+        elif isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(
+                f"n={_shown(value)} is not a whole number; ask for 1 to {settings.max_variations} variations."
+            )
+        if isinstance(value, int) and value > 1000:  # no need to print a thousand-digit number back
+            raise ValueError(f"n is out of range; ask for 1 to {settings.max_variations} variations.")
+        return check_options(settings, None, value, None)[1]
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str | None, info: ValidationInfo) -> str:
+        return check_options(cls._settings(info), None, None, value)[2]
+
+    @field_validator("force", mode="before")
+    @classmethod
+    def _force(cls, value: Any) -> bool:
+        value = _blank_is_none(value)
+        if value is None or isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        raise ValueError(f"force={_shown(value)} is neither true nor false.")
+
+    @property
+    def profile_name(self) -> Profile:
+        return cast(Profile, self.profile)
+
+    @property
+    def count(self) -> int:
+        return cast(int, self.n)
+
+    @property
+    def mode_name(self) -> Mode:
+        return cast(Mode, self.mode)
+
+
+_TYPE_PROBLEMS = {
+    "image": "'image' is missing: send the picture as base64 text.",
+    "prompt": "'prompt' must be text saying how the image should change, e.g. 'as a watercolour'.",
+    "profile": "'profile' must be one of: general, kids.",
+    "mode": "'mode' must be 'edit' (keep the subject) or 'generate' (a new scene).",
+}
+
+
+def _field_problems(error: ValidationError) -> list[dict[str, str]]:
+    """One {"field", "problem"} per malformed field, in the words a user can act on."""
+    problems: dict[str, str] = {}
+    for item in error.errors(include_url=False, include_input=False):
+        field = str(item["loc"][0]) if item["loc"] else "body"
+        if field in problems:
+            continue  # a union type reports each of its members; the first problem is enough
+        if item["type"] == "value_error":
+            problems[field] = str((item.get("ctx") or {}).get("error", item["msg"]))
+        elif item["type"] == "missing" and field == "prompt":
+            problems[field] = "The prompt is missing; say how the image should change, e.g. 'as a watercolour'."
+        else:
+            problems[field] = _TYPE_PROBLEMS.get(field, f"'{field}': {item['msg']}.")
+    return [{"field": field, "problem": problem} for field, problem in problems.items()]
+
+
+class _Refused(Exception):
+    """A request refused before validation (shape, size, media type): the response to send."""
+
+    def __init__(self, response: func.HttpResponse) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+_READ_HINT = (
+    "Send multipart/form-data with an 'image' file, or JSON (Content-Type: application/json) with a base64 'image'."
+)
+
+
+def _json_depth_exceeds(body: bytes, limit: int) -> bool:
+    """Whether brackets outside strings nest deeper than `limit`: checked before parsing, so no RecursionError."""
+    depth = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
+def _form_values(req: func.HttpRequest, options: dict[str, str]) -> dict[str, Any]:
+    """The form's fields and its 'image' file, parsed with limits on the number and size of parts."""
+    parser = FormDataParser(
+        lambda *_args, **_kwargs: io.BytesIO(),  # the body is in memory already: no temporary files
+        max_form_memory_size=MAX_FORM_FIELD_BYTES,
+        max_form_parts=MAX_FORM_PARTS,
+        silent=False,
+    )
+    body = req.get_body()
+    try:
+        _stream, form, files = parser.parse(io.BytesIO(body), "multipart/form-data", len(body), options)
+    except RequestEntityTooLarge:
+        raise _Refused(
+            error_response(
+                413,
+                f"The form has more than {MAX_FORM_PARTS} parts or a text field over {MAX_FORM_FIELD_BYTES // 1024} KB;"
+                " send one 'image' file and the fields prompt, profile, n, mode and force.",
+                "form_too_large",
+            )
+        ) from None
+    except ValueError:  # no boundary, a bad boundary, a part cut short
+        raise _Refused(
+            error_response(400, "The multipart form could not be read; " + _READ_HINT, "malformed_body")
+        ) from None
+    values: dict[str, Any] = {k: form.get(k) for k in UPLOAD_FIELDS}
+    upload = files.get("image")
+    if upload is None:
+        fields = [{"field": "image", "problem": "The form has no 'image' file field."}]
+        raise _Refused(error_response(400, "The form has no 'image' file field.", fields=fields))
+    values["image"] = upload.read()
+    return values
+
+
+def _json_values(req: func.HttpRequest) -> dict[str, Any]:
+    body = req.get_body()
+    if _json_depth_exceeds(body, MAX_JSON_DEPTH):
+        raise _Refused(
+            error_response(400, f"The JSON nests deeper than {MAX_JSON_DEPTH} levels; " + _READ_HINT, "malformed_body")
+        )
+    try:
+        value = json.loads(body.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8, not JSON
+        raise _Refused(error_response(400, "The body is not valid JSON; " + _READ_HINT, "malformed_body")) from None
+    if not isinstance(value, dict):
+        raise _Refused(
+            error_response(400, "The JSON body must be an object with 'image' (base64) and 'prompt'.", "malformed_body")
+        )
+    return value
+
+
+def _read_upload(req: func.HttpRequest, settings: Settings) -> UploadRequest:
+    """The validated upload from a multipart form or a JSON body. Raises _Refused with the answer."""
+    mimetype, options = parse_options_header(req.headers.get("content-type") or "")
+    if mimetype == "multipart/form-data":
+        values = _form_values(req, options)
+    elif mimetype == "application/json" or mimetype.endswith("+json"):
+        values = _json_values(req)
+    else:
+        # Only these two, so a browser on another site cannot send a job as text/plain without a preflight.
+        raise _Refused(error_response(415, _READ_HINT, "unsupported_media_type"))
+    try:
+        return UploadRequest.model_validate(values, context={"settings": settings})
+    except ValidationError as exc:
+        fields = _field_problems(exc)
+        if len(fields) == 1:
+            message = fields[0]["problem"]
+        else:
+            message = f"{len(fields)} fields need fixing: " + " ".join(f["problem"] for f in fields)
+        raise _Refused(error_response(400, message, fields=fields)) from None
 
 
 def _accept_upload(req: func.HttpRequest, services: Services) -> JobRequest | func.HttpResponse:
@@ -92,21 +350,31 @@ def _accept_upload(req: func.HttpRequest, services: Services) -> JobRequest | fu
     declared = req.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_body_bytes(settings):
         # Refuse by the declared size, before reading a body that can only be too large.
-        return _error(413, f"The upload is larger than {limit // (1024 * 1024)} MB.")
+        return _error(413, f"The upload is larger than {limit // (1024 * 1024)} MB.", "upload_too_large")
     try:
-        data, options = _read_upload(req)
-        if len(data) > limit:
-            return _error(413, f"The image is {len(data) / 1e6:.1f} MB; the limit is {limit // (1024 * 1024)} MB.")
+        upload = _read_upload(req, settings)
+    except _Refused as refused:
+        return refused.response
+    data = upload.image
+    if len(data) > limit:
+        return _error(
+            413, f"The image is {len(data) / 1e6:.1f} MB; the limit is {limit // (1024 * 1024)} MB.", "upload_too_large"
+        )
+    try:
         fmt, _w, _h = check_header(data)
-        prompt = clean_prompt(str(options.get("prompt") or ""))
-        profile, n, mode = check_options(settings, options.get("profile"), options.get("n"), options.get("mode"))
-    except (RequestError, InvalidImage) as exc:
-        return _error(400, str(exc))
+    except InvalidImage as exc:
+        fields = [{"field": "image", "problem": str(exc)}]
+        return error_response(400, str(exc), "invalid_image", fields)
 
-    return request_for_upload(
-        services.storage, data, fmt.lower(), prompt=prompt, profile=profile, n=n, mode=mode, origin="http",
-        force=_truthy(options.get("force")),
-    )  # fmt: skip
+    try:
+        return request_for_upload(
+            for_requests(services.storage), data, fmt.lower(), prompt=upload.prompt, profile=upload.profile_name,
+            n=upload.count, mode=upload.mode_name, origin="http", force=bool(upload.force),
+        )  # fmt: skip
+    except RequestError as exc:
+        return error_response(400, str(exc), "invalid_image", [{"field": "image", "problem": str(exc)}])
+    except StorageError as exc:
+        return _storage_error(exc)
 
 
 async def post_variation(req: func.HttpRequest, client: JobClient, services: Services) -> func.HttpResponse:
@@ -114,7 +382,10 @@ async def post_variation(req: func.HttpRequest, client: JobClient, services: Ser
     if isinstance(accepted, func.HttpResponse):
         return accepted
     request = accepted
-    created = await start_job(client, request)
+    try:
+        created = await start_job(client, request)
+    except StorageError as exc:
+        return _storage_error(exc, request.job_id)
     status_url = f"{API_PREFIX}/{request.job_id}"
     body = {"job_id": request.job_id, "status_url": status_url, "created": created}
     return _json(body, 202, {"Location": status_url})
@@ -152,21 +423,36 @@ def _manifest_view(manifest: Manifest) -> dict[str, Any]:
 
 def _stored_manifest(services: Services, job_id: str) -> Manifest | None:
     try:  # a finished job has its manifest; the page polls this, so one storage call, not two
-        return Manifest.model_validate_json(services.storage.get(OUTPUTS, manifest_name(job_id)))
+        return Manifest.model_validate_json(for_requests(services.storage).get(OUTPUTS, manifest_name(job_id)))
     except BlobNotFound:
         return None
 
 
+def is_job_id_path(value: str) -> bool:
+    """Whether a path segment is a job id, exactly: ASCII, no trailing newline (unlike re's `$`)."""
+    return _JOB_ID.fullmatch(value) is not None
+
+
 async def get_variation(job_id: str, client: JobClient, services: Services) -> func.HttpResponse:
-    if not is_job_id(job_id):
-        return _error(404, "No such job: job ids look like 'http-' followed by 32 hex digits.")
+    if not is_job_id_path(job_id):
+        return _error(404, "No such job: job ids look like 'http-' followed by 32 hex digits.", "job_not_found")
+    try:
+        return await _variation_view(job_id, client, services)
+    except StorageError as exc:
+        return _storage_error(exc, job_id)
+
+
+async def _variation_view(job_id: str, client: JobClient, services: Services) -> func.HttpResponse:
     manifest = await asyncio.to_thread(_stored_manifest, services, job_id)
     if manifest is not None:
         return _json(_manifest_view(manifest))
     state = await client.status(job_id)
     if state is None:
-        return _error(404, f"No job {job_id}.")
+        return _error(404, f"No job {job_id}: check the id, or start the job again.", "job_not_found")
     progress = state.custom_status or {}
+    if state.runtime_status == "Completed" and isinstance(state.output, dict) and state.output.get("code"):
+        # Ended, but its manifest could not be stored (a full or read-only store): the outcome says why.
+        return _json(_manifest_view(Manifest.model_validate(state.output)))
     if state.runtime_status in ("Failed", "Terminated"):
         return _json(
             {
@@ -179,7 +465,7 @@ async def get_variation(job_id: str, client: JobClient, services: Services) -> f
     stage, done = progress.get("stage", "queued"), progress.get("done", 0)
     if stage == "generating":
         # The orchestrator waits for a whole round at once; storage knows what is already drawn.
-        done = max(done, await asyncio.to_thread(delivered_so_far, services.storage, job_id))
+        done = max(done, await asyncio.to_thread(delivered_so_far, for_requests(services.storage), job_id))
     return _json(
         {
             "job_id": job_id,
@@ -193,19 +479,25 @@ async def get_variation(job_id: str, client: JobClient, services: Services) -> f
 
 
 def get_image(job_id: str, which: str, services: Services) -> func.HttpResponse:
-    if not is_job_id(job_id):
-        return _error(404, "No such job.")
+    if not is_job_id_path(job_id):
+        return _error(404, "No such job: job ids look like 'http-' followed by 32 hex digits.", "job_not_found")
     if which == "manifest":
         container, name, mimetype = OUTPUTS, manifest_name(job_id), "application/json"
     elif which == "source":
-        container, name, mimetype = WORK, f"{job_id}/source.png", "image/png"
-    elif which.isdigit() and int(which) < 10:
+        container, name, mimetype = WORK, source_name(job_id), "image/png"
+    elif _IMAGE_INDEX.fullmatch(which):
         container, name, mimetype = OUTPUTS, variation_name(job_id, int(which)), "image/png"
     else:
-        return _error(404, "Ask for 'source', 'manifest' or a variation index.")
-    info = services.storage.info(container, name)
+        return _error(404, "Ask for 'source', 'manifest' or a variation index from 0 to 9.", "image_not_found")
+    storage = for_requests(services.storage)
+    try:
+        info = storage.info(container, name)
+        body = storage.get(container, name) if info is not None else b""
+    except BlobNotFound:
+        info = None
+    except StorageError as exc:
+        return _storage_error(exc, job_id)
     if info is None:
-        return _error(404, f"Job {job_id} has no {which} (yet).")
-    body = services.storage.get(container, name)
+        return _error(404, f"Job {job_id} has no {which} (yet): wait for the job to finish.", "image_not_found")
     headers = {"Cache-Control": "private, max-age=3600", "ETag": info.etag, "X-Content-Type-Options": "nosniff"}
     return func.HttpResponse(body, status_code=200, mimetype=info.content_type or mimetype, headers=headers)

@@ -6,26 +6,42 @@ are the host's. Jobs run on the in-process `LocalRuntime`, and a polling thread 
 Development blob trigger: an image dropped into the `inputs` container (the folder
 `.varia/inputs/` with local storage) starts a job. With nothing configured every step uses the
 offline providers and storage is the local folder `.varia/`.
+
+The HTTP side is werkzeug's threaded WSGI server (werkzeug comes with azure-functions) with a
+large listen backlog, so a classroom pressing the button at once is queued, not reset. Before a
+handler runs, each request passes the checks a server on a laptop needs and the Functions host
+does not do for it:
+
+- Host must name this server (localhost, an IP address, or the host it was started with, and its
+  port), which defeats DNS rebinding;
+- a POST (or any request that is not GET or HEAD) from a page on another origin is refused with
+  403: its Origin must be the server's own, and `Sec-Fetch-Site` must not say cross-site;
+- the declared Content-Length is checked against the upload limit before a byte of the body is
+  read (413), and chunked bodies are read only up to that limit;
+- unknown paths get 404 and wrong methods 405 with `Allow`; HEAD is GET without the body.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import ipaddress
 import logging
 import os
-import re
 import signal
+import socket
 import sys
 import threading
 import urllib.parse
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
+from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+from werkzeug.routing import Map, RequestRedirect, Rule
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler, get_sockaddr, select_address_family
+from werkzeug.wrappers import Request, Response
 
 from shared.adapters.services import Services, build_services
 from shared.adapters.storage import INPUTS, OUTPUTS
@@ -36,19 +52,20 @@ from shared.functions import http_api, web_ui
 from shared.functions.blob_trigger import handle_blob
 from shared.local.runtime import LocalRuntime
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
 DEFAULT_PORT = 7071  # the Functions host's port, so URLs are the same with `func start`
 DEFAULT_POLL_SECONDS = 2.0
 UI_PATH = "/api/ui"
+LISTEN_BACKLOG = 1024  # connections the kernel queues while every thread is busy (Linux caps it at somaxconn)
+REQUEST_TIMEOUT_SECONDS = 60  # a client that stalls mid-request this long loses its connection
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 log = logging.getLogger("varia.server")
 
 Handler = Callable[[func.HttpRequest], Coroutine[Any, Any, func.HttpResponse]]
-
-_VARIATIONS = re.compile(r"^/api/variations/?$")
-_VARIATION = re.compile(r"^/api/variations/(?P<job_id>[^/]+)/?$")
-_IMAGE = re.compile(r"^/api/variations/(?P<job_id>[^/]+)/images/(?P<which>[^/]+)/?$")
-_UI = re.compile(r"^/api/ui/?$")
-_UI_FILE = re.compile(r"^/api/ui/(?P<file>[^/]+)$")
 
 
 class BlobPoller:
@@ -119,80 +136,60 @@ def _content_type(response: func.HttpResponse) -> str:
     return f"{mimetype}; charset={response.charset}" if mimetype.startswith("text/") else mimetype
 
 
-class _Server(ThreadingHTTPServer):
+def _to_wsgi(response: func.HttpResponse) -> Response:
+    """The handler's answer as werkzeug sends it: same status, headers, type and body."""
+    headers = [
+        (name, value)
+        for name, value in response.headers.items()
+        if name.lower() not in ("content-type", "content-length", "connection", "transfer-encoding")
+    ]
+    return Response(response.get_body() or b"", response.status_code, headers, content_type=_content_type(response))
+
+
+def _error(status: int, code: str, message: str, **headers: str) -> Response:
+    response = _to_wsgi(http_api.error_response(status, message, code))
+    response.headers.extend(headers)
+    return response
+
+
+class _RequestHandler(WSGIRequestHandler):
+    timeout = REQUEST_TIMEOUT_SECONDS
+    server_version = "Varia-local"  # not werkzeug's and Python's versions
+    sys_version = ""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        log.debug('%s "%s" %s', self.address_string(), self.requestline, code)
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        (log.error if type == "error" else log.debug)(message.rstrip(), *args)
+
+
+class _WSGIServer(ThreadedWSGIServer):
+    request_queue_size = LISTEN_BACKLOG
     daemon_threads = True  # a slow client never holds up Ctrl-C
-    app: VariaServer
 
 
-class _RequestHandler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    timeout = 60  # seconds a client may stall mid-request before its connection is dropped
-    server_version = "Varia-local"
-    _body_read = False  # whether the current request's body was consumed
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-    def _dispatch(self, method: str) -> None:
-        app = self.server.app
-        url = urllib.parse.urlsplit(self.path)
-        self._body_read = False
-        try:
-            response = app.respond(method, url.path, url.query, dict(self.headers.items()), self._body)
-        except Exception:
-            log.exception("%s %s failed", method, url.path)
-            response = _error(500, "The local server failed on this request; its console shows why.")
-        if not self._body_read and (
-            self.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.headers
-        ):
-            # A body left unread would be taken for the next request on this connection: close it instead.
-            self.close_connection = True
-        self._send(response, head=method == "HEAD")
-
-    def _body(self, limit: int) -> bytes | int:
-        """The request body, or the HTTP status refusing it: 411 without a length, 413 over `limit` bytes."""
-        declared = self.headers.get("Content-Length")
-        if declared is None or not declared.isdigit():
-            return 411  # stdlib http.server does not decode chunked bodies
-        size = int(declared)
-        if size > limit:
-            return 413  # refused before reading a byte of it
-        self._body_read = True
-        return self.rfile.read(size)
-
-    def _send(self, response: func.HttpResponse, head: bool) -> None:
-        body = response.get_body() or b""
-        self.send_response(response.status_code)
-        for name, value in response.headers.items():
-            if name.lower() not in ("content-type", "content-length", "connection"):
-                self.send_header(name, value)
-        self.send_header("Content-Type", _content_type(response))
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket with the large backlog; OSError (port busy, unknown host) is for the caller to report."""
+    family = select_address_family(host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(get_sockaddr(host, port, family))
+        sock.listen(LISTEN_BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
-def _error(status: int, message: str) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps({"error": message}), status_code=status, mimetype="application/json")
+def _split_host(value: str) -> tuple[str, int | None] | None:
+    """(host name, port) of a Host or Origin authority, lower case; None if it is not one."""
+    try:
+        parts = urllib.parse.urlsplit(f"//{value}")
+        return (parts.hostname or ""), parts.port
+    except ValueError:
+        return None
 
 
 class VariaServer:
@@ -209,19 +206,41 @@ class VariaServer:
         self.services = services
         self.runtime = runtime
         self.poller = BlobPoller(services, runtime, poll_interval) if poll_interval else None
-        self.httpd = _Server((host, port), _RequestHandler)
-        self.httpd.app = self
+        sock = _listen(host, port)
+        try:
+            self.httpd = _WSGIServer(host, port, self._wsgi, handler=_RequestHandler, fd=sock.fileno())
+        finally:
+            sock.close()  # werkzeug serves on its own duplicate of the socket
+        self.host = host
+        self.port = int(self.httpd.server_address[1])
+        self._routes = self._route_map()
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else str(host)  # noqa: S104 - only compared, never bound
-        return f"http://{shown}:{port}"
+        host = str(self.httpd.server_address[0])
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - only compared, never bound
+            host = "127.0.0.1"
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     # ---- routing -------------------------------------------------------------------------------
-    def _routes(self) -> list[tuple[re.Pattern[str], str, Handler]]:
-        """(path pattern, method, handler) for each of the app's HTTP functions, as the blueprints declare them."""
+    def _route_map(self) -> Map:
+        """The app's HTTP functions at the routes the blueprints declare; GET rules answer HEAD too."""
+        return Map(
+            [
+                Rule("/", endpoint="root", methods=["GET"]),
+                Rule("/api/variations", endpoint="start", methods=["POST"], strict_slashes=False),
+                Rule("/api/variations/<job_id>", endpoint="status", methods=["GET"], strict_slashes=False),
+                Rule(
+                    "/api/variations/<job_id>/images/<which>", endpoint="image", methods=["GET"], strict_slashes=False
+                ),
+                Rule("/api/ui", endpoint="ui", methods=["GET"], strict_slashes=False),
+                Rule("/api/ui/<file>", endpoint="ui", methods=["GET"]),
+            ],
+            merge_slashes=False,
+        )
+
+    def _handler(self, endpoint: str) -> Handler:
         services, runtime = self.services, self.runtime
 
         async def start_variation(req: func.HttpRequest) -> func.HttpResponse:
@@ -237,67 +256,133 @@ class VariaServer:
             name = req.route_params.get("file")
             return web_ui.serve_ui(name, lambda: services.settings, True, req.headers.get("if-none-match"))
 
-        return [
-            (_VARIATIONS, "POST", start_variation),
-            (_IMAGE, "GET", variation_image),
-            (_VARIATION, "GET", variation_status),
-            (_UI, "GET", web_ui_file),
-            (_UI_FILE, "GET", web_ui_file),
-        ]
+        handlers: dict[str, Handler] = {
+            "start": start_variation,
+            "status": variation_status,
+            "image": variation_image,
+            "ui": web_ui_file,
+        }
+        return handlers[endpoint]
 
-    def respond(
-        self,
-        method: str,
-        path: str,
-        query: str,
-        headers: Mapping[str, str],
-        read_body: Callable[[int], bytes | int],
-    ) -> func.HttpResponse:
-        """Route one request to the app's handler, as the Functions host would."""
-        if path == "/":
-            return func.HttpResponse(status_code=302, headers={"Location": UI_PATH})
-        found = next(((m, allowed, h) for pattern, allowed, h in self._routes() if (m := pattern.match(path))), None)
-        if found is None:
-            return _error(404, f"No route {path[:200]}: the page is at {UI_PATH}, the API under /api/variations.")
-        match, allowed, handler = found
-        if method != allowed and not (method == "HEAD" and allowed == "GET"):
-            response = _error(405, f"{method} is not allowed here; use {allowed}.")
-            response.headers["Allow"] = allowed
-            return response
+    # ---- cross-site checks ---------------------------------------------------------------------
+    def _host_allowed(self, name: str, port: int | None) -> bool:
+        """Localhost, an IP address, or the host the server was started with, on the server's port.
+
+        A DNS-rebinding page reaches the server under its own domain name, so the name is the check;
+        an IP address cannot be rebound (the browser's origin is the address itself).
+        """
+        if port != self.port:
+            return False
+        if name in LOCAL_NAMES or name == self.host.lower().strip("[]"):
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
+
+    def _refuse_cross_site(self, request: Request) -> Response | None:
+        """403 for a Host that is not this server, and for a state-changing request from another origin."""
+        own = f"http://{self.host}:{self.port}{UI_PATH}"
+        host_header = request.headers.get("Host")
+        if host_header is not None:
+            host = _split_host(host_header)
+            if host is None or not self._host_allowed(*host):
+                return _error(
+                    403,
+                    "host_not_allowed",
+                    f"This server answers as localhost or an IP address on port {self.port}, not as"
+                    f" {host_header[:100]!r}. Open {own} instead.",
+                )
+        if request.method in SAFE_METHODS:
+            return None
+        origin = request.headers.get("Origin")
+        fetch_site = (request.headers.get("Sec-Fetch-Site") or "").lower()
+        same_origin = origin is None or (host_header is not None and origin.lower() == f"http://{host_header.lower()}")
+        if same_origin and fetch_site not in ("cross-site", "same-site"):
+            return None  # the page itself, or a program that is no browser (curl, a script)
+        shown = origin if origin is not None else f"a {fetch_site} page"
+        return _error(
+            403,
+            "cross_origin_refused",
+            f"Varia's local server only takes jobs from its own page, and this request came from {shown[:100]!r}."
+            f" Open {own} and start the job there.",
+        )
+
+    # ---- answering -----------------------------------------------------------------------------
+    def _wsgi(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        request = Request(environ)
+        try:
+            response = self._answer(request)
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path[:200])
+            response = _error(500, "server_error", "The local server failed on this request; its console shows why.")
+        return response(environ, start_response)
+
+    def _answer(self, request: Request) -> Response:
+        """Check, route and run one request, as the Functions host would run the app's function."""
+        refused = self._refuse_cross_site(request)
+        if refused is not None:
+            return refused
+        try:
+            endpoint, route_params = self._routes.bind_to_environ(request.environ).match()
+        except RequestRedirect as redirect:
+            return redirect.get_response()
+        except MethodNotAllowed as exc:
+            allowed = ", ".join(sorted(m for m in exc.valid_methods or () if m != "HEAD"))
+            return _error(
+                405, "method_not_allowed", f"{request.method} is not allowed here; use {allowed}.", Allow=allowed
+            )
+        except NotFound:
+            return _error(
+                404,
+                "not_found",
+                f"No route {request.path[:200]}: the page is at {UI_PATH}, the API under /api/variations.",
+            )
+        except HTTPException as exc:
+            return _error(exc.code or 400, "bad_request", exc.description or "The request could not be read.")
+        if endpoint == "root":
+            return Response(status=302, headers={"Location": UI_PATH})
 
         body = b""
-        if method == "POST":
-            read = read_body(http_api.max_body_bytes(self.services.settings))
-            if read == 411:
-                return _error(411, "Send the upload with a Content-Length header.")
-            if isinstance(read, int):
+        if request.method == "POST":
+            limit = http_api.max_body_bytes(self.services.settings)
+            request.max_content_length = limit  # werkzeug refuses a larger Content-Length before reading
+            try:
+                body = request.get_data(cache=False)  # chunked bodies are read up to the limit, then refused
+            except RequestEntityTooLarge:
                 mb = self.services.settings.max_upload_bytes // (1024 * 1024)
-                return _error(413, f"The upload is larger than {mb} MB.")  # the words post_variation uses
-            body = read
-        request = func.HttpRequest(
-            "GET" if method == "HEAD" else method,
-            f"{self.url}{path}" + (f"?{query}" if query else ""),
-            headers=dict(headers.items()),
-            params=dict(urllib.parse.parse_qsl(query)),
-            # Route values arrive decoded, as the host passes them; the handlers validate them.
-            route_params={k: urllib.parse.unquote(v) for k, v in match.groupdict().items()},
+                return _error(413, "upload_too_large", f"The upload is larger than {mb} MB; send a smaller image.")
+            except ClientDisconnected:
+                return _error(400, "body_incomplete", "The request body ended early; send the upload again.")
+        func_request = func.HttpRequest(
+            "GET" if request.method == "HEAD" else request.method,
+            f"{self.url}{request.path}"
+            + (f"?{request.query_string.decode('latin-1')}" if request.query_string else ""),
+            headers={name: value for name, value in request.headers.items()},
+            params=dict(request.args.items()),
+            route_params={name: str(value) for name, value in route_params.items()},  # decoded, as the host passes them
             body=body,
         )
         # Each request runs its coroutine on its own loop: the handlers await nothing long-lived.
-        return asyncio.run(handler(request))
+        return _to_wsgi(asyncio.run(self._handler(endpoint)(func_request)))
 
     # ---- running -------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Serve on a background thread (tests); `serve_forever` serves on the calling thread."""
+    def _begin(self) -> None:
+        """What runs once before the first request is served: the blob poller (and any other startup work)."""
         if self.poller:
             self.poller.start()
+
+    def start(self) -> None:
+        """Serve on a background thread (tests); `serve_forever` serves on the calling thread."""
+        self._begin()
         # serve_forever notices a shutdown request once per poll interval: a short one makes close() quick.
         self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.1,), name="http", daemon=True)
         self._thread.start()
 
     def serve_forever(self) -> None:
-        if self.poller:
-            self.poller.start()
+        """Serve on the calling thread until Ctrl-C or SIGTERM (werkzeug returns on KeyboardInterrupt); then close()."""
+        self._begin()
         self.httpd.serve_forever()
 
     def close(self) -> None:
@@ -333,7 +418,9 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> int:
-    from shared.local.cli import make_runtime  # the CLI owns the runtime wiring; imported late to keep startup light
+    # The CLI owns the runtime wiring; imported late to keep startup light.
+    from shared.local.cli import STOPPING, owning_runtime
+    from shared.local.store import StorageInUse
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
@@ -344,7 +431,11 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    runtime = make_runtime(services)
+    try:  # one process owns the storage; the jobs recorded there survive restarts
+        runtime = owning_runtime(services, "python -m shared.server", "VARIA_LOCAL_DIR=another-folder")
+    except StorageInUse as exc:
+        print(f"error ({exc.code}): {exc}", file=sys.stderr)
+        return 2
     try:
         server = VariaServer(services, runtime, args.host, args.port, args.poll_seconds or None)
     except OSError as exc:
@@ -361,15 +452,19 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         # The local server has no sign-in (like `func start` in Development): say who can reach it.
         print(f"  listening on {args.host}: anyone who can reach this machine can use it (no sign-in)", flush=True)
     print("  press Ctrl-C to stop", flush=True)
+    if resumed := runtime.resume_unfinished():
+        print(f"  resuming {len(resumed)} unfinished job(s) where they stopped: {', '.join(resumed)}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
-    print("Stopping: letting running steps finish (Ctrl-C again to quit at once)...", flush=True)
+    print(STOPPING, flush=True)
     try:
         server.close()
     except KeyboardInterrupt:
         os._exit(130)  # the activity pool's threads would otherwise be joined at exit
+    if unfinished := runtime.unfinished():
+        print(f"  {len(unfinished)} unfinished job(s) saved: they resume at the next start", flush=True)
     print("Stopped.", flush=True)
     return 0
 
