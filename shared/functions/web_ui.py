@@ -33,8 +33,9 @@ CONTENT_TYPES = {
     ".json": "application/json",
 }
 
-# Everything the page loads comes from the app itself; `blob:` is the preview of the picked file
-# (an object URL, never uploaded until the form is sent). No inline script or style is allowed.
+# Everything the page loads comes from the app itself. `blob:` images are the preview of the picked file (an
+# object URL, never uploaded until the form is sent) and the results: the page fetches them with the function key
+# in a header and shows them from object URLs, so no image URL carries the key. No inline script or style.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"

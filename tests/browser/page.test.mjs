@@ -71,6 +71,11 @@ describe('the Varia page', { concurrency: false }, () => {
     })));
   }
 
+  async function downloaded(link) {
+    const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
+    return { name: download.suggestedFilename(), bytes: readFileSync(await download.path()) };
+  }
+
   async function waitForImages(count) {
     await page.waitForFunction((n) => {
       const imgs = [...document.querySelectorAll('#gallery img')];
@@ -126,14 +131,15 @@ describe('the Varia page', { concurrency: false }, () => {
     assert.match(await page.textContent('#facts'), /watercolour/i); // output prompt and sub-tasks
     assert.ok(await page.locator('#subtasks li').count() >= 1, 'the sub-tasks are listed');
 
-    // The download links answer, through the app: images and the manifest.
-    const links = await page.$$eval('#result a[download]', (as) => as.map((a) => a.href));
-    assert.equal(links.length, N + 2);
-    for (const link of links) {
-      const response = await page.request.get(link);
-      assert.equal(response.status(), 200, link);
-    }
-    const manifest = await (await page.request.get(links.at(-1))).json();
+    // Every download link is ready (a blob: URL of the fetched file), and downloads the file.
+    await page.waitForFunction((count) => {
+      const links = [...document.querySelectorAll('#result a[download]')];
+      return links.length === count && links.every((a) => a.href.startsWith('blob:'));
+    }, N + 2);
+    const picture = await downloaded(page.locator('#gallery a.download').first());
+    assert.match(picture.name, /^varia-[0-9a-f]{8}-1\.png$/);
+    assert.deepEqual([...picture.bytes.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG');
+    const manifest = JSON.parse((await downloaded(page.locator('#downloads a[download]').last())).bytes.toString());
     assert.equal(manifest.status, 'succeeded');
 
     await page.locator('#job').screenshot({ path: join(ARTIFACTS, 'gallery.png') });

@@ -4,9 +4,11 @@
 
 const API = new URL('../variations', import.meta.url).pathname; // /api/variations, whatever the route prefix
 const CONFIG_URL = new URL('config.json', import.meta.url).pathname;
-// In Azure the API needs a function key: open the page as /api/ui#code=<key>. The fragment never
-// reaches a server log; the key is sent as a header (and on image links), never stored.
-const KEY = new URLSearchParams(location.hash.slice(1)).get('code') || new URLSearchParams(location.search).get('code') || '';
+// In Azure the API needs a function key. The page takes it from its address (/api/ui#code=<key>: the fragment
+// never reaches a server), or from the access-key field it shows when the API answers 401, keeps it in this tab
+// only (sessionStorage) and sends it in the x-functions-key header, never in a URL: pictures and downloads are
+// fetched with the header and shown from blob: URLs.
+const KEY_STORE = 'varia.key.v1';
 
 const JOBS_KEY = 'varia.jobs.v1';
 const CURRENT_KEY = 'varia.current.v1';
@@ -42,7 +44,10 @@ const FALLBACK_CONFIG = {
 };
 
 const $ = (id) => document.getElementById(id);
-const state = { config: FALLBACK_CONFIG, file: null, previewUrl: null, current: null, pollToken: 0, repeated: new Set() };
+const state = {
+  config: FALLBACK_CONFIG, file: null, previewUrl: null, current: null, pollToken: 0, repeated: new Set(),
+  key: '', sending: false,
+};
 
 // ---- small helpers -----------------------------------------------------------------------------
 
@@ -61,16 +66,118 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-function withKey(url) {
-  if (!KEY || !url) return url;
-  const u = new URL(url, location.href);
-  u.searchParams.set('code', KEY);
-  return u.pathname + u.search;
+// ---- the function key: in a header, never in a URL ----------------------------------------------------
+
+function setKey(key) {
+  state.key = key || '';
+  try {
+    if (state.key) sessionStorage.setItem(KEY_STORE, state.key);
+    else sessionStorage.removeItem(KEY_STORE);
+  } catch {
+    // Storage blocked: the key lasts as long as the page.
+  }
+}
+
+// Reads the key from the address, then takes it out of the address bar and of this tab's history, so it is not
+// in a link someone copies or bookmarks. A key put in `?code=` is taken too (the server has seen it already).
+function takeKeyFromAddress() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const query = new URLSearchParams(location.search);
+  const key = fragment.get('code') || query.get('code') || '';
+  if (fragment.has('code') || query.has('code')) {
+    fragment.delete('code');
+    query.delete('code');
+    const search = query.toString() ? `?${query}` : '';
+    const hash = fragment.toString() ? `#${fragment}` : '';
+    history.replaceState(history.state, '', location.pathname + search + hash);
+  }
+  return key;
+}
+
+function loadKey() {
+  let stored = '';
+  try {
+    stored = sessionStorage.getItem(KEY_STORE) || '';
+  } catch {
+    stored = '';
+  }
+  setKey(takeKeyFromAddress() || stored);
 }
 
 function apiFetch(url, options = {}) {
-  const headers = KEY ? { 'x-functions-key': KEY } : {};
-  return fetch(url, { ...options, headers: { ...headers, ...(options.headers || {}) }, cache: 'no-store' });
+  const headers = state.key ? { 'x-functions-key': state.key } : {};
+  return fetch(url, { cache: 'no-store', ...options, headers: { ...headers, ...(options.headers || {}) } });
+}
+
+const KEY_REFUSED = (status) => status === 401 || status === 403;
+
+function askForKey() {
+  $('key-box').hidden = false;
+  showFormError(state.key
+    ? 'Varia did not accept this access key. Check it, or ask whoever runs Varia for the right one.'
+    : 'This Varia needs an access key. Type it below, or ask whoever runs Varia for it.', $('key'));
+}
+
+// ---- pictures and downloads: fetched with the key, shown from blob: URLs ------------------------------
+// Each element that shows or downloads a stored file says which one in data-src (an API path, no key in it).
+// One object URL per path, shared by the elements showing it; revoked once no element in the page uses it.
+
+const blobs = new Map(); // API path -> { promise, url }
+let sweepQueued = false;
+
+function blobUrl(path) {
+  let entry = blobs.get(path);
+  if (entry) return entry.promise;
+  entry = { url: null };
+  entry.promise = apiFetch(path, { cache: 'default' }).then(async (response) => {
+    if (!response.ok) throw new Error(`${path}: ${response.status}`);
+    const blob = await response.blob();
+    if (blobs.get(path) !== entry) throw new Error(`${path}: no longer shown`);
+    entry.url = URL.createObjectURL(blob);
+    return entry.url;
+  });
+  entry.promise.catch(() => {
+    if (blobs.get(path) === entry) blobs.delete(path); // the next page that shows it tries again
+  });
+  blobs.set(path, entry);
+  return entry.promise;
+}
+
+function sweepBlobs() {
+  const used = new Set([...document.querySelectorAll('[data-src]')].map((el) => el.dataset.src));
+  for (const [path, entry] of blobs) {
+    if (used.has(path)) continue;
+    blobs.delete(path);
+    if (entry.url) URL.revokeObjectURL(entry.url);
+  }
+}
+
+function scheduleSweep() {
+  if (sweepQueued) return;
+  sweepQueued = true;
+  queueMicrotask(() => {
+    sweepQueued = false;
+    sweepBlobs();
+  });
+}
+
+// Runs after the rendering in progress: the elements being built are in the page by then.
+function afterRender(task) {
+  queueMicrotask(task);
+  scheduleSweep();
+}
+
+function stored(tag, path, attrs, ...children) {
+  const el = h(tag, { ...attrs, 'data-src': path }, ...children);
+  const attribute = tag === 'img' ? 'src' : 'href';
+  afterRender(() => {
+    if (!el.isConnected) return; // replaced before it was shown
+    blobUrl(path).then(
+      (url) => el.setAttribute(attribute, url),
+      () => el.classList.add('broken'),
+    );
+  });
+  return el;
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -166,7 +273,7 @@ function clearFormError() {
 }
 
 function setFile(file) {
-  if (!file) return;
+  if (!file || state.sending) return; // the picture being sent stays the one shown
   clearFormError();
   if (file.type && !file.type.startsWith('image/')) {
     showFormError(`"${file.name}" is not a picture. Choose a JPEG, PNG, GIF or WEBP image.`);
@@ -269,20 +376,31 @@ function formValues() {
   };
 }
 
+// While a job is being sent, every way to send one is off (the button, Ctrl+Enter, Try again / Make new ones)
+// and the picture cannot be changed under it; all of it comes back when the answer (or an error) arrives.
+function setSending(sending) {
+  state.sending = sending;
+  for (const id of ['go', 'retry', 'file']) $(id).disabled = sending;
+  $('make').setAttribute('aria-busy', String(sending));
+  $('drop').classList.toggle('busy', sending);
+  $('go-label').textContent = sending ? 'Sending your picture…' : 'Make my pictures';
+}
+
 async function submitJob(force = false) {
+  if (state.sending) return;
   clearFormError();
   const values = formValues();
   if (!state.file) return showFormError('First pick a picture (step 1).', $('file'));
   if (!values.prompt) return showFormError('Say how the picture should change, or press one of the ideas.', $('prompt'));
+  const typed = $('key').value.trim();
+  if (!$('key-box').hidden && typed) setKey(typed);
 
   const body = new FormData();
   body.append('image', state.file, state.file.name || 'picture.png');
   for (const [name, value] of Object.entries(values)) body.append(name, String(value));
   if (force) body.append('force', 'true');
 
-  const go = $('go');
-  go.disabled = true;
-  $('go-label').textContent = 'Sending your picture…';
+  setSending(true);
   try {
     let response;
     try {
@@ -290,17 +408,18 @@ async function submitJob(force = false) {
     } catch {
       return showFormError("Varia can't be reached. Check that the server is still running, then try again.");
     }
+    if (KEY_REFUSED(response.status)) return askForKey();
     const answer = await response.json().catch(() => ({}));
     if (response.status !== 202 || !JOB_ID.test(answer.job_id || '')) {
       return showFormError(answer.error || `Varia answered with an error (${response.status}). Try again in a moment.`);
     }
+    $('key-box').hidden = true;
     if (answer.created === false) state.repeated.add(answer.job_id);
     else state.repeated.delete(answer.job_id);
     updateJob(answer.job_id, { ...values, at: Date.now(), status: 'running' });
     openJob(answer.job_id, true);
   } finally {
-    go.disabled = false;
-    $('go-label').textContent = 'Make my pictures';
+    setSending(false);
   }
 }
 
@@ -337,6 +456,10 @@ async function follow(id) {
     let view = null;
     try {
       const response = await apiFetch(`${API}/${encodeURIComponent(id)}`);
+      if (KEY_REFUSED(response.status)) {
+        $('key-box').hidden = false; // polling goes on, and picks up the key once it is typed
+        throw new Error('Varia needs its access key: type it in the form.');
+      }
       if (response.status === 404) {
         if (token === state.pollToken) showLost(id);
         return;
@@ -348,7 +471,9 @@ async function follow(id) {
       failures += 1;
       view = null;
       if (token === state.pollToken && !$('progress').hidden) {
-        $('status-line').textContent = "Can't reach Varia right now. Trying again…";
+        $('status-line').textContent = $('key-box').hidden
+          ? "Can't reach Varia right now. Trying again…"
+          : 'Varia needs its access key: type it in the form above. Trying again…';
       }
     }
     if (token !== state.pollToken) return;
@@ -448,10 +573,14 @@ function plan(subtasks) {
   return chips.length ? h('ul', { class: 'chips', id: 'subtasks' }, chips) : null;
 }
 
-function image(url, alt, cls) {
-  const img = h('img', { src: withKey(url), alt, class: cls, decoding: 'async' });
+function image(path, alt, cls) {
+  const img = stored('img', path, { alt, class: cls, decoding: 'async' });
   img.addEventListener('error', () => img.classList.add('broken'), { once: true });
   return img;
+}
+
+function download(path, filename, attrs, ...children) {
+  return stored('a', path, { ...attrs, download: filename }, ...children);
 }
 
 function showResult(job, view) {
@@ -526,7 +655,7 @@ function showResult(job, view) {
       after = h('figure', { class: 'shot shot-after' },
         image(item.url, caption ? `Picture ${k}: ${caption}, ${view.subtasks?.style || 'changed as you asked'}` : `Picture ${k}`, 'variation'),
         h('figcaption', {}, h('span', { class: 'tag tag-after' }, `After · ${k}`),
-          h('a', { href: withKey(item.url), download: `varia-${job.id.slice(-8)}-${k}.png`, class: 'download' },
+          download(item.url, `varia-${job.id.slice(-8)}-${k}.png`, { class: 'download' },
             'Download', h('span', { class: 'visually-hidden' }, ` picture ${k}`))));
     } else {
       after = h('figure', { class: 'shot shot-missing' },
@@ -538,8 +667,8 @@ function showResult(job, view) {
   gallery.hidden = images.length === 0;
 
   const links = [];
-  if (view.source_url) links.push(h('a', { href: withKey(view.source_url), download: `varia-${job.id.slice(-8)}-source.png` }, 'your picture'));
-  if (view.manifest_url) links.push(h('a', { href: withKey(view.manifest_url), download: `varia-${job.id.slice(-8)}-manifest.json` }, 'the manifest (what was done and why)'));
+  if (view.source_url) links.push(download(view.source_url, `varia-${job.id.slice(-8)}-source.png`, {}, 'your picture'));
+  if (view.manifest_url) links.push(download(view.manifest_url, `varia-${job.id.slice(-8)}-manifest.json`, {}, 'the manifest (what was done and why)'));
   $('downloads').replaceChildren(
     ...(links.length ? ['Download ', ...links.flatMap((a, i) => (i ? [' · ', a] : [a]))] : []),
     madeWith(view.providers),
@@ -573,6 +702,7 @@ function showLost(id) {
   $('facts').replaceChildren();
   $('gallery').replaceChildren();
   $('downloads').replaceChildren();
+  scheduleSweep();
 }
 
 // ---- history ---------------------------------------------------------------------------------------
@@ -648,7 +778,9 @@ async function loadConfig() {
 }
 
 async function start() {
+  loadKey();
   wireDrop();
+  $('key').addEventListener('change', () => setKey($('key').value.trim()));
   $('make').addEventListener('submit', (event) => {
     event.preventDefault();
     submitJob(false);
