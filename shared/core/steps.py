@@ -18,7 +18,8 @@ from pydantic import BaseModel
 
 from shared.adapters.providers.base import ContentRefused, PermanentServiceError, TransientServiceError
 from shared.adapters.services import Services, get_services
-from shared.adapters.storage import OUTPUTS, WORK, BlobNotFound, Storage
+from shared.adapters.storage import OUTPUTS, WORK, BlobNotFound, Storage, StorageFull, StorageReadOnly
+from shared.core.blobs import caption_cache_name, job_of, manifest_name, source_name, variation_name, variation_prefix
 from shared.core.images import InvalidImage, normalize
 from shared.core.models import (
     BlobRef,
@@ -44,17 +45,9 @@ def problem(status: str, code: str, stage: str, message: str) -> Problem:
     return Problem(status=status, code=code, stage=stage, message=message)  # type: ignore[arg-type]
 
 
-def variation_name(job_id: str, index: int) -> str:
-    return f"{job_id}/variation-{index}.png"
-
-
-def manifest_name(job_id: str) -> str:
-    return f"{job_id}/manifest.json"
-
-
 def delivered_so_far(storage: Storage, job_id: str) -> int:
     """How many variations of a running job are stored: its progress within a fan-out round."""
-    prefix = f"{job_id}/variation-"
+    prefix = variation_prefix(job_id)
     return sum(1 for name in storage.list(OUTPUTS, prefix) if name.startswith(prefix))
 
 
@@ -86,7 +79,7 @@ def prepare(services: Services, request: JobRequest) -> PreparedImage | Problem:
         image = normalize(data)
     except InvalidImage as exc:
         return problem("failed", "image_invalid", "preparing", f"{source.name}: {exc} The original was left unchanged.")
-    ref = services.storage.put(WORK, f"{request.job_id}/source.png", image.png, "image/png")
+    ref = services.storage.put(WORK, source_name(request.job_id), image.png, "image/png")
     prepared = PreparedImage(
         image=ref.model_copy(update={"sha256": image.sha256}),
         width=image.width,
@@ -100,7 +93,7 @@ def prepare(services: Services, request: JobRequest) -> PreparedImage | Problem:
 def caption(services: Services, prepared: PreparedImage) -> Caption | Problem:
     """Caption the normalized image, from the cache when this image was captioned before."""
     captioner = services.providers.captioner
-    cache_name = f"captions/{prepared.image.sha256}-{captioner.name}.json"
+    cache_name = caption_cache_name(str(prepared.image.sha256), captioner.name)
     try:
         cached = Caption.model_validate_json(services.storage.get(WORK, cache_name))
     except BlobNotFound:
@@ -157,6 +150,9 @@ def generate(services: Services, work: GenerateInput) -> Variation:
         return _generate(services, work)
     except TransientServiceError as exc:
         reason = str(exc)
+    except (StorageFull, StorageReadOnly) as exc:  # another attempt cannot cure it: see _storage_fault
+        log.error("Job %s: %s while generating variation %s: %s", work.request.job_id, exc.code, work.index, exc)
+        return Variation(index=work.index, status="failed", provider="unknown", reason=f"{exc.code}: {exc}")
     except Exception as exc:  # storage hiccups and anything unforeseen: logged, then one more attempt
         log.exception("Variation %s of job %s failed", work.index, work.request.job_id)
         reason = f"an unexpected error stopped it ({type(exc).__name__}: {exc})"
@@ -256,7 +252,12 @@ def persist(services: Services, job: JobRecord) -> Manifest:
         finished_at=job.finished_at,
     )
     body = json.dumps(manifest.model_dump(mode="json"), indent=2, ensure_ascii=False).encode("utf-8")
-    services.storage.put(OUTPUTS, manifest_name(request.job_id), body, "application/json")
+    try:
+        services.storage.put(OUTPUTS, manifest_name(request.job_id), body, "application/json")
+    except (StorageFull, StorageReadOnly) as exc:
+        # The manifest cannot be stored: the job's outcome (Durable keeps it) says why, with the code.
+        _storage_fault("saving", request.job_id, exc)
+        return manifest.model_copy(update={"status": "failed", "code": exc.code, "message": str(exc)})
     return manifest
 
 
@@ -266,11 +267,37 @@ def _json_step(
     """The step as Durable calls it: its contract validated from JSON, its result dumped to JSON."""
 
     def run(services: Services, payload: JSON) -> JSON:
-        return step(services, contract.model_validate(payload)).model_dump(mode="json")
+        model = contract.model_validate(payload)
+        try:
+            return step(services, model).model_dump(mode="json")
+        except (StorageFull, StorageReadOnly) as exc:
+            return _storage_fault(_STAGES[step.__name__], _job_id_of(model), exc).model_dump(mode="json")
 
     run.__name__ = run.__qualname__ = step.__name__
     run.__doc__ = step.__doc__
     return run
+
+
+# --- Storage faults: a full or read-only store ends the job, with the fault's code ---------------
+# Retrying cannot cure them (unlike an unreachable store, which raises so Durable retries), so a
+# step that meets one returns a Problem carrying the code and the storage's message, logged with
+# the job id; persist then writes the failed manifest if storage still allows it.
+
+_STAGES = {"prepare": "preparing", "caption": "captioning", "compose": "composing", "persist": "saving"}
+
+
+def _job_id_of(model: BaseModel) -> str:
+    if isinstance(model, JobRequest):
+        return model.job_id
+    if isinstance(model, PreparedImage):
+        return job_of(model.image.name)  # work/{job}/source.png
+    request = getattr(model, "request", None)
+    return request.job_id if isinstance(request, JobRequest) else "unknown"
+
+
+def _storage_fault(stage: str, job_id: str, exc: StorageFull | StorageReadOnly) -> Problem:
+    log.error("Job %s: %s while %s: %s", job_id, exc.code, stage, exc)
+    return problem("failed", exc.code, stage, str(exc))
 
 
 def _generate_json(services: Services, payload: JSON) -> JSON:
