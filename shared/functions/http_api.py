@@ -398,6 +398,7 @@ def _manifest_view(manifest: Manifest) -> dict[str, Any]:
         "job_id": job_id,
         "stage": "done",
         "status": manifest.status,
+        "code": manifest.code,
         "message": manifest.message,
         "done": len([v for v in manifest.variations if v.status == "succeeded"]),
         "total": manifest.request.n,
