@@ -183,6 +183,26 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (RequestEntityTooLarge) one over `limit` bytes without buffering it.
+
+    A declared Content-Length over the limit is refused before a byte is read; a chunked body
+    (no length) is read chunk by chunk and refused as soon as it passes the limit.
+    """
+    if request.environ.get("wsgi.input_terminated"):  # Transfer-Encoding: chunked, decoded by werkzeug
+        stream = request.environ["wsgi.input"]
+        parts: list[bytes] = []
+        size = 0
+        while chunk := stream.read(65536):
+            size += len(chunk)
+            if size > limit:
+                raise RequestEntityTooLarge()
+            parts.append(chunk)
+        return b"".join(parts)
+    request.max_content_length = limit  # werkzeug compares the declared length before reading
+    return request.get_data(cache=False)
+
+
 def _split_host(value: str) -> tuple[str, int | None] | None:
     """(host name, port) of a Host or Origin authority, lower case; None if it is not one."""
     try:
@@ -288,6 +308,12 @@ class VariaServer:
         if host_header is not None:
             host = _split_host(host_header)
             if host is None or not self._host_allowed(*host):
+                log.warning(
+                    "Refused %s %s for Host %r: not a name of this server",
+                    request.method,
+                    request.path[:200],
+                    host_header[:100],
+                )
                 return _error(
                     403,
                     "host_not_allowed",
@@ -302,6 +328,9 @@ class VariaServer:
         if same_origin and fetch_site not in ("cross-site", "same-site"):
             return None  # the page itself, or a program that is no browser (curl, a script)
         shown = origin if origin is not None else f"a {fetch_site} page"
+        log.warning(
+            "Refused %s %s from %s: not this server's own page", request.method, request.path[:200], shown[:100]
+        )
         return _error(
             403,
             "cross_origin_refused",
@@ -346,15 +375,17 @@ class VariaServer:
 
         body = b""
         if request.method == "POST":
-            limit = http_api.max_body_bytes(self.services.settings)
-            request.max_content_length = limit  # werkzeug refuses a larger Content-Length before reading
             try:
-                body = request.get_data(cache=False)  # chunked bodies are read up to the limit, then refused
+                body = _read_body(request, http_api.max_body_bytes(self.services.settings))
             except RequestEntityTooLarge:
                 mb = self.services.settings.max_upload_bytes // (1024 * 1024)
                 return _error(413, "upload_too_large", f"The upload is larger than {mb} MB; send a smaller image.")
-            except ClientDisconnected:
-                return _error(400, "body_incomplete", "The request body ended early; send the upload again.")
+            except (ClientDisconnected, OSError):
+                return _error(
+                    400,
+                    "body_incomplete",
+                    "The request body ended early or its chunks were malformed; send the upload again.",
+                )
         func_request = func.HttpRequest(
             "GET" if request.method == "HEAD" else request.method,
             f"{self.url}{request.path}"
