@@ -112,3 +112,11 @@ def test_the_page_runs_under_its_own_policy_and_never_writes_server_text_as_html
     # Captions and messages come from the server (and from a model): text only, never markup.
     assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "eval(" not in script
     assert "setAttribute('style'" not in script
+
+
+def test_the_policy_lets_the_page_show_what_it_fetched_and_connect_only_to_the_app() -> None:
+    # Results are fetched with the function key in a header and shown from object URLs (blob:), so no image
+    # URL carries the key; fetch() itself may only reach the app.
+    policy = dict(part.strip().split(" ", 1) for part in CONTENT_SECURITY_POLICY.split(";"))
+    assert policy["img-src"] == "'self' blob:"
+    assert policy["connect-src"] == "'self'"
