@@ -75,7 +75,7 @@ class Timeouts:
     connect: float
     read: float
     retries: int
-    backoff: float  # seconds before the first retry; each later one waits longer
+    backoff: float  # the SDK waits backoff + 2**n seconds before the n-th retry (2.5 s before the first)
 
 
 # Request paths (the HTTP API) answer a person waiting: with Azurite or Azure down they answer
