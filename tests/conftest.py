@@ -142,3 +142,20 @@ def offline_services(tmp_path: Path) -> Services:
 @pytest.fixture
 def sample_png() -> bytes:
     return scene_png()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Judge the reliability ledger once every test has run, in whatever order they ran."""
+    from tests.hostile import CASES
+    from tests.reliability import LEDGER, is_complete, readme_table, verdict
+
+    expected = {f"http:{c.name}" for c in CASES if c.http} | {f"blob:{c.name}" for c in CASES if c.blob}
+    if not is_complete(LEDGER, expected):
+        return  # a partial run: the figures would not mean anything
+    LEDGER.save()
+    failure = verdict(LEDGER, readme_table())
+    if failure is not None:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"Reliability ledger: {failure}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

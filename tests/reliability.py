@@ -1,7 +1,10 @@
 """The reliability ledger: what the hostile-input and fault suites tried, and what they lost or paid twice.
 
-`python -m tests.reliability` rewrites the README's Reliability table from the ledger the last
-full test run saved in test-artifacts/reliability.json.
+The hostile-input and fault tests add to the ledger in whatever order they run. When a session
+ran all of them, `verdict` (called from tests/conftest.py when the session ends) saves the ledger
+to test-artifacts/reliability.json and fails the run if a job was lost or paid twice, or if the
+README's Reliability table no longer shows these figures. `python -m tests.reliability` rewrites
+that table from the saved ledger.
 """
 
 from __future__ import annotations
@@ -50,6 +53,21 @@ class Ledger:
 
 
 LEDGER = Ledger()
+MIN_FAULT_KINDS = 12
+
+
+def is_complete(ledger: Ledger, expected_inputs: set[str]) -> bool:
+    """The session tried every hostile input and enough kinds of fault for the figures to mean something."""
+    return ledger.inputs == expected_inputs and len(ledger.faults) >= MIN_FAULT_KINDS
+
+
+def verdict(ledger: Ledger, table_in_readme: str) -> str | None:
+    """Why a complete run's ledger fails, or None when it passes."""
+    if ledger.lost or ledger.double_paid:
+        return f"jobs lost: {ledger.lost}; jobs paid twice: {ledger.double_paid}"
+    if table_in_readme != ledger.table():
+        return "the Reliability figures changed: run `python -m tests.reliability` and review the README diff"
+    return None
 
 
 def readme_table() -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -47,6 +48,29 @@ def _billable_answers(fake: FakeAzureAI, route: str) -> int:
     return sum(1 for c in fake.calls if c.route == route and 200 <= c.status < 300 and c.fault is None)
 
 
+@dataclass
+class FaultRun:
+    """One job run with a fault in place: its manifest, and whether it was lost or paid twice."""
+
+    fault: str
+    manifest: dict[str, Any]
+    lost: str | None  # why the job has no manifest, if it has none
+    billed: dict[str, int]  # billable answers by route
+    answered: int  # variations that ended succeeded or refused: each paid at most once
+
+    @property
+    def ended_with_manifest(self) -> bool:
+        return self.lost is None
+
+    @property
+    def paid_twice(self) -> bool:
+        b = self.billed
+        return b["vision.analyze"] > 1 or b["chat"] > 1 or b["images.edit"] > self.answered
+
+    def __str__(self) -> str:
+        return f"{self.fault}: lost={self.lost!r}, billed={self.billed}, answered={self.answered}"
+
+
 def run(
     services: Services,
     fake: FakeAzureAI,
@@ -55,46 +79,49 @@ def run(
     wrap: Callable[[dict[str, Activity]], None] | None = None,
     retry_scale: float = 0.001,
     **request_options: Any,
-) -> dict[str, Any]:
-    """One job with the fault in place; records the fault, the job and any loss or double payment."""
+) -> FaultRun:
+    """One job with the fault in place, counted in the reliability ledger (fault, job, loss, double payment)."""
     activities = bind_activities(services)
     if wrap:
         wrap(activities)
     request = upload_request(services, sample, **{"n": 2, **request_options})
     instance = run_job(services, request, retry_scale, activities)
+    lost = None
+    if instance.runtime_status != "Completed" or services.storage.info(OUTPUTS, manifest_name(request.job_id)) is None:
+        lost = f"the job ended {instance.runtime_status} without a manifest ({instance.error})"
+    manifest: dict[str, Any] = instance.output or {}
+    answered = sum(1 for v in manifest.get("variations", []) if v["status"] in ("succeeded", "refused"))
+    result = FaultRun(fault, manifest, lost, {route: _billable_answers(fake, route) for route in BILLABLE}, answered)
     LEDGER.faults.add(fault)
     LEDGER.jobs += 1
-    if instance.runtime_status != "Completed" or services.storage.info(OUTPUTS, manifest_name(request.job_id)) is None:
+    if not result.ended_with_manifest:
         LEDGER.lost.append(f"fault:{fault}")
-        pytest.fail(f"{fault}: the job ended {instance.runtime_status} without a manifest ({instance.error})")
-    manifest: dict[str, Any] = instance.output
-    # Every variation that ended succeeded (stored once, maybe reused later) or refused was paid at most once.
-    answered = sum(1 for v in manifest["variations"] if v["status"] in ("succeeded", "refused"))
-    if (
-        _billable_answers(fake, "vision.analyze") > 1
-        or _billable_answers(fake, "chat") > 1
-        or _billable_answers(fake, "images.edit") > answered
-    ):
+    if result.paid_twice:
         LEDGER.double_paid.append(f"fault:{fault}")
-        pytest.fail(f"{fault}: paid twice: {[(r, _billable_answers(fake, r)) for r in BILLABLE]}")
-    return manifest
+    return result
 
 
 def test_429_with_retry_after(services: Services, fake: FakeAzureAI, sample: bytes) -> None:
     fake.fail_next("images.edit", "429", retry_after=1)
-    manifest = run(services, fake, sample, "429 retry-after")
+    job = run(services, fake, sample, "429 retry-after")
+    assert job.ended_with_manifest and not job.paid_twice, str(job)
+    manifest = job.manifest
     assert manifest["status"] == "succeeded" and fake.count("images.edit") == 3
 
 
 def test_429_with_retry_after_ms(services: Services, fake: FakeAzureAI, sample: bytes) -> None:
     fake.fail_next("chat", "429-ms", retry_after_ms=150)
-    manifest = run(services, fake, sample, "429 retry-after-ms")
+    job = run(services, fake, sample, "429 retry-after-ms")
+    assert job.ended_with_manifest and not job.paid_twice, str(job)
+    manifest = job.manifest
     assert manifest["status"] == "succeeded" and fake.count("chat") == 2
 
 
 def test_500_from_vision(services: Services, fake: FakeAzureAI, sample: bytes) -> None:
     fake.fail_next("vision.analyze", "500")
-    manifest = run(services, fake, sample, "500")
+    job = run(services, fake, sample, "500")
+    assert job.ended_with_manifest and not job.paid_twice, str(job)
+    manifest = job.manifest
     assert manifest["status"] == "succeeded" and fake.count("vision.analyze") == 2
 
 
@@ -102,31 +129,41 @@ def test_503_outlasting_the_sdk_retries_is_retried_by_durable(
     services: Services, fake: FakeAzureAI, sample: bytes
 ) -> None:
     fake.fail_next("images.edit", "503", times=3)  # the SDK tries 3 times, then the activity retries
-    manifest = run(services, fake, sample, "503", n=1)
+    job = run(services, fake, sample, "503", n=1)
+    assert job.ended_with_manifest and not job.paid_twice, str(job)
+    manifest = job.manifest
     assert manifest["status"] == "succeeded" and fake.count("images.edit") == 4
 
 
 def test_read_timeout(services: Services, fake: FakeAzureAI, sample: bytes) -> None:
     fake.fail_next("chat", "timeout", seconds=7)
-    manifest = run(services, fake, sample, "read timeout")
+    job = run(services, fake, sample, "read timeout")
+    assert job.ended_with_manifest and not job.paid_twice, str(job)
+    manifest = job.manifest
     assert manifest["status"] == "succeeded" and fake.count("chat") == 2
 
 
 def test_connection_reset(services: Services, fake: FakeAzureAI, sample: bytes) -> None:
     fake.fail_next("images.edit", "reset")
-    manifest = run(services, fake, sample, "connection reset")
+    job = run(services, fake, sample, "connection reset")
+    assert job.ended_with_manifest and not job.paid_twice, str(job)
+    manifest = job.manifest
     assert manifest["status"] == "succeeded"
 
 
 def test_malformed_json_body(services: Services, fake: FakeAzureAI, sample: bytes) -> None:
     fake.fail_next("chat", "malformed")
-    manifest = run(services, fake, sample, "malformed JSON")
+    job = run(services, fake, sample, "malformed JSON")
+    assert job.ended_with_manifest and not job.paid_twice, str(job)
+    manifest = job.manifest
     assert manifest["status"] == "succeeded" and fake.count("chat") == 2
 
 
 def test_200_with_no_image(services: Services, fake: FakeAzureAI, sample: bytes) -> None:
     fake.fail_next("images.edit", "no-image")
-    manifest = run(services, fake, sample, "200 with no image")
+    job = run(services, fake, sample, "200 with no image")
+    assert job.ended_with_manifest and not job.paid_twice, str(job)
+    manifest = job.manifest
     assert manifest["status"] == "succeeded" and fake.count("images.edit") == 3
 
 
@@ -135,14 +172,18 @@ def test_content_filter_is_a_refusal_never_retried(
     services: Services, fake: FakeAzureAI, sample: bytes, shape: str
 ) -> None:
     fake.fail_next("images.edit", shape, times=2)
-    manifest = run(services, fake, sample, f"content filter ({shape})")
+    job = run(services, fake, sample, f"content filter ({shape})")
+    assert job.ended_with_manifest and not job.paid_twice, str(job)
+    manifest = job.manifest
     assert manifest["status"] == "refused" and fake.count("images.edit") == 2
     assert all(v["status"] == "refused" for v in manifest["variations"])
 
 
 def test_401_fails_fast_with_a_clear_message(services: Services, fake: FakeAzureAI, sample: bytes) -> None:
     fake.fail_next("chat", "401", times=10)
-    manifest = run(services, fake, sample, "401")
+    job = run(services, fake, sample, "401")
+    assert job.ended_with_manifest and not job.paid_twice, str(job)
+    manifest = job.manifest
     assert manifest["status"] == "failed" and fake.count("chat") == 1
     assert "credentials" in manifest["message"] and "AZURE_OPENAI" in manifest["message"]
     assert fake.count("images.edit") == 0
@@ -165,7 +206,9 @@ def test_storage_down_during_persist_then_back(
 
         activities["persist"] = persist_during_outage
 
-    manifest = run(services, fake, sample, "storage down during persist", wrap=wrap, retry_scale=0.4)
+    job = run(services, fake, sample, "storage down during persist", wrap=wrap, retry_scale=0.4)
+    assert job.ended_with_manifest and not job.paid_twice, str(job)
+    manifest = job.manifest
     outage["restart"].join()
     assert manifest["status"] == "succeeded"
     assert services.storage.info(OUTPUTS, manifest_name(manifest["job_id"])) is not None
@@ -186,7 +229,9 @@ def test_crash_between_two_generations(services: Services, fake: FakeAzureAI, sa
 
         activities["generate"] = generate_then_crash
 
-    manifest = run(services, fake, sample, "crash between generations", wrap=wrap, n=3)
+    job = run(services, fake, sample, "crash between generations", wrap=wrap, n=3)
+    assert job.ended_with_manifest and not job.paid_twice, str(job)
+    manifest = job.manifest
     assert manifest["status"] == "succeeded"
     assert fake.paid("images.edit") == 3  # the re-run found index 1 stored and did not pay again
     assert [v["reused"] for v in manifest["variations"]] == [False, True, False]

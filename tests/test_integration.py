@@ -191,7 +191,9 @@ class _RuntimeClient:
 
     def wait(self) -> None:
         for job_id in self.started:
-            self.runtime._instances[job_id].done.wait(30)
+            instance = self.runtime.get(job_id)
+            assert instance is not None, job_id
+            instance.done.wait(30)
 
 
 def _job_for_blob(services: Services, name: str, etag: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 
 from shared.adapters.services import Services
 from shared.adapters.storage import OUTPUTS
-from shared.core.orchestrator import _failure_message, orchestrate_job
+from shared.core.orchestrator import failure_message, orchestrate_job
 from shared.core.steps import STEPS
 from shared.local.cli import bind_activities
 from shared.local.runtime import (
@@ -242,7 +242,7 @@ def test_bad_image_fails_with_a_clear_message_and_keeps_the_input(offline_servic
 )
 def test_failure_messages_keep_what_the_user_can_act_on(raw: str) -> None:
     assert (
-        _failure_message("captioning", Exception(raw))
+        failure_message("captioning", Exception(raw))
         == "The job stopped while captioning: AI Vision answered HTTP 503."
     )
 

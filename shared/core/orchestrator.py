@@ -46,7 +46,7 @@ def _report(context: df.DurableOrchestrationContext, stage: Stage, done: int = 0
     context.set_custom_status({"stage": stage, "done": done, "total": total, "message": None})
 
 
-def _failure_message(stage: str, exc: Exception) -> str:
+def failure_message(stage: str, exc: Exception) -> str:
     """The part of an activity failure a user can act on.
 
     Durable hands the orchestrator `Exception(f"{Reason} \\n {Details}")`, where Reason reads
@@ -133,7 +133,7 @@ def _generate_all(context: df.DurableOrchestrationContext, work: JSON, n: int) -
                 t.result
                 if t.is_completed and not isinstance(t.result, Exception)
                 else {"index": k, "status": "failed", "provider": "unknown",
-                      "reason": _failure_message("generating", exc)}
+                      "reason": failure_message("generating", exc)}
                 for k, t in zip(todo, tasks, strict=True)
             ]  # fmt: skip
         results.update(zip(todo, outcomes, strict=True))
@@ -156,7 +156,7 @@ def orchestrate_job(context: df.DurableOrchestrationContext) -> Generator[Any, A
         yield from _steps(context, job)
     except Exception as exc:  # an activity failed after all its retries
         job.problem = Problem(
-            status="failed", code="step_failed", stage=job.stage, message=_failure_message(job.stage, exc)
+            status="failed", code="step_failed", stage=job.stage, message=failure_message(job.stage, exc)
         )
     _report(context, "saving")
     job.finished_at = context.current_utc_datetime.isoformat()
