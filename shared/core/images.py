@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -74,6 +75,14 @@ def describe_non_image(data: bytes) -> str:
         return "its content is not a known image format"
 
 
+def _reason(exc: Exception) -> str:
+    """What Pillow found wrong, in words a user can read."""
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return "its header is not one Pillow recognizes"
+    text = str(exc)
+    return "the file is truncated: it ends too early" if "truncated" in text else re.sub(r"<[^>]*object at 0x[0-9a-f]+>", "the file", text)
+
+
 def check_header(data: bytes) -> tuple[str, int, int]:
     """Cheap validation without decoding pixels: format, width, height. Raises InvalidImage."""
     fmt = sniff(data)
@@ -87,7 +96,11 @@ def check_header(data: bytes) -> tuple[str, int, int]:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidImage(f"The image is too large to process safely ({exc}).") from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for broken headers
-        raise InvalidImage(f"The {fmt} file is damaged and cannot be read ({exc}).") from None
+        # Pillow's own text can name internal objects (<_io.BytesIO object at 0x...>): not for users.
+        raise InvalidImage(
+            f"The {fmt} file is damaged and cannot be read ({_reason(exc)}). "
+            "Export it again from the program that made it, or send another image."
+        ) from None
     if width > MAX_SOURCE_SIDE or height > MAX_SOURCE_SIDE:
         raise InvalidImage(f"The image is {width}x{height}; the largest side may be {MAX_SOURCE_SIDE} px.")
     if width * height > MAX_PIXELS:
