@@ -72,6 +72,11 @@ describe('sending a job', { concurrency: false }, () => {
     assert.equal(await page.getAttribute('#make', 'aria-busy'), 'true');
   }
 
+  // The request has ended (an earlier job's result may be on show already, so that alone says nothing).
+  async function sent() {
+    await page.waitForSelector('#make[aria-busy="false"]');
+  }
+
   async function assertUnlocked() {
     for (const id of ['go', 'retry', 'file']) assert.equal(await page.isEnabled(`#${id}`), true, `#${id} is back`);
     assert.equal(await page.getAttribute('#make', 'aria-busy'), 'false');
@@ -106,6 +111,7 @@ describe('sending a job', { concurrency: false }, () => {
 
   test('"Make new ones" sends one forced job, however often it is pressed', { timeout: 40000 }, async () => {
     await page.click('#go'); // exactly the same request: the page offers to make new ones
+    await sent();
     await page.waitForSelector('#retry:not([hidden])');
     assert.match(await page.textContent('#retry'), /Make new ones/);
     const before = await postsStartedInPage();
@@ -120,6 +126,7 @@ describe('sending a job', { concurrency: false }, () => {
     assert.equal(await postsStartedInPage(), before + 1, 'a second job was sent while the first was in flight');
 
     hold.release();
+    await sent();
     await page.waitForSelector('#result:not([hidden])[data-status="succeeded"]', { timeout: 30000 });
     await assertUnlocked();
     assert.deepEqual(posts, ['new', 'new', 'force']);
@@ -137,6 +144,7 @@ describe('sending a job', { concurrency: false }, () => {
     await assertUnlocked();
 
     await page.click('#go');
+    await sent();
     await page.waitForSelector('#result:not([hidden])[data-status="succeeded"]', { timeout: 30000 });
     assert.deepEqual(posts.slice(3), ['new', 'new']);
     assert.deepEqual(problems, []);
