@@ -7,12 +7,14 @@ Start it with ``with FakeAzureAI() as fake:`` and point the clients at it::
 
 Every request is recorded in ``fake.calls`` (a ``Call`` each, in arrival order) just before its answer is sent, so
 it is already there when the SDK call returns.  Tests steer the fake with ``latency``, ``fail_next`` (queued faults
-with the real wire shapes), ``limit_images`` (a rate limit), and the reply knobs ``caption_text``, ``tags``,
-``compose_reply`` and ``image_size_override``.  ``reset()`` puts all of that back to the defaults.
+with the real wire shapes), ``limit_images`` (a rate limit), ``hold`` (calls left in flight until ``release()``), and
+the reply knobs ``caption_text``, ``tags``, ``compose_reply`` and ``image_size_override``.  ``reset()`` puts all of
+that back to the defaults.
 
 How one request is handled (``_Handler._serve``): read the body -> pick the route -> check the credentials ->
-wait ``latency[route]`` -> apply the next queued fault for the route, if any -> apply the image rate limit ->
-answer the route.  Standard library only, plus Pillow for the PNGs.
+count the arrival (``arrived``) and wait while it is held -> wait ``latency[route]`` -> apply the next queued fault
+for the route, if any -> apply the image rate limit -> answer the route.  Standard library only, plus Pillow for
+the PNGs.
 """
 
 from __future__ import annotations
@@ -254,6 +256,9 @@ class FakeAzureAI:
         self._limit: tuple[int, float] | None = None
         self._granted: deque[float] = deque()  # arrival times of image calls let through, newest last
         self._images_made = 0
+        self._arrivals: dict[str, int] = {}
+        self._holds: dict[str, set[int]] = {}
+        self._release = threading.Event()
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -301,6 +306,10 @@ class FakeAzureAI:
             self._faults.clear()
             self._limit = None
             self._granted.clear()
+            self._arrivals.clear()
+            self._holds.clear()
+            self._release.set()  # lets any held call go
+            self._release = threading.Event()
         self.latency.clear()
         self.caption_text = DEFAULT_CAPTION
         self.tags = list(DEFAULT_TAGS)
@@ -327,7 +336,25 @@ class FakeAzureAI:
             self._limit = (requests, window_s)
             self._granted.clear()
 
+    def hold(self, route: str, *numbers: int) -> None:
+        """Leave these arrivals on `route` (1 = the first call) unanswered until `release()`: calls in flight."""
+        if route not in OPERATION_NAMES:
+            raise ValueError(f"unknown route {route!r}; known: {sorted(OPERATION_NAMES)}")
+        with self._lock:
+            self._holds.setdefault(route, set()).update(numbers)
+
+    def release(self) -> None:
+        """Answer every held call (to a client still waiting, or to nobody)."""
+        with self._lock:
+            self._release.set()
+            self._release = threading.Event()
+
     # -- the log ---------------------------------------------------------------------------------------------------
+    def arrived(self, route: str) -> int:
+        """Calls received on a route, held and unanswered ones included (``calls`` logs a call once answered)."""
+        with self._lock:
+            return self._arrivals.get(route, 0)
+
     def count(self, route: str) -> int:
         """Calls (every attempt, faulted ones included) for a route."""
         with self._lock:
@@ -348,6 +375,12 @@ class FakeAzureAI:
         return True
 
     # -- used by the handler ---------------------------------------------------------------------------------------
+    def _arrive(self, route: str) -> threading.Event | None:
+        """Count an arrival; the event to wait for if this one is held, else None."""
+        with self._lock:
+            number = self._arrivals[route] = self._arrivals.get(route, 0) + 1
+            return self._release if number in self._holds.get(route, set()) else None
+
     def _record(self, call: Call) -> None:
         with self._lock:
             bisect.insort(self.calls, call, key=lambda c: c.started)
@@ -614,6 +647,10 @@ class _Handler(BaseHTTPRequestHandler):
             return _error(404, "404", f"Resource not found: {call.method} {call.path}")
         if not _has_credentials(call.headers):
             return _error(401, "401", ACCESS_DENIED)
+        held = fake._arrive(call.route)
+        while held is not None and not held.wait(0.05):
+            if fake._stopping.is_set():
+                return None
         if not fake._sleep(fake.latency.get(call.route, 0.0)):
             return None  # the server is stopping
         queued = fake._next_fault(call.route)

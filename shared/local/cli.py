@@ -19,15 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from shared.adapters.services import Services, build_services
-from shared.adapters.storage import OUTPUTS, Storage
+from shared.adapters.storage import OUTPUTS, BlobNotFound, LocalStorage, Storage
 from shared.config import ConfigError, Settings, activity_concurrency
-from shared.core.jobs import RequestError, check_options, clean_prompt, request_for_upload
+from shared.core.jobs import JobState, RequestError, check_options, clean_prompt, request_for_upload
 from shared.core.models import Manifest
 from shared.core.orchestrator import orchestrate_job
 from shared.core.steps import STEPS, delivered_so_far, manifest_name
 from shared.local.runtime import Activity, Instance, LocalRuntime
+from shared.local.store import InstanceStore, StorageInUse, StorageLock, lock_storage
 
 SAMPLE_IMAGE = Path(__file__).parent / "assets" / "sample-meadow.png"
+# What a stop does (LocalRuntime.shutdown): the running steps finish and are recorded with the job.
+STOPPING = (
+    "Stopping: the running steps finish and are saved with their jobs, which resume where they stopped "
+    "at the next start (Ctrl-C again to quit at once: the interrupted steps then run again at that start)..."
+)
 
 
 def bind_activities(services: Services) -> dict[str, Activity]:
@@ -35,20 +41,72 @@ def bind_activities(services: Services) -> dict[str, Activity]:
     return {name: functools.partial(step, services) for name, step in STEPS.items()}
 
 
+class VariaRuntime(LocalRuntime):
+    """The local runtime over Varia's storage: its jobs are recorded there and survive a restart.
+
+    A job is known if the runtime has it (running, or recorded by an earlier process) or if its
+    manifest is stored (it finished, whatever ran it), so an identical request finds it and
+    pays nothing. It may hold the storage's owner lock, released when it shuts down.
+    """
+
+    def __init__(self, storage: Storage, *args: Any, lock: StorageLock | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.storage = storage
+        self.lock = lock
+
+    async def status(self, job_id: str) -> JobState | None:
+        state = await super().status(job_id)
+        if state is not None:
+            return state
+        try:
+            manifest = json.loads(self.storage.get(OUTPUTS, manifest_name(job_id)))
+        except BlobNotFound:
+            return None
+        n = manifest.get("request", {}).get("n", 0)
+        return JobState(job_id, "Completed", {"stage": "done", "done": n, "total": n}, manifest)
+
+    def shutdown(self) -> list[str]:
+        try:
+            return super().shutdown()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+
 def make_runtime(
     services: Services,
     max_workers: int | None = None,
     retry_scale: float = 1.0,
     activities: Mapping[str, Activity] | None = None,
-) -> LocalRuntime:
+    durable: bool = True,
+    lock: StorageLock | None = None,
+) -> VariaRuntime:
     """The in-process Durable runtime with Varia's orchestrator and activities bound to `services`.
 
     Its pool follows the image quota, as the Functions host's maxConcurrentActivityFunctions does.
-    Tests pass `activities` to replace some with faulty ones.
+    Tests pass `activities` to replace some with faulty ones. `durable` records every job in
+    storage (`work/orchestrations/`); `lock` is released when the runtime shuts down.
     """
     workers = max_workers or activity_concurrency(services.settings.image_rpm)
     bound = activities if activities is not None else bind_activities(services)
-    return LocalRuntime(orchestrate_job, bound, max_workers=workers, retry_scale=retry_scale)
+    store = InstanceStore(services.storage) if durable else None
+    return VariaRuntime(
+        services.storage, orchestrate_job, bound, max_workers=workers, retry_scale=retry_scale, store=store, lock=lock
+    )
+
+
+def owning_runtime(services: Services, command: str, elsewhere: str) -> VariaRuntime:
+    """A durable runtime that owns the storage: StorageInUse (naming the owner) if another process does.
+
+    `command` names this process to the next one; `elsewhere` says how to pick another local folder
+    (e.g. "--out another-folder"). Call `resume_unfinished()` to carry on the jobs recorded there.
+    """
+    hint = (
+        f"use another folder ({elsewhere})"
+        if isinstance(services.storage, LocalStorage)
+        else "use another storage account (AzureWebJobsStorage)"
+    )
+    return make_runtime(services, lock=lock_storage(services.storage, command, hint))
 
 
 class _Progress:
@@ -114,13 +172,28 @@ def vary(args: argparse.Namespace, environ: dict[str, str]) -> int:
     if storage.info(OUTPUTS, manifest_name(job_id)) is not None:
         print("  this exact job ran before: showing its manifest (no new calls; --force to run again)")
     else:
-        runtime = make_runtime(services)
+        runtime = owning_runtime(services, "python -m shared.cli vary", "--out another-folder")
         try:
+            recorded = runtime.get(job_id)
+            if recorded is not None and not recorded.done.is_set():
+                print("  this job stopped before it finished: resuming it (steps already done are not run again)")
             progress = _Progress(storage, job_id, sys.stderr)
-            instance = runtime.start_background(job_id, request.model_dump(mode="json"), progress.on_status)
+            instance = runtime.start_background(
+                job_id, request.model_dump(mode="json"), progress.on_status, replace_finished=True
+            )
             progress.follow(instance)
-        finally:
+        except KeyboardInterrupt:
+            print(STOPPING, file=sys.stderr, flush=True)
+            try:
+                runtime.shutdown()
+            except KeyboardInterrupt:
+                os._exit(130)  # the activity pool's threads would otherwise be joined at exit
+            print("Stopped: run the same command again to finish the job.", file=sys.stderr, flush=True)
+            return 130
+        except BaseException:
             runtime.shutdown()
+            raise
+        runtime.shutdown()
         if instance.runtime_status != "Completed":
             print(f"error: the orchestration ended {instance.runtime_status}: {instance.error}", file=sys.stderr)
             return 1
@@ -159,6 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return vary(args, dict(os.environ))
+    except StorageInUse as exc:
+        print(f"error ({exc.code}): {exc}", file=sys.stderr)
+        return 2
     except (ConfigError, RequestError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
