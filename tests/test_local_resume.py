@@ -379,3 +379,20 @@ def test_one_process_owns_a_storage_and_the_refusal_names_it(services: Services)
     finally:
         held.release()
     lock_storage(services.storage, "python -m shared.cli vary", "use another folder").release()
+
+
+def test_a_job_known_only_by_its_manifest_is_finished(tmp_path: Path) -> None:
+    """A manifest is the end of a job, even with no record of it (a folder from before records were kept)."""
+    services = build_services(Settings.from_env(offline_env(tmp_path)), NoCredential)
+    job = upload_request(services, scene_png(), n=1)
+    first = make_runtime(services, retry_scale=0.001)
+    try:
+        first.run(job.job_id, job.model_dump(mode="json"))
+    finally:
+        first.shutdown()
+    for record in (Path(tmp_path / "store" / "work" / "orchestrations")).rglob("*"):
+        if record.is_file():
+            record.unlink()
+    state = _run(make_runtime(services).status(job.job_id))
+    assert state is not None and state.runtime_status == "Completed"
+    assert state.output is not None and state.output["status"] == "succeeded"
