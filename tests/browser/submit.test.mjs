@@ -35,6 +35,20 @@ function postsStartedInPage() {
   return page.evaluate(() => window.variaPosts);
 }
 
+// The page's picture of the job shown (a blob: URL), and whether an object URL still loads or was revoked.
+function shownPicture() {
+  return page.getAttribute('#gallery img.variation', 'src');
+}
+
+function objectUrlLoads(url) {
+  return page.evaluate((src) => new Promise((resolve) => {
+    const img = new Image();
+    img.onload = () => resolve(true);
+    img.onerror = () => resolve(false);
+    img.src = src;
+  }), url);
+}
+
 describe('sending a job', { concurrency: false }, () => {
   before(async () => {
     assert.ok(BASE && IMAGE, 'VARIA_URL and VARIA_IMAGE must be set (tests/test_browser.py does it)');
@@ -109,12 +123,15 @@ describe('sending a job', { concurrency: false }, () => {
     assert.deepEqual(posts, ['new']);
   });
 
-  test('"Make new ones" sends one forced job, however often it is pressed', { timeout: 40000 }, async () => {
+  test('"Make new ones" sends one forced job however often it is pressed; the old pictures\' object URLs are revoked', { timeout: 40000 }, async () => {
     await page.click('#go'); // exactly the same request: the page offers to make new ones
     await sent();
     await page.waitForSelector('#retry:not([hidden])');
     assert.match(await page.textContent('#retry'), /Make new ones/);
     const before = await postsStartedInPage();
+    const oldPicture = await shownPicture();
+    assert.match(oldPicture, /^blob:/);
+    assert.equal(await objectUrlLoads(oldPicture), true);
 
     const hold = holdPosts();
     await page.dblclick('#retry');
@@ -130,6 +147,10 @@ describe('sending a job', { concurrency: false }, () => {
     await page.waitForSelector('#result:not([hidden])[data-status="succeeded"]', { timeout: 30000 });
     await assertUnlocked();
     assert.deepEqual(posts, ['new', 'new', 'force']);
+    // The new job's pictures replace the old ones, whose object URL is let go.
+    await waitForImages(page, 1);
+    assert.notEqual(await shownPicture(), oldPicture);
+    assert.equal(await objectUrlLoads(oldPicture), false, 'the old picture\'s object URL was not revoked');
   });
 
   test('an error ends the sending too: everything comes back, and one press sends again', { timeout: 40000 }, async () => {

@@ -129,6 +129,7 @@ function blobUrl(path) {
   let entry = blobs.get(path);
   if (entry) return entry.promise;
   entry = { url: null };
+  // A job's files never change (sending it again with force makes a new job), so the HTTP cache may keep them.
   entry.promise = apiFetch(path, { cache: 'default' }).then(async (response) => {
     if (!response.ok) throw new Error(`${path}: ${response.status}`);
     const blob = await response.blob();
@@ -732,6 +733,7 @@ function renderHistory() {
       h('button', { type: 'button', class: 'history-forget', title: 'Forget this job in this browser',
         'aria-label': `Forget "${job.prompt || job.id}"`, onclick: () => forgetJob(job.id) }, '×'));
   }));
+  scheduleSweep(); // a forgotten job's thumbnail lets its object URL go
 }
 
 // ---- wiring --------------------------------------------------------------------------------------
