@@ -303,7 +303,7 @@ class VariaServer:
 
     def _refuse_cross_site(self, request: Request) -> Response | None:
         """403 for a Host that is not this server, and for a state-changing request from another origin."""
-        own = f"http://{self.host}:{self.port}{UI_PATH}"
+        own = f"{self.url}{UI_PATH}"
         host_header = request.headers.get("Host")
         if host_header is not None:
             host = _split_host(host_header)
