@@ -109,8 +109,8 @@ def varia(services: Services) -> Iterator[VariaServer]:
 @pytest.fixture
 def attacker(varia: VariaServer) -> Iterator[str]:
     """Another origin: `localhost` on another port (another site than 127.0.0.1), serving the attacking page."""
-    page = ATTACK_PAGE.replace("__VARIA__", varia.url)
-    page = page.replace("__IMAGE__", base64.b64encode(scene_png(96, 64)).decode()).encode()
+    image = base64.b64encode(scene_png(96, 64)).decode()
+    page = ATTACK_PAGE.replace("__VARIA__", varia.url).replace("__IMAGE__", image).encode()
 
     class Page(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
