@@ -21,6 +21,7 @@ from shared.config import (
     readme_with_table,
     write_docs,
 )
+from shared.core.jobs import is_job_id
 from tests.support import REPO
 
 
@@ -152,3 +153,18 @@ def test_keyless_azure_asks_for_one_credential_and_no_token_at_build_time(tmp_pa
     services = build_services(Settings.from_env(env), factory)
     assert services.providers.names()["image"] == "azure-openai-gpt-image"
     assert len(built) == 1  # one credential shared by Vision and OpenAI
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("http-" + "0" * 32, True),
+        ("blob-" + "a1" * 16, True),
+        ("http-" + "0" * 32 + "\n", False),  # `$` alone would accept the newline
+        ("http-" + "0" * 31, False),
+        ("HTTP-" + "0" * 32, False),
+        ("http-" + "٠" * 32, False),  # Arabic-Indic zeros are digits to \d, not to Varia
+    ],
+)
+def test_job_ids_are_matched_whole(value: str, valid: bool) -> None:
+    assert is_job_id(value) is valid

@@ -80,7 +80,9 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, Image.UnidentifiedImageError):
         return "its header is not one Pillow recognizes"
     text = str(exc)
-    return "the file is truncated: it ends too early" if "truncated" in text else re.sub(r"<[^>]*object at 0x[0-9a-f]+>", "the file", text)
+    if "truncated" in text:
+        return "the file is truncated: it ends too early"
+    return re.sub(r"<[^>]*object at 0x[0-9a-f]+>", "the file", text)
 
 
 def check_header(data: bytes) -> tuple[str, int, int]:

@@ -71,7 +71,7 @@ def request_job_id(
 
 
 def is_job_id(value: str) -> bool:
-    return bool(JOB_ID_PATTERN.match(value))
+    return bool(JOB_ID_PATTERN.fullmatch(value))
 
 
 def clean_prompt(prompt: str) -> str:

@@ -138,17 +138,15 @@ class FolderLock(StorageLock):
     """An advisory `flock` on `{folder}/.lock`, which also names its holder for the next process."""
 
     def __init__(self, storage: LocalStorage, command: str, elsewhere: str) -> None:
-        import fcntl
-
         storage.root.mkdir(parents=True, exist_ok=True)
         self.path = storage.root / ".lock"
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            _lock(fd)
+        except OSError:
             try:
                 holder = json.loads(os.read(fd, 4096) or b"{}")
-            except ValueError:
+            except (ValueError, OSError):  # Windows refuses to read a locked byte
                 holder = {}
             os.close(fd)
             raise StorageInUse(
@@ -160,13 +158,35 @@ class FolderLock(StorageLock):
         self._fd: int | None = fd
 
     def release(self) -> None:
-        import fcntl
-
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            _unlock(fd)
             os.close(fd)
+
+
+def _lock(fd: int) -> None:
+    """Lock the file without waiting; OSError when another process holds it (flock, or msvcrt on Windows)."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _unlock(fd: int) -> None:
+    if sys.platform == "win32":
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 class BlobLease(StorageLock):
