@@ -6,10 +6,14 @@ Start it with ``with FakeAzureAI() as fake:`` and point the clients at it::
     ImageAnalysisClient(endpoint=fake.vision_endpoint, credential=AzureKeyCredential("k"))
 
 Every request is recorded in ``fake.calls`` (a ``Call`` each, in arrival order) just before its answer is sent, so
-it is already there when the SDK call returns.  Tests steer the fake with ``latency``, ``fail_next`` (queued faults
-with the real wire shapes), ``limit_images`` (a rate limit), ``hold`` (calls left in flight until ``release()``), and
-the reply knobs ``caption_text``, ``tags``, ``compose_reply`` and ``image_size_override``.  ``reset()`` puts all of
-that back to the defaults.
+it is already there when the SDK call returns.  A call records what was asked (``model``, and for images ``size`` and
+``quality``) and whether Azure would bill it (``billed``; ``fake.billed(route)`` counts them, ``fake.paid(route)``
+counts 2xx answers).  Tests steer the fake with ``latency``, ``fail_next`` (queued faults with Azure's wire shapes:
+every fault and the routes it applies to are in FAULT_ROUTES, each shape in ``_fault_reply`` with its source),
+``limit_images`` (a rate limit), ``hold`` (calls left in flight until ``release()``), and the reply knobs
+``caption_text``, ``tags``, ``compose_reply`` and ``image_size_override``.  ``reset()`` puts all of that back to the
+defaults.  Image sizes are checked as Azure checks them: the three gpt-image-1 sizes, or the gpt-image-2 rules for a
+deployment whose name contains "gpt-image-2".
 
 How one request is handled (``_Handler._serve``): read the body -> pick the route -> check the credentials ->
 count the arrival (``arrived``) and wait while it is held -> wait ``latency[route]`` -> apply the next queued fault
@@ -51,47 +55,134 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/computervision/imageanalysis:analyze"): "vision.analyze",
 }
 IMAGE_ROUTES = frozenset({"images.generate", "images.edit"})
-FAULTS = frozenset(
-    {
-        "429",
-        "429-ms",
-        "500",
-        "503",
-        "401",
-        "timeout",
-        "reset",
-        "malformed",
-        "no-image",
-        "content_policy_violation",
-        "contentFilter",
-    }
-)
+OPENAI_ROUTES = frozenset({"chat", *IMAGE_ROUTES})
+VISION_ROUTES = frozenset({"vision.analyze"})
+ALL_ROUTES = OPENAI_ROUTES | VISION_ROUTES
+
+# Every fault `fail_next` knows, and the routes it applies to (the shapes are in _fault_reply, each with its source).
+FAULT_ROUTES: dict[str, frozenset[str]] = {
+    # any route
+    "429": ALL_ROUTES,  # retry-after (seconds) only
+    "429-ms": ALL_ROUTES,  # retry-after-ms only
+    "500": ALL_ROUTES,
+    "502": ALL_ROUTES,
+    "503": ALL_ROUTES,
+    "504": ALL_ROUTES,
+    "401": ALL_ROUTES,  # wrong key or endpoint
+    "permission": ALL_ROUTES,  # PermissionDenied: the principal lacks the role (401; status=403 for the 403 form)
+    "403": ALL_ROUTES,  # network rules deny the caller
+    "404": ALL_ROUTES,  # OpenAI: DeploymentNotFound; Vision: resource not found
+    "timeout": ALL_ROUTES,
+    "reset": ALL_ROUTES,
+    "malformed": ALL_ROUTES,
+    # Azure OpenAI
+    "429-full": OPENAI_ROUTES,  # retry-after, retry-after-ms and the x-ratelimit-* headers
+    "403-blocked": OPENAI_ROUTES,  # the resource is temporarily blocked after repeated policy violations
+    # chat
+    "content_filter": frozenset({"chat"}),  # 400: the prompt was filtered
+    "content_filter-200": frozenset({"chat"}),  # 200: the completion was filtered (finish_reason content_filter)
+    "refusal": frozenset({"chat"}),  # 200: a structured-outputs refusal (message.refusal)
+    "length": frozenset({"chat"}),  # 200: a reasoning model spent the whole budget on reasoning; empty content
+    "empty": frozenset({"chat"}),  # 200: empty content, finish_reason stop
+    # images
+    "no-image": IMAGE_ROUTES,
+    "content_policy_violation": IMAGE_ROUTES,
+    "contentFilter": IMAGE_ROUTES,
+    "moderation_blocked": IMAGE_ROUTES,
+    "minor": frozenset({"images.edit"}),  # edits of photos of minors are refused by default
+    # AI Vision
+    "InvalidImageSize": VISION_ROUTES,
+    "NotSupportedImage": VISION_ROUTES,
+    "no-caption": VISION_ROUTES,  # 200 without captionResult
+}
+FAULTS = frozenset(FAULT_ROUTES)
 RATE_LIMIT_FAULT = "rate-limit"  # Call.fault of a 429 produced by limit_images()
+
+# What Azure bills, as the fake models it (a test can override it per fault: fail_next(..., billed=True)):
+# - every 200 answer is billed, whatever it holds: Microsoft bills a filtered completion (finish_reason
+#   content_filter) like any other, and a refusal, a reasoning-starved or empty completion, a 200 without an image
+#   or caption, or a body broken on the way back were all produced (and metered) by the service;
+# - a 4xx or 5xx answer is not billed (a prompt refused by the input filter never reaches the model);
+# - a call the client gave up on ("timeout") is billed: the service does not cancel a non-streaming generation when
+#   the client hangs up, it finishes and meters it.  Microsoft does not document this; it is the conservative choice
+#   for "nothing is paid twice" (an image call that timed out and is retried may be paid for twice);
+# - a reset connection ("reset") is not billed: the fake models a connection dropped in front of the service, before
+#   the model ran.  Pass billed=True to model a reset after the work was done.
+BILLED_FAULTS = frozenset(
+    {"timeout", "malformed", "no-image", "no-caption", "content_filter-200", "refusal", "length", "empty"}
+)
 
 DEFAULT_CAPTION = "a dog sitting on a green lawn"
 DEFAULT_TAGS = ("dog", "grass", "outdoor")
 DEFAULT_IMAGE_SIZE = (1024, 1024)  # what size "auto" (or no size) gives
+DEFAULT_MAX_COMPLETION_TOKENS = 4096  # the budget a "length" answer spends when the request names none
+REGION = "East US 2"
+
+# GPT-image sizes.  gpt-image-1, -1-mini and -1.5 take three sizes (Microsoft, "How to use Azure OpenAI image
+# generation models", articles/ai-foundry/openai/how-to/dall-e.md: "Must be one of 1024x1024, 1024x1536, or
+# 1536x1024").  gpt-image-2 takes any WxH with both edges multiples of 16, a ratio of at most 3:1, 655,360 to
+# 8,294,400 pixels and a long edge of at most 3,840 (the same page's gpt-image-2 column and the model retirement
+# table; see shared/FACTS.md "Models, quota, prices").  The fake tells them apart by the deployment name (the
+# request's `model` on the v1 endpoint): a name containing "gpt-image-2" gets the gpt-image-2 rules.
+GPT_IMAGE_1_SIZES = ("1024x1024", "1024x1536", "1536x1024")
+GPT_IMAGE_2_PIXELS = (655_360, 8_294_400)
+GPT_IMAGE_2_MAX_RATIO = 3
+GPT_IMAGE_2_MAX_EDGE = 3840
+GPT_IMAGE_QUALITIES = ("low", "medium", "high", "auto")
 
 ACCESS_DENIED = (
     "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an "
     "active subscription and use a correct regional API endpoint for your resource."
 )
+
+
+def _categories(**filtered: str) -> dict[str, Any]:
+    """Content-filter results for the four harm categories: safe unless named (category="severity": filtered)."""
+    return {
+        name: {"filtered": name in filtered, "severity": filtered.get(name, "safe")}
+        for name in ("hate", "self_harm", "sexual", "violence")
+    }
+
+
+# Chat, prompt filtered: 400 content_filter.  Microsoft, "Content filtering" (concepts/content-filter.md, scenario
+# "inappropriate input prompt") documents the outer fields; the innererror with content_filter_result (singular)
+# is what Azure sends, e.g. Azure-Samples/chat-with-your-data-solution-accelerator#1529 and simonw/research#16.
+CHAT_CONTENT_FILTER: dict[str, Any] = {
+    "error": {
+        "message": (
+            "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. Please "
+            "modify your prompt and retry. To learn more about our content filtering policies please read our "
+            "documentation: https://go.microsoft.com/fwlink/?linkid=2198766"
+        ),
+        "type": None,
+        "param": "prompt",
+        "code": "content_filter",
+        "status": 400,
+        "innererror": {
+            "code": "ResponsibleAIPolicyViolation",
+            "content_filter_result": {
+                **_categories(violence="medium"),
+                "jailbreak": {"filtered": False, "detected": False},
+            },
+        },
+    }
+}
+# Images, prompt filtered: 400 content_policy_violation.  The Azure OpenAI inference spec's dalleErrorResponse
+# (error.code, message, param, type, inner_error {code ResponsibleAIPolicyViolation, content_filter_results,
+# revised_prompt}); note `inner_error` with an underscore, unlike chat's `innererror`.
 CONTENT_POLICY_VIOLATION: dict[str, Any] = {
     "error": {
         "code": "content_policy_violation",
         "inner_error": {
             "code": "ResponsibleAIPolicyViolation",
-            "content_filter_results": {"violence": {"filtered": True, "severity": "high"}},
+            "content_filter_results": _categories(violence="high"),
         },
-        "message": "Your request was rejected as a result of our safety system.",
+        "message": (
+            "Your request was rejected as a result of our safety system. Your prompt may contain text that is not "
+            "allowed by our safety system."
+        ),
+        "param": None,
         "type": "invalid_request_error",
-    }
-}
-CONTENT_FILTER: dict[str, Any] = {
-    "error": {
-        "code": "contentFilter",
-        "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.",
-        "innererror": {"code": "ResponsibleAIPolicyViolation"},
     }
 }
 OPERATION_NAMES = {
@@ -120,6 +211,11 @@ class Call:
     started: float  # time.monotonic() at arrival
     finished: float  # time.monotonic() when answered
     fault: str | None  # fault applied, if any ("rate-limit" for a 429 from limit_images)
+    request_id: str = ""  # the apim-request-id / x-request-id the answer carries
+    model: str | None = None  # the request's `model` (the deployment name on the v1 endpoint)
+    size: str | None = None  # image calls: the size asked for, as sent ("1536x1024", "auto"), None if not sent
+    quality: str | None = None  # image calls: the quality asked for, None if not sent
+    billed: bool = False  # whether Azure would bill this call (see BILLED_FAULTS)
 
 
 @dataclass
@@ -139,38 +235,210 @@ def _error(status: int, code: str, message: str, **extra: Any) -> _Reply:
 
 
 def _rate_limited(route: str, headers: dict[str, str], seconds: float) -> _Reply:
+    wait = max(1, math.ceil(seconds))
+    if route in VISION_ROUTES:
+        # The API Management throttling answer of Azure AI services (Computer Vision, Face...), as observed.
+        return _json_reply(
+            429, {"error": {"code": "429", "message": f"Rate limit is exceeded. Try again in {wait} seconds."}}, headers
+        )
+    # Azure OpenAI's 429, as observed (e.g. learn.microsoft.com/answers/questions/2140040).
     message = (
         f"Requests to the {OPERATION_NAMES.get(route, route)} Operation under Azure OpenAI API version v1 have "
         f"exceeded rate limit of your current AIServices S0 pricing tier. "
-        f"Please retry after {max(1, math.ceil(seconds))} second(s)."
+        f"Please retry after {wait} second(s)."
     )
     return _json_reply(429, {"error": {"code": "429", "message": message}}, headers)
 
 
-def _fault_reply(route: str, fault: str, options: dict[str, Any]) -> _Reply | None:
+def _completion(
+    call: Call, message: dict[str, Any], finish_reason: str, completion_tokens: int, reasoning_tokens: int = 0
+) -> dict[str, Any]:
+    """An Azure chat completion: one choice, the filter annotations Azure adds, usage with the token details."""
+    body: dict[str, Any] = call.json if isinstance(call.json, dict) else {}
+    raw_messages = body.get("messages")
+    messages: list[Any] = raw_messages if isinstance(raw_messages, list) else []
+    prompt_tokens = 10 + sum(len(_text_of(m.get("content")).split()) for m in messages if isinstance(m, dict))
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": str(body.get("model", "gpt-4o")),
+        "system_fingerprint": "fp_fake",
+        "prompt_filter_results": [
+            {
+                "prompt_index": 0,
+                "content_filter_results": {**_categories(), "jailbreak": {"filtered": False, "detected": False}},
+            }
+        ],
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": finish_reason,
+                "logprobs": None,
+                "message": {"role": "assistant", "refusal": None, "annotations": [], **message},
+                "content_filter_results": _categories(),
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"audio_tokens": 0, "cached_tokens": 0},
+            "completion_tokens_details": {
+                "accepted_prediction_tokens": 0,
+                "audio_tokens": 0,
+                "reasoning_tokens": reasoning_tokens,
+                "rejected_prediction_tokens": 0,
+            },
+        },
+    }
+
+
+def _token_budget(call: Call) -> int:
+    body = call.json if isinstance(call.json, dict) else {}
+    budget = body.get("max_completion_tokens") or body.get("max_tokens")
+    return budget if isinstance(budget, int) and budget > 0 else DEFAULT_MAX_COMPLETION_TOKENS
+
+
+def _fault_reply(call: Call, fault: str, options: dict[str, Any]) -> _Reply | None:
     """The answer for a queued fault; None means drop the connection ("reset")."""
+    route = call.route
     if fault == "reset":
         return None
+    # -- throttling.  retry-after / retry-after-ms / x-ratelimit-*: Microsoft, "Azure OpenAI quotas and limits"
+    # (how-to/quota.md) and the openai SDK's _calculate_retry_timeout, which reads retry-after-ms first.
     if fault == "429":
         seconds = options.get("retry_after", 1)
         return _rate_limited(route, {"retry-after": str(seconds)}, float(seconds))
     if fault == "429-ms":
         ms = options.get("retry_after_ms", 200)
         return _rate_limited(route, {"retry-after-ms": str(ms)}, float(ms) / 1000)
+    if fault == "429-full":
+        ms = int(options.get("retry_after_ms", 1000))
+        headers = {
+            "retry-after": str(max(1, math.ceil(ms / 1000))),
+            "retry-after-ms": str(ms),
+            "x-ratelimit-limit-requests": str(options.get("limit_requests", 6)),
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-limit-tokens": str(options.get("limit_tokens", 6000)),
+            "x-ratelimit-remaining-tokens": str(options.get("remaining_tokens", 0)),
+        }
+        return _rate_limited(route, headers, ms / 1000)
+    # -- server side.  Microsoft documents no body for these; the shapes are the {"error": {code, message}} Azure
+    # answers with, as observed ("The operation was timeout." is Azure OpenAI's gateway timeout text).
     if fault == "500":
         return _error(500, "InternalServerError", "The server had an error while processing your request. Sorry!")
+    if fault == "502":
+        return _error(502, "BadGateway", "The service received an invalid response from the upstream server.")
     if fault == "503":
         return _error(503, "ServiceUnavailable", "The service is temporarily unable to process your request.")
+    if fault == "504":
+        return _error(504, "Timeout", "The operation was timeout.")
+    # -- credentials and configuration
     if fault == "401":
         return _error(401, "401", ACCESS_DENIED)
+    if fault == "permission":
+        # Keyless (Entra ID) caller without the role: "Principal does not have access to API/Operation." with code
+        # PermissionDenied, answered as 401 (MicrosoftDocs/azure-docs#114370, microsoft/semantic-kernel#10020,
+        # Azure-Samples/azure-ai-studio-secure-bicep#17).  status=403 gives the same body with a 403.
+        status = int(options.get("status", 401))
+        return _error(status, "PermissionDenied", "Principal does not have access to API/Operation.")
+    if fault == "403":
+        # Network rules deny the caller (Azure-Samples/azure-sql-db-chatbot#3; "Configure Virtual Networks for Azure
+        # AI services").
+        return _error(403, "403", "Access denied due to Virtual Network/Firewall rules.")
+    if fault == "403-blocked":
+        # Repeated policy violations: the resource (not the caller) is blocked for a while; an administrator must act
+        # (pollinations/pollinations#8837, #9319, #12446: every prompt fails until Azure lifts the block).
+        message = (
+            "Your resource has been temporarily blocked because we detected behavior that may violate our content "
+            "policy. For more details on Azure OpenAI service content policy, please visit "
+            "https://aka.ms/aoaicodeofconduct"
+        )
+        return _error(403, "Forbidden", message)
+    if fault == "404":
+        if route in VISION_ROUTES:
+            return _error(404, "404", "Resource not found")
+        # Wrong deployment name (microsoft/azure-openai-in-a-day-workshop#8, Azure/openai-at-scale#48).
+        message = (
+            "The API deployment for this resource does not exist. If you created the deployment within the last 5 "
+            "minutes, please wait a moment and try again."
+        )
+        return _error(404, "DeploymentNotFound", message)
+    # -- broken answers
     if fault == "malformed":
         return _Reply(200, b'{"id": "chatcmpl-broken", "choices": [ <<not json')
     if fault == "no-image":
         return _json_reply(200, {"created": int(time.time()), "data": []})
+    # -- chat "no" answers
+    if fault == "content_filter":
+        return _json_reply(400, CHAT_CONTENT_FILTER)
+    if fault == "content_filter-200":
+        # The completion was filtered: content null, finish_reason content_filter, the filtered category in the
+        # choice's content_filter_results (Microsoft, "Content filtering", concepts/content-filter.md: "Non-streaming
+        # completions calls don't return any content when the content is filtered"; content-filter-annotations.md for
+        # the annotation fields).  Billed like any completion.
+        completion = _completion(call, {"content": None}, "content_filter", completion_tokens=12)
+        completion["choices"][0]["content_filter_results"] = _categories(sexual="medium")
+        return _json_reply(200, completion)
+    if fault == "refusal":
+        # Structured outputs: the model declines and says so in message.refusal; content is null (OpenAI, "Structured
+        # Outputs", refusals; Microsoft, how-to/structured-outputs.md).
+        refusal = str(options.get("refusal", "I'm sorry, I can't help with that request."))
+        return _json_reply(200, _completion(call, {"content": None, "refusal": refusal}, "stop", completion_tokens=9))
+    if fault == "length":
+        # A reasoning model spends max_completion_tokens on reasoning and has nothing left for the answer: empty
+        # content, finish_reason length, completion_tokens == reasoning_tokens (Microsoft, how-to/reasoning.md:
+        # max_completion_tokens covers reasoning tokens; OpenAI, "Reasoning models", allocating space for reasoning).
+        budget = _token_budget(call)
+        completion = _completion(call, {"content": ""}, "length", completion_tokens=budget, reasoning_tokens=budget)
+        return _json_reply(200, completion)
+    if fault == "empty":
+        return _json_reply(200, _completion(call, {"content": ""}, "stop", completion_tokens=0))
+    # -- image "no" answers
     if fault == "content_policy_violation":
         return _json_reply(400, CONTENT_POLICY_VIOLATION)
     if fault == "contentFilter":
-        return _json_reply(400, CONTENT_FILTER)
+        # Microsoft, how-to/dall-e.md, "API call rejection": the prompt, or with stage="output" the generated image.
+        message = (
+            "Generated image was filtered as a result of our safety system."
+            if options.get("stage") == "output"
+            else "Your task failed as a result of our safety system."
+        )
+        return _json_reply(400, {"created": int(time.time()), "error": {"code": "contentFilter", "message": message}})
+    if fault == "moderation_blocked":
+        # GPT-image's own moderation (input or output), as Azure relays it for gpt-image-2 (jeffstric/ZJT#480; the
+        # same fields as OpenAI's, GooeyAI/gooey-server#1091): type image_generation_user_error.
+        categories = options.get("categories", ["violence"])
+        message = (
+            "Your request was rejected by the safety system. If you believe this is an error, contact us at Azure "
+            f"support ticket and include the request ID {call.request_id}. safety_violations=[{', '.join(categories)}]."
+        )
+        error = {"message": message, "type": "image_generation_user_error", "param": None, "code": "moderation_blocked"}
+        return _json_reply(400, {"error": error})
+    if fault == "minor":
+        # Azure refuses edits of photos of minors unless the customer is approved ("Certain Enterprise Agreement (EA)
+        # customers ... may also be eligible to enable photo transformations (i.e. applying image edits) to images
+        # containing minors. If you're approved, such images will not be automatically blocked", how-to/dall-e.md;
+        # the gpt-image-1 model card blocks "image input with photorealistic depictions of minors").  The exact
+        # answer is not documented: modelled as the content-policy 400 with a message naming the minor.
+        body = json.loads(json.dumps(CONTENT_POLICY_VIOLATION))
+        body["error"]["message"] = (
+            "Your request was rejected as a result of our safety system. The input image contains a photorealistic "
+            "depiction of a minor, and editing images of minors is not enabled for this resource."
+        )
+        body["error"]["param"] = "image"
+        body["error"]["inner_error"]["content_filter_results"] = _categories()
+        return _json_reply(400, body)
+    # -- AI Vision (Image Analysis 4.0).  The error body of the REST API and azure-ai-vision-imageanalysis:
+    # {"error": {"code": "InvalidRequest", "message", "innererror": {"code", "message"}}} (learn.microsoft.com/answers
+    # /questions/1688452 shows InvalidImageSize verbatim; the inner codes are the ComputerVisionInnerError list).
+    if fault == "InvalidImageSize":
+        message = "The image dimension is not allowed to be smaller than 50 and larger than 16000."
+        return _error(400, "InvalidRequest", message, innererror={"code": "InvalidImageSize", "message": message})
+    if fault == "NotSupportedImage":
+        message = "The input image is not supported."  # the inner code is documented, this text is not
+        return _error(400, "InvalidRequest", message, innererror={"code": "NotSupportedImage", "message": message})
     raise AssertionError(f"unhandled fault {fault!r}")
 
 
@@ -213,14 +481,35 @@ def _parse_multipart(body: bytes, content_type: str) -> tuple[dict[str, str], di
     return form, files
 
 
-def _parse_size(value: Any) -> tuple[int, int] | None:
-    """ "1536x1024" -> (1536, 1024); "auto" or missing -> the default; anything else -> None."""
+def _parse_size(value: Any, model: str) -> tuple[int, int] | str:
+    """ "1536x1024" -> (1536, 1024); "auto" or missing -> the default; a size the model refuses -> Azure's message.
+
+    The rules are GPT_IMAGE_1_SIZES, or the gpt-image-2 rules when the deployment name contains "gpt-image-2".
+    OpenAI answers an unsupported gpt-image-1 size with this message; the gpt-image-2 text is the fake's own.
+    """
     if value in (None, "", "auto"):
         return DEFAULT_IMAGE_SIZE
-    width, sep, height = str(value).partition("x")
-    if sep and width.isdigit() and height.isdigit() and 0 < int(width) <= 4096 and 0 < int(height) <= 4096:
-        return int(width), int(height)
-    return None
+    text = str(value)
+    width_text, sep, height_text = text.partition("x")
+    parsed = (int(width_text), int(height_text)) if sep and width_text.isdigit() and height_text.isdigit() else None
+    if "gpt-image-2" not in model:
+        if text in GPT_IMAGE_1_SIZES and parsed is not None:
+            return parsed
+        return f"Invalid value: '{text}'. Supported values are: 'auto', '1024x1024', '1024x1536', and '1536x1024'."
+    if parsed is None:
+        return f"Invalid size '{text}'. The size must be 'auto' or WIDTHxHEIGHT."
+    width, height = parsed
+    low, high = GPT_IMAGE_2_PIXELS
+    problems = [
+        "both edges must be multiples of 16" if width % 16 or height % 16 else "",
+        f"the aspect ratio must be at most {GPT_IMAGE_2_MAX_RATIO}:1"
+        if max(width, height) > GPT_IMAGE_2_MAX_RATIO * min(width, height)
+        else "",
+        f"the image must have between {low:,} and {high:,} pixels" if not low <= width * height <= high else "",
+        f"the long edge must be at most {GPT_IMAGE_2_MAX_EDGE} px" if max(width, height) > GPT_IMAGE_2_MAX_EDGE else "",
+    ]
+    reasons = [p for p in problems if p]
+    return f"Invalid size '{text}': {'; '.join(reasons)}." if reasons else parsed
 
 
 def _png(image: Image.Image) -> bytes:
@@ -317,13 +606,19 @@ class FakeAzureAI:
         self.image_size_override = None
 
     def fail_next(self, route: str, fault: str, times: int = 1, **options: Any) -> None:
-        """Answer the next `times` requests on `route` with `fault` (queued per route, first in first out)."""
+        """Answer the next `times` requests on `route` with `fault` (queued per route, first in first out).
+
+        FAULT_ROUTES lists the faults and where each applies.  Options: retry_after (429), retry_after_ms (429-ms,
+        429-full), seconds (timeout), status (permission: 401 or 403), refusal (refusal: the text), stage="output"
+        (contentFilter: the generated image was filtered), categories (moderation_blocked), and billed (any fault:
+        whether Azure bills the call, overriding BILLED_FAULTS).
+        """
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
         if route not in OPERATION_NAMES:
             raise ValueError(f"unknown route {route!r}; known: {sorted(OPERATION_NAMES)}")
-        if fault == "no-image" and route not in IMAGE_ROUTES:
-            raise ValueError("the 'no-image' fault only applies to image routes")
+        if route not in FAULT_ROUTES[fault]:
+            raise ValueError(f"the {fault!r} fault only applies to {sorted(FAULT_ROUTES[fault])}")
         with self._lock:
             queue = self._faults.setdefault(route, deque())
             queue.extend((fault, dict(options)) for _ in range(times))
@@ -364,6 +659,12 @@ class FakeAzureAI:
         """Successful (2xx) calls for a route."""
         with self._lock:
             return sum(1 for c in self.calls if c.route == route and 200 <= c.status < 300)
+
+    def billed(self, route: str) -> int:
+        """Calls Azure would bill for a route (``Call.billed``): every 200, whatever it holds, and every call the
+        client gave up on; no 4xx or 5xx.  See BILLED_FAULTS."""
+        with self._lock:
+            return sum(1 for c in self.calls if c.route == route and c.billed)
 
     def wait_calls(self, route: str, n: int, timeout: float = 2.0) -> bool:
         """Wait until `count(route) >= n`; for calls the client gave up on (timeouts), which finish a bit later."""
@@ -447,25 +748,7 @@ class FakeAzureAI:
                     "background": None,
                 }
             )
-        prompt_tokens = sum(len(_text_of(m.get("content")).split()) for m in messages) + 10
-        completion_tokens = len(content.split())
-        return _json_reply(
-            200,
-            {
-                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": str(body.get("model", "gpt-4o")),
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-            },
-        )
+        return _json_reply(200, _completion(call, {"content": content}, "stop", completion_tokens=len(content.split())))
 
     def _images_reply(self, images: list[Image.Image], params: dict[str, Any]) -> _Reply:
         width, height = images[0].size
@@ -488,7 +771,7 @@ class FakeAzureAI:
         )
 
     def _check_image_params(self, params: dict[str, Any]) -> tuple[int, tuple[int, int]] | _Reply:
-        """(n, output size) for an image request, or a 400 reply."""
+        """(n, output size) for an image request, or the 400 Azure answers for a bad one."""
         if not str(params.get("prompt") or "").strip():
             return _error(400, "invalid_request_error", "Missing required parameter: 'prompt'.", param="prompt")
         try:
@@ -497,9 +780,13 @@ class FakeAzureAI:
             n = 0
         if not 1 <= n <= 10:
             return _error(400, "invalid_value", f"Invalid 'n': {params.get('n')!r}.", param="n")
-        size = _parse_size(params.get("size"))
-        if size is None:
-            return _error(400, "invalid_value", f"Invalid value: {params.get('size')!r}.", param="size")
+        quality = params.get("quality")
+        if quality is not None and quality not in GPT_IMAGE_QUALITIES:
+            message = f"Invalid value: '{quality}'. Supported values are: 'low', 'medium', 'high', and 'auto'."
+            return _error(400, "invalid_value", message, param="quality", type="invalid_request_error")
+        size = _parse_size(params.get("size"), str(params.get("model") or ""))
+        if isinstance(size, str):
+            return _error(400, "invalid_value", size, param="size", type="invalid_request_error")
         return n, self.image_size_override or size
 
     def _generate(self, call: Call) -> _Reply:
@@ -538,7 +825,7 @@ class FakeAzureAI:
             inner = {"code": "InvalidImageFormat"}
             return _error(400, "InvalidRequest", "Image format is not valid.", innererror=inner)
         result: dict[str, Any] = {"modelVersion": "2023-10-01", "metadata": {"width": width, "height": height}}
-        if "caption" in features:
+        if "caption" in features and call.fault != "no-caption":  # no-caption: a 200 without captionResult
             result["captionResult"] = {"text": self.caption_text, "confidence": 0.91}
         if "tags" in features:
             result["tagsResult"] = {"values": [{"name": t, "confidence": 0.9} for t in self.tags]}
@@ -618,6 +905,7 @@ class _Handler(BaseHTTPRequestHandler):
             started=started,
             finished=0.0,
             fault=None,
+            request_id=str(uuid.uuid4()),
         )
         content_type = headers.get("content-type", "")
         if content_type.startswith("application/json"):
@@ -629,6 +917,11 @@ class _Handler(BaseHTTPRequestHandler):
             call.form, call.files = _parse_multipart(body, content_type)
         elif call.route == "vision.analyze":
             call.files["body"] = [body]
+        params: dict[str, Any] = call.json if isinstance(call.json, dict) else call.form
+        call.model = str(params["model"]) if params.get("model") is not None else None
+        if call.route in IMAGE_ROUTES:
+            call.size = str(params["size"]) if params.get("size") is not None else None
+            call.quality = str(params["quality"]) if params.get("quality") is not None else None
 
         reply = self._answer(call)
 
@@ -638,7 +931,7 @@ class _Handler(BaseHTTPRequestHandler):
         if reply is None:
             self._drop_connection()
         else:
-            self._send(reply)
+            self._send(reply, call)
 
     def _answer(self, call: Call) -> _Reply | None:
         """Route, credentials, latency, queued fault, rate limit, then the route itself. None = send nothing."""
@@ -654,12 +947,16 @@ class _Handler(BaseHTTPRequestHandler):
         if not fake._sleep(fake.latency.get(call.route, 0.0)):
             return None  # the server is stopping
         queued = fake._next_fault(call.route)
+        billed_as_answered = True  # decide from the answer's status, below
         if queued is not None:
             call.fault, options = queued
-            if call.fault != "timeout":
-                return _fault_reply(call.route, call.fault, options)
-            if not self._stall(float(options.get("seconds", 5))):
-                return None  # the client gave up (its timeout fired) or the server is stopping
+            call.billed = bool(options.get("billed", call.fault in BILLED_FAULTS))
+            billed_as_answered = "billed" not in options and call.fault in ("timeout", "no-caption")
+            if call.fault == "timeout":
+                if not self._stall(float(options.get("seconds", 5))):
+                    return None  # the client gave up (its timeout fired) or the server is stopping
+            elif call.fault != "no-caption":  # no-caption is the route's own answer, short of its caption
+                return _fault_reply(call, call.fault, options)
         if call.route in IMAGE_ROUTES:
             wait = fake._take_image_slot()
             if wait is not None:
@@ -679,6 +976,8 @@ class _Handler(BaseHTTPRequestHandler):
             reply = _error(500, "FakeServerError", f"fake_ai {call.route} handler failed: {exc!r}")
         if call.route in IMAGE_ROUTES and not 200 <= reply.status < 300:
             fake._give_back_image_slot()
+        if billed_as_answered:
+            call.billed = 200 <= reply.status < 300
         return reply
 
     def _read_body(self, headers: dict[str, str]) -> bytes:
@@ -716,14 +1015,20 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _send(self, reply: _Reply) -> None:
+    def _send(self, reply: _Reply, call: Call) -> None:
+        """The answer with the headers Azure puts on every answer (request ids, region; the client's own request id
+        echoed as azure-core expects)."""
         try:
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)
             self.send_header("Content-Length", str(len(reply.body)))
-            request_id = str(uuid.uuid4())
+            request_id = call.request_id or str(uuid.uuid4())
             self.send_header("x-request-id", request_id)
             self.send_header("apim-request-id", request_id)
+            if call.route in OPENAI_ROUTES:
+                self.send_header("x-ms-region", REGION)
+            if "x-ms-client-request-id" in call.headers:
+                self.send_header("x-ms-client-request-id", call.headers["x-ms-client-request-id"])
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()

@@ -10,14 +10,19 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import openai
 import pytest
 from azure.ai.vision.imageanalysis import ImageAnalysisClient
 from azure.ai.vision.imageanalysis.models import VisualFeatures
 from azure.core.credentials import AzureKeyCredential
-from azure.core.exceptions import HttpResponseError, ServiceResponseError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceResponseError,
+)
 from PIL import Image
 
 from tests.fake_ai import Call, FakeAzureAI
@@ -177,18 +182,19 @@ def test_edit_receives_the_upload_and_returns_an_image_derived_from_it(fake: Fak
             model="gpt-image-1",
             image=("dog.png", source, "image/png"),
             prompt="make it blue",
-            size="256x256",
+            size="1024x1536",
             input_fidelity="high",
             quality="high",
         )
     assert reply.data is not None and len(reply.data) == 1
     out = decode_png(reply.data[0].b64_json).convert("RGB")
-    assert out.size == (256, 256)
+    assert out.size == (1024, 1536)
     assert out.getpixel((10, 10)) == (55, 225, 245), "colours of the source, inverted"
     call = only_call(fake, "images.edit")
     assert call.files["image"] == [source]
     assert call.form["prompt"] == "make it blue"
-    assert call.form["input_fidelity"] == "high" and call.form["size"] == "256x256"
+    assert call.form["input_fidelity"] == "high" and call.form["size"] == "1024x1536"
+    assert (call.model, call.size, call.quality) == ("gpt-image-1", "1024x1536", "high")
     assert call.headers["content-type"].startswith("multipart/form-data; boundary=")
     assert call.json is None and call.status == 200
 
@@ -339,13 +345,20 @@ def test_content_policy_violation_is_a_bad_request_and_not_retried(fake: FakeAzu
     assert fake.count("images.generate") == 1 and fake.paid("images.generate") == 0
 
 
-def test_content_filter_is_a_bad_request(fake: FakeAzureAI) -> None:
-    fake.fail_next("chat", "contentFilter")
-    with make_openai(fake) as client, pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model="gpt-4o", messages=USER_MESSAGE)
-    assert info.value.code == "contentFilter"
-    assert isinstance(info.value.body, dict) and info.value.body["innererror"]["code"] == "ResponsibleAIPolicyViolation"
-    assert fake.count("chat") == 1
+def test_content_filter_on_images_is_a_bad_request_without_inner_error(fake: FakeAzureAI) -> None:
+    fake.fail_next("images.edit", "contentFilter")
+    fake.fail_next("images.edit", "contentFilter", stage="output")
+    with make_openai(fake) as client:
+        messages = []
+        for _ in range(2):
+            with pytest.raises(openai.BadRequestError) as info:
+                client.images.edit(model="gpt-image-1", image=("a.png", png_bytes(), "image/png"), prompt="p")
+            assert info.value.code == "contentFilter" and isinstance(info.value.body, dict)
+            assert "inner_error" not in info.value.body and "innererror" not in info.value.body
+            messages.append(info.value.message)
+    assert "Your task failed as a result of our safety system." in messages[0]
+    assert "Generated image was filtered as a result of our safety system." in messages[1]
+    assert fake.count("images.edit") == 2 and fake.billed("images.edit") == 0
 
 
 def test_401_is_an_authentication_error_and_not_retried(fake: FakeAzureAI) -> None:
@@ -498,9 +511,10 @@ def test_limit_images_answers_429_beyond_the_limit_within_a_window(fake: FakeAzu
     assert [c.status for c in fake.calls] == [200, 200, 429, 429, 200]
     assert fake.paid("images.generate") + fake.paid("images.edit") == 3
     fake.reset()
+    fake.image_size_override = (8, 8)
     with make_openai(fake, max_retries=0) as client:  # reset() removed the limit
         for _ in range(3):
-            client.images.generate(model="gpt-image-1", prompt="p", size="16x16")
+            client.images.generate(model="gpt-image-1", prompt="p")
 
 
 def test_concurrent_calls_are_all_logged_in_arrival_order(fake: FakeAzureAI) -> None:
@@ -559,3 +573,354 @@ def test_a_crashing_compose_reply_is_answered_with_a_500(fake: FakeAzureAI) -> N
     with make_openai(fake, max_retries=0) as client, pytest.raises(openai.InternalServerError) as info:
         client.chat.completions.create(model="gpt-4o", messages=USER_MESSAGE)
     assert info.value.code == "FakeServerError" and "KeyError" in info.value.message
+
+
+# -- Azure's "no" answers and failures, through the real SDKs (one answer per call: retries off) --------------------
+
+
+def sdk_error(fake: FakeAzureAI, route: str, fault: str, **options: Any) -> openai.APIStatusError:
+    """Queue `fault` on `route`, make the route's call with retries off, and return what the openai SDK raised."""
+    fake.fail_next(route, fault, **options)
+    with make_openai(fake, max_retries=0) as client, pytest.raises(openai.APIStatusError) as info:
+        if route == "chat":
+            client.chat.completions.create(model="gpt-4.1-mini", messages=USER_MESSAGE)
+        elif route == "images.generate":
+            client.images.generate(model="gpt-image-1-mini", prompt="p", size="1024x1024", quality="low")
+        else:
+            client.images.edit(
+                model="gpt-image-1-mini", image=("a.png", png_bytes(), "image/png"), prompt="p", size="1024x1024"
+            )
+    assert only_call(fake, route).fault == fault
+    return info.value
+
+
+def error_body(err: openai.APIStatusError) -> dict[str, Any]:
+    """The SDK's exc.body: the "error" object of Azure's answer."""
+    assert isinstance(err.body, dict), err.body
+    return err.body
+
+
+def test_chat_400_content_filter_carries_the_filter_result(fake: FakeAzureAI) -> None:
+    err = sdk_error(fake, "chat", "content_filter")
+    assert isinstance(err, openai.BadRequestError) and err.status_code == 400
+    assert err.code == "content_filter" and err.param == "prompt"
+    body = error_body(err)
+    assert body["status"] == 400 and "content management policy" in body["message"]
+    inner = body["innererror"]
+    assert inner["code"] == "ResponsibleAIPolicyViolation"
+    assert inner["content_filter_result"]["violence"] == {"filtered": True, "severity": "medium"}
+    assert inner["content_filter_result"]["jailbreak"] == {"filtered": False, "detected": False}
+    assert fake.billed("chat") == 0, "a prompt refused by the input filter is not billed"
+
+
+def test_chat_200_content_filter_has_no_content_and_is_billed(fake: FakeAzureAI) -> None:
+    fake.fail_next("chat", "content_filter-200")
+    with make_openai(fake, max_retries=0) as client:
+        reply = client.chat.completions.create(model="gpt-4.1-mini", messages=USER_MESSAGE)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "content_filter"
+    assert choice.message.content is None and choice.message.refusal is None
+    extra: Any = choice.model_extra  # Azure's annotations are fields the openai types do not declare
+    assert extra["content_filter_results"]["sexual"] == {"filtered": True, "severity": "medium"}
+    assert reply.model_extra is not None and reply.model_extra["prompt_filter_results"][0]["prompt_index"] == 0
+    assert fake.paid("chat") == fake.billed("chat") == 1
+
+
+def test_chat_refusal_is_a_200_with_message_refusal(fake: FakeAzureAI) -> None:
+    fake.fail_next("chat", "refusal", refusal="I can't help with that.")
+    with make_openai(fake, max_retries=0) as client:
+        reply = client.chat.completions.create(
+            model="gpt-4.1-mini",
+            messages=USER_MESSAGE,
+            response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": {"type": "object"}}},
+        )
+    message = reply.choices[0].message
+    assert message.refusal == "I can't help with that." and message.content is None
+    assert reply.choices[0].finish_reason == "stop"
+    assert fake.billed("chat") == 1
+
+
+def test_chat_length_is_a_reasoning_model_that_spent_its_budget(fake: FakeAzureAI) -> None:
+    fake.fail_next("chat", "length")
+    with make_openai(fake, max_retries=0) as client:
+        reply = client.chat.completions.create(model="gpt-5-mini", messages=USER_MESSAGE, max_completion_tokens=120)
+    assert reply.choices[0].finish_reason == "length" and reply.choices[0].message.content == ""
+    usage = reply.usage
+    assert usage is not None and usage.completion_tokens == 120
+    assert usage.completion_tokens_details is not None and usage.completion_tokens_details.reasoning_tokens == 120
+    assert fake.billed("chat") == 1
+
+
+def test_chat_empty_content_with_finish_reason_stop(fake: FakeAzureAI) -> None:
+    fake.fail_next("chat", "empty")
+    with make_openai(fake, max_retries=0) as client:
+        reply = client.chat.completions.create(model="gpt-4.1-mini", messages=USER_MESSAGE)
+    assert (reply.choices[0].finish_reason, reply.choices[0].message.content) == ("stop", "")
+    assert fake.billed("chat") == 1
+
+
+def test_a_normal_chat_answer_carries_azure_annotations_and_token_details(fake: FakeAzureAI) -> None:
+    with make_openai(fake, max_retries=0) as client:
+        raw = client.chat.completions.with_raw_response.create(model="gpt-4.1-mini", messages=USER_MESSAGE)
+    reply = raw.parse()
+    assert raw.headers["x-ms-region"] == "East US 2"
+    assert raw.headers["apim-request-id"] == only_call(fake, "chat").request_id
+    assert reply.choices[0].message.refusal is None and reply.choices[0].message.content
+    assert reply.usage is not None and reply.usage.completion_tokens_details is not None
+    assert reply.usage.completion_tokens_details.reasoning_tokens == 0
+    extra: Any = reply.choices[0].model_extra
+    assert extra["content_filter_results"]["hate"] == {"filtered": False, "severity": "safe"}
+
+
+@pytest.mark.parametrize("route", ["images.generate", "images.edit"])
+def test_image_content_policy_violation_uses_inner_error(fake: FakeAzureAI, route: str) -> None:
+    err = sdk_error(fake, route, "content_policy_violation")
+    assert isinstance(err, openai.BadRequestError)
+    assert err.code == "content_policy_violation" and err.type == "invalid_request_error"
+    inner = error_body(err)["inner_error"]
+    assert inner["code"] == "ResponsibleAIPolicyViolation"
+    assert inner["content_filter_results"]["violence"] == {"filtered": True, "severity": "high"}
+    assert fake.billed(route) == 0
+
+
+@pytest.mark.parametrize("route", ["images.generate", "images.edit"])
+def test_image_moderation_blocked_is_gpt_image_own_moderation(fake: FakeAzureAI, route: str) -> None:
+    err = sdk_error(fake, route, "moderation_blocked", categories=["sexual"])
+    assert isinstance(err, openai.BadRequestError)
+    assert err.code == "moderation_blocked" and err.type == "image_generation_user_error"
+    message = error_body(err)["message"]
+    assert message.startswith("Your request was rejected by the safety system.")
+    assert "safety_violations=[sexual]" in message
+    assert only_call(fake, route).request_id in message, "the message names the request id, as Azure's does"
+    assert fake.billed(route) == 0
+
+
+def test_edit_of_a_photo_of_a_minor_is_a_content_policy_400(fake: FakeAzureAI) -> None:
+    err = sdk_error(fake, "images.edit", "minor")
+    assert isinstance(err, openai.BadRequestError) and err.code == "content_policy_violation"
+    assert err.param == "image" and "minor" in error_body(err)["message"]
+    assert error_body(err)["inner_error"]["code"] == "ResponsibleAIPolicyViolation"
+    with pytest.raises(ValueError):
+        fake.fail_next("images.generate", "minor")  # only an edit has an input photo
+
+
+def test_resource_blocked_for_policy_violations_is_a_403_forbidden(fake: FakeAzureAI) -> None:
+    err = sdk_error(fake, "images.edit", "403-blocked")
+    assert isinstance(err, openai.PermissionDeniedError) and err.status_code == 403
+    assert err.code == "Forbidden" and "temporarily blocked" in err.message
+    assert "content policy" in err.message and fake.billed("images.edit") == 0
+
+
+def test_permission_denied_is_401_by_default_and_403_on_request(fake: FakeAzureAI) -> None:
+    err = sdk_error(fake, "chat", "permission")
+    assert isinstance(err, openai.AuthenticationError) and err.code == "PermissionDenied"
+    assert "Principal does not have access" in err.message
+    fake.reset()
+    err = sdk_error(fake, "images.generate", "permission", status=403)
+    assert isinstance(err, openai.PermissionDeniedError) and err.code == "PermissionDenied"
+
+
+def test_403_network_rules_and_404_deployment_not_found(fake: FakeAzureAI) -> None:
+    err = sdk_error(fake, "images.generate", "403")
+    assert isinstance(err, openai.PermissionDeniedError) and err.code == "403"
+    assert "Virtual Network/Firewall" in err.message
+    fake.reset()
+    err = sdk_error(fake, "chat", "404")
+    assert isinstance(err, openai.NotFoundError) and err.code == "DeploymentNotFound"
+    assert "deployment for this resource does not exist" in err.message
+    assert fake.billed("chat") == 0
+
+
+def test_429_full_has_every_rate_limit_header(fake: FakeAzureAI) -> None:
+    err = sdk_error(fake, "images.edit", "429-full", retry_after_ms=2500)
+    assert isinstance(err, openai.RateLimitError) and err.code == "429"
+    headers = err.response.headers
+    assert (headers["retry-after"], headers["retry-after-ms"]) == ("3", "2500")
+    assert headers["x-ratelimit-remaining-requests"] == "0" and headers["x-ratelimit-limit-requests"] == "6"
+    assert "x-ratelimit-remaining-tokens" in headers and "apim-request-id" in headers
+    assert "Please retry after 3 second(s)" in err.message
+    assert fake.billed("images.edit") == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [
+        ("500", 500, "InternalServerError"),
+        ("502", 502, "BadGateway"),
+        ("503", 503, "ServiceUnavailable"),
+        ("504", 504, "Timeout"),
+    ],
+)
+def test_5xx_are_internal_server_errors_and_not_billed(fake: FakeAzureAI, fault: str, status: int, code: str) -> None:
+    err = sdk_error(fake, "images.generate", fault)
+    assert isinstance(err, openai.InternalServerError)
+    assert (err.status_code, err.code) == (status, code)
+    assert fake.billed("images.generate") == 0
+
+
+def test_a_timed_out_image_call_is_billed(fake: FakeAzureAI) -> None:
+    fake.fail_next("images.edit", "timeout", seconds=3)
+    with make_openai(fake, max_retries=0, timeout=0.3) as client, pytest.raises(openai.APITimeoutError):
+        client.images.edit(model="gpt-image-1", image=("a.png", png_bytes(), "image/png"), prompt="p")
+    assert fake.wait_calls("images.edit", 1)
+    call = only_call(fake, "images.edit")
+    assert (call.status, call.fault, call.billed) == (0, "timeout", True)
+    assert fake.paid("images.edit") == 0 and fake.billed("images.edit") == 1
+
+
+def test_a_reset_is_not_billed_unless_asked(fake: FakeAzureAI) -> None:
+    fake.fail_next("images.generate", "reset")
+    fake.fail_next("images.generate", "reset", billed=True)
+    with make_openai(fake, max_retries=0) as client:
+        for _ in range(2):
+            with pytest.raises(openai.APIConnectionError):
+                client.images.generate(model="gpt-image-1", prompt="p")
+    assert [c.billed for c in fake.calls] == [False, True]
+
+
+def test_malformed_and_no_image_200s_are_billed(fake: FakeAzureAI) -> None:
+    fake.fail_next("images.generate", "malformed")
+    fake.fail_next("images.generate", "no-image")
+    fake.fail_next("images.generate", "no-image", billed=False)
+    with make_openai(fake, max_retries=0) as client:
+        with pytest.raises(json.JSONDecodeError):
+            client.images.generate(model="gpt-image-1", prompt="p")
+        assert client.images.generate(model="gpt-image-1", prompt="p").data == []
+        assert client.images.generate(model="gpt-image-1", prompt="p").data == []
+    assert [c.billed for c in fake.calls] == [True, True, False]
+
+
+def test_faults_only_apply_where_azure_sends_them(fake: FakeAzureAI) -> None:
+    for route, fault in [
+        ("chat", "content_policy_violation"),
+        ("chat", "moderation_blocked"),
+        ("images.edit", "refusal"),
+        ("images.generate", "content_filter-200"),
+        ("vision.analyze", "429-full"),
+        ("vision.analyze", "403-blocked"),
+        ("chat", "no-caption"),
+        ("images.edit", "InvalidImageSize"),
+    ]:
+        with pytest.raises(ValueError, match="only applies"):
+            fake.fail_next(route, fault)
+
+
+# -- GPT-image sizes and quality -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", ["1920x1088", "3840x2160", "2048x2048", "1024x1024", "1536x1024", "2400x800", "auto"])
+def test_gpt_image_2_takes_any_size_within_its_rules(fake: FakeAzureAI, size: str) -> None:
+    fake.image_size_override = (16, 16)
+    with make_openai(fake, max_retries=0) as client:
+        reply = client.images.generate(model="my-gpt-image-2-deployment", prompt="p", size=cast(Any, size))
+    assert reply.data
+    call = only_call(fake, "images.generate")
+    assert (call.model, call.size, call.status) == ("my-gpt-image-2-deployment", size, 200)
+
+
+@pytest.mark.parametrize(
+    ("size", "reason"),
+    [
+        ("1000x1000", "multiples of 16"),
+        ("2560x800", "aspect ratio"),  # 3.2:1
+        ("512x512", "pixels"),  # 262,144 px
+        ("4096x2048", "pixels"),  # 8,388,608 px
+        ("3856x1920", "long edge"),
+        ("wide", "WIDTHxHEIGHT"),
+    ],
+)
+def test_gpt_image_2_refuses_sizes_outside_its_rules(fake: FakeAzureAI, size: str, reason: str) -> None:
+    with make_openai(fake, max_retries=0) as client, pytest.raises(openai.BadRequestError) as info:
+        client.images.generate(model="gpt-image-2", prompt="p", size=cast(Any, size))
+    assert info.value.code == "invalid_value" and info.value.param == "size"
+    assert reason in info.value.message
+    assert only_call(fake, "images.generate").size == size and fake.billed("images.generate") == 0
+
+
+@pytest.mark.parametrize("model", ["gpt-image-1", "gpt-image-1-mini", "images"])
+def test_other_deployments_take_only_the_three_gpt_image_1_sizes(fake: FakeAzureAI, model: str) -> None:
+    fake.image_size_override = (16, 16)
+    with make_openai(fake, max_retries=0) as client:
+        for size in ("1024x1024", "1024x1536", "1536x1024", "auto"):
+            client.images.generate(model=model, prompt="p", size=cast(Any, size))
+        with pytest.raises(openai.BadRequestError) as info:
+            client.images.edit(
+                model=model, image=("a.png", png_bytes(), "image/png"), prompt="p", size=cast(Any, "1920x1088")
+            )
+    assert info.value.param == "size" and "Supported values are" in info.value.message
+    assert [c.size for c in fake.calls] == ["1024x1024", "1024x1536", "1536x1024", "auto", "1920x1088"]
+
+
+def test_quality_is_low_medium_high_or_auto(fake: FakeAzureAI) -> None:
+    fake.image_size_override = (16, 16)
+    with make_openai(fake, max_retries=0) as client:
+        for quality in ("low", "medium", "high", "auto"):
+            client.images.generate(model="gpt-image-2", prompt="p", quality=cast(Any, quality))
+        with pytest.raises(openai.BadRequestError) as info:
+            client.images.generate(model="gpt-image-2", prompt="p", quality=cast(Any, "hd"))
+    assert info.value.param == "quality"
+    assert [c.quality for c in fake.calls] == ["low", "medium", "high", "auto", "hd"]
+    assert [c.size for c in fake.calls] == [None] * 5
+
+
+# -- AI Vision's failures, through azure-ai-vision-imageanalysis ----------------------------------------------------
+
+
+def vision_error(fake: FakeAzureAI, fault: str, **options: Any) -> HttpResponseError:
+    fake.fail_next("vision.analyze", fault, **options)
+    with make_vision(fake, retry_total=0) as client, pytest.raises(HttpResponseError) as info:
+        analyze(client, png_bytes())
+    assert only_call(fake, "vision.analyze").fault == fault
+    return info.value
+
+
+@pytest.mark.parametrize("inner", ["InvalidImageSize", "NotSupportedImage"])
+def test_vision_400_invalid_request_with_its_inner_code(fake: FakeAzureAI, inner: str) -> None:
+    err = vision_error(fake, inner)
+    assert err.status_code == 400
+    assert err.error is not None and err.error.code == "InvalidRequest"
+    assert err.error.innererror["code"] == inner  # azure-core keeps the innererror as a dict
+    assert fake.billed("vision.analyze") == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "exception", "code"),
+    [
+        ("401", 401, ClientAuthenticationError, "401"),
+        ("permission", 401, ClientAuthenticationError, "PermissionDenied"),
+        ("403", 403, HttpResponseError, "403"),
+        ("404", 404, ResourceNotFoundError, "404"),
+        ("500", 500, HttpResponseError, "InternalServerError"),
+        ("503", 503, HttpResponseError, "ServiceUnavailable"),
+    ],
+)
+def test_vision_errors_reach_the_sdk_with_their_code(
+    fake: FakeAzureAI, fault: str, status: int, exception: type[HttpResponseError], code: str
+) -> None:
+    err = vision_error(fake, fault)
+    assert isinstance(err, exception) and err.status_code == status
+    assert err.error is not None and err.error.code == code
+    assert fake.billed("vision.analyze") == 0
+
+
+def test_vision_429_has_retry_after_and_the_cognitive_services_message(fake: FakeAzureAI) -> None:
+    err = vision_error(fake, "429", retry_after=2)
+    assert err.status_code == 429 and err.error is not None and err.error.code == "429"
+    assert err.error.message == "Rate limit is exceeded. Try again in 2 seconds."
+    response: Any = err.response
+    assert response.headers["Retry-After"] == "2"
+
+
+def test_vision_answer_without_a_caption_is_a_billed_200(fake: FakeAzureAI) -> None:
+    fake.fail_next("vision.analyze", "no-caption")
+    with make_vision(fake, retry_total=0) as client:
+        result = analyze(client, png_bytes())
+    assert result.caption is None and result.tags is not None
+    assert fake.billed("vision.analyze") == 1
+
+
+def test_vision_echoes_the_client_request_id(fake: FakeAzureAI) -> None:
+    with make_vision(fake) as client:
+        analyze(client, png_bytes())
+    call = only_call(fake, "vision.analyze")
+    assert "x-ms-client-request-id" in call.headers and call.billed
