@@ -920,7 +920,14 @@ def test_vision_answer_without_a_caption_is_a_billed_200(fake: FakeAzureAI) -> N
 
 
 def test_vision_echoes_the_client_request_id(fake: FakeAzureAI) -> None:
+    seen: list[Any] = []
     with make_vision(fake) as client:
-        analyze(client, png_bytes())
+        client.analyze(
+            image_data=png_bytes(),
+            visual_features=[VisualFeatures.TAGS],
+            raw_response_hook=lambda response: seen.append(response.http_response.headers),
+        )
     call = only_call(fake, "vision.analyze")
-    assert "x-ms-client-request-id" in call.headers and call.billed
+    assert seen[0]["x-ms-client-request-id"] == call.headers["x-ms-client-request-id"]
+    assert seen[0]["apim-request-id"] == call.request_id and "x-ms-region" not in seen[0]
+    assert call.billed and fake.billed("vision.analyze") == fake.paid("vision.analyze") == 1
