@@ -54,6 +54,8 @@ LOCAL_FILES = [
     ".pytest_cache/v/cache/lastfailed",
     ".mypy_cache/3.11/cache.db",
     ".ruff_cache/CACHEDIR.TAG",
+    ".coverage",
+    ".coverage.worker-1",
     ".varia/jobs/j-1/manifest.json",
     "varia-output/j-1/variation-1.png",
     "test-artifacts/browser/page.png",
