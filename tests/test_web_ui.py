@@ -11,6 +11,7 @@ import pytest
 
 from shared.adapters.services import load_presets
 from shared.config import ConfigError, Settings
+from shared.core.codes import CODES
 from shared.functions.web_ui import CONTENT_SECURITY_POLICY, WEB_DIR, serve_ui
 from tests.support import offline_env
 
@@ -120,3 +121,20 @@ def test_the_policy_lets_the_page_show_what_it_fetched_and_connect_only_to_the_a
     policy = dict(part.strip().split(" ", 1) for part in CONTENT_SECURITY_POLICY.split(";"))
     assert policy["img-src"] == "'self' blob:"
     assert policy["connect-src"] == "'self'"
+
+
+def test_config_carries_the_advice_for_every_code_from_the_one_table(tmp_path: Path) -> None:
+    config = json.loads(_serve(tmp_path, "config.json").get_body())
+    assert config["codes"] == {name: {"advice": code.advice, "who": code.who} for name, code in CODES.items()}
+    assert config["codes"]["minor_edit_refused"]["advice"] == CODES["minor_edit_refused"].advice
+    assert config["codes"]["resource_blocked"]["who"] == "admin"
+    assert {"invalid_image", "upload_too_large", "storage_full"} <= config["codes"].keys()  # refused requests too
+
+
+def test_the_page_picks_its_advice_by_code_never_by_reading_the_message() -> None:
+    script = (WEB_DIR / "app.js").read_text()
+    # No pattern is ever tested against a message or a reason: the advice comes from config.json's codes.
+    assert not re.search(r"\.test\(\s*(message|reason|text|view\.message|answer\.error)", script)
+    assert not re.search(r"(message|reason|error)\S*\.(match|search)\(", script)
+    assert "PICTURE_PROBLEM" not in script
+    assert "adviceFor(view.code)" in script and "adviceFor(answer.code)" in script and "adviceFor(i.code)" in script

@@ -7,7 +7,10 @@ them (generated from this table). Messages are for people and may change; codes 
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 Who = Literal["user", "admin", "later"]  # who can act on it: the person sending, the app's admin, or time
@@ -92,6 +95,87 @@ CODES: dict[str, Code] = {
             "admin",
         ),
         Code("storage_unreachable", "The storage could not be reached.", "Try again later.", "later"),
+        Code("storage_error", "The storage failed in another way.", "An admin must check the storage.", "admin"),
+        Code(
+            "storage_in_use",
+            "Another Varia process (a server or a CLI run) is using the same storage.",
+            "Stop the other process, or use another folder.",
+            "user",
+        ),
+        # The blob trigger
+        Code(
+            "invalid_blob_name",
+            "The dropped blob's name is one Varia will not read (path tricks, control characters).",
+            "Upload the image again under a plain name.",
+            "user",
+        ),
+        # Refused requests: the HTTP API and the local server answer these before any job starts
+        Code("upload_too_large", "The upload is over the size limit.", "Pick a smaller picture.", "user"),
+        Code(
+            "invalid_image",
+            "The upload is not an image Varia reads, or its header is damaged.",
+            "Pick another picture: a JPEG, PNG, GIF or WEBP.",
+            "user",
+        ),
+        Code(
+            "form_too_large",
+            "The form has more than 16 parts or a text field over 64 KB.",
+            "Send one image and the fields prompt, profile, n, mode and force.",
+            "user",
+        ),
+        Code(
+            "malformed_body",
+            "The body is not a readable multipart form or JSON object.",
+            "Send a multipart form or a JSON object, as the API section of the README shows.",
+            "user",
+        ),
+        Code(
+            "unsupported_media_type",
+            "The body is neither multipart/form-data nor JSON.",
+            "Send multipart/form-data or application/json.",
+            "user",
+        ),
+        Code(
+            "body_incomplete",
+            "The request body ended early or its chunks were malformed.",
+            "Send the picture again.",
+            "user",
+        ),
+        Code("job_not_found", "No job has this id.", "Check the id, or start the job again.", "user"),
+        Code(
+            "image_not_found",
+            "The job has no such image, or not yet.",
+            "Wait for the job to finish; ask for 'source', 'manifest' or a variation index.",
+            "user",
+        ),
+        Code(
+            "cross_origin_refused",
+            "The local server takes jobs only from its own page, and this request came from another site.",
+            "Open Varia's own page and start the job there.",
+            "user",
+        ),
+        Code(
+            "host_not_allowed",
+            "The request named a host that is not the local server (a DNS-rebinding page, say).",
+            "Open the page at the address the server printed.",
+            "user",
+        ),
+        Code(
+            "not_found",
+            "The local server has no such route.",
+            "Open the page at /api/ui; the API is under /api/variations.",
+            "user",
+        ),
+        Code(
+            "method_not_allowed", "The route does not take this method.", "Use a method the Allow header names.", "user"
+        ),
+        Code("bad_request", "The local server could not read the request.", "Send the request again.", "user"),
+        Code(
+            "server_error",
+            "The local server failed on this request.",
+            "Try again; if it persists, its console shows why.",
+            "later",
+        ),
         # Anything else
         Code("internal", "Varia stopped on an error of its own.", "Try again; report it if it persists.", "later"),
     )
@@ -100,3 +184,74 @@ CODES: dict[str, Code] = {
 
 def advice(code: str | None) -> str | None:
     return CODES[code].advice if code in CODES else None
+
+
+# The HTTP status of an answer that refuses a request with this code (the API's `{"error", "code"}`).
+# A code not listed here is only ever a job's or a variation's.
+HTTP_STATUS: dict[str, int] = {
+    "invalid_request": 400,
+    "invalid_image": 400,
+    "malformed_body": 400,
+    "body_incomplete": 400,
+    "bad_request": 400,
+    "cross_origin_refused": 403,
+    "host_not_allowed": 403,
+    "job_not_found": 404,
+    "image_not_found": 404,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "upload_too_large": 413,
+    "form_too_large": 413,
+    "unsupported_media_type": 415,
+    "server_error": 500,
+    "storage_read_only": 503,
+    "storage_unreachable": 503,
+    "storage_error": 503,
+    "storage_full": 507,
+}
+
+# The "who acts" column: the person sending, the app's admin, or time (the same request works later).
+WHO_TEXT: dict[str, str] = {"user": "the sender", "admin": "an admin", "later": "time: try again later"}
+
+
+def page_table() -> dict[str, dict[str, str]]:
+    """What the page needs to pick its advice by code (served in config.json): code -> advice and who."""
+    return {name: {"advice": code.advice, "who": code.who} for name, code in CODES.items()}
+
+
+# --- The generated docs: the README's table of codes ------------------------------------------
+
+README_START = "<!-- codes table: generated by `python -m shared.core.codes --write` -->"
+README_END = "<!-- end of codes table -->"
+
+
+def codes_table() -> str:
+    """The README's table of codes, in CODES's order, one row per code."""
+    rows = ["| code | HTTP | what it means | what to do | who acts |", "|---|---|---|---|---|"]
+    for name, code in CODES.items():
+        status = str(HTTP_STATUS[name]) if name in HTTP_STATUS else ""
+        rows.append(f"| `{name}` | {status} | {code.meaning} | {code.advice} | {WHO_TEXT[code.who]} |")
+    return "\n".join(rows)
+
+
+def readme_with_table(readme: str) -> str:
+    start, end = readme.index(README_START), readme.index(README_END)
+    return readme[: start + len(README_START)] + "\n" + codes_table() + "\n" + readme[end:]
+
+
+def write_docs(root: Path) -> None:
+    readme = root / "README.md"
+    readme.write_text(readme_with_table(readme.read_text(encoding="utf-8")), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None, write: Callable[[Path], None] = write_docs) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["--write"]:
+        print("usage: python -m shared.core.codes --write   (regenerates README.md's table of codes)", file=sys.stderr)
+        return 2
+    write(Path(__file__).resolve().parent.parent.parent)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

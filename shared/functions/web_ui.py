@@ -2,7 +2,8 @@
 
 The page is static (shared/functions/web: index.html, app.css, app.js, an icon) and talks to the HTTP API
 under /api/variations. `config.json` is the one generated file: the presets and the limits the
-form needs, from the same settings the API enforces. Only files that exist in shared/functions/web are
+form needs, from the same settings the API enforces, and the advice the page gives for each code
+(from shared/core/codes.py, so the page never guesses from a message). Only files that exist in shared/functions/web are
 served, by plain name (no folders, no dot files), each with a strict Content-Security-Policy.
 """
 
@@ -18,6 +19,7 @@ import azure.functions as func
 
 from shared.adapters.services import load_presets
 from shared.config import Settings
+from shared.core.codes import page_table
 from shared.core.safety import PROFILES
 
 WEB_DIR = Path(__file__).with_name("web")
@@ -55,7 +57,7 @@ def _not_found(name: str) -> func.HttpResponse:
 
 
 def page_config(settings: Settings) -> dict[str, object]:
-    """What the form needs to know before the first request: presets, profiles and limits."""
+    """What the page needs to know before the first request: presets, profiles, limits, and advice by code."""
     return {
         "presets": load_presets(),
         "profiles": list(PROFILES),
@@ -63,6 +65,7 @@ def page_config(settings: Settings) -> dict[str, object]:
         "default_variations": settings.default_variations,
         "max_variations": settings.max_variations,
         "max_upload_mb": settings.max_upload_bytes // (1024 * 1024),
+        "codes": page_table(),
     }
 
 

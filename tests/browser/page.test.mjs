@@ -208,7 +208,10 @@ describe('the Varia page', { concurrency: false }, () => {
     await page.waitForSelector('#result:not([hidden])[data-status="failed"]', { timeout: 20000 });
     assert.match(await page.textContent('#notice-text'), /damaged|truncated/);
     assert.doesNotMatch(await page.textContent('#notice-text'), /[0-9a-f]{64}/, 'no internal blob names');
-    assert.match(await page.textContent('#notice-help'), /pick another picture/);
+    // The advice is the one of the job's code (a damaged image), from the table config.json carries.
+    const { codes } = await (await fetch(`${BASE}/api/ui/config.json`)).json();
+    assert.equal(await page.getAttribute('#notice-help', 'data-codes'), 'image_invalid');
+    assert.ok((await page.textContent('#notice-help')).includes(codes.image_invalid.advice));
     assert.equal(await page.isVisible('#retry'), false, 'sending the same damaged file again cannot help');
     assert.match(await page.textContent('#history .history-item:first-child'), /Failed/);
   });

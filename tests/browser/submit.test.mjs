@@ -161,7 +161,7 @@ describe('sending a job', { concurrency: false }, () => {
     await assertLocked();
     hold.release('Varia is busy right now.');
     await page.waitForSelector('#form-error:not([hidden])');
-    assert.equal(await page.textContent('#form-error'), 'Varia is busy right now.');
+    assert.equal(await page.textContent('#form-error .form-message'), 'Varia is busy right now.');
     await assertUnlocked();
 
     await page.click('#go');

@@ -40,13 +40,30 @@ const PRESET_LABELS = {
 
 const FALLBACK_CONFIG = {
   presets: {}, profiles: ['general', 'kids'], default_profile: 'general',
-  default_variations: 2, max_variations: 4, max_upload_mb: 20,
+  default_variations: 2, max_variations: 4, max_upload_mb: 20, codes: {},
 };
+
+// What to do next is chosen by the answer's `code`, from the table config.json carries (shared/core/codes.py),
+// never by reading the message: messages are for people and change, codes are stable. A code this page does
+// not know (a newer server) gets the generic next step.
+const GENERIC_ADVICE = {
+  advice: 'Try again in a moment. If it keeps failing, ask whoever runs Varia to look at its console.',
+  who: 'later',
+};
+// Refusals by a safety check: in the kids' classroom, say why ideas are stricter there.
+const SAFETY_CODES = new Set(['word_check', 'composer_refused', 'service_refused']);
+const REDRAW_CODE = 'minor_edit_refused'; // Azure does not edit photos of children: drawing a new scene works
+
+function adviceFor(code) {
+  const entry = code ? state.config.codes?.[code] : null;
+  return entry && typeof entry.advice === 'string' ? { ...entry, code } : { ...GENERIC_ADVICE, code: code || '' };
+}
 
 const $ = (id) => document.getElementById(id);
 const state = {
   config: FALLBACK_CONFIG, file: null, previewUrl: null, current: null, pollToken: 0, repeated: new Set(),
   key: '', sending: false,
+  sentFiles: new Map(), // job id -> the picture this page sent for it, so "Draw a new scene" can send it again
 };
 
 // ---- small helpers -----------------------------------------------------------------------------
@@ -261,16 +278,19 @@ function setCurrent(id) {
 
 // ---- the form ------------------------------------------------------------------------------------
 
-function showFormError(message, focusTarget) {
+function showFormError(message, focusTarget, advice = null) {
   const el = $('form-error');
-  el.textContent = message;
+  el.replaceChildren(
+    h('span', { class: 'form-message' }, message),
+    advice ? h('span', { class: 'form-advice', 'data-code': advice.code, 'data-who': advice.who }, ` ${advice.advice}`) : null,
+  );
   el.hidden = false;
   (focusTarget || el).focus();
 }
 
 function clearFormError() {
   $('form-error').hidden = true;
-  $('form-error').textContent = '';
+  $('form-error').replaceChildren();
 }
 
 function setFile(file) {
@@ -381,7 +401,7 @@ function formValues() {
 // and the picture cannot be changed under it; all of it comes back when the answer (or an error) arrives.
 function setSending(sending) {
   state.sending = sending;
-  for (const id of ['go', 'retry', 'file']) $(id).disabled = sending;
+  for (const id of ['go', 'retry', 'redraw', 'file']) $(id).disabled = sending;
   $('make').setAttribute('aria-busy', String(sending));
   $('drop').classList.toggle('busy', sending);
   $('go-label').textContent = sending ? 'Sending your picture…' : 'Make my pictures';
@@ -397,7 +417,8 @@ async function submitJob(force = false) {
   if (!$('key-box').hidden && typed) setKey(typed);
 
   const body = new FormData();
-  body.append('image', state.file, state.file.name || 'picture.png');
+  const file = state.file;
+  body.append('image', file, file.name || 'picture.png');
   for (const [name, value] of Object.entries(values)) body.append(name, String(value));
   if (force) body.append('force', 'true');
 
@@ -412,9 +433,12 @@ async function submitJob(force = false) {
     if (KEY_REFUSED(response.status)) return askForKey();
     const answer = await response.json().catch(() => ({}));
     if (response.status !== 202 || !JOB_ID.test(answer.job_id || '')) {
-      return showFormError(answer.error || `Varia answered with an error (${response.status}). Try again in a moment.`);
+      // The refusal's own sentence, then the next step for its code.
+      return showFormError(answer.error || `Varia answered with an error (${response.status}).`, null,
+        adviceFor(answer.code));
     }
     $('key-box').hidden = true;
+    state.sentFiles.set(answer.job_id, file);
     if (answer.created === false) state.repeated.add(answer.job_id);
     else state.repeated.delete(answer.job_id);
     updateJob(answer.job_id, { ...values, at: Date.now(), status: 'running' });
@@ -422,6 +446,24 @@ async function submitJob(force = false) {
   } finally {
     setSending(false);
   }
+}
+
+// "Draw a new scene": the same picture and prompt, sent again in generate mode (no photo is edited). The form shows
+// the mode it sends, so the choice is visible and kept in the draft.
+function redraw() {
+  const job = state.current ? findJob(state.current) : null;
+  const file = job ? state.sentFiles.get(job.id) : null;
+  if (state.sending || !file) return;
+  if (file !== state.file) setFile(file);
+  if (job.prompt) $('prompt').value = job.prompt;
+  for (const [name, value] of [['profile', job.profile], ['n', job.n]]) {
+    const input = document.querySelector(`input[name="${name}"][value="${value}"]`);
+    if (input) input.checked = true;
+  }
+  $('mode-generate').checked = true;
+  syncPresets();
+  saveDraft();
+  submitJob(false);
 }
 
 // ---- following a job -----------------------------------------------------------------------------
@@ -540,24 +582,31 @@ function promptLine(job) {
   return parts;
 }
 
-// Failures about the picture itself (damaged, not an image, too big or too small) need another picture.
-const PICTURE_PROBLEM = /\b(not an image|damaged|truncated|cannot be decoded|too (large|small|big)|pixels|the limit is)\b/i;
-
 // Uploads are stored under their sha256; that name means nothing to the person who sent the picture.
 // And "force=true" is API talk: the page's Try again button is how a person sends it again.
 function plainMessage(message) {
   return (message || '').replace(/^[0-9a-f]{64}\.[a-z0-9]+:\s*/i, '').replace(/;\s*send the image again with force=true/, '');
 }
 
-function showNotice(kind, title, text, help, retry) {
+// `codes`: the codes the advice was picked for (data-codes, so a test or a script can tell which); `redraw`: offer
+// "Draw a new scene" (the same picture and prompt, in generate mode).
+function showNotice(kind, title, text, help, retry, { codes = [], redraw = false } = {}) {
   const notice = $('notice');
   notice.className = `notice notice-${kind}`;
   notice.hidden = false;
   $('notice-title').textContent = title;
   $('notice-text').textContent = text || '';
   $('notice-help').textContent = help || '';
+  $('notice-help').dataset.codes = codes.join(' ');
   $('retry').hidden = !retry;
   $('retry').textContent = retry || 'Try again';
+  $('redraw').hidden = !redraw;
+}
+
+// The help line for a set of codes: each distinct next step once, in order.
+function adviceText(advices) {
+  const steps = [...new Set(advices.map((a) => a.advice))];
+  return steps.length ? `What to do: ${steps.join(' ')}` : '';
 }
 
 function fact(term, ...value) {
@@ -600,33 +649,36 @@ function showResult(job, view) {
   $('notice').hidden = true;
 
   const canRetry = Boolean(state.file);
-  if (status === 'succeeded' && made.length === images.length) {
+  const missing = images.filter((i) => i.status !== 'succeeded');
+  const partial = view.partial === true || (status === 'succeeded' && missing.length > 0);
+  // Time may cure it (or nobody knows why): sending the same picture again is worth offering.
+  const worthRetrying = (advices) => advices.some((a) => a.who === 'later');
+  const noFileYet = ' To send it again, pick the picture again above.';
+  const canRedraw = state.sentFiles.has(job.id); // the picture sent for this job, kept while the page is open
+  if (status === 'succeeded' && !partial) {
     $('result-title').textContent = made.length === 1 ? 'Here is your new picture!' : 'Here are your new pictures!';
-  } else if (status === 'succeeded') {
+  } else if (partial) {
     $('result-title').textContent = `Varia made ${made.length} of ${images.length} pictures`;
-    const reasons = images.filter((i) => i.status !== 'succeeded').map((i) => `Picture ${i.index + 1}: ${i.reason}`);
+    const advices = missing.map((i) => adviceFor(i.code));
+    const reasons = missing.map((i) => `Picture ${i.index + 1}: ${i.reason || 'not made.'}`);
+    const retry = worthRetrying(advices);
     showNotice('partial', 'Some pictures could not be made.', reasons.join(' '),
-      'You can keep these, or press Try again for a new set.', canRetry ? 'Try again' : null);
-  } else if (status === 'refused') {
-    $('result-title').textContent = "Varia can't make this one";
-    const help = stored.profile === 'kids'
-      ? "This is the kids' classroom, so some words and ideas are not allowed. Try a different idea, like one of the style buttons."
-      : 'Try a different idea, or one of the style buttons.';
-    showNotice('refused', 'Why not?', view.message || 'The idea did not pass the safety check.', help, null);
+      `You can keep these. ${adviceText(advices)}${retry && !canRetry ? noFileYet : ''}`,
+      retry && canRetry ? 'Try again' : null,
+      { codes: advices.map((a) => a.code), redraw: canRedraw && advices.some((a) => a.code === REDRAW_CODE) });
   } else {
-    $('result-title').textContent = 'Something went wrong';
-    const message = plainMessage(view.message) || 'The job stopped before it finished.';
-    if (PICTURE_PROBLEM.test(message)) {
-      // Sending the same file again cannot help: say so instead of offering Try again.
-      showNotice('failed', 'What happened', message,
-        'What you can do: pick another picture above (a JPEG or PNG photo or drawing works best) and press Make my pictures.', null);
-    } else {
-      showNotice('failed', 'What happened', message,
-        canRetry
-          ? 'What you can do: press Try again in a moment. If it keeps failing, ask whoever runs Varia to look at its console.'
-          : 'What you can do: pick the picture again above and press Make my pictures. If it keeps failing, ask whoever runs Varia to look at its console.',
-        canRetry ? 'Try again' : null);
-    }
+    const refused = status === 'refused';
+    $('result-title').textContent = refused ? "Varia can't make this one" : 'Something went wrong';
+    const advice = adviceFor(view.code);
+    const kids = refused && stored.profile === 'kids' && SAFETY_CODES.has(advice.code)
+      ? "This is the kids' classroom, so some words and ideas are not allowed. " : '';
+    const message = plainMessage(view.message)
+      || (refused ? 'The idea did not pass the safety check.' : 'The job stopped before it finished.');
+    const retry = worthRetrying([advice]);
+    showNotice(refused ? 'refused' : 'failed', refused ? 'Why not?' : 'What happened', message,
+      `${kids}${adviceText([advice])}${retry && !canRetry ? noFileYet : ''}`,
+      retry && canRetry ? 'Try again' : null,
+      { codes: [advice.code], redraw: canRedraw && advice.code === REDRAW_CODE });
   }
   if (state.repeated.has(job.id) && status !== 'refused') {
     showNotice('info', 'You asked for exactly this before', 'So here are the same pictures again, at no cost.',
@@ -660,7 +712,8 @@ function showResult(job, view) {
             'Download', h('span', { class: 'visually-hidden' }, ` picture ${k}`))));
     } else {
       after = h('figure', { class: 'shot shot-missing' },
-        h('div', { class: 'missing' }, item.status === 'refused' ? 'Not allowed' : 'Not made', h('small', {}, item.reason || '')),
+        h('div', { class: 'missing' }, item.status === 'refused' ? 'Not allowed' : 'Not made', h('small', {}, item.reason || ''),
+          h('small', { class: 'missing-advice', 'data-code': item.code || '' }, adviceFor(item.code).advice)),
         h('figcaption', {}, h('span', { class: 'tag' }, `Picture ${k}`)));
     }
     return h('div', { class: 'pair' }, before, after);
@@ -795,6 +848,7 @@ async function start() {
     }
   });
   $('retry').addEventListener('click', () => submitJob(true));
+  $('redraw').addEventListener('click', redraw);
   const again = () => {
     $('make').scrollIntoView({ behavior: 'smooth', block: 'start' });
     $('prompt').focus({ preventScroll: true });
