@@ -23,8 +23,9 @@ param environmentName string
 })
 param location string
 
-// Global Standard GPT-image deployments (gpt-image-1-mini, gpt-image-1.5, gpt-image-2) are
-// served only from these regions; the chat model default (gpt-4.1-mini) is served from all of them.
+// The GPT-image models (gpt-image-2, gpt-image-1.5) are served with Global Standard deployments
+// from these five regions only (README, "Models": the image how-to's region list); the chat
+// model default (gpt-5.4-mini, Global Standard) is served from all of them.
 @description('Region of the Azure OpenAI account: one that serves the GPT-image models.')
 @allowed([
   'eastus2'
@@ -50,27 +51,38 @@ param openAiLocation string = 'eastus2'
 param visionLocation string = 'eastus'
 
 @description('Deployment name of the chat model that composes prompts (AZURE_OPENAI_CHAT_DEPLOYMENT).')
-param chatDeploymentName string = 'gpt-4.1-mini'
+param chatDeploymentName string = 'gpt-5.4-mini'
 
-@description('Chat model to deploy.')
-param chatModelName string = 'gpt-4.1-mini'
+// gpt-5.4-mini: GA, no access form, retires 2027-09-21 (retirement table of 2026-09-02).
+// gpt-4.1-mini, the earlier default, is Legacy and closed to new customers after its deprecation.
+// The app reads the model (AZURE_OPENAI_CHAT_MODEL) to decide whether to send reasoning_effort.
+@description('Chat model to deploy (AZURE_OPENAI_CHAT_MODEL).')
+param chatModelName string = 'gpt-5.4-mini'
 
 @description('Version of the chat model.')
-param chatModelVersion string = '2025-04-14'
+param chatModelVersion string = '2026-03-17'
 
 @description('Chat deployment capacity, in thousands of tokens per minute.')
 @minValue(1)
 param chatCapacity int = 30
 
 @description('Deployment name of the GPT-image model that draws the variations (AZURE_OPENAI_IMAGE_DEPLOYMENT).')
-param imageDeploymentName string = 'gpt-image-1-mini'
+param imageDeploymentName string = 'gpt-image-2'
 
-// gpt-image-1-mini is the cheapest GA image model; DALL-E 3 is retired on Azure.
-@description('GPT-image model to deploy: gpt-image-1-mini, gpt-image-1.5 or gpt-image-2.')
-param imageModelName string = 'gpt-image-1-mini'
+// gpt-image-2 (2026-04-21): GA, deployable without an access form, retires 2027-10-21, and takes
+// any size (a real 16:9 for the classroom). gpt-image-1-mini and gpt-image-1.5 need the limited
+// access form, and gpt-image-1-mini retires 2027-04-07. DALL-E 3 is retired on Azure.
+// The app reads the model (AZURE_OPENAI_IMAGE_MODEL) to choose sizes and timeouts.
+@description('GPT-image model to deploy (AZURE_OPENAI_IMAGE_MODEL); gpt-image-1.5 and gpt-image-1-mini need Microsoft\'s limited access approval.')
+@allowed([
+  'gpt-image-2'
+  'gpt-image-1.5'
+  'gpt-image-1-mini'
+])
+param imageModelName string = 'gpt-image-2'
 
-@description('Version of the GPT-image model.')
-param imageModelVersion string = '2025-10-06'
+@description('Version of the GPT-image model: 2026-04-21 for gpt-image-2, 2025-12-16 for gpt-image-1.5, 2025-10-06 for gpt-image-1-mini.')
+param imageModelVersion string = '2026-04-21'
 
 @description('Image deployment capacity, in units of 3 requests per minute; lower it to 1 if the deployment fails for quota.')
 @minValue(1)
@@ -271,7 +283,11 @@ var appSettings = {
   AZURE_CLIENT_ID: identity.outputs.clientId
   AZURE_OPENAI_ENDPOINT: openAi.outputs.endpoint
   AZURE_OPENAI_CHAT_DEPLOYMENT: openAi.outputs.chatDeploymentName
+  // The models behind the deployments: the app picks reasoning options, sizes and timeouts by model.
+  AZURE_OPENAI_CHAT_MODEL: chatModelName
+  VARIA_CHAT_REASONING_EFFORT: 'auto'
   AZURE_OPENAI_IMAGE_DEPLOYMENT: openAi.outputs.imageDeploymentName
+  AZURE_OPENAI_IMAGE_MODEL: imageModelName
   AZURE_VISION_ENDPOINT: vision.outputs.endpoint
   // Explicit providers rather than 'auto': in Azure a missing endpoint must fail at start-up
   // with a message naming it, not fall back silently to the offline providers.
@@ -287,7 +303,7 @@ var appSettings = {
   VARIA_SERVICE_TIMEOUT_SECONDS: '120'
   // One capacity unit of a GPT-image deployment is 3 requests per minute.
   VARIA_IMAGE_REQUESTS_PER_MINUTE: string(imageCapacity * 3)
-  VARIA_PRICES_USD: 'caption=0.0015,compose=0.001,image=0.006'
+  VARIA_PRICES_USD: 'caption=0.0015,compose=0.004,image=0.01'
 }
 
 module functionApp 'modules/functionapp.bicep' = {
@@ -336,6 +352,8 @@ output AZURE_STORAGE_DEADLETTER_CONTAINER_ID string = storage.outputs.deadLetter
 output AZURE_OPENAI_ENDPOINT string = openAi.outputs.endpoint
 output AZURE_OPENAI_CHAT_DEPLOYMENT string = openAi.outputs.chatDeploymentName
 output AZURE_OPENAI_IMAGE_DEPLOYMENT string = openAi.outputs.imageDeploymentName
+output AZURE_OPENAI_CHAT_MODEL string = chatModelName
+output AZURE_OPENAI_IMAGE_MODEL string = imageModelName
 output AZURE_VISION_ENDPOINT string = vision.outputs.endpoint
 output BLOB_TRIGGER_FUNCTION_NAME string = blobTriggerFunctionName
 output BLOB_TRIGGER_CONTAINER_NAME string = inputsContainerName

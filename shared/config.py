@@ -21,6 +21,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from shared.ai_models import IMAGE_MODELS, known_non_reasoning_model, reasoning_effort
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names every bad setting and what to do."""
@@ -88,10 +90,26 @@ class AppSettings(BaseModel):
         description="Azure OpenAI key, for local use only; empty means keyless (Entra ID)",
     )
     AZURE_OPENAI_CHAT_DEPLOYMENT: Text = Field(
-        "gpt-4.1-mini", description="Chat deployment that composes prompts (and captions, as fallback)"
+        "gpt-5.4-mini", description="Chat deployment that composes prompts (and captions, as fallback)"
+    )
+    AZURE_OPENAI_CHAT_MODEL: Text = Field(
+        "gpt-5.4-mini",
+        description="Model the chat deployment runs (the templates write it): reasoning models (gpt-5, o-series) "
+        "get `reasoning_effort` and room to reason (see [Models](#models))",
+    )
+    VARIA_CHAT_REASONING_EFFORT: _choice("auto", "off", "none", "minimal", "low", "medium", "high") = Field(  # type: ignore[valid-type]
+        "auto",
+        description="`reasoning_effort` sent to the chat model: `auto` (low for reasoning models, nothing for "
+        "others), `off` (never sent), or `none`, `minimal`, `low`, `medium`, `high` as the model accepts",
     )
     AZURE_OPENAI_IMAGE_DEPLOYMENT: Text = Field(
-        "gpt-image-1-mini", description="GPT-image deployment that draws the variations"
+        "gpt-image-2", description="GPT-image deployment that draws the variations"
+    )
+    AZURE_OPENAI_IMAGE_MODEL: _choice(*IMAGE_MODELS) = Field(  # type: ignore[valid-type]
+        "gpt-image-2",
+        description="Model the image deployment runs (the templates write it): `gpt-image-2` takes any size "
+        "(16:9 for the kids profile, the source's shape otherwise), `gpt-image-1.5`, `gpt-image-1-mini` and "
+        "`gpt-image-1` three fixed sizes (see [Models](#models))",
     )
     AZURE_VISION_ENDPOINT: Endpoint = Field(
         "", description="Azure AI Vision endpoint for captions (empty: caption with chat or offline)"
@@ -126,7 +144,13 @@ class AppSettings(BaseModel):
     VARIA_MAX_UPLOAD_MB: int = Field(
         20, ge=1, le=50, description="Largest accepted image in MB (AI Vision's limit is 20)"
     )
-    VARIA_SERVICE_TIMEOUT_SECONDS: int = Field(120, ge=5, le=600, description="Timeout of one call to an AI service")
+    VARIA_SERVICE_TIMEOUT_SECONDS: int = Field(
+        120,
+        ge=5,
+        le=600,
+        description="Timeout of one caption or compose call; an image call's timeout follows its model, quality "
+        "and size (see [Models](#models))",
+    )
     VARIA_IMAGE_REQUESTS_PER_MINUTE: int = Field(
         6,
         ge=1,
@@ -135,7 +159,7 @@ class AppSettings(BaseModel):
         "activity concurrency is sized from it (see [Quota](#quota))",
     )
     VARIA_PRICES_USD: Annotated[dict[str, float], BeforeValidator(_prices)] = Field(
-        "caption=0.0015,compose=0.001,image=0.006",
+        "caption=0.0015,compose=0.004,image=0.01",
         validate_default=True,
         description="Price of one call of each kind, for `estimated_cost_usd` in each manifest",
     )
@@ -188,7 +212,10 @@ class Settings:
     openai_endpoint: str
     openai_api_key: str
     chat_deployment: str
+    chat_model: str
+    chat_reasoning_effort: str | None  # resolved: what to send as reasoning_effort, None for nothing
     image_deployment: str
+    image_model: str
     vision_endpoint: str
     vision_api_key: str
     caption_provider: str  # resolved: vision | chat | offline
@@ -236,6 +263,12 @@ class Settings:
                 problems.append(f"{name}=chat needs AZURE_OPENAI_ENDPOINT")
         if image == "gpt-image" and not openai:
             problems.append("VARIA_IMAGE_PROVIDER=gpt-image needs AZURE_OPENAI_ENDPOINT")
+        effort = app.VARIA_CHAT_REASONING_EFFORT
+        if effort not in ("auto", "off") and known_non_reasoning_model(app.AZURE_OPENAI_CHAT_MODEL):
+            problems.append(
+                f"VARIA_CHAT_REASONING_EFFORT={effort} is refused by AZURE_OPENAI_CHAT_MODEL="
+                f"{app.AZURE_OPENAI_CHAT_MODEL}, which is not a reasoning model: use auto or off"
+            )
         if app.VARIA_DEFAULT_VARIATIONS > app.VARIA_MAX_VARIATIONS:
             problems.append(
                 f"VARIA_DEFAULT_VARIATIONS={app.VARIA_DEFAULT_VARIATIONS} is more than "
@@ -263,7 +296,10 @@ class Settings:
             openai_endpoint=openai,
             openai_api_key=app.AZURE_OPENAI_API_KEY,
             chat_deployment=app.AZURE_OPENAI_CHAT_DEPLOYMENT,
+            chat_model=app.AZURE_OPENAI_CHAT_MODEL,
+            chat_reasoning_effort=reasoning_effort(app.AZURE_OPENAI_CHAT_MODEL, effort),
             image_deployment=app.AZURE_OPENAI_IMAGE_DEPLOYMENT,
+            image_model=app.AZURE_OPENAI_IMAGE_MODEL,
             vision_endpoint=vision,
             vision_api_key=app.AZURE_VISION_API_KEY,
             caption_provider=caption,

@@ -22,6 +22,7 @@ import pytest
 from pycep import BicepParser
 
 from shared.adapters.storage import CONTAINERS, INPUTS, UPLOADS, WORK
+from shared.ai_models import IMAGE_MODELS
 from shared.config import SETTINGS, ConfigError, Settings, activity_concurrency
 
 REPO = Path(__file__).resolve().parent.parent
@@ -473,7 +474,40 @@ def test_literal_app_settings_and_deployment_names_default_to_the_codes_defaults
     parameters = main["parameters"]
     assert parameters["chatDeploymentName"]["default"] == defaults["AZURE_OPENAI_CHAT_DEPLOYMENT"]
     assert parameters["imageDeploymentName"]["default"] == defaults["AZURE_OPENAI_IMAGE_DEPLOYMENT"]
-    assert parameters["imageModelName"]["default"] == "gpt-image-1-mini"  # cheapest GA; DALL-E 3 is retired
+    # The models the app is told about are the models the templates deploy.
+    assert parameters["chatModelName"]["default"] == defaults["AZURE_OPENAI_CHAT_MODEL"]
+    assert parameters["imageModelName"]["default"] == defaults["AZURE_OPENAI_IMAGE_MODEL"]
+
+
+# Deployable today without an access form and not retiring within six months (README, "Models").
+DEFAULT_MODELS = {
+    ("chatModelName", "chatModelVersion"): ("gpt-5.4-mini", "2026-03-17"),
+    ("imageModelName", "imageModelVersion"): ("gpt-image-2", "2026-04-21"),
+}
+
+
+def test_default_models_are_current_and_the_app_is_told_which_model_each_deployment_runs(
+    main: Template, templates: dict[str, Template]
+) -> None:
+    parameters = main["parameters"]
+    for (name, version), expected in DEFAULT_MODELS.items():
+        assert (parameters[name]["default"], parameters[version]["default"]) == expected
+    # Only models the app knows the sizes of; gpt-image-1 (Preview, retired) is not offered.
+    allowed = allowed_values(main, "imageModelName")
+    assert allowed == {"gpt-image-2", "gpt-image-1.5", "gpt-image-1-mini"} and allowed <= set(IMAGE_MODELS)
+    # The app settings carry the model parameters (not the deployment names, which are the user's choice).
+    settings = main["variables"]["appSettings"]["value"]
+    assert settings["AZURE_OPENAI_CHAT_MODEL"] == "chatModelName"
+    assert settings["AZURE_OPENAI_IMAGE_MODEL"] == "imageModelName"
+    assert main["outputs"]["AZURE_OPENAI_IMAGE_MODEL"]["value"] == "imageModelName"
+    assert main["outputs"]["AZURE_OPENAI_CHAT_MODEL"]["value"] == "chatModelName"
+    # Both deployments are Global Standard: the GPT-image models are served only that way.
+    openai = templates["modules/openai.bicep"]
+    deployments = resources_of(openai, "Microsoft.CognitiveServices/accounts/deployments")
+    assert {d["sku"]["name"] for d in deployments.values()} == {"GlobalStandard"}
+    assert {d["properties"]["model"]["name"] for d in deployments.values()} == {"chatModelName", "imageModelName"}
+    call = module_call(main, "modules/openai.bicep")["params"]
+    assert (call["imageModelName"], call["imageModelVersion"]) == ("imageModelName", "imageModelVersion")
 
 
 def test_containers_and_lifecycle_match_the_storage_layout(main: Template, templates: dict[str, Template]) -> None:

@@ -73,7 +73,9 @@ def build_providers(settings: Settings, credential_factory: CredentialFactory | 
     elif settings.caption_provider == "chat":
         from shared.adapters.providers.azure_openai import ChatCaptioner
 
-        captioner = ChatCaptioner(openai_client(), settings.chat_deployment)
+        captioner = ChatCaptioner(
+            openai_client(), settings.chat_deployment, settings.chat_model, settings.chat_reasoning_effort
+        )
     else:
         captioner = OfflineCaptioner()
 
@@ -81,7 +83,9 @@ def build_providers(settings: Settings, credential_factory: CredentialFactory | 
     if settings.compose_provider == "chat":
         from shared.adapters.providers.azure_openai import ChatComposer
 
-        composer = ChatComposer(openai_client(), settings.chat_deployment)
+        composer = ChatComposer(
+            openai_client(), settings.chat_deployment, settings.chat_model, settings.chat_reasoning_effort
+        )
     else:
         composer = OfflineComposer()
 
@@ -91,7 +95,9 @@ def build_providers(settings: Settings, credential_factory: CredentialFactory | 
         from shared.adapters.providers.azure_openai import GptImageGenerator
 
         pacer = Pacer(settings.image_rpm)
-        generator = GptImageGenerator(openai_client(), settings.image_deployment, settings.image_quality, pacer)
+        generator = GptImageGenerator(
+            openai_client(), settings.image_deployment, settings.image_quality, pacer, settings.image_model
+        )
     else:
         generator = OfflineStylizer()
     return Providers(captioner, composer, generator)

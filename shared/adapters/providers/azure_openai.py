@@ -15,6 +15,7 @@ from typing import Any
 import openai
 from openai import OpenAI
 
+from shared import ai_models
 from shared.adapters.pacing import Pacer
 from shared.adapters.providers.base import (
     CaptionResult,
@@ -105,15 +106,26 @@ def service_errors(service: str, deployment: str) -> Iterator[None]:
         raise TransientServiceError(f"The {service} answered with a malformed body: {exc}") from exc
 
 
+def _chat_options(model: str, reasoning_effort: str | None, answer_tokens: int) -> dict[str, Any]:
+    """The token budget (room to reason on reasoning models) and `reasoning_effort` only where it is given."""
+    options: dict[str, Any] = {
+        "max_completion_tokens": ai_models.completion_tokens(answer_tokens, model, reasoning_effort)
+    }
+    if reasoning_effort is not None:
+        options["reasoning_effort"] = reasoning_effort
+    return options
+
+
 class ChatComposer:
     """Composes the output prompt with the chat deployment, the safety meta-prompt as system message."""
 
     name = "azure-openai-chat"
     paid = True
 
-    def __init__(self, client: OpenAI, deployment: str) -> None:
+    def __init__(self, client: OpenAI, deployment: str, model: str, reasoning_effort: str | None) -> None:
         self._client = client
         self._deployment = deployment
+        self._options = _chat_options(model, reasoning_effort, ai_models.COMPOSE_ANSWER_TOKENS)
 
     def compose(self, caption: str, request: str, profile: SafetyProfile) -> ComposeResult:
         messages: list[Any] = [
@@ -129,6 +141,7 @@ class ChatComposer:
                         "type": "json_schema",
                         "json_schema": {"name": "composition", "strict": True, "schema": COMPOSITION_SCHEMA},
                     },
+                    **self._options,
                 )
                 content = response.choices[0].message.content or ""
                 data = json.loads(content)
@@ -156,9 +169,10 @@ class ChatCaptioner:
     name = "azure-openai-chat"
     paid = True
 
-    def __init__(self, client: OpenAI, deployment: str) -> None:
+    def __init__(self, client: OpenAI, deployment: str, model: str, reasoning_effort: str | None) -> None:
         self._client = client
         self._deployment = deployment
+        self._options = _chat_options(model, reasoning_effort, ai_models.CAPTION_ANSWER_TOKENS)
 
     def caption(self, png: bytes) -> CaptionResult:
         data_url = "data:image/png;base64," + base64.b64encode(png).decode()
@@ -173,23 +187,17 @@ class ChatCaptioner:
             },
         ]
         with service_errors("chat model", self._deployment):
-            response = self._client.chat.completions.create(
-                model=self._deployment, messages=messages, max_completion_tokens=120
-            )
+            response = self._client.chat.completions.create(model=self._deployment, messages=messages, **self._options)
             text = (response.choices[0].message.content or "").strip()
             if not text:
                 raise ValueError("empty caption")
         return CaptionResult(text=text)
 
 
-def image_size(source_png: bytes, landscape: bool) -> str:
-    """The GPT-image size closest to the source's shape (landscape always for the classroom)."""
+def image_size(source_png: bytes, landscape: bool, model: str) -> str:
+    """The size to ask `model` for: the source's shape, or the classroom's landscape (see shared/ai_models.py)."""
     _fmt, width, height = check_header(source_png)
-    if landscape or width > height * 1.2:
-        return "1536x1024"
-    if height > width * 1.2:
-        return "1024x1536"
-    return "1024x1024"
+    return ai_models.image_size(model, width, height, landscape)
 
 
 class GptImageGenerator:
@@ -198,16 +206,19 @@ class GptImageGenerator:
     name = "azure-openai-gpt-image"
     paid = True
 
-    def __init__(self, client: OpenAI, deployment: str, quality: str, pacer: Pacer) -> None:
+    def __init__(self, client: OpenAI, deployment: str, quality: str, pacer: Pacer, model: str) -> None:
         self._client = client
         self._deployment = deployment
+        self._model = model  # the model the deployment runs: it decides the sizes and the timeout
         self._quality: Any = quality
         self._pacer = pacer
 
     def generate(
         self, source_png: bytes, prompt: str, *, request: str, mode: Mode, landscape: bool, index: int
     ) -> bytes:
-        size: Any = image_size(source_png, landscape)
+        size: Any = image_size(source_png, landscape, self._model)
+        # Per request: high quality at a large size takes minutes, low quality under one.
+        timeout = ai_models.image_timeout_s(self._model, self._quality, size)
         self._pacer.wait()
         with service_errors("image model", self._deployment):
             if mode == "edit":
@@ -218,10 +229,11 @@ class GptImageGenerator:
                     n=1,
                     size=size,
                     quality=self._quality,
+                    timeout=timeout,
                 )
             else:
                 response = self._client.images.generate(
-                    model=self._deployment, prompt=prompt, n=1, size=size, quality=self._quality
+                    model=self._deployment, prompt=prompt, n=1, size=size, quality=self._quality, timeout=timeout
                 )
             if not response.data or not response.data[0].b64_json:
                 raise TransientServiceError("The image model answered without an image.")
