@@ -7,11 +7,13 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { BASE, IMAGE, fillForm, launch, open, recordProblems, waitForImages } from './chromium.mjs';
 
 const API = '/api/variations';
+const ARTIFACTS = process.env.VARIA_ARTIFACTS || 'test-artifacts';
 const JOB_A = `http-${'a'.repeat(32)}`;
 const JOB_B = `http-${'b'.repeat(32)}`;
 
@@ -104,6 +106,7 @@ describe("the page's advice comes from the code", { concurrency: false }, () => 
     assert.equal(await page.getAttribute('#notice-help', 'data-codes'), 'resource_blocked');
     assert.equal(await page.isVisible('#retry'), false, 'an admin must act: sending it again cannot help');
     assert.equal(await page.isVisible('#redraw'), false);
+    assert.doesNotMatch(await page.textContent('#downloads'), /null|undefined/, 'a job with no providers shows no stray text');
     assert.deepEqual(problems, []);
     await page.context().close();
   });
@@ -154,6 +157,7 @@ describe("the page's advice comes from the code", { concurrency: false }, () => 
     assert.equal(await page.isVisible('#retry'), false);
     assert.equal(await page.isVisible('#redraw'), true, 'the Draw a new scene button is offered');
     assert.equal((await page.textContent('#redraw')).trim(), 'Draw a new scene');
+    await page.locator('#job').screenshot({ path: join(ARTIFACTS, 'minor-edit-refused.png') });
     assert.equal(posts.length, 1);
     assert.equal(field(posts[0], 'mode'), 'edit');
 
@@ -195,6 +199,7 @@ describe("the page's advice comes from the code", { concurrency: false }, () => 
     assert.match(await missing.textContent(), /Not allowed/);
     assert.equal(await missing.locator('.missing-advice').textContent(), codes.service_refused.advice);
     assert.equal(await missing.locator('.missing-advice').getAttribute('data-code'), 'service_refused');
+    await page.locator('#job').screenshot({ path: join(ARTIFACTS, 'partial.png') });
     assert.ok((await page.textContent('#notice-help')).includes(codes.service_refused.advice));
     assert.ok((await page.textContent('#notice-text')).includes(`Picture 2: ${reason}`));
     assert.equal(await page.isVisible('#retry'), false, 'a refusal is not cured by sending it again');

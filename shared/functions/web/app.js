@@ -725,7 +725,7 @@ function showResult(job, view) {
   if (view.manifest_url) links.push(download(view.manifest_url, `varia-${job.id.slice(-8)}-manifest.json`, {}, 'the manifest (what was done and why)'));
   $('downloads').replaceChildren(
     ...(links.length ? ['Download ', ...links.flatMap((a, i) => (i ? [' · ', a] : [a]))] : []),
-    madeWith(view.providers),
+    ...[madeWith(view.providers)].filter(Boolean), // no providers (a job stopped before any step): nothing
   );
 }
 
