@@ -77,7 +77,7 @@ def emitted_codes(root: Path = SOURCES) -> dict[str, list[str]]:
 
     def add(values: list[str], path: Path, node: ast.AST) -> None:
         for value in values:
-            found.setdefault(value, []).append(f"{path.relative_to(root)}:{getattr(node, 'lineno', '?')}")
+            found.setdefault(value, []).append(f"{path.relative_to(root.parent)}:{getattr(node, 'lineno', '?')}")
 
     for path, tree in trees.items():
         for node in ast.walk(tree):
