@@ -27,7 +27,7 @@ test: $(VENV)/.dev node_modules/.installed .venv-infra/bin/checkov .venv-worker/
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
-	$(PY) -m pytest
+	$(PY) -m pytest --cov
 	AZURE_FUNCTIONS_ENVIRONMENT=Production $(WORKER_PY) -m pytest tests/worker
 	AZURE_FUNCTIONS_ENVIRONMENT=Development $(WORKER_PY) -m pytest tests/worker
 
