@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,8 +146,56 @@ def sample_png() -> bytes:
     return scene_png()
 
 
+class _Manifests(logging.Handler):
+    """Every manifest a test wrote in this process, from the log line persist writes for each."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.seen: list[Any] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        manifest = getattr(record, "varia_manifest", None)
+        if manifest is not None:
+            self.seen.append(manifest)
+
+
+MANIFESTS = _Manifests()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    steps_log = logging.getLogger("varia.steps")
+    steps_log.addHandler(MANIFESTS)
+    steps_log.setLevel(min(steps_log.level or logging.INFO, logging.INFO))
+
+
+def untrue_messages(manifests: list[Any]) -> list[str]:
+    """Final messages that are not true when read: a promised retry, a Python repr, a hash for a name.
+
+    A manifest is final, so "will retry" is never true in it; "<_io." and "object at 0x" are
+    Python's words, not the user's; 64 hex digits are an upload's sha256, shown where the user
+    gave the image a name of their own.
+    """
+    found = []
+    for manifest in manifests:
+        texts = [manifest.message or ""] + [v.reason or "" for v in manifest.variations]
+        for text in texts:
+            if re.search(r"will retry|<_io\.|object at 0x", text, re.IGNORECASE):
+                found.append(f"{manifest.job_id}: {text}")
+            elif (name := manifest.request.filename) and any(h not in name for h in re.findall(r"[0-9a-f]{64}", text)):
+                found.append(f"{manifest.job_id} ({manifest.request.filename}): {text}")
+    return found
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Judge the reliability ledger once every test has run, in whatever order they ran."""
+    """Judge the messages of every manifest and the reliability ledger once every test has run."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    untrue = untrue_messages(MANIFESTS.seen)
+    if untrue:
+        for line in untrue:
+            if reporter is not None:
+                reporter.write_line(f"Untrue final message: {line}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
     from tests.hostile import CASES
     from tests.reliability import LEDGER, is_complete, readme_table, verdict
 
@@ -155,7 +205,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     LEDGER.save()
     failure = verdict(LEDGER, readme_table())
     if failure is not None:
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(f"Reliability ledger: {failure}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

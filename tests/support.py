@@ -62,10 +62,11 @@ def upload_request(
     n: int = 2,
     profile: Profile = "general",
     mode: Mode = "edit",
+    filename: str | None = None,
 ) -> JobRequest:
-    """Store `data` in uploads/ and describe its job, as the CLI does."""
+    """Store `data` in uploads/ and describe its job, as the CLI does (`filename`: the user's name for it)."""
     return request_for_upload(
-        services.storage, data, "bin", prompt=prompt, profile=profile, n=n, mode=mode, origin="cli"
+        services.storage, data, "bin", prompt=prompt, profile=profile, n=n, mode=mode, origin="cli", filename=filename
     )
 
 

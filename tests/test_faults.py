@@ -125,14 +125,16 @@ def test_500_from_vision(services: Services, fake: FakeAzureAI, sample: bytes) -
     assert manifest["status"] == "succeeded" and fake.count("vision.analyze") == 2
 
 
-def test_503_outlasting_the_sdk_retries_is_retried_by_durable(
+def test_a_503_that_outlasts_the_budget_fails_after_two_attempts_with_what_to_do(
     services: Services, fake: FakeAzureAI, sample: bytes
 ) -> None:
-    fake.fail_next("images.edit", "503", times=3)  # the SDK tries 3 times, then the activity retries
+    fake.fail_next("images.edit", "503", times=3)  # more than the 2 attempts a paid call gets
     job = run(services, fake, sample, "503", n=1)
     assert job.ended_with_manifest and not job.paid_twice, str(job)
     manifest = job.manifest
-    assert manifest["status"] == "succeeded" and fake.count("images.edit") == 4
+    assert fake.count("images.edit") == 2
+    assert (manifest["status"], manifest["code"]) == ("failed", "service_unavailable")
+    assert manifest["message"].endswith("Try again later.")
 
 
 def test_read_timeout(services: Services, fake: FakeAzureAI, sample: bytes) -> None:

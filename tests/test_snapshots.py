@@ -84,7 +84,7 @@ def test_what_a_user_is_told_about_a_file_that_is_not_an_image(
 ) -> None:
     """Refused when it is stored, or failed by the prepare step: either way, a message that says what to do."""
     try:
-        request = upload_request(offline_services, data, n=1)
+        request = upload_request(offline_services, data, n=1, filename="holiday.jpg")
     except RequestError as exc:
         told: dict[str, Any] = {"refused at upload": str(exc)}
     else:

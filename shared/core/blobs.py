@@ -3,6 +3,7 @@
 - `uploads/{sha256}.{ext}`: an HTTP or CLI upload, stripped of its metadata
 - `work/{job}/source.png`: the normalized source a job reads
 - `work/captions/{sha256}-{captioner}.json`: cached captions, shared by every job on that image
+- `work/{job}/attempts/{call}.json`: the attempts spent on each paid call (shared/core/budget.py)
 - `outputs/{job}/variation-{k}.png`: the images, then `outputs/{job}/manifest.json`, written last
 """
 
@@ -19,6 +20,14 @@ def source_name(job_id: str) -> str:
 
 def caption_cache_name(image_sha256: str, captioner: str) -> str:
     return f"captions/{image_sha256}-{captioner}.json"
+
+
+def attempts_prefix(job_id: str) -> str:
+    return f"{job_id}/attempts/"
+
+
+def attempts_name(job_id: str, call: str) -> str:
+    return f"{attempts_prefix(job_id)}{call}.json"
 
 
 def variation_prefix(job_id: str) -> str:

@@ -114,6 +114,7 @@ def request_for_upload(
     mode: Mode,
     origin: Origin,
     force: bool = False,
+    filename: str | None = None,
 ) -> JobRequest:
     """Keep an upload, stripped of its metadata, as uploads/{sha256}.{format}; describe its job (HTTP API and CLI).
 
@@ -127,7 +128,8 @@ def request_for_upload(
     try:
         stripped = strip_metadata(data)
     except InvalidImage as exc:
-        raise RequestError(f"{exc} Nothing was stored.") from None
+        shown = f"{filename}: " if filename else ""
+        raise RequestError(f"{shown}{exc} Nothing was stored.") from None
     if stripped.format is not None:
         extension = "jpg" if stripped.format == "JPEG" else stripped.format.lower()
     digest = hashlib.sha256(stripped.data).hexdigest()
@@ -142,6 +144,7 @@ def request_for_upload(
         n=n,
         mode=mode,
         origin=origin,
+        filename=filename,
     )
 
 
@@ -177,6 +180,7 @@ def request_from_blob(
         n=n,
         mode=mode,
         origin="blob",
+        filename=name,
     )
 
 

@@ -39,6 +39,7 @@ class JobRequest(BaseModel):
     n: int = Field(default=2, ge=1, le=10)
     mode: Mode = "edit"
     origin: Origin = "cli"
+    filename: str | None = None  # the user's own name for the image (upload, CLI path, blob name), for messages
 
 
 class PreparedImage(BaseModel):
@@ -74,6 +75,7 @@ class Composition(BaseModel):
     subtasks: SubTasks = SubTasks()
     provider: str
     profile: Profile = "general"
+    code: str | None = None  # why it refused: word_check, composer_refused or service_refused
 
 
 class Variation(BaseModel):
@@ -82,8 +84,10 @@ class Variation(BaseModel):
     image: BlobRef | None = None
     provider: str
     reason: str | None = None  # why it was refused or failed
+    code: str | None = None  # the same, as a code from shared/core/codes.py
     reused: bool = False  # an earlier attempt had already stored this image
-    retryable: bool = False  # failed for a reason a later attempt may cure (429, 5xx, timeout)
+    retryable: bool = False  # failed for a reason another attempt may cure (429, 5xx), budget permitting
+    retry_after_s: float | None = None  # how long the service asked us to wait before that attempt
 
 
 class Problem(BaseModel):
@@ -109,12 +113,17 @@ class ProgressStatus(BaseModel):
     message: str | None = None
 
 
+class CallCount(BaseModel):
+    attempted: int = 0  # every attempt, billed or not (a conservative estimate of what was paid)
+    delivered: int = 0  # attempts whose result the job used
+
+
 class PaidCalls(BaseModel):
     """Calls that cost money, by service. Cached captions and offline providers count zero."""
 
-    caption: int = 0
-    compose: int = 0
-    image: int = 0
+    caption: CallCount = CallCount()
+    compose: CallCount = CallCount()
+    image: CallCount = CallCount()
 
 
 class Manifest(BaseModel):
@@ -122,8 +131,9 @@ class Manifest(BaseModel):
 
     job_id: str
     status: JobStatus
-    code: str | None = None  # why it was refused or failed, as a stable code (None when it succeeded)
+    code: str | None = None  # why it was refused or failed (or, when partial, why some images are missing)
     message: str | None = None  # the refusal reason or the error a user can act on
+    partial: bool = False  # succeeded with some variations refused or failed (each says why)
     request: JobRequest
     source: PreparedImage | None = None
     caption: Caption | None = None
@@ -131,7 +141,7 @@ class Manifest(BaseModel):
     variations: list[Variation] = []
     providers: dict[str, str] = {}
     paid_calls: PaidCalls = PaidCalls()
-    estimated_cost_usd: float = 0.0  # paid_calls priced with VARIA_PRICES_USD
+    estimated_cost_usd: float = 0.0  # every attempted paid call, priced with VARIA_PRICES_USD
     finished_at: str
     version: int = 1
 

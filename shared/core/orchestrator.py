@@ -26,13 +26,17 @@ if TYPE_CHECKING:
 
 ORCHESTRATOR_NAME = "orchestrate_job"
 
-# Steps before and after the fan-out: transient failures (429s that outlast the SDK's own retries,
-# 5xx, storage hiccups) raise and get three attempts, 5 s apart. Permanent ones come back as
-# values and are never retried.
+# Steps before and after the fan-out: a transient failure (a 429 or 5xx with budget left, an
+# unreachable store) raises and the step runs again, 5 s later, up to three runs. A paid call
+# still gets at most 2 attempts in all: the spend budget counts them across runs, and a run that
+# finds the budget spent returns the last answer as a Problem instead of calling again.
+# Permanent outcomes come back as values and are never retried.
 RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=3)
 # A generation is tried at most GENERATE_ATTEMPTS times for a transient answer (one round each).
+# Each attempt of an image call is one round, and the spend budget (shared/core/budget.py) allows 2.
 GENERATE_ATTEMPTS = 2
 GENERATE_RETRY_DELAY = timedelta(seconds=5)
+MAX_RETRY_DELAY = timedelta(seconds=60)
 # The host failing a generate activity (a timeout, a lost worker) gets one more try.
 RETRY_HOST_FAULT = df.RetryOptions(first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=2)
 
@@ -57,7 +61,8 @@ def failure_message(stage: str, exc: Exception) -> str:
     text = next((line for line in lines if line.startswith("Exception:")), lines[0] if lines else type(exc).__name__)
     text = _ACTIVITY_PREFIX.sub("", text)
     text = _ERROR_TYPE_PREFIX.sub("", text)
-    return f"The job stopped while {stage}: {text[:400]}"
+    text = text[:400].rstrip(".")
+    return f"The job stopped while {stage}: {text}. Send it again; if it stops again, the app's logs say why."
 
 
 def _step(
@@ -120,7 +125,7 @@ def _generate_all(context: df.DurableOrchestrationContext, work: JSON, n: int) -
     todo = list(range(n))
     for attempt in range(1, GENERATE_ATTEMPTS + 1):
         if attempt > 1:
-            yield context.create_timer(context.current_utc_datetime + GENERATE_RETRY_DELAY)
+            yield context.create_timer(context.current_utc_datetime + _retry_delay([results[k] for k in todo]))
         _report(context, "generating", _delivered(results), n)
         tasks = [
             context.call_activity_with_retry("generate", RETRY_HOST_FAULT, {**work, "index": k, "attempt": attempt})
@@ -132,7 +137,7 @@ def _generate_all(context: df.DurableOrchestrationContext, work: JSON, n: int) -
             outcomes = [
                 t.result
                 if t.is_completed and not isinstance(t.result, Exception)
-                else {"index": k, "status": "failed", "provider": "unknown",
+                else {"index": k, "status": "failed", "provider": "unknown", "code": "internal",
                       "reason": failure_message("generating", exc)}
                 for k, t in zip(todo, tasks, strict=True)
             ]  # fmt: skip
@@ -142,6 +147,12 @@ def _generate_all(context: df.DurableOrchestrationContext, work: JSON, n: int) -
             break
     _report(context, "generating", _delivered(results), n)
     return [results[k] for k in range(n)]
+
+
+def _retry_delay(retrying: list[JSON]) -> timedelta:
+    """Wait as long as the service asked (its retry-after), at least GENERATE_RETRY_DELAY, at most a minute."""
+    asked = max((float(v.get("retry_after_s") or 0) for v in retrying), default=0.0)
+    return min(max(GENERATE_RETRY_DELAY, timedelta(seconds=asked)), MAX_RETRY_DELAY)
 
 
 def _delivered(results: dict[int, JSON]) -> int:
@@ -156,7 +167,7 @@ def orchestrate_job(context: df.DurableOrchestrationContext) -> Generator[Any, A
         yield from _steps(context, job)
     except Exception as exc:  # an activity failed after all its retries
         job.problem = Problem(
-            status="failed", code="step_failed", stage=job.stage, message=failure_message(job.stage, exc)
+            status="failed", code="internal", stage=job.stage, message=failure_message(job.stage, exc)
         )
     _report(context, "saving")
     job.finished_at = context.current_utc_datetime.isoformat()

@@ -11,18 +11,30 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
 
-from shared.adapters.providers.base import ContentRefused, PermanentServiceError, TransientServiceError
+from shared.adapters.providers.base import ComposeResult, ContentRefused, ProviderError, TransientServiceError
 from shared.adapters.services import Services, get_services
-from shared.adapters.storage import OUTPUTS, WORK, BlobNotFound, Storage, StorageFull, StorageReadOnly
+from shared.adapters.storage import (
+    OUTPUTS,
+    WORK,
+    BlobNotFound,
+    Storage,
+    StorageFull,
+    StorageReadOnly,
+    StorageUnavailable,
+)
+from shared.core import budget
 from shared.core.blobs import caption_cache_name, job_of, manifest_name, source_name, variation_name, variation_prefix
+from shared.core.codes import advice
 from shared.core.images import InvalidImage, normalize
 from shared.core.models import (
     BlobRef,
+    CallCount,
     Caption,
     ComposeInput,
     Composition,
@@ -55,13 +67,14 @@ def prepare(services: Services, request: JobRequest) -> PreparedImage | Problem:
     """Check the prompt (free), then read, validate and normalize the image into work/{job}/source.png."""
     verdict = check_text(request.prompt, request.profile)
     if not verdict.allowed:
-        return problem("refused", "prompt_refused", "preparing", verdict.reason)
+        return problem("refused", "word_check", "preparing", f"{verdict.reason} Change the prompt.")
     source = request.source
+    shown = display_name(request)
     gone = problem(
         "failed",
         "image_missing",
         "preparing",
-        f"The image {source.container}/{source.name} no longer exists. Upload it again to start a new job.",
+        f"The image {shown} no longer exists. Upload it again to start a new job.",
     )
     info = services.storage.info(source.container, source.name)
     if info is None:
@@ -69,7 +82,7 @@ def prepare(services: Services, request: JobRequest) -> PreparedImage | Problem:
     limit = services.settings.max_upload_bytes
     if info.size > limit:  # decided from the blob's properties, before downloading it
         mb = 1024 * 1024
-        message = f"The image is {info.size / mb:.1f} MB; the limit is {limit // mb} MB. Send a smaller image."
+        message = f"{shown} is {info.size / mb:.1f} MB; the limit is {limit // mb} MB. Send a smaller image."
         return problem("failed", "image_too_large", "preparing", message)
     try:
         data = services.storage.get(source.container, source.name)
@@ -78,7 +91,8 @@ def prepare(services: Services, request: JobRequest) -> PreparedImage | Problem:
     try:
         image = normalize(data)
     except InvalidImage as exc:
-        return problem("failed", "image_invalid", "preparing", f"{source.name}: {exc} The original was left unchanged.")
+        code = "not_an_image" if str(exc).startswith("Not an image") else "image_invalid"
+        return problem("failed", code, "preparing", f"{shown}: {exc} The original was left unchanged.")
     ref = services.storage.put(WORK, source_name(request.job_id), image.png, "image/png")
     prepared = PreparedImage(
         image=ref.model_copy(update={"sha256": image.sha256}),
@@ -88,6 +102,41 @@ def prepare(services: Services, request: JobRequest) -> PreparedImage | Problem:
         original_bytes=len(data),
     )
     return prepared
+
+
+def display_name(request: JobRequest) -> str:
+    """The image as the user knows it: their file name, else the blob's name."""
+    return request.filename or request.source.name
+
+
+def _paid_call(
+    services: Services, job_id: str, call: str, what: str, attempt: Callable[[], Any]
+) -> tuple[Any, ProviderError | None]:
+    """One attempt of a paid call within the spend budget: (result, None) or (None, why it did not deliver).
+
+    A transient answer with attempts left raises, so Durable runs the step again (after its retry
+    interval): that run makes the second and last attempt. With the budget spent, the last
+    answer comes back as the reason, never raised.
+    """
+    record = budget.take(services.storage, job_id, call)
+    if record is None:
+        last = budget.read(services.storage, job_id, call)
+        spent = budget.spent_message(last, what)
+        return None, TransientServiceError(spent, last.last_code or "service_unavailable", retryable=False)
+    try:
+        result = attempt()
+    except ProviderError as exc:
+        budget.settle(services.storage, job_id, call, record, code=exc.code, message=str(exc))
+        if isinstance(exc, TransientServiceError) and exc.retryable and record.attempted < budget.MAX_ATTEMPTS:
+            raise
+        return None, exc
+    budget.settle(services.storage, job_id, call, record, code=None, message="")
+    return result, None
+
+
+def _stopped(stage: str, exc: ProviderError) -> Problem:
+    status = "refused" if isinstance(exc, ContentRefused) else "failed"
+    return problem(status, exc.code, stage, _with_next_step(str(exc), exc.code))
 
 
 def caption(services: Services, prepared: PreparedImage) -> Caption | Problem:
@@ -101,10 +150,13 @@ def caption(services: Services, prepared: PreparedImage) -> Caption | Problem:
     if cached is not None:
         return cached.model_copy(update={"cached": True})
     png = services.storage.get(prepared.image.container, prepared.image.name)
-    try:
+    if captioner.paid:
+        job_id = job_of(prepared.image.name)
+        result, failure = _paid_call(services, job_id, "caption", "captioner", lambda: captioner.caption(png))
+        if failure is not None:
+            return _stopped("captioning", failure)
+    else:
         result = captioner.caption(png)
-    except PermanentServiceError as exc:
-        return problem("failed", "caption_failed", "captioning", str(exc))
     found = Caption(text=result.text, tags=result.tags, provider=captioner.name)
     services.storage.put(WORK, cache_name, found.model_dump_json().encode(), "application/json")
     return found
@@ -117,25 +169,34 @@ def compose(services: Services, work: ComposeInput) -> Composition | Problem:
     composer = services.providers.composer
     verdict = check_text(found.text, profile.name, what="image (as captioned)")
     if not verdict.allowed:
-        return Composition(verdict="refuse", reason=verdict.reason, provider="word-check", profile=request.profile)
-    try:
-        result = composer.compose(found.text, request.prompt, profile)
-    except PermanentServiceError as exc:
-        return problem("failed", "compose_failed", "composing", str(exc))
-    verdict_text = result.verdict
-    reason = result.reason
+        return Composition(
+            verdict="refuse", reason=verdict.reason, provider="word-check", profile=request.profile, code="word_check"
+        )
+
+    def attempt() -> ComposeResult:
+        return composer.compose(found.text, request.prompt, profile)
+
+    if composer.paid:
+        result, failure = _paid_call(services, request.job_id, "compose", "prompt composer", attempt)
+        if failure is not None:
+            return _stopped("composing", failure)
+    else:
+        result = attempt()
+    verdict_text, reason = result.verdict, result.reason
+    code = (result.code or "composer_refused") if verdict_text == "refuse" else None
     if verdict_text == "allow":
         # The composer's own words pass the same word check: a model talked round is still caught.
         second = check_text(result.output_prompt, profile.name, what="composed prompt")
         if not second.allowed:
-            verdict_text, reason = "refuse", second.reason
+            verdict_text, reason, code = "refuse", second.reason, "word_check"
     return Composition(
-        verdict=verdict_text,  # type: ignore[arg-type]
+        verdict=verdict_text,
         reason=reason,
         output_prompt=result.output_prompt if verdict_text == "allow" else "",
         subtasks=result.subtasks,
         provider=composer.name,
         profile=request.profile,
+        code=code,
     )
 
 
@@ -143,20 +204,28 @@ def generate(services: Services, work: GenerateInput) -> Variation:
     """Draw variation `index`, unless an earlier attempt already stored it (no second paid call).
 
     It never raises for what a service or storage answers: the orchestrator waits for all n with
-    one `task_all`, which would stop at the first exception. A failure that a later attempt may
-    cure comes back as a failed variation marked `retryable`.
+    one `task_all`, which would stop at the first exception. One call makes at most one attempt;
+    a failure another attempt may cure comes back marked `retryable`, and the orchestrator's
+    second round makes that attempt, the last the spend budget allows.
     """
     try:
         return _generate(services, work)
-    except TransientServiceError as exc:
-        reason = str(exc)
     except (StorageFull, StorageReadOnly) as exc:  # another attempt cannot cure it: see _storage_fault
         log.error("Job %s: %s while generating variation %s: %s", work.request.job_id, exc.code, work.index, exc)
-        return Variation(index=work.index, status="failed", provider="unknown", reason=f"{exc.code}: {exc}")
-    except Exception as exc:  # storage hiccups and anything unforeseen: logged, then one more attempt
+        return Variation(index=work.index, status="failed", provider="unknown", reason=str(exc), code=exc.code)
+    except StorageUnavailable as exc:
+        log.warning(
+            "Job %s: storage unreachable while generating variation %s: %s", work.request.job_id, work.index, exc
+        )
+        return Variation(
+            index=work.index, status="failed", provider="unknown", reason=str(exc), code=exc.code, retryable=True
+        )
+    except Exception as exc:  # anything unforeseen: logged, then one more round
         log.exception("Variation %s of job %s failed", work.index, work.request.job_id)
-        reason = f"an unexpected error stopped it ({type(exc).__name__}: {exc})"
-    return Variation(index=work.index, status="failed", provider="unknown", reason=reason, retryable=True)
+        reason = f"Varia stopped on an error of its own ({type(exc).__name__})."
+        return Variation(
+            index=work.index, status="failed", provider="unknown", reason=reason, code="internal", retryable=True
+        )
 
 
 def _generate(services: Services, work: GenerateInput) -> Variation:
@@ -170,8 +239,9 @@ def _generate(services: Services, work: GenerateInput) -> Variation:
         return Variation(index=index, status="succeeded", image=ref, provider=provider, reused=True)
     source = services.storage.get(work.prepared.image.container, work.prepared.image.name)
     landscape = get_profile(request.profile).landscape
-    try:
-        image = generator.generate(
+
+    def attempt() -> bytes:
+        return generator.generate(
             source,
             work.composition.output_prompt,
             request=request.prompt,
@@ -179,26 +249,70 @@ def _generate(services: Services, work: GenerateInput) -> Variation:
             landscape=landscape,
             index=index,
         )
-    except ContentRefused as exc:
-        return Variation(index=index, status="refused", provider=generator.name, reason=str(exc))
-    except PermanentServiceError as exc:
-        return Variation(index=index, status="failed", provider=generator.name, reason=str(exc))
+
+    call = f"image-{index}"
+    record = budget.take(services.storage, request.job_id, call) if generator.paid else budget.CallRecord()
+    if record is None:
+        last = budget.read(services.storage, request.job_id, call)
+        reason = budget.spent_message(last, "image model")
+        code = last.last_code or "service_unavailable"
+        return Variation(index=index, status="failed", provider=generator.name, reason=reason, code=code)
+    try:
+        image = attempt()
+    except ProviderError as exc:
+        if generator.paid:
+            budget.settle(services.storage, request.job_id, call, record, code=exc.code, message=str(exc))
+        transient = isinstance(exc, TransientServiceError) and exc.retryable
+        return Variation(
+            index=index,
+            status="refused" if isinstance(exc, ContentRefused) else "failed",
+            provider=generator.name,
+            reason=str(exc),
+            code=exc.code,
+            retryable=transient and generator.paid and record.attempted < budget.MAX_ATTEMPTS,
+            retry_after_s=exc.retry_after if isinstance(exc, TransientServiceError) else None,
+        )
     content_type = "image/png" if image.startswith(b"\x89PNG") else "image/jpeg"
     ref = services.storage.put(OUTPUTS, name, image, content_type, {"provider": generator.name, "job": request.job_id})
+    if generator.paid:
+        budget.settle(services.storage, request.job_id, call, record, code=None, message="")
     return Variation(index=index, status="succeeded", image=ref, provider=generator.name)
 
 
-def _outcome(variations: list[Variation], n: int) -> tuple[str, str | None, str | None]:
-    """(status, code, message) of a job whose n generations ran."""
-    failed = [v for v in variations if v.status == "failed"]
-    refused = [v for v in variations if v.status == "refused"]
-    if failed or len(variations) < n:
-        reason = failed[0].reason if failed else "not every variation was attempted"
-        delivered = len([v for v in variations if v.status == "succeeded"])
-        return "failed", "variations_failed", f"{n - delivered} of {n} variations failed: {reason}"
-    if refused:
-        return "refused", "variations_refused", f"{len(refused)} of {n} variations were refused: {refused[0].reason}"
-    return "succeeded", None, None
+def _outcome(variations: list[Variation], n: int) -> tuple[str, str | None, str | None, bool]:
+    """(status, code, message, partial) of a job whose generations ran.
+
+    Some delivered and some not: the job succeeded, partially, and says why the others are missing.
+    None delivered: refused when every one was refused, else failed, with the first failure's code.
+    """
+    delivered = [v for v in variations if v.status == "succeeded"]
+    missing = [v for v in variations if v.status != "succeeded"]
+    if len(variations) < n:
+        return "failed", "internal", f"Only {len(variations)} of {n} variations were attempted.", False
+    if not missing:
+        return "succeeded", None, None, False
+    first = next((v for v in missing if v.status == "failed"), missing[0])
+    refused = sum(1 for v in missing if v.status == "refused")
+    failed = len(missing) - refused
+    parts = [f"{count} of {n} {what}" for count, what in ((refused, "were refused"), (failed, "failed")) if count]
+    summary = " and ".join(parts)
+    why = _with_next_step(first.reason or "", first.code)
+    if delivered:
+        return "succeeded", first.code, f"{len(delivered)} of {n} variations delivered; {summary}: {why}", True
+    status = "refused" if failed == 0 else "failed"
+    return status, first.code, f"{summary}: {why}", False
+
+
+# A provider's message that already says what to do (and whom it falls to) needs no second advice.
+_GIVES_NEXT_STEP = re.compile(r"\b(should|must|Try again|Send|Change|Choose|Upload|Export|Fix)\b")
+
+
+def _with_next_step(reason: str, code: str | None) -> str:
+    """The reason, followed by the code's next step unless the reason already gives it."""
+    step = advice(code)
+    if not step or _GIVES_NEXT_STEP.search(reason):
+        return reason
+    return f"{reason.rstrip()} {step}" if reason.rstrip().endswith((".", ")", "!")) else f"{reason}. {step}"
 
 
 def persist(services: Services, job: JobRecord) -> Manifest:
@@ -210,37 +324,35 @@ def persist(services: Services, job: JobRecord) -> Manifest:
     checked: list[Variation] = []
     for v in variations:
         if v.status == "succeeded" and (v.image is None or services.storage.info(OUTPUTS, v.image.name) is None):
-            v = v.model_copy(update={"status": "failed", "reason": "the stored image is missing"})
+            v = v.model_copy(update={"status": "failed", "reason": "The stored image is missing.", "code": "internal"})
         checked.append(v)
 
     status: str
     code: str | None
     message: str | None
+    partial = False
     if failure is not None:
         status, code, message = failure.status, failure.code, failure.message
     elif composition is not None and composition.verdict == "refuse":
-        code = "word_check_refused" if composition.provider == "word-check" else "composer_refused"
+        code = composition.code or ("word_check" if composition.provider == "word-check" else "composer_refused")
         status, message = "refused", composition.reason
     else:
-        status, code, message = _outcome(checked, request.n)
+        status, code, message, partial = _outcome(checked, request.n)
 
     providers = dict(services.providers.names())
     if composition is not None:
         providers["compose"] = composition.provider
     if found is not None:
         providers["caption"] = found.provider
-    paid = PaidCalls(
-        caption=int(found is not None and not found.cached and found.provider != "offline"),
-        compose=int(composition is not None and composition.provider not in ("offline", "word-check")),
-        image=sum(1 for v in checked if not v.reused and v.provider != "offline" and v.status != "failed"),
-    )
+    paid = _paid_calls(services, request.job_id)
     prices = services.settings.prices_usd
-    cost = paid.caption * prices["caption"] + paid.compose * prices["compose"] + paid.image * prices["image"]
+    cost = sum(getattr(paid, kind).attempted * prices[kind] for kind in ("caption", "compose", "image"))
     manifest = Manifest(
         job_id=request.job_id,
         status=status,  # type: ignore[arg-type]
         code=code,
         message=message,
+        partial=partial,
         request=request,
         source=prepared,
         caption=found,
@@ -252,6 +364,15 @@ def persist(services: Services, job: JobRecord) -> Manifest:
         finished_at=job.finished_at,
     )
     body = json.dumps(manifest.model_dump(mode="json"), indent=2, ensure_ascii=False).encode("utf-8")
+    log.info(
+        "Job %s ended %s%s (code %s): %s",
+        request.job_id,
+        status,
+        " (partial)" if partial else "",
+        code,
+        message or "",
+        extra={"varia_manifest": manifest},
+    )
     try:
         services.storage.put(OUTPUTS, manifest_name(request.job_id), body, "application/json")
     except (StorageFull, StorageReadOnly) as exc:
@@ -259,6 +380,16 @@ def persist(services: Services, job: JobRecord) -> Manifest:
         _storage_fault("saving", request.job_id, exc)
         return manifest.model_copy(update={"status": "failed", "code": exc.code, "message": str(exc)})
     return manifest
+
+
+def _paid_calls(services: Services, job_id: str) -> PaidCalls:
+    """What the spend budget recorded for the job: attempts and deliveries by kind of call."""
+    counts = {"caption": CallCount(), "compose": CallCount(), "image": CallCount()}
+    for call, record in budget.tally(services.storage, job_id).items():
+        count = counts[call.split("-", 1)[0]]
+        count.attempted += record.attempted
+        count.delivered += int(record.delivered)
+    return PaidCalls(**counts)
 
 
 def _json_step(

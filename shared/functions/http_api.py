@@ -125,6 +125,15 @@ def _decode_image(value: Any) -> Any:
         raise ValueError("'image' is not valid base64: send the picture's bytes as base64 text.") from None
 
 
+def _file_name(value: Any) -> str | None:
+    """A file name fit to show in a message: its last path part, printable, at most 120 characters."""
+    if not isinstance(value, str):
+        return None
+    name = value.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable()).strip()[:120]
+    return name or None
+
+
 class UploadRequest(BaseModel):
     """The body of POST /api/variations, from a multipart form or a JSON object.
 
@@ -140,6 +149,8 @@ class UploadRequest(BaseModel):
     n: Annotated[int | str | None, BeforeValidator(_blank_is_none)] = None
     mode: Annotated[str | None, BeforeValidator(_blank_is_none)] = None
     force: Annotated[bool | str | None, BeforeValidator(_blank_is_none)] = None
+    # The user's own name for the image (a form's file name, or JSON's "filename"), for messages.
+    filename: Annotated[str | None, BeforeValidator(_file_name)] = None
 
     @staticmethod
     def _settings(info: ValidationInfo) -> Settings:
@@ -299,6 +310,7 @@ def _form_values(req: func.HttpRequest, options: dict[str, str]) -> dict[str, An
         fields = [{"field": "image", "problem": "The form has no 'image' file field."}]
         raise _Refused(error_response(400, "The form has no 'image' file field.", fields=fields))
     values["image"] = upload.read()
+    values["filename"] = upload.filename
     return values
 
 
@@ -369,7 +381,7 @@ def _accept_upload(req: func.HttpRequest, services: Services) -> JobRequest | fu
     try:
         return request_for_upload(
             for_requests(services.storage), data, fmt.lower(), prompt=upload.prompt, profile=upload.profile_name,
-            n=upload.count, mode=upload.mode_name, origin="http", force=bool(upload.force),
+            n=upload.count, mode=upload.mode_name, origin="http", force=bool(upload.force), filename=upload.filename,
         )  # fmt: skip
     except RequestError as exc:
         return error_response(400, str(exc), "invalid_image", [{"field": "image", "problem": str(exc)}])
@@ -400,6 +412,7 @@ def _manifest_view(manifest: Manifest) -> dict[str, Any]:
         "status": manifest.status,
         "code": manifest.code,
         "message": manifest.message,
+        "partial": manifest.partial,
         "done": len([v for v in manifest.variations if v.status == "succeeded"]),
         "total": manifest.request.n,
         "prompt": manifest.request.prompt,
@@ -414,6 +427,7 @@ def _manifest_view(manifest: Manifest) -> dict[str, Any]:
                 "index": v.index,
                 "status": v.status,
                 "reason": v.reason,
+                "code": v.code,
                 "url": f"{API_PREFIX}/{job_id}/images/{v.index}" if v.status == "succeeded" else None,
             }
             for v in manifest.variations

@@ -163,7 +163,16 @@ def vary(args: argparse.Namespace, environ: dict[str, str]) -> int:
     # The input is kept as given, as uploads/{sha256}.{suffix}; the job never modifies it.
     extension = "".join(c for c in image_path.suffix.lower() if c.isalnum())[:8] or "bin"
     request = request_for_upload(
-        storage, data, extension, prompt=prompt, profile=profile, n=n, mode=mode, origin="cli", force=args.force
+        storage,
+        data,
+        extension,
+        prompt=prompt,
+        profile=profile,
+        n=n,
+        mode=mode,
+        origin="cli",
+        force=args.force,
+        filename=image_path.name,
     )
     job_id = request.job_id
     print(f"Varia job {job_id}: {prompt!r} on {image_path.name} (profile {profile}, n={n}, mode {mode})")

@@ -57,7 +57,8 @@ def build_providers(settings: Settings, credential_factory: CredentialFactory | 
                 from azure.identity import get_bearer_token_provider
 
                 api_key = get_bearer_token_provider(token_credential(), COGNITIVE_SERVICES_SCOPE)
-            clients.append(make_client(settings.openai_endpoint, api_key, settings.service_timeout_s))
+            # No retries in the SDK: the spend budget (shared/core/budget.py) decides every second attempt.
+            clients.append(make_client(settings.openai_endpoint, api_key, settings.service_timeout_s, max_retries=0))
         return clients[0]
 
     captioner: Captioner
@@ -69,7 +70,9 @@ def build_providers(settings: Settings, credential_factory: CredentialFactory | 
         vision_credential = (
             AzureKeyCredential(settings.vision_api_key) if settings.vision_api_key else token_credential()
         )
-        captioner = VisionCaptioner(settings.vision_endpoint, vision_credential, settings.service_timeout_s)
+        captioner = VisionCaptioner(
+            settings.vision_endpoint, vision_credential, settings.service_timeout_s, retry_total=0
+        )
     elif settings.caption_provider == "chat":
         from shared.adapters.providers.azure_openai import ChatCaptioner
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,7 +30,15 @@ from shared.core.models import Mode, SubTasks
 from shared.core.safety import SafetyProfile, as_untrusted
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
-_FILTER_CODES = {"content_policy_violation", "contentFilter", "content_filter", "ResponsibleAIPolicyViolation"}
+# Codes of a content-filter refusal: Azure's (content_filter, content_policy_violation, contentFilter,
+# ResponsibleAIPolicyViolation as the inner code) and gpt-image's own safety system (moderation_blocked).
+_FILTER_CODES = {
+    "content_policy_violation",
+    "contentFilter",
+    "content_filter",
+    "ResponsibleAIPolicyViolation",
+    "moderation_blocked",
+}
 
 COMPOSER_INSTRUCTIONS = """
 You turn an image caption and a user's modification request into one prompt for an image model.
@@ -62,48 +71,144 @@ def make_client(endpoint: str, api_key: str | Callable[[], str], timeout_s: floa
     return OpenAI(base_url=f"{endpoint}/openai/v1/", api_key=api_key, timeout=timeout_s, max_retries=max_retries)
 
 
-def _error_code(exc: openai.APIStatusError) -> str:
+def _error_fields(exc: openai.APIStatusError) -> tuple[set[str], str]:
+    """The error codes an answer carries (its own and its inner error's) and its message."""
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error", body) if isinstance(body, dict) else {}
-    codes = {
-        str(error.get("code", "")),
-        str((error.get("inner_error") or error.get("innererror") or {}).get("code", "")),
-    }
-    return next((c for c in codes if c in _FILTER_CODES), str(error.get("code", "") or exc.status_code))
+    if not isinstance(error, dict):
+        return set(), str(exc.message)
+    inner = error.get("inner_error") or error.get("innererror") or {}
+    codes = {str(error.get("code") or ""), str(error.get("type") or "")}
+    if isinstance(inner, dict):
+        codes.add(str(inner.get("code") or ""))
+    return codes - {""}, str(error.get("message") or exc.message)
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    """Seconds the service asked us to wait (retry-after-ms, then retry-after), if it said."""
+    headers = exc.response.headers if exc.response is not None else {}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            return float(headers[name]) * scale
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
+# Azure refuses to edit photos that show children unless the customer is approved; the answer is
+# a content-policy 400 whose message names minors (the exact wording is not documented).
+_MINOR = re.compile(r"\b(minors?|child|children|kids?|underage)\b", re.IGNORECASE)
+# 403 after repeated policy violations: the resource is blocked for a while (an admin matter).
+_BLOCKED = re.compile(r"temporarily blocked|has been blocked|resource.{0,40}blocked", re.IGNORECASE)
 
 
 @contextmanager
 def service_errors(service: str, deployment: str) -> Iterator[None]:
-    """Translate the SDK's exceptions into Varia's three kinds, with messages a user can act on."""
+    """Classify every answer of the SDK that is not a result: refused, permanent or transient, with a code."""
     try:
         yield
     except openai.BadRequestError as exc:
-        code = _error_code(exc)
-        if code in _FILTER_CODES:
-            raise ContentRefused(f"The {service}'s content filter refused the request ({code}).") from exc
-        raise PermanentServiceError(f"The {service} rejected the request: {exc.message}") from exc
-    except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+        codes, message = _error_fields(exc)
+        if codes & _FILTER_CODES:
+            if _MINOR.search(message):
+                raise ContentRefused(
+                    f"Azure does not edit photos that show children ({sorted(codes & _FILTER_CODES)[0]}). "
+                    "Choose 'Draw a new scene' to make a new picture from the prompt instead.",
+                    "minor_edit_refused",
+                    by=f"the {service}'s content policy",
+                ) from exc
+            raise ContentRefused(
+                f"The {service}'s content filter refused the request ({sorted(codes & _FILTER_CODES)[0]}). "
+                "Change the prompt or the image.",
+                by=f"the {service}'s content filter",
+            ) from exc
         raise PermanentServiceError(
-            f"The {service} refused our credentials (HTTP {exc.status_code}). Check AZURE_OPENAI_ENDPOINT and the "
-            "app identity's 'Cognitive Services OpenAI User' role (or AZURE_OPENAI_API_KEY locally)."
+            f"The {service} rejected the request as malformed: {message} An admin should check the deployment "
+            f"'{deployment}' and its model."
+        ) from exc
+    except openai.AuthenticationError as exc:
+        raise PermanentServiceError(
+            f"The {service} refused our credentials (HTTP 401). An admin should check AZURE_OPENAI_ENDPOINT and the "
+            "app identity's 'Cognitive Services OpenAI User' role (or AZURE_OPENAI_API_KEY locally).",
+            "service_auth",
+        ) from exc
+    except openai.PermissionDeniedError as exc:
+        _codes, message = _error_fields(exc)
+        if _BLOCKED.search(message):
+            raise PermanentServiceError(
+                f"Azure has blocked the {service}'s resource for a while after repeated content-policy violations "
+                "(HTTP 403). This is not a credentials problem: an admin must review the resource in the Azure "
+                "portal; new jobs will fail until it is unblocked.",
+                "resource_blocked",
+            ) from exc
+        raise PermanentServiceError(
+            f"The {service} denied access (HTTP 403: {message}). An admin should check the app identity's "
+            "'Cognitive Services OpenAI User' role and the resource's network rules.",
+            "service_auth",
         ) from exc
     except openai.NotFoundError as exc:
         raise PermanentServiceError(
-            f"The {service} has no deployment '{deployment}' (HTTP 404). Check the deployment name setting."
+            f"The {service} has no deployment '{deployment}' (HTTP 404). An admin should check the deployment "
+            "name setting."
         ) from exc
     except openai.RateLimitError as exc:
         raise TransientServiceError(
-            f"The {service} is rate limited (HTTP 429) even after retrying; the job will retry. "
-            "If this persists, raise the deployment's capacity or lower the concurrency."
+            f"The {service}'s deployment '{deployment}' is at its rate limit (HTTP 429).",
+            "quota_exhausted",
+            retry_after=_retry_after(exc),
         ) from exc
     except openai.APITimeoutError as exc:
-        raise TransientServiceError(f"The {service} did not answer in time.") from exc
+        raise TransientServiceError(
+            f"The {service} did not answer in time.", "service_timeout", retryable=service != "image model"
+        ) from exc
     except openai.APIConnectionError as exc:
-        raise TransientServiceError(f"The {service} could not be reached: {exc}") from exc
+        raise TransientServiceError(f"The {service} could not be reached ({type(exc).__name__}).") from exc
     except openai.APIStatusError as exc:
-        raise TransientServiceError(f"The {service} answered HTTP {exc.status_code}: {exc.message}") from exc
+        _codes, message = _error_fields(exc)
+        raise TransientServiceError(
+            f"The {service} failed (HTTP {exc.status_code}: {message})", retry_after=_retry_after(exc)
+        ) from exc
     except (openai.APIResponseValidationError, json.JSONDecodeError, ValueError) as exc:
-        raise TransientServiceError(f"The {service} answered with a malformed body: {exc}") from exc
+        raise TransientServiceError(
+            f"The {service} answered with a body Varia could not read ({type(exc).__name__}).", "service_incomplete"
+        ) from exc
+
+
+def chat_answer(response: Any, service: str) -> str:
+    """The text of a chat completion, or the error that says why there is none.
+
+    A 200 is not always an answer: the completion can be cut by the content filter (charged, no
+    content), refused by the model (structured outputs' `refusal`), or stopped by the token budget
+    before any visible text (a reasoning model that spent it all on reasoning).
+    """
+    choice = response.choices[0] if response.choices else None
+    if choice is None:
+        raise TransientServiceError(f"The {service} answered without a choice.", "service_incomplete", billed=True)
+    message = choice.message
+    if choice.finish_reason == "content_filter":
+        raise ContentRefused(
+            f"The {service}'s content filter stopped the answer (finish_reason content_filter). Change the prompt.",
+            by=f"the {service}'s content filter",
+            billed=True,
+        )
+    refusal = getattr(message, "refusal", None) if message is not None else None
+    if refusal:
+        raise ContentRefused(f"The {service} refused: {refusal}", by=f"the {service}", billed=True)
+    content = (message.content if message is not None else None) or ""
+    if not content.strip():
+        if choice.finish_reason == "length":
+            usage = getattr(response, "usage", None)
+            details = getattr(usage, "completion_tokens_details", None)
+            reasoning = getattr(details, "reasoning_tokens", None)
+            spent = f" ({reasoning} of them on reasoning)" if reasoning else ""
+            raise PermanentServiceError(
+                f"The {service} used its whole token budget{spent} before writing an answer. An admin should give "
+                "it a larger budget or a lower reasoning effort (see the README's model settings).",
+                "service_incomplete",
+                billed=True,
+            )
+        raise TransientServiceError(f"The {service} answered with no text.", "service_incomplete", billed=True)
+    return content
 
 
 def _chat_options(model: str, reasoning_effort: str | None, answer_tokens: int) -> dict[str, Any]:
@@ -143,12 +248,12 @@ class ChatComposer:
                     },
                     **self._options,
                 )
-                content = response.choices[0].message.content or ""
+                content = chat_answer(response, "chat model")
                 data = json.loads(content)
                 if not isinstance(data, dict) or data.get("verdict") not in ("allow", "refuse"):
-                    raise ValueError(f"unexpected composition {content[:200]!r}")
+                    raise ValueError("the composition is not the JSON asked for")
         except ContentRefused as exc:
-            return ComposeResult("refuse", str(exc), "", SubTasks())
+            return ComposeResult("refuse", str(exc), "", SubTasks(), code=exc.code)
         subtasks = SubTasks(
             style=data.get("style"),
             add=list(data.get("add") or []),
@@ -158,7 +263,9 @@ class ChatComposer:
         output = str(data.get("output_prompt", "")).strip()
         if data["verdict"] == "allow":
             if not output:
-                raise TransientServiceError("The chat model allowed the request but wrote no prompt.")
+                raise TransientServiceError(
+                    "The chat model allowed the request but wrote no prompt.", "service_incomplete"
+                )
             output += profile.prompt_suffix
         return ComposeResult(data["verdict"], str(data.get("reason", "")), output, subtasks)
 
@@ -188,9 +295,7 @@ class ChatCaptioner:
         ]
         with service_errors("chat model", self._deployment):
             response = self._client.chat.completions.create(model=self._deployment, messages=messages, **self._options)
-            text = (response.choices[0].message.content or "").strip()
-            if not text:
-                raise ValueError("empty caption")
+            text = chat_answer(response, "chat model").strip()
         return CaptionResult(text=text)
 
 
@@ -236,7 +341,7 @@ class GptImageGenerator:
                     model=self._deployment, prompt=prompt, n=1, size=size, quality=self._quality, timeout=timeout
                 )
             if not response.data or not response.data[0].b64_json:
-                raise TransientServiceError("The image model answered without an image.")
+                raise TransientServiceError("The image model answered without an image.", "service_incomplete")
             image = base64.b64decode(response.data[0].b64_json)
             if sniff(image) not in ("PNG", "JPEG"):
                 raise ValueError("the image is neither PNG nor JPEG")

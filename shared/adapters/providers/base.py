@@ -1,9 +1,16 @@
-"""The provider interfaces for each paid step, and the errors that tell the orchestrator what to do.
+"""The provider interfaces for each paid step, and the errors that say what a service answered.
 
-- `TransientServiceError`: may work later (429, 5xx, timeouts). Raised, so Durable retries.
-- `PermanentServiceError`: will not work until someone changes something (401, bad deployment name,
-  malformed answers). Returned to the orchestrator as a failure with the message, never retried.
-- `ContentRefused`: the service's own content filter said no. A `refused` outcome, never retried.
+Every answer a provider gets that is not a result becomes one of three errors, each with a code
+from shared/core/codes.py and a message written for the person running the job:
+
+- `ContentRefused`: a content filter or the model said no (by whom is in `by`). A `refused`
+  outcome, never retried; a refusal can still be billed (`billed`).
+- `PermanentServiceError`: will not work until someone changes something (credentials, a blocked
+  resource, a missing deployment, a token budget too small). Never retried.
+- `TransientServiceError`: may work on another attempt (429, 5xx, a lost connection). Within the
+  spend budget (at most 2 attempts per paid call) the step tries again, after `retry_after`
+  seconds when the service said how long; `retryable=False` marks an answer that is not worth
+  paying for twice (an image call that timed out is likely billed and likely to time out again).
 """
 
 from __future__ import annotations
@@ -18,17 +25,36 @@ from shared.core.safety import SafetyProfile
 class ProviderError(Exception):
     """Base of the errors providers raise; the message is written for the person running the job."""
 
+    def __init__(self, message: str, code: str, *, billed: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.billed = billed  # the service charges for this answer (a 200 content_filter, a timed-out image)
+
 
 class TransientServiceError(ProviderError):
-    pass
+    def __init__(
+        self,
+        message: str,
+        code: str = "service_unavailable",
+        *,
+        retry_after: float | None = None,
+        retryable: bool = True,
+        billed: bool = False,
+    ) -> None:
+        super().__init__(message, code, billed=billed)
+        self.retry_after = retry_after
+        self.retryable = retryable
 
 
 class PermanentServiceError(ProviderError):
-    pass
+    def __init__(self, message: str, code: str = "service_config", *, billed: bool = False) -> None:
+        super().__init__(message, code, billed=billed)
 
 
 class ContentRefused(ProviderError):
-    pass
+    def __init__(self, message: str, code: str = "service_refused", *, by: str = "", billed: bool = False) -> None:
+        super().__init__(message, code, billed=billed)
+        self.by = by
 
 
 @dataclass(frozen=True)
@@ -43,6 +69,7 @@ class ComposeResult:
     reason: str
     output_prompt: str
     subtasks: SubTasks
+    code: str | None = None  # why it refused: composer_refused (the verdict), service_refused (a filter)
 
 
 class Captioner(Protocol):

@@ -1,0 +1,70 @@
+"""The spend budget: every paid call gets at most MAX_ATTEMPTS attempts in all, and each is recorded.
+
+The SDKs make one attempt per call (their own retries are off), and Varia decides whether to try
+again. Each attempt is counted in storage *before* it is made, under the job and the call
+(`caption`, `compose`, `image-{k}`), so a Durable retry, a second round of generations or an
+activity run again after a crash all see the attempts already spent: a call is never attempted a
+third time, whoever asks. The manifest's `paid_calls` and its cost estimate are read from here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from shared.adapters.storage import WORK, BlobNotFound, Storage
+from shared.core.blobs import attempts_name, attempts_prefix
+
+MAX_ATTEMPTS = 2
+
+
+@dataclass
+class CallRecord:
+    attempted: int = 0
+    delivered: bool = False
+    last_code: str | None = None  # why the last attempt did not deliver
+    last_message: str | None = None
+
+
+def read(storage: Storage, job_id: str, call: str) -> CallRecord:
+    try:
+        return CallRecord(**json.loads(storage.get(WORK, attempts_name(job_id, call))))
+    except BlobNotFound:
+        return CallRecord()
+
+
+def _write(storage: Storage, job_id: str, call: str, record: CallRecord) -> None:
+    storage.put(WORK, attempts_name(job_id, call), json.dumps(asdict(record)).encode(), "application/json")
+
+
+def take(storage: Storage, job_id: str, call: str) -> CallRecord | None:
+    """Count one more attempt of `call` and return its record, or None when the budget is spent."""
+    record = read(storage, job_id, call)
+    if record.attempted >= MAX_ATTEMPTS:
+        return None
+    record.attempted += 1
+    _write(storage, job_id, call, record)
+    return record
+
+
+def settle(storage: Storage, job_id: str, call: str, record: CallRecord, *, code: str | None, message: str) -> None:
+    """Record how the attempt ended: delivered (code None) or why not."""
+    record.delivered = code is None
+    record.last_code, record.last_message = code, (None if code is None else message)
+    _write(storage, job_id, call, record)
+
+
+def tally(storage: Storage, job_id: str) -> dict[str, CallRecord]:
+    """Every paid call of the job, by call name."""
+    prefix = attempts_prefix(job_id)
+    calls = {}
+    for name in storage.list(WORK, prefix):
+        call = name.removeprefix(prefix).removesuffix(".json")
+        calls[call] = read(storage, job_id, call)
+    return calls
+
+
+def spent_message(record: CallRecord, what: str) -> str:
+    """Why a call that used its whole budget did not deliver."""
+    reason = record.last_message or f"the {what} did not answer"
+    return f"{reason} Varia made {record.attempted} attempts, its limit for a paid call, and stopped there."
