@@ -4,6 +4,8 @@
 - `work/{job}/source.png`: the normalized source a job reads
 - `work/captions/{sha256}-{captioner}.json`: cached captions, shared by every job on that image
 - `work/{job}/attempts/{call}.json`: the attempts spent on each paid call (shared/core/budget.py)
+- `work/orchestrations/{job}/{generation}.json` (and `.done`), `work/orchestrations.lock`: the
+  local runtime's saved jobs and the lease on them (shared/local/store.py; local runs only)
 - `outputs/{job}/variation-{k}.png`: the images, then `outputs/{job}/manifest.json`, written last
 """
 
@@ -45,3 +47,11 @@ def manifest_name(job_id: str) -> str:
 def job_of(name: str) -> str:
     """The job id a job's blob belongs to (`{job}/...`)."""
     return name.split("/", 1)[0]
+
+
+ORCHESTRATIONS_PREFIX = "orchestrations/"
+ORCHESTRATIONS_LOCK = "orchestrations.lock"
+
+
+def orchestration_record_name(instance_id: str, generation: int, suffix: str) -> str:
+    return f"{ORCHESTRATIONS_PREFIX}{instance_id}/{generation:06d}.{suffix}"

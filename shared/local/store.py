@@ -26,9 +26,10 @@ from collections import defaultdict
 from typing import Any
 
 from shared.adapters.storage import WORK, BlobStorage, LocalStorage, Storage
+from shared.core.blobs import ORCHESTRATIONS_LOCK, ORCHESTRATIONS_PREFIX, orchestration_record_name
 
-PREFIX = "orchestrations/"
-LOCK_BLOB = "orchestrations.lock"
+PREFIX = ORCHESTRATIONS_PREFIX
+LOCK_BLOB = ORCHESTRATIONS_LOCK
 LEASE_SECONDS = 15  # the shortest lease Blob Storage grants: a killed owner frees it soonest
 
 log = logging.getLogger("varia.runtime")
@@ -48,7 +49,7 @@ class InstanceStore:
 
     @staticmethod
     def _name(instance_id: str, generation: int, suffix: str) -> str:
-        return f"{PREFIX}{instance_id}/{generation:06d}.{suffix}"
+        return orchestration_record_name(instance_id, generation, suffix)
 
     def save(self, record: dict[str, Any]) -> None:
         """Write the record whole; a reader sees the previous version or this one, never a mix."""
