@@ -74,7 +74,7 @@ def _animated_gif() -> bytes:
 
 
 def _refused(name: str, prompt: str, term: str, profile: str = "kids") -> Case:
-    """A disallowed request: refused on both paths, the reason naming the term it matched."""
+    """A disallowed request: refused on both paths, the reason containing the fragment (the user's own words)."""
     return Case(name, scene_png, Job("refused", term), Job("refused", term), prompt, profile=profile)
 
 
@@ -149,14 +149,21 @@ CASES: list[Case] = [
     Case("odd-unicode-name", PNG, None, OK, blob_name="hostile/🐶 chien\u200f עברית e\u0301.png"),
     Case("1000-char-name", PNG, None, OK, blob_name="hostile/" + "n" * 988 + ".png"),
     # --- disallowed requests, with evasions ---
-    _refused("en-disallowed-kids", "with a bloody sword", "blood"),
-    _refused("fr-disallowed-kids", "avec une épée ensanglantée", "epee"),
-    _refused("es-disallowed-kids", "con una ESPADA", "espada"),
-    _refused("ru-disallowed-kids", "с мечом", "мечом"),
-    _refused("accent-evasion", "avec une ÉPÉE", "epee"),
-    _refused("homoglyph-evasion", "with a swоrd", "sword"),
-    _refused("leet-evasion", "covered in bl00d", "blood"),
-    _refused("fullwidth-evasion", "holding a ＧＵＮ", "gun"),
+    _refused("en-disallowed-kids", "with a bloody sword", "'bloody'"),
+    _refused("fr-disallowed-kids", "avec une épée ensanglantée", "'épée'"),
+    _refused("es-disallowed-kids", "con una ESPADA", "'ESPADA'"),
+    _refused("ru-disallowed-kids", "с мечом", "'мечом'"),
+    _refused("de-disallowed-kids", "mit einem blutigen Messer", "'blutigen'"),
+    _refused("zh-disallowed-kids", "一把刀子", "'刀子'"),
+    _refused("accent-evasion", "avec une ÉPÉE", "'ÉPÉE'"),
+    _refused("homoglyph-evasion", "with a swоrd", "'swоrd'"),
+    _refused("leet-evasion", "covered in bl00d", "'bl00d'"),
+    _refused("fullwidth-evasion", "holding a ＧＵＮ", "'ＧＵＮ'"),
+    _refused("zero-width-evasion", "covered in bl\u200bo\u00adod", "'blood'"),
+    _refused("spaced-letters-evasion", "covered in b l o o d", "'b l o o d'"),
+    _refused("emoji-evasion", "add a 🔪", "'🔪'"),
+    _refused("base64-evasion", "add Ymxvb2Q=", "base64"),
+    _refused("unreadable-script-kids", "ช้างในป่า", "cannot read"),
     _refused("en-disallowed-general", "make them naked", "naked", profile="general"),
 ]
 

@@ -84,7 +84,7 @@ def test_refused_prompt_makes_no_caption_compose_or_image_call(offline_services:
 
     manifest = instance.output
     assert manifest["status"] == "refused"
-    assert "epee" in manifest["message"] and "children" in manifest["message"]
+    assert "'épée'" in manifest["message"] and "children" in manifest["message"]
     assert _scheduled(instance.history) == ["prepare", "persist"]
     assert offline_services.storage.list(OUTPUTS, request.job_id) == [f"{request.job_id}/manifest.json"]
 

@@ -1,10 +1,15 @@
-"""The deterministic safety layer: multilingual, evasion-resistant, and not refusing ordinary requests."""
+"""The deterministic safety layer: lexicons as data, normalization, false friends, fail-closed for kids."""
 
 from __future__ import annotations
 
+import base64
+import json
+from pathlib import Path
+
 import pytest
 
-from shared.core.safety import PROFILES, as_untrusted, check_text, fold
+from shared.core import safety
+from shared.core.safety import LANGUAGES, PROFILES, LexiconError, as_untrusted, check_text, fold, load_language
 
 
 @pytest.mark.parametrize(
@@ -31,6 +36,56 @@ def test_kids_profile_refuses_in_four_languages_and_evasions(prompt: str) -> Non
 
 
 @pytest.mark.parametrize(
+    ("prompt", "said"),
+    [
+        ("covered in b\u200blo\u00adod", "blood"),  # zero-width space and soft hyphen inside the word
+        ("b l o o d everywhere", "b l o o d"),  # letters spaced out
+        ("add a k n i f e", "k n i f e"),  # spaced, after a one-letter word
+        ("b.l.o.o.d", "b.l.o.o.d"),
+        ("b-l-o-o-d", "b-l-o-o-d"),
+        ("kn-ife", "kn-ife"),  # a word broken by punctuation
+        ("k!ll them", "k!ll"),  # symbols for letters
+        ("a glass of @lcoh0l", "@lcoh0l"),
+        ("b|00d", "b|00d"),
+        ("bloooooood", "bloooooood"),  # stretched letters
+        ("kiiiiill", "kiiiiill"),
+        ("много крови", "крови"),  # Russian inflections
+        ("залитый кровью", "кровью"),
+        ("des épées ensanglantées", "épées"),
+        ("he bled", "bled"),
+        ("a slaughter", "slaughter"),  # synonyms
+        ("stab him", "stab"),
+        ("a noose", "noose"),
+        ("ein blutiges Messer", "blutiges"),  # German, Italian, Portuguese, Dutch, Polish
+        ("un coltello", "coltello"),
+        ("uma faca", "faca"),
+        ("een zwaard", "zwaard"),
+        ("zakrwawiony nóż", "zakrwawiony"),
+        ("سيف ودم", "سيف"),  # Arabic
+        ("بالدم", "بالدم"),  # with its clitics
+        ("一把刀子和血", "刀子"),  # Chinese: no spaces, substring
+        ("ナイフと血", "ナイフ"),  # Japanese
+        ("피를 흘리는 사람", "피를 흘리는"),  # Korean
+        ("खून से लथपथ", "खून"),  # Hindi
+        ("🔪 and 🩸", "🔪"),  # emoji
+        ("a cold 🍺️", "🍺"),  # emoji with a variation selector
+    ],
+)
+def test_kids_profile_sees_through_evasions_and_quotes_the_users_word(prompt: str, said: str) -> None:
+    verdict = check_text(prompt, "kids")
+    assert not verdict.allowed, prompt
+    assert verdict.reason == f"The request mentions '{said}', which is not allowed for children."
+
+
+def test_a_base64_chunk_is_decoded_and_checked() -> None:
+    hidden = base64.b64encode(b"a bloody knife").decode()
+    verdict = check_text(f"draw {hidden} please", "kids")
+    assert not verdict.allowed
+    assert "'bloody'" in verdict.reason and "base64" in verdict.reason
+    assert check_text(f"draw {base64.b64encode(b'a red kite').decode()}", "kids").allowed
+
+
+@pytest.mark.parametrize(
     "prompt",
     [
         "as a watercolour",
@@ -41,15 +96,67 @@ def test_kids_profile_refuses_in_four_languages_and_evasions(prompt: str) -> Non
         "a boar (sanglier) in the forest",  # 'sang' only as a whole word
         "add a crane by the lake",
         "nuevo estilo pop art",  # 'nue' only as a whole word
+        "she sang a song",  # French 'sang' does not apply to English
+        "a blood orange",
+        "черепаха на пляже",  # turtle, not 'череп'
+        "a killer whale",
+        "a swordfish",
+        "floating in the Dead Sea",
+        "before the deadline",
+        "a bath bomb",
+        "a bloodhound puppy",
+        "a photobomb",
+        "that is overkill",
+        "a wide shot of the beach",
+        "a photo shoot in the park",
+        "es war einmal ein Hund",  # German 'war' (was)
+        "die Katze im Garten",  # German 'die' (the)
+        "Blüten im Garten",  # blossoms, not 'Blut'
+        "トラック",  # truck: the voicing mark keeps it apart from ドラッグ (drug)
+        "피아노 치는 고양이",  # piano starts with 피 (blood)
+        "آدم في الحديقة",  # Adam contains دم (blood)
+        "a bullet journal page",
+        "in palette knife style",
     ],
 )
 def test_ordinary_requests_pass_for_kids(prompt: str) -> None:
     assert check_text(prompt, "kids").allowed, check_text(prompt, "kids").reason
 
 
+def test_a_false_friend_is_refused_in_its_own_language() -> None:
+    assert not check_text("du sang partout", "kids").allowed
+    assert check_text("the choir sang", "kids").allowed
+    assert not check_text("ein Gift für die Hexe", "kids").allowed  # German: poison
+    assert check_text("a gift for my mother", "kids").allowed
+
+
+def test_an_allow_listed_phrase_does_not_hide_the_rest() -> None:
+    verdict = check_text("a killer whale next to a bloody knife", "kids")
+    assert not verdict.allowed and "'bloody'" in verdict.reason
+
+
+def test_kids_fail_closed_on_a_script_no_lexicon_reads() -> None:
+    verdict = check_text("ช้างในป่า", "kids")  # Thai: an elephant in the forest
+    assert not verdict.allowed
+    assert verdict.reason.startswith("The request is written in Thai script, which Varia's offline word check")
+    assert "English" in verdict.reason and "Hindi" in verdict.reason and "ask the teacher" in verdict.reason
+    assert check_text("ช้างในป่า", "kids", fail_closed=False).allowed  # a moderation service reads it instead
+    assert check_text("ช้างในป่า", "general").allowed  # general does not fail closed
+    assert not check_text("ช้างในป่า", "general", fail_closed=True).allowed
+    assert check_text("a cat, π and ∞", "kids").allowed  # a lone letter or symbol is not a language
+
+
+def test_every_language_the_message_names_has_a_lexicon() -> None:
+    verdict = check_text("שלום עולם", "kids")
+    named = verdict.reason.split("Write it in ", 1)[1].split(", or ask", 1)[0].replace(" or ", ", ").split(", ")
+    assert sorted(named) == sorted(lang.name for lang in LANGUAGES.values())
+    assert len(LANGUAGES) >= 14
+
+
 def test_general_profile_allows_a_sword_but_refuses_nudity() -> None:
     assert check_text("a knight with a sword", "general").allowed
-    for prompt in ("make them naked", "désnudo", "голая", "en sexe"):
+    assert check_text("a glass of wine", "general").allowed
+    for prompt in ("make them naked", "désnudo", "голая", "en sexe", "nackt", "裸体", "🍆💦"):
         assert not check_text(prompt, "general").allowed, prompt
 
 
@@ -61,6 +168,46 @@ def test_unknown_profile_is_an_error() -> None:
 def test_fold_normalizes_width_case_and_accents() -> None:
     assert fold("  ÉPÉE   Ｅnsanglantée ") == "epee ensanglantee"
     assert fold("Йод") == "йод"  # the short i keeps its breve
+
+
+def _lexicon(tmp_path: Path, **changes: object) -> Path:
+    data = json.loads((safety.LEXICON_DIR / "en.json").read_text(encoding="utf-8")) | changes
+    path = tmp_path / "en.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_a_valid_lexicon_loads(tmp_path: Path) -> None:
+    assert load_language(_lexicon(tmp_path)).name == "English"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"kids": "blood"}, "'kids' must be a list of strings"),
+        ({"kids": ["blood", ""]}, "empty or non-string entry"),
+        ({"match": "regex"}, "'match' must be"),
+        ({"language": "fr"}, "must be 'en'"),
+        ({"colour": []}, "unknown keys"),
+        ({"false_friends": {"zzz": ["fr"]}}, "not one of its terms"),
+        ({"kids": ["!!!"]}, "empty after folding"),
+    ],
+)
+def test_a_malformed_lexicon_fails_loudly_with_its_path(
+    tmp_path: Path, changes: dict[str, object], message: str
+) -> None:
+    path = _lexicon(tmp_path, **changes)
+    with pytest.raises(LexiconError, match=message) as caught:
+        load_language(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_lexicon_that_is_not_json_fails_with_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "en.json"
+    path.write_text('{"language": "en",', encoding="utf-8")
+    with pytest.raises(LexiconError, match="not readable JSON") as caught:
+        load_language(path)
+    assert str(path) in str(caught.value)
 
 
 def test_untrusted_text_cannot_close_its_block() -> None:

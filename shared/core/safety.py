@@ -1,38 +1,485 @@
 """Safety profiles: the meta-prompts and the deterministic first layer that refuses before any paid call.
 
-The first layer matches the user prompt and the caption against a disallow list in English,
-French, Spanish and Russian (shared/data/lexicon.json), after folding the text (NFKC, case fold,
-accents stripped, common Cyrillic/Latin look-alikes mapped) so that "ÉPÉE", "epee" and "еpee"
-(Cyrillic е) are the same word. Terms match at the start of a word, so a stem like "ensanglant"
-covers "ensanglanté", "ensanglantée", ...
+The first layer is data: one lexicon per language in shared/data/lexicon/<code>.json (terms by
+profile, stems and explicit inflections, allow-listed innocent compounds, false friends) and the
+emoji lists in shared/data/lexicon/emoji.json. A malformed file fails at import, naming its path.
+
+The text is normalized before matching (`readings`): NFKC, case fold, accents stripped, format
+characters (zero-width, soft hyphen) and variation selectors removed, Cyrillic/Greek/Latin
+look-alikes mapped within a mixed-script word, leetspeak ("bl00d", "k!ll", "@lcohol"), letters
+stretched ("bloooood"), letters spaced out ("b l o o d", "b.l.o.o.d") and words broken by
+punctuation ("kn-ife") joined. Obvious base64 chunks are decoded and checked too.
+
+Each language's terms match at the start of a word (a term ending in "*" is a stem; any other term
+is a whole word or phrase); Chinese and Japanese, written without spaces, match anywhere. An
+allow-listed phrase ("blood orange", "killer whale", "черепаха") is taken out before the terms are
+looked for, so the rest of the text is still checked. A false friend ("sang": French blood, English
+past of sing) is refused only when the text does not read as the language where it is innocent.
+
+Offline, the kids profile fails closed: a request in a script no lexicon covers (Thai, Hebrew,
+Greek, ...) is refused with a message saying so. `check_text(..., fail_closed=False)` leaves that
+decision to a moderation service.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
 from pathlib import Path
+from typing import Any
 
-# Letters that look alike in Latin and Cyrillic. Text is compared in both directions so that a
-# Latin word spelt with Cyrillic letters (and the reverse) still matches its term.
-_CYRILLIC_TO_LATIN = str.maketrans("аеорсухкмтвніјѕԁɡ", "aeopcyxkmtbhijsdg")
-_LATIN_TO_CYRILLIC = str.maketrans("aeopcyxkmtbh", "аеорсухкмтвн")
-# Digits and symbols used as letters ("bl00d", "k!ll").
-_LEET = str.maketrans("013457@$!", "oieastasi")
-
-# The disallow lists, by profile and language: shared/data/lexicon.json.
-LEXICON_FILE = Path(__file__).resolve().parent.parent / "data" / "lexicon.json"
+LEXICON_DIR = Path(__file__).resolve().parent.parent / "data" / "lexicon"
+EMOJI_FILE = LEXICON_DIR / "emoji.json"
 
 
-def _terms(profile: str) -> tuple[str, ...]:
-    by_language: dict[str, list[str]] = json.loads(LEXICON_FILE.read_text(encoding="utf-8"))[profile]
-    return tuple(term for terms in by_language.values() for term in terms)
+class LexiconError(ValueError):
+    """A lexicon file that cannot be used: raised at import, with the file's path."""
 
 
-SAFE_FOR_WORK_TERMS: tuple[str, ...] = _terms("general")
-CHILD_UNSUITABLE_TERMS: tuple[str, ...] = _terms("kids")
+# ---------------------------------------------------------------------------------------------
+# Scripts
+# ---------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def script_of(ch: str) -> str:
+    """The script of a letter ("Latin", "Cyrillic", "Han", "Thai", ...), "" for anything else."""
+    if not unicodedata.category(ch).startswith("L"):
+        return ""
+    name = unicodedata.name(ch, "")
+    first = name.split(" ", 1)[0]
+    if first in ("CJK", "IDEOGRAPHIC"):
+        return "Han"
+    if first.startswith("KATAKANA") or first == "HALFWIDTH":
+        return "Katakana"
+    return first.capitalize() if first else "Unknown"
+
+
+# ---------------------------------------------------------------------------------------------
+# The lexicons
+# ---------------------------------------------------------------------------------------------
+
+PROFILE_NAMES = ("general", "kids")
+
+
+@dataclass(frozen=True)
+class Term:
+    text: str  # folded
+    stem: bool  # matches any word that starts with it; else a whole word or phrase
+    language: str
+    profile: str  # the profile whose list names it ("general" applies to kids too)
+    innocent_in: tuple[str, ...] = ()  # languages where the same word is innocent (a false friend)
+
+
+@dataclass(frozen=True)
+class Language:
+    code: str
+    name: str
+    scripts: tuple[str, ...]
+    substring: bool  # written without spaces: terms match anywhere
+    markers: frozenset[str]  # common words that show a text is in this language
+    prefixes: tuple[str, ...]  # clitics a word may start with (Arabic "al-", "wa-", "bi-", ...)
+    terms: tuple[Term, ...]
+    allow: tuple[Term, ...]
+    path: Path = field(compare=False)
+
+
+def _require(condition: bool, path: Path, message: str) -> None:
+    if not condition:
+        raise LexiconError(f"{path}: {message}")
+
+
+def _strings(value: Any, path: Path, key: str) -> list[str]:
+    _require(isinstance(value, list), path, f"'{key}' must be a list of strings")
+    for item in value:
+        _require(isinstance(item, str) and item.strip() != "", path, f"'{key}' has an empty or non-string entry")
+    return list(value)
+
+
+def _term(raw: str, language: str, profile: str, path: Path, substring: bool) -> Term:
+    stem = raw.endswith("*")
+    body = raw[:-1] if stem else raw
+    _require(not (stem and substring), path, f"'{raw}': a substring language has no stems (drop the '*')")
+    folded = plain(body)
+    _require(folded != "" and "*" not in folded, path, f"'{raw}' is empty after folding")
+    return Term(folded, stem, language, profile)
+
+
+def load_language(path: Path) -> Language:
+    """Read and validate one lexicon file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LexiconError(f"{path}: not readable JSON ({exc})") from None
+    _require(isinstance(data, dict), path, "must be a JSON object")
+    known = {"about", "language", "name", "scripts", "match", "markers", "prefixes", "general", "kids", "allow"}
+    known |= {"false_friends"}
+    unknown = set(data) - known
+    _require(not unknown, path, f"unknown keys {sorted(unknown)}")
+    for key in ("language", "name", "scripts", "match", "general", "kids"):
+        _require(key in data, path, f"missing '{key}'")
+    code = data["language"]
+    _require(isinstance(code, str) and code == path.stem, path, f"'language' must be '{path.stem}', the file's name")
+    _require(data["match"] in ("word", "substring"), path, "'match' must be 'word' or 'substring'")
+    substring = data["match"] == "substring"
+    scripts = _strings(data["scripts"], path, "scripts")
+    terms = [
+        _term(raw, code, profile, path, substring)
+        for profile in PROFILE_NAMES
+        for raw in _strings(data[profile], path, profile)
+    ]
+    allow = [_term(raw, code, "allow", path, substring) for raw in _strings(data.get("allow", []), path, "allow")]
+    friends = data.get("false_friends", {})
+    _require(isinstance(friends, dict), path, "'false_friends' must map a term to the languages where it is innocent")
+    guarded: dict[str, tuple[str, ...]] = {}
+    for raw, languages in friends.items():
+        guarded[plain(raw.rstrip("*"))] = tuple(_strings(languages, path, f"false_friends.{raw}"))
+        _require(
+            any(t.text == plain(raw.rstrip("*")) for t in terms), path, f"false friend '{raw}' is not one of its terms"
+        )
+    terms = [Term(t.text, t.stem, t.language, t.profile, guarded.get(t.text, ())) for t in terms]
+    return Language(
+        code=code,
+        name=str(data["name"]),
+        scripts=tuple(scripts),
+        substring=substring,
+        markers=frozenset(plain(m) for m in _strings(data.get("markers", []), path, "markers")),
+        prefixes=tuple(plain(p) for p in _strings(data.get("prefixes", []), path, "prefixes")),
+        terms=tuple(terms),
+        allow=tuple(allow),
+        path=path,
+    )
+
+
+def load_emoji(path: Path) -> dict[str, tuple[str, ...]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LexiconError(f"{path}: not readable JSON ({exc})") from None
+    _require(isinstance(data, dict), path, "must be a JSON object")
+    emoji: dict[str, tuple[str, ...]] = {}
+    for profile in PROFILE_NAMES:
+        _require(profile in data, path, f"missing '{profile}'")
+        entries = tuple(_bare_emoji(e) for e in _strings(data[profile], path, profile))
+        _require(all(entries), path, f"'{profile}' has an entry that is only modifiers")
+        emoji[profile] = entries
+    return emoji
+
+
+def load_languages(folder: Path) -> dict[str, Language]:
+    languages = {p.stem: load_language(p) for p in sorted(folder.glob("*.json")) if p != EMOJI_FILE}
+    if not languages:
+        raise LexiconError(f"{folder}: no lexicon files")
+    return languages
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalization
+# ---------------------------------------------------------------------------------------------
+
+# Letters that look alike in Latin, Cyrillic and Greek: a word mixing scripts is read in the script
+# most of its letters are in, and a Cyrillic or Greek word made only of look-alikes is also read as Latin.
+_TO_LATIN = {
+    **dict(zip("аеорсухкмтвніјѕԁɡ", "aeopcyxkmtbhijsdg", strict=True)),
+    **dict(zip("αβεικνοπρτυχ", "abeiknonptux", strict=True)),
+}
+_TO_CYRILLIC = dict(zip("aeopcyxkmtbh", "аеорсухкмтвн", strict=True))
+# Letters NFKD leaves whole that people type without their stroke.
+_PLAIN = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ı": "i", "æ": "ae", "œ": "oe", "ß": "ss"})
+# Arabic: hamza carriers and ta marbuta folded, so spelling variants meet.
+_ARABIC = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ى": "ي", "ة": "ه", "ؤ": "و", "ئ": "ي", "ـ": None})
+# Symbols and digits used as letters, read two ways (1, ! and | as i, then as l).
+_LEET = {"0": "o", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g", "@": "a", "$": "s", "€": "e", "+": "t"}
+_LEET_I = {**_LEET, "1": "i", "!": "i", "|": "l"}
+_LEET_L = {**_LEET, "1": "l", "!": "l", "|": "i"}
+_STRIP_MARKS_AFTER = {"Latin", "Greek", "Cyrillic", "Arabic", ""}
+_TRAILING = ".,;:?!)]}'\"»”’…"
+# Single letters that are words on their own: "add a k n i f e" joins to "aknife" and also "a knife".
+_ONE_LETTER_WORDS = {"a", "i", "y", "o", "e", "u", "à"}
+
+Char = tuple[str, int]  # a folded character and the index of the character it came from
+
+
+def _dropped(c: str) -> bool:
+    o = ord(c)
+    return (
+        unicodedata.category(c) == "Cf"
+        or 0xFE00 <= o <= 0xFE0F
+        or 0xE0100 <= o <= 0xE01EF
+        or 0x1F3FB <= o <= 0x1F3FF  # skin tones
+    )
+
+
+def _fold_chars(text: str) -> list[Char]:
+    out: list[Char] = []
+    for i, c in enumerate(text):
+        if _dropped(c):
+            continue
+        if unicodedata.category(c) in ("Mn", "Me"):
+            if c == "\u0306" and out and out[-1][0] == "и":
+                out[-1] = ("й", out[-1][1])
+            elif out and script_of(out[-1][0]) not in _STRIP_MARKS_AFTER:
+                out.append((c, i))  # Devanagari signs, kana voicing marks: part of the letter
+            continue
+        for ch in unicodedata.normalize("NFKC", c).casefold():
+            script = script_of(ch)
+            if script in ("Latin", "Greek", "Cyrillic") and ch != "й":
+                for d in unicodedata.normalize("NFD", ch):
+                    if not unicodedata.combining(d):
+                        out.extend((e, i) for e in d.translate(_PLAIN))
+            elif script == "Arabic" or 0x064B <= ord(ch) <= 0x065F or ch == "\u0670":
+                if not unicodedata.combining(ch):
+                    out.extend((e, i) for e in ch.translate(_ARABIC))
+            else:
+                out.append((ch, i))
+    return out
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isalnum() or unicodedata.category(ch)[0] == "M"
+
+
+def fold(text: str) -> str:
+    """Lower-case, accent-free, compatibility-normalized text: words separated by single spaces."""
+    chars = _fold_chars(unicodedata.normalize("NFC", text))
+    return " ".join("".join(ch if _is_word_char(ch) or ch in "'-" else " " for ch, _ in chars).split())
+
+
+Word = list[Char]
+
+
+def plain(text: str) -> str:
+    """The plain reading of a text: folded words of letters and digits, separated by single spaces."""
+    tokens = _tokens(_fold_chars(unicodedata.normalize("NFC", text)))
+    return " ".join("".join(ch for ch, _ in w) for t in tokens for w in _plain(t))
+
+
+def _tokens(chars: list[Char]) -> list[Word]:
+    tokens: list[Word] = [[]]
+    for ch, i in chars:
+        if ch.isspace():
+            if tokens[-1]:
+                tokens.append([])
+        else:
+            tokens[-1].append((ch, i))
+    return [t for t in tokens if t]
+
+
+def _plain(token: Word) -> list[Word]:
+    words: list[Word] = [[]]
+    for ch, i in token:
+        if _is_word_char(ch):
+            words[-1].append((ch, i))
+        elif words[-1]:
+            words.append([])
+    return [w for w in words if w]
+
+
+def _squeezed(token: Word) -> list[Word]:
+    word = [(ch, i) for ch, i in token if _is_word_char(ch)]
+    return [word] if word else []
+
+
+def _leet(token: Word, table: dict[str, str]) -> list[Word]:
+    has_letter = any(ch.isalpha() for ch, _ in token)
+    if not has_letter or not any(ch in table for ch, _ in token):
+        return _squeezed(token)
+    end = len(token)
+    while end > 0 and token[end - 1][0] in _TRAILING:
+        end -= 1
+    word = [(table.get(ch, ch), i) for ch, i in token[:end]]
+    return _squeezed(word)
+
+
+def _majority_script(word: Word) -> Word:
+    scripts = [script_of(ch) for ch, _ in word]
+    latin = scripts.count("Latin")
+    other = scripts.count("Cyrillic") + scripts.count("Greek")
+    if latin and other:
+        if latin >= other:
+            return [(_TO_LATIN.get(ch, ch), i) for ch, i in word]
+        return [(_TO_CYRILLIC.get(ch, ch), i) for ch, i in word]
+    return word
+
+
+def _as_latin(word: Word) -> Word:
+    if all(ch in _TO_LATIN or ch.isdigit() for ch, _ in word):
+        return [(_TO_LATIN.get(ch, ch), i) for ch, i in word]
+    return word
+
+
+_RUN = re.compile(r"(\w)\1{2,}")
+
+
+def _destretched(word: Word, keep: int) -> Word:
+    out: Word = []
+    run = 0
+    for k, (ch, i) in enumerate(word):
+        run = run + 1 if k and word[k - 1][0] == ch else 1
+        if run <= keep or not _stretched_at(word, k):
+            out.append((ch, i))
+    return out
+
+
+def _stretched_at(word: Word, k: int) -> bool:
+    """Whether position k is inside a run of three or more of the same letter."""
+    ch = word[k][0]
+    lo = k
+    while lo > 0 and word[lo - 1][0] == ch:
+        lo -= 1
+    hi = k
+    while hi + 1 < len(word) and word[hi + 1][0] == ch:
+        hi += 1
+    return hi - lo >= 2
+
+
+def _joined(words: list[Word], split_first: bool) -> list[Word]:
+    """Runs of three or more one-letter words ("b l o o d") become one word."""
+    out: list[Word] = []
+    k = 0
+    while k < len(words):
+        end = k
+        while end < len(words) and len(words[end]) == 1 and words[end][0][0].isalpha():
+            end += 1
+        if end - k >= 3:
+            run = words[k:end]
+            if split_first and run[0][0][0] in _ONE_LETTER_WORDS and end - k >= 4:
+                out.append(run[0])
+                run = run[1:]
+            out.append([c for w in run for c in w])
+            k = end
+        else:
+            out.append(words[k])
+            k += 1
+    return out
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One way of reading the text: words separated by single spaces, each character's source index."""
+
+    text: str
+    index: tuple[int, ...]  # -1 for the spaces between words
+
+
+def _reading(words: list[Word]) -> Reading:
+    text: list[str] = []
+    index: list[int] = []
+    for w in words:
+        if text:
+            text.append(" ")
+            index.append(-1)
+        for ch, i in w:
+            text.append(ch)
+            index.append(i)
+    return Reading("".join(text), tuple(index))
+
+
+def readings(text: str) -> list[Reading]:
+    """Every reading of the text the word check looks at, the plain one first. Indexes are into NFC(text)."""
+    tokens = _tokens(_fold_chars(unicodedata.normalize("NFC", text)))
+    word_lists: list[list[Word]] = []
+    for split in (_plain, _squeezed, lambda t: _leet(t, _LEET_I), lambda t: _leet(t, _LEET_L)):
+        word_lists.append([w for t in tokens for w in split(t)])
+    more: list[list[Word]] = []
+    for words in word_lists:
+        mixed = [_majority_script(w) for w in words]
+        more.append(mixed)
+        more.append([_as_latin(w) for w in mixed])
+    stretched: list[list[Word]] = []
+    for words in more:
+        stretched.append(words)
+        if any(_RUN.search("".join(ch for ch, _ in w)) for w in words):
+            stretched.append([_destretched(w, 1) for w in words])
+            stretched.append([_destretched(w, 2) for w in words])
+    seen: dict[str, Reading] = {}
+    for words in stretched:
+        for split_first in (False, True):
+            r = _reading(_joined(words, split_first))
+            seen.setdefault(r.text, r)
+    return list(seen.values())
+
+
+def _bare_emoji(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFC", text) if not _dropped(c))
+
+
+# ---------------------------------------------------------------------------------------------
+# Matching
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Matcher:
+    language: Language
+    pattern: re.Pattern[str] | None  # finds candidate positions of the profile's terms
+    table: dict[str, tuple[Term, ...]]  # folded term -> its entries
+    lengths: tuple[int, ...]  # the lengths of the terms, longest first
+
+
+def _alternation(texts: set[str]) -> str:
+    return "|".join(re.escape(t) for t in sorted(texts, key=lambda t: (-len(t), t)))
+
+
+def _start(language: Language) -> str:
+    if language.substring:
+        return ""
+    prefixes = _alternation(set(language.prefixes))
+    return r"(?<![^ ])" + (f"(?:{prefixes})?" if prefixes else "")
+
+
+def _matcher(language: Language, profile: str) -> _Matcher:
+    wanted = ("general",) if profile == "general" else ("general", "kids")
+    terms = [t for t in language.terms if t.profile in wanted]
+    table: dict[str, list[Term]] = {}
+    for t in terms:
+        table.setdefault(t.text, []).append(t)
+    pattern = re.compile(_start(language) + f"(?P<t>{_alternation(set(table))})") if table else None
+    lengths = tuple(sorted({len(k) for k in table}, reverse=True))
+    return _Matcher(language, pattern, {k: tuple(v) for k, v in table.items()}, lengths)
+
+
+@dataclass(frozen=True)
+class _Hit:
+    term: Term
+    start: int  # in the reading
+    end: int
+
+
+def _masked(reading: str, allow: re.Pattern[str] | None) -> str:
+    if allow is None:
+        return reading
+    return allow.sub(lambda m: m.group(0)[: m.start("a") - m.start()] + "_" * len(m.group("a")), reading)
+
+
+def _hits(m: _Matcher, text: str) -> Iterator[_Hit]:
+    if m.pattern is None:
+        return
+    pos = 0
+    while True:
+        found = m.pattern.search(text, pos)
+        if found is None:
+            return
+        at = found.start("t")
+        for length in m.lengths:
+            if at + length > len(text):
+                continue
+            for term in m.table.get(text[at : at + length], ()):
+                end = at + length
+                if m.language.substring or term.stem or end == len(text) or text[end] == " ":
+                    yield _Hit(term, at, end)
+        pos = found.start() + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Profiles and the check
+# ---------------------------------------------------------------------------------------------
 
 GENERAL_META_PROMPT = (
     "You are the prompt composer of an image-variation service for a general audience. "
@@ -52,6 +499,23 @@ KIDS_META_PROMPT = (
     "no weapons, no blood, no violence, nothing scary, no alcohol, tobacco or drugs."
 )
 
+LANGUAGES: dict[str, Language] = load_languages(LEXICON_DIR)
+EMOJI: dict[str, tuple[str, ...]] = load_emoji(EMOJI_FILE)
+# The scripts some lexicon reads, and the languages offered when a text is in another one.
+READABLE_SCRIPTS = frozenset(s for lang in LANGUAGES.values() for s in lang.scripts)
+_LANGUAGE_ORDER = ("en", "fr", "es", "de", "it", "pt", "nl", "pl", "ru", "ar", "zh", "ja", "ko", "hi")
+READABLE_LANGUAGES = tuple(
+    LANGUAGES[c].name for c in sorted(LANGUAGES, key=lambda c: (_LANGUAGE_ORDER + (c,)).index(c))
+)
+
+
+def _terms_of(profile: str) -> tuple[str, ...]:
+    return tuple(t.text for lang in LANGUAGES.values() for t in lang.terms if t.profile == profile)
+
+
+SAFE_FOR_WORK_TERMS: tuple[str, ...] = _terms_of("general")
+CHILD_UNSUITABLE_TERMS: tuple[str, ...] = _terms_of("kids")
+
 
 @dataclass(frozen=True)
 class SafetyProfile:
@@ -60,6 +524,7 @@ class SafetyProfile:
     disallowed: tuple[str, ...]
     prompt_suffix: str  # appended to every output prompt, e.g. the classroom's look
     landscape: bool  # ask the image model for the widest size it offers
+    fail_closed: bool = False  # offline, refuse text in a script no lexicon reads
 
 
 PROFILES: dict[str, SafetyProfile] = {
@@ -70,6 +535,7 @@ PROFILES: dict[str, SafetyProfile] = {
         SAFE_FOR_WORK_TERMS + CHILD_UNSUITABLE_TERMS,
         " Child-friendly, bright and colourful, landscape composition.",
         True,
+        fail_closed=True,
     ),
 }
 
@@ -81,43 +547,168 @@ class Verdict:
     term: str | None = None
 
 
-def fold(text: str) -> str:
-    """Lower-case, accent-free, compatibility-normalized text with single spaces."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    decomposed = unicodedata.normalize("NFD", text)
-    # Keep the Cyrillic short i (й) whole: dropping its breve would turn it into и.
-    stripped = "".join(c for c in decomposed if not (unicodedata.combining(c) and c != "\u0306"))
-    stripped = unicodedata.normalize("NFC", stripped)
-    return " ".join(re.sub(r"[^\w\s'-]", " ", stripped).split())
+@dataclass(frozen=True)
+class _Compiled:
+    matchers: tuple[_Matcher, ...]
+    allow: re.Pattern[str] | None  # word-start allow-list phrases, all languages
+    allow_anywhere: re.Pattern[str] | None  # allow-list of the languages without spaces
+    emoji: tuple[str, ...]
 
 
-def _variants(text: str) -> list[str]:
-    folded = fold(text)
-    latin = folded.translate(_CYRILLIC_TO_LATIN)
-    return [folded, latin, latin.translate(_LEET), folded.translate(_LATIN_TO_CYRILLIC)]
+def _allow_pattern(entries: list[Term], anywhere: bool) -> re.Pattern[str] | None:
+    if not entries:
+        return None
+    stems = {e.text for e in entries if e.stem}
+    whole = {e.text for e in entries if not e.stem}
+    parts = []
+    if stems:
+        parts.append(f"(?:{_alternation(stems)})")
+    if whole:
+        parts.append(f"(?:{_alternation(whole)})" + ("" if anywhere else r"(?![^ ])"))
+    start = "" if anywhere else r"(?<![^ ])"
+    return re.compile(start + "(?P<a>" + "|".join(parts) + ")")
 
 
-def _pattern(terms: tuple[str, ...]) -> re.Pattern[str]:
-    # A term matches at the start of a word; a trailing space in a term means "whole word".
-    parts = [re.escape(fold(t)) + (r"\b" if t.endswith(" ") else "") for t in sorted(set(terms))]
-    return re.compile(r"(?<!\w)(" + "|".join(parts) + ")")
+@cache
+def _compiled(profile: str) -> _Compiled:
+    matchers = tuple(_matcher(lang, profile) for lang in LANGUAGES.values())
+    spaced = [a for lang in LANGUAGES.values() if not lang.substring for a in lang.allow]
+    unspaced = [a for lang in LANGUAGES.values() if lang.substring for a in lang.allow]
+    wanted = ("general",) if profile == "general" else ("general", "kids")
+    emoji = tuple(e for p in wanted for e in EMOJI[p])
+    return _Compiled(matchers, _allow_pattern(spaced, False), _allow_pattern(unspaced, True), emoji)
 
 
-_PATTERNS: dict[str, re.Pattern[str]] = {}
+def _marker_counts(text: str) -> dict[str, int]:
+    words = text.split()
+    return {code: sum(w in lang.markers for w in words) for code, lang in LANGUAGES.items()}
 
 
-def check_text(text: str, profile: str, *, what: str = "request") -> Verdict:
-    """Refuse text that names something the profile does not allow. Deterministic and free."""
+def _applies(term: Term, counts: dict[str, int]) -> bool:
+    """A false friend is refused unless the text reads as a language where the word is innocent."""
+    if not term.innocent_in:
+        return True
+    return max(counts.get(code, 0) for code in term.innocent_in) <= counts.get(term.language, 0)
+
+
+def _quote(original: str, reading: Reading, start: int, end: int, whole_words: bool) -> str:
+    """The user's own word(s) behind a match: the original text, not the folded term."""
+    indexes = [i for i in reading.index[start:end] if i >= 0]
+    lo, hi = min(indexes), max(indexes) + 1
+    if whole_words:
+        while (
+            lo > 0 and not original[lo - 1].isspace() and (_is_word_char(original[lo - 1]) or _hidden(original[lo - 1]))
+        ):
+            lo -= 1
+        while (
+            hi < len(original)
+            and not original[hi].isspace()
+            and (_is_word_char(original[hi]) or _hidden(original[hi]) or original[hi] in "@$!|€+'")
+        ):
+            hi += 1
+    quoted = original[lo:hi].strip(_TRAILING + " ")
+    return "".join(c for c in quoted if not _dropped(c)) or original[lo:hi]
+
+
+def _hidden(c: str) -> bool:
+    return _dropped(c) or c in "@$|€+-._*"
+
+
+def _find(text: str, profile: str) -> tuple[Term, str] | None:
+    """The first term (or emoji) the text names under the profile, with the user's words for it."""
+    original = unicodedata.normalize("NFC", text)
+    compiled = _compiled(profile)
+    bare = _bare_emoji(original)
+    for emoji in compiled.emoji:
+        if emoji in bare:
+            return Term(emoji, False, "emoji", profile), emoji
+    all_readings = readings(text)
+    counts = _marker_counts(all_readings[0].text) if all_readings else {}
+    for reading in all_readings:
+        masked = _masked(reading.text, compiled.allow)
+        masked = _masked(masked, compiled.allow_anywhere)
+        found = [
+            (hit.start, -(hit.end - hit.start), k, hit, matcher.language.substring)
+            for k, matcher in enumerate(compiled.matchers)
+            for hit in _hits(matcher, masked)
+            if _applies(hit.term, counts)
+        ]
+        if found:
+            *_, hit, substring = min(found, key=lambda f: f[:3])
+            return hit.term, _quote(original, reading, hit.start, hit.end, not substring)
+    return None
+
+
+_BASE64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{6,}={0,2}(?![A-Za-z0-9+/=_-])")
+
+
+def _decoded_chunks(text: str) -> Iterator[tuple[str, str]]:
+    """Long tokens that decode from base64 to readable text: (token, decoded)."""
+    for m in _BASE64.finditer(text):
+        token = m.group(0)
+        body = token.rstrip("=")
+        if len(body) % 4 == 1:
+            continue
+        padded = body + "=" * (-len(body) % 4)
+        for decode in (base64.b64decode, base64.urlsafe_b64decode):
+            try:
+                decoded = decode(padded.encode("ascii")).decode("utf-8")
+            except (binascii.Error, ValueError):
+                continue
+            letters = sum(c.isalpha() for c in decoded)
+            if decoded.isprintable() and letters >= 3 and letters + decoded.count(" ") >= 0.6 * len(decoded):
+                yield token, decoded
+                break
+
+
+def _unreadable_script(text: str) -> str | None:
+    """The first script in the text that no lexicon reads (words of two letters or more)."""
+    for reading in readings(text)[:1]:
+        for word in reading.text.split():
+            scripts = {script_of(ch) for ch in word} - {""}
+            unknown = sorted(s for s in scripts if s not in READABLE_SCRIPTS)
+            if unknown and sum(script_of(ch) in unknown for ch in word) >= 2:
+                return unknown[0]
+    return None
+
+
+def _languages_phrase() -> str:
+    names = READABLE_LANGUAGES
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+
+
+def check_text(text: str, profile: str, *, what: str = "request", fail_closed: bool | None = None) -> Verdict:
+    """Refuse text that names something the profile does not allow. Deterministic and free.
+
+    `fail_closed` (default: the profile's, true for kids) refuses text in a script no lexicon reads;
+    pass False where a moderation service reads it instead.
+    """
     spec = get_profile(profile)
-    pattern = _PATTERNS.get(spec.name)
-    if pattern is None:
-        pattern = _PATTERNS[spec.name] = _pattern(spec.disallowed)
-    for variant in _variants(text):
-        match = pattern.search(variant)
-        if match:
-            term = match.group(1)
-            audience = "children" if spec.name == "kids" else "a general audience"
-            return Verdict(False, f"The {what} mentions '{term}', which is not allowed for {audience}.", term)
+    audience = "children" if spec.name == "kids" else "a general audience"
+    found = _find(text, spec.name)
+    if found is None:
+        for token, decoded in _decoded_chunks(unicodedata.normalize("NFC", text)):
+            inner = _find(decoded, spec.name)
+            if inner is not None:
+                term, said = inner
+                return Verdict(
+                    False,
+                    f"The {what} mentions '{said}' (written in base64 as '{token[:24]}'), "
+                    f"which is not allowed for {audience}.",
+                    term.text,
+                )
+    if found is not None:
+        term, said = found
+        return Verdict(False, f"The {what} mentions '{said}', which is not allowed for {audience}.", term.text)
+    if spec.fail_closed if fail_closed is None else fail_closed:
+        script = _unreadable_script(text)
+        if script is not None:
+            return Verdict(
+                False,
+                f"The {what} is written in {script} script, which Varia's offline word check cannot read. "
+                f"Write it in {_languages_phrase()}, or ask the teacher.",
+                None,
+            )
     return Verdict(True, f"The {what} passed the {spec.name} word check.")
 
 
