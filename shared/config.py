@@ -54,7 +54,13 @@ def _prices(value: Any) -> Any:
     missing = {"caption", "compose", "image"} - set(prices)
     if missing:
         raise ValueError(f"needs a price for {', '.join(sorted(missing))}")
+    prices.setdefault("moderation", MODERATION_PRICE_USD)  # settings written before moderation existed
     return prices
+
+
+# One Content Safety call at the S0 list price: $0.75 per 1,000 images (a text or Prompt Shields call
+# of up to 1,000 characters costs about half that).
+MODERATION_PRICE_USD = 0.00075
 
 
 def _stripped(value: Any) -> Any:
@@ -117,6 +123,21 @@ class AppSettings(BaseModel):
     AZURE_VISION_API_KEY: Text = Field(
         "", json_schema_extra=LOCAL_ONLY, description="Azure AI Vision key, for local use only; empty means keyless"
     )
+    AZURE_CONTENT_SAFETY_ENDPOINT: Endpoint = Field(
+        "",
+        description="Azure AI Content Safety endpoint, `https://<name>.cognitiveservices.azure.com`: rates the "
+        "request, the composed prompt and each kids image, and runs Prompt Shields (empty: the word check only)",
+    )
+    AZURE_CONTENT_SAFETY_API_KEY: Text = Field(
+        "",
+        json_schema_extra=LOCAL_ONLY,
+        description="Azure AI Content Safety key, for local use only; empty means keyless",
+    )
+    VARIA_MODERATION_PROVIDER: _choice("auto", "content-safety", "offline") = Field(  # type: ignore[valid-type]
+        "auto",
+        description="`auto`, `content-safety` or `offline` (auto: Content Safety when its endpoint is set, else "
+        "the word check alone)",
+    )
     VARIA_CAPTION_PROVIDER: _choice("auto", "vision", "chat", "offline") = Field(  # type: ignore[valid-type]
         "auto", description="`auto`, `vision`, `chat` or `offline` (auto: Vision, else chat, else offline)"
     )
@@ -159,9 +180,10 @@ class AppSettings(BaseModel):
         "activity concurrency is sized from it (see [Quota](#quota))",
     )
     VARIA_PRICES_USD: Annotated[dict[str, float], BeforeValidator(_prices)] = Field(
-        "caption=0.0015,compose=0.004,image=0.01",
+        "caption=0.0015,compose=0.004,image=0.01,moderation=0.00075",
         validate_default=True,
-        description="Price of one call of each kind, for `estimated_cost_usd` in each manifest",
+        description="Price of one call of each kind, for `estimated_cost_usd` in each manifest (moderation: one "
+        "Content Safety call; 0.00075 when not given)",
     )
     VARIA_STORAGE: _choice("auto", "blob", "local") = Field(  # type: ignore[valid-type]
         "auto",
@@ -218,6 +240,9 @@ class Settings:
     image_model: str
     vision_endpoint: str
     vision_api_key: str
+    content_safety_endpoint: str
+    content_safety_api_key: str
+    moderation_provider: str  # resolved: content-safety | offline
     caption_provider: str  # resolved: vision | chat | offline
     compose_provider: str  # resolved: chat | offline
     image_provider: str  # resolved: gpt-image | offline
@@ -256,6 +281,11 @@ class Settings:
         image = app.VARIA_IMAGE_PROVIDER
         if image == "auto":
             image = "gpt-image" if openai else "offline"
+        moderation = app.VARIA_MODERATION_PROVIDER
+        if moderation == "auto":
+            moderation = "content-safety" if app.AZURE_CONTENT_SAFETY_ENDPOINT else "offline"
+        if moderation == "content-safety" and not app.AZURE_CONTENT_SAFETY_ENDPOINT:
+            problems.append("VARIA_MODERATION_PROVIDER=content-safety needs AZURE_CONTENT_SAFETY_ENDPOINT")
         if caption == "vision" and not vision:
             problems.append("VARIA_CAPTION_PROVIDER=vision needs AZURE_VISION_ENDPOINT")
         for name, value in (("VARIA_CAPTION_PROVIDER", caption), ("VARIA_COMPOSE_PROVIDER", compose)):
@@ -302,6 +332,9 @@ class Settings:
             image_model=app.AZURE_OPENAI_IMAGE_MODEL,
             vision_endpoint=vision,
             vision_api_key=app.AZURE_VISION_API_KEY,
+            content_safety_endpoint=app.AZURE_CONTENT_SAFETY_ENDPOINT,
+            content_safety_api_key=app.AZURE_CONTENT_SAFETY_API_KEY,
+            moderation_provider=moderation,
             caption_provider=caption,
             compose_provider=compose,
             image_provider=image,

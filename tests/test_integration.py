@@ -66,6 +66,7 @@ def test_full_job_makes_exactly_one_caption_one_compose_and_n_image_calls(
         "caption": {"attempted": 1, "delivered": 1},
         "compose": {"attempted": 1, "delivered": 1},
         "image": {"attempted": 3, "delivered": 3},
+        "moderation": {"attempted": 0, "delivered": 0},  # no Content Safety endpoint: the word check alone
     }
     assert manifest["caption"]["text"] == fake.caption_text
 
@@ -112,6 +113,7 @@ def test_french_disallowed_prompt_for_kids_is_refused_with_zero_paid_calls(
         "caption": {"attempted": 0, "delivered": 0},
         "compose": {"attempted": 0, "delivered": 0},
         "image": {"attempted": 0, "delivered": 0},
+        "moderation": {"attempted": 0, "delivered": 0},
     }
 
 
@@ -344,6 +346,7 @@ def test_manifest_estimates_the_cost_of_the_paid_calls(azure_services: Services,
         "caption": {"attempted": 1, "delivered": 1},
         "compose": {"attempted": 1, "delivered": 1},
         "image": {"attempted": 2, "delivered": 2},
+        "moderation": {"attempted": 0, "delivered": 0},
     }
     expected = prices["caption"] + prices["compose"] + 2 * prices["image"]
     assert manifest["estimated_cost_usd"] == pytest.approx(expected)

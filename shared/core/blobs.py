@@ -4,6 +4,9 @@
 - `work/{job}/source.png`: the normalized source a job reads
 - `work/captions/{sha256}-{captioner}.json`: cached captions, shared by every job on that image
 - `work/{job}/attempts/{call}.json`: the attempts spent on each paid call (shared/core/budget.py)
+- `work/{job}/moderation/{what}-{check}.json`: each moderation verdict, for the manifest
+- `work/{job}/unrated-{k}.png`: a generated image whose moderation has not answered yet, kept so a
+  second attempt rates it instead of paying for a new one; emptied once it is rated
 - `work/orchestrations/{job}/{generation}.json` (and `.done`), `work/orchestrations.lock`: the
   local runtime's saved jobs and the lease on them (shared/local/store.py; local runs only)
 - `outputs/{job}/variation-{k}.png`: the images, then `outputs/{job}/manifest.json`, written last
@@ -30,6 +33,18 @@ def attempts_prefix(job_id: str) -> str:
 
 def attempts_name(job_id: str, call: str) -> str:
     return f"{attempts_prefix(job_id)}{call}.json"
+
+
+def moderation_prefix(job_id: str) -> str:
+    return f"{job_id}/moderation/"
+
+
+def moderation_name(job_id: str, what: str, check: str) -> str:
+    return f"{moderation_prefix(job_id)}{what}-{check}.json"
+
+
+def unrated_name(job_id: str, index: int) -> str:
+    return f"{job_id}/unrated-{index}.png"
 
 
 def variation_prefix(job_id: str) -> str:

@@ -43,6 +43,13 @@ CODES: dict[str, Code] = {
         ),
         Code("service_refused", "The AI service's content filter refused.", "Change the prompt or the image.", "user"),
         Code(
+            "moderation_refused",
+            "Azure AI Content Safety rated the request, the composed prompt or a generated image over the safety "
+            "profile's limits, or found instructions to the AI hidden in the request or the image.",
+            "Change the prompt or the image.",
+            "user",
+        ),
+        Code(
             "minor_edit_refused",
             "Azure does not edit photos of children by default.",
             "Choose 'Draw a new scene' (generate mode) instead of editing the photo.",

@@ -124,6 +124,25 @@ class PaidCalls(BaseModel):
     caption: CallCount = CallCount()
     compose: CallCount = CallCount()
     image: CallCount = CallCount()
+    moderation: CallCount = CallCount()  # Azure AI Content Safety: texts, Prompt Shields and images
+
+
+class ModerationRecord(BaseModel):
+    """One verdict on the way to the images: the word check's, or Content Safety's.
+
+    `what` is what was judged: `request`, `caption` (with the request, for Prompt Shields),
+    `prompt` (the composed prompt) or `image-{k}`. `check` is how: `word-check`, `text`,
+    `shield` or `image`. `categories` holds Content Safety's severities (0, 2, 4, 6) by harm
+    category; `attacks` where Prompt Shields found an injection.
+    """
+
+    what: str
+    check: Literal["word-check", "text", "shield", "image"]
+    provider: str
+    verdict: Literal["allowed", "refused"]
+    reason: str
+    categories: dict[str, int] = {}
+    attacks: dict[str, bool] = {}
 
 
 class Manifest(BaseModel):
@@ -141,6 +160,7 @@ class Manifest(BaseModel):
     variations: list[Variation] = []
     providers: dict[str, str] = {}
     paid_calls: PaidCalls = PaidCalls()
+    moderation: list[ModerationRecord] = []  # every verdict, in the order they were made
     estimated_cost_usd: float = 0.0  # every attempted paid call, priced with VARIA_PRICES_USD
     finished_at: str
     version: int = 1

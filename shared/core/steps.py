@@ -13,11 +13,17 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from shared.adapters.providers.base import ComposeResult, ContentRefused, ProviderError, TransientServiceError
+from shared.adapters.providers.base import (
+    ComposeResult,
+    ContentRefused,
+    ModerationVerdict,
+    ProviderError,
+    TransientServiceError,
+)
 from shared.adapters.services import Services, get_services
 from shared.adapters.storage import (
     OUTPUTS,
@@ -29,7 +35,17 @@ from shared.adapters.storage import (
     StorageUnavailable,
 )
 from shared.core import budget
-from shared.core.blobs import caption_cache_name, job_of, manifest_name, source_name, variation_name, variation_prefix
+from shared.core.blobs import (
+    caption_cache_name,
+    job_of,
+    manifest_name,
+    moderation_name,
+    moderation_prefix,
+    source_name,
+    unrated_name,
+    variation_name,
+    variation_prefix,
+)
 from shared.core.codes import advice
 from shared.core.images import InvalidImage, normalize
 from shared.core.models import (
@@ -42,12 +58,13 @@ from shared.core.models import (
     JobRecord,
     JobRequest,
     Manifest,
+    ModerationRecord,
     PaidCalls,
     PreparedImage,
     Problem,
     Variation,
 )
-from shared.core.safety import check_text, get_profile
+from shared.core.safety import Verdict, check_text, get_profile
 
 JSON = dict[str, Any]
 log = logging.getLogger("varia.steps")
@@ -64,8 +81,10 @@ def delivered_so_far(storage: Storage, job_id: str) -> int:
 
 
 def prepare(services: Services, request: JobRequest) -> PreparedImage | Problem:
-    """Check the prompt (free), then read, validate and normalize the image into work/{job}/source.png."""
-    verdict = check_text(request.prompt, request.profile)
+    """Check the prompt (free), read, validate and normalize the image into work/{job}/source.png, then
+    have Content Safety rate the prompt when it is configured (a paid call, made once the image is known good).
+    """
+    verdict = _word_check(services, request.job_id, request.prompt, request.profile, "request")
     if not verdict.allowed:
         return problem("refused", "word_check", "preparing", f"{verdict.reason} Change the prompt.")
     source = request.source
@@ -93,6 +112,19 @@ def prepare(services: Services, request: JobRequest) -> PreparedImage | Problem:
     except InvalidImage as exc:
         code = "not_an_image" if str(exc).startswith("Not an image") else "image_invalid"
         return problem("failed", code, "preparing", f"{shown}: {exc} The original was left unchanged.")
+    moderator = services.providers.moderator
+    if moderator.paid:
+        rated, failure = _moderated(
+            services,
+            request.job_id,
+            "request",
+            "text",
+            lambda: moderator.check_text(request.prompt, request.profile, what="request"),
+        )
+        if failure is not None:
+            return _stopped("preparing", failure)
+        if rated is not None and rated.verdict == "refused":
+            return problem("refused", "moderation_refused", "preparing", f"{rated.reason} Change the prompt.")
     ref = services.storage.put(WORK, source_name(request.job_id), image.png, "image/png")
     prepared = PreparedImage(
         image=ref.model_copy(update={"sha256": image.sha256}),
@@ -139,6 +171,90 @@ def _stopped(stage: str, exc: ProviderError) -> Problem:
     return problem(status, exc.code, stage, _with_next_step(str(exc), exc.code))
 
 
+# --- Moderation: the free word check first, then Azure AI Content Safety when it is configured ------
+
+
+def _word_check(services: Services, job_id: str, text: str, profile: str, what: str) -> Verdict:
+    """The deterministic word check (free), its verdict recorded for the manifest.
+
+    Where Content Safety is configured, text in a language the word check cannot read is Content
+    Safety's to judge, so the word check is asked not to refuse it on that ground alone (it does,
+    for kids, when it is the only check).
+    """
+    fail_closed = False if services.providers.moderator.paid else None  # None: the profile's own rule
+    verdict = check_text(text, profile, what=_WHAT[what], fail_closed=fail_closed)
+    allowed: Literal["allowed", "refused"] = "allowed" if verdict.allowed else "refused"
+    _save_record(
+        services,
+        job_id,
+        ModerationRecord(what=what, check="word-check", provider="word-check", verdict=allowed, reason=verdict.reason),
+    )
+    return verdict
+
+
+# How each thing judged is named in a message.
+_WHAT = {"request": "request", "caption": "image (as captioned)", "prompt": "composed prompt"}
+
+
+def _save_record(services: Services, job_id: str, record: ModerationRecord) -> None:
+    name = moderation_name(job_id, record.what, record.check)
+    services.storage.put(WORK, name, record.model_dump_json().encode(), "application/json")
+
+
+def _saved_record(services: Services, job_id: str, what: str, check: str) -> ModerationRecord | None:
+    try:
+        return ModerationRecord.model_validate_json(services.storage.get(WORK, moderation_name(job_id, what, check)))
+    except BlobNotFound:
+        return None
+
+
+def _as_record(what: str, check: str, verdict: ModerationVerdict) -> ModerationRecord:
+    return ModerationRecord(
+        what=what,
+        check=check,  # type: ignore[arg-type]
+        provider=verdict.provider,
+        verdict=verdict.verdict,
+        reason=verdict.reason,
+        categories=verdict.categories,
+        attacks=verdict.attacks,
+    )
+
+
+def _moderated(
+    services: Services, job_id: str, what: str, check: str, ask: Callable[[], ModerationVerdict]
+) -> tuple[ModerationRecord | None, ProviderError | None]:
+    """Content Safety's verdict on `what`, asked once per job: a step run again reads the recorded one."""
+    done = _saved_record(services, job_id, what, check)
+    if done is not None:
+        return done, None
+    call = f"moderation-{what}" if check != "shield" else "moderation-shield"
+    verdict, failure = _paid_call(services, job_id, call, "content moderation", ask)
+    if failure is not None:
+        return None, failure
+    record = _as_record(what, check, verdict)
+    _save_record(services, job_id, record)
+    return record, None
+
+
+def _moderation_records(services: Services, job_id: str) -> list[ModerationRecord]:
+    """Every verdict of the job, in the order the steps make them."""
+    prefix = moderation_prefix(job_id)
+    records = []
+    for name in services.storage.list(WORK, prefix):
+        try:
+            records.append(ModerationRecord.model_validate_json(services.storage.get(WORK, name)))
+        except (BlobNotFound, ValueError):
+            continue  # a record half gone is not a verdict
+    stages = {"request": 0, "caption": 1, "prompt": 2}
+    checks = {"word-check": 0, "text": 1, "shield": 1, "image": 1}
+
+    def order(record: ModerationRecord) -> tuple[int, int, int]:
+        index = int(record.what.removeprefix("image-")) if record.what.startswith("image-") else 0
+        return (stages.get(record.what, 3), index, checks[record.check])
+
+    return sorted(records, key=order)
+
+
 def caption(services: Services, prepared: PreparedImage) -> Caption | Problem:
     """Caption the normalized image, from the cache when this image was captioned before."""
     captioner = services.providers.captioner
@@ -167,11 +283,27 @@ def compose(services: Services, work: ComposeInput) -> Composition | Problem:
     request, found = work.request, work.caption
     profile = get_profile(request.profile)
     composer = services.providers.composer
-    verdict = check_text(found.text, profile.name, what="image (as captioned)")
+    moderator = services.providers.moderator
+    verdict = _word_check(services, request.job_id, found.text, profile.name, "caption")
     if not verdict.allowed:
         return Composition(
             verdict="refuse", reason=verdict.reason, provider="word-check", profile=request.profile, code="word_check"
         )
+    if moderator.paid:
+        # Prompt Shields: the request as the user's prompt, the caption as a document the composer reads.
+        shielded, failure = _moderated(
+            services, request.job_id, "caption", "shield", lambda: moderator.shield(request.prompt, [found.text])
+        )
+        if failure is not None:
+            return _stopped("composing", failure)
+        if shielded is not None and shielded.verdict == "refused":
+            return Composition(
+                verdict="refuse",
+                reason=shielded.reason,
+                provider=moderator.name,
+                profile=request.profile,
+                code="moderation_refused",
+            )
 
     def attempt() -> ComposeResult:
         return composer.compose(found.text, request.prompt, profile)
@@ -186,9 +318,21 @@ def compose(services: Services, work: ComposeInput) -> Composition | Problem:
     code = (result.code or "composer_refused") if verdict_text == "refuse" else None
     if verdict_text == "allow":
         # The composer's own words pass the same word check: a model talked round is still caught.
-        second = check_text(result.output_prompt, profile.name, what="composed prompt")
+        second = _word_check(services, request.job_id, result.output_prompt, profile.name, "prompt")
         if not second.allowed:
             verdict_text, reason, code = "refuse", second.reason, "word_check"
+        elif moderator.paid:
+            rated, failure = _moderated(
+                services,
+                request.job_id,
+                "prompt",
+                "text",
+                lambda: moderator.check_text(result.output_prompt, profile.name, what="composed prompt"),
+            )
+            if failure is not None:
+                return _stopped("composing", failure)
+            if rated is not None and rated.verdict == "refused":
+                verdict_text, reason, code = "refuse", f"{rated.reason} Change the prompt.", "moderation_refused"
     return Composition(
         verdict=verdict_text,
         reason=reason,
@@ -237,6 +381,17 @@ def _generate(services: Services, work: GenerateInput) -> Variation:
         provider = existing.metadata.get("provider", generator.name)
         ref = BlobRef(container=OUTPUTS, name=name, etag=existing.etag)
         return Variation(index=index, status="succeeded", image=ref, provider=provider, reused=True)
+    moderator = services.providers.moderator
+    rates_images = moderator.paid and request.profile == "kids"
+    what = f"image-{index}"
+    if rates_images:
+        done = _saved_record(services, request.job_id, what, "image")
+        if done is not None and done.verdict == "refused":  # rated before (the activity ran again): still refused
+            return _refused_image(generator.name, index, done)
+        held = services.storage.info(WORK, unrated_name(request.job_id, index))
+        if held is not None and held.size > 0:  # drawn and paid for, but its rating did not answer: rate it now
+            image = services.storage.get(WORK, unrated_name(request.job_id, index))
+            return _rate_and_store(services, work, image)
     source = services.storage.get(work.prepared.image.container, work.prepared.image.name)
     landscape = get_profile(request.profile).landscape
 
@@ -272,11 +427,80 @@ def _generate(services: Services, work: GenerateInput) -> Variation:
             retryable=transient and generator.paid and record.attempted < budget.MAX_ATTEMPTS,
             retry_after_s=exc.retry_after if isinstance(exc, TransientServiceError) else None,
         )
-    content_type = "image/png" if image.startswith(b"\x89PNG") else "image/jpeg"
-    ref = services.storage.put(OUTPUTS, name, image, content_type, {"provider": generator.name, "job": request.job_id})
+    if rates_images:
+        if generator.paid:
+            budget.settle(services.storage, request.job_id, call, record, code=None, message="")
+        return _rate_and_store(services, work, image)
+    ref = _store_variation(services, work, image)
     if generator.paid:
         budget.settle(services.storage, request.job_id, call, record, code=None, message="")
     return Variation(index=index, status="succeeded", image=ref, provider=generator.name)
+
+
+def _store_variation(services: Services, work: GenerateInput, image: bytes) -> BlobRef:
+    generator = services.providers.generator
+    content_type = "image/png" if image.startswith(b"\x89PNG") else "image/jpeg"
+    name = variation_name(work.request.job_id, work.index)
+    return services.storage.put(
+        OUTPUTS, name, image, content_type, {"provider": generator.name, "job": work.request.job_id}
+    )
+
+
+def _refused_image(provider: str, index: int, record: ModerationRecord) -> Variation:
+    reason = f"{record.reason} The image is not shown. Try again, or change the prompt."
+    return Variation(index=index, status="refused", provider=provider, reason=reason, code="moderation_refused")
+
+
+def _rate_and_store(services: Services, work: GenerateInput, image: bytes) -> Variation:
+    """Have Content Safety rate a kids image before it becomes a result: a flagged one is never stored in outputs.
+
+    While the rating has not answered, the image waits in work/ (unrated), so the second attempt
+    rates the same image instead of paying for a new one; once rated, that copy is emptied.
+    """
+    request, index = work.request, work.index
+    generator, moderator = services.providers.generator, services.providers.moderator
+    held = unrated_name(request.job_id, index)
+    call = f"moderation-image-{index}"
+    record = budget.take(services.storage, request.job_id, call)
+    if record is None:
+        last = budget.read(services.storage, request.job_id, call)
+        code = last.last_code or "service_unavailable"
+        reason = budget.spent_message(last, "content moderation")
+        return Variation(index=index, status="failed", provider=generator.name, reason=reason, code=code)
+    try:
+        verdict = moderator.check_image(image, "kids", what=f"image (variation {index + 1})")
+    except ProviderError as exc:
+        budget.settle(services.storage, request.job_id, call, record, code=exc.code, message=str(exc))
+        transient = isinstance(exc, TransientServiceError) and exc.retryable
+        retryable = transient and record.attempted < budget.MAX_ATTEMPTS
+        if retryable:
+            services.storage.put(WORK, held, image, "image/png")
+        else:
+            _forget_unrated(services, held)
+        return Variation(
+            index=index,
+            status="refused" if isinstance(exc, ContentRefused) else "failed",
+            provider=generator.name,
+            reason=str(exc),
+            code=exc.code,
+            retryable=retryable,
+            retry_after_s=exc.retry_after if isinstance(exc, TransientServiceError) else None,
+        )
+    budget.settle(services.storage, request.job_id, call, record, code=None, message="")
+    rated = _as_record(f"image-{index}", "image", verdict)
+    _save_record(services, request.job_id, rated)
+    _forget_unrated(services, held)
+    if not verdict.allowed:
+        log.info("Job %s: variation %s refused by %s: %s", request.job_id, index, verdict.provider, verdict.reason)
+        return _refused_image(generator.name, index, rated)
+    ref = _store_variation(services, work, image)
+    return Variation(index=index, status="succeeded", image=ref, provider=generator.name)
+
+
+def _forget_unrated(services: Services, name: str) -> None:
+    """Empty the held copy of an image once rated (storage has no delete; an empty blob holds nothing)."""
+    if services.storage.info(WORK, name) is not None:
+        services.storage.put(WORK, name, b"", "image/png")
 
 
 def _outcome(variations: list[Variation], n: int) -> tuple[str, str | None, str | None, bool]:
@@ -346,7 +570,8 @@ def persist(services: Services, job: JobRecord) -> Manifest:
         providers["caption"] = found.provider
     paid = _paid_calls(services, request.job_id)
     prices = services.settings.prices_usd
-    cost = sum(getattr(paid, kind).attempted * prices[kind] for kind in ("caption", "compose", "image"))
+    kinds = ("caption", "compose", "image", "moderation")
+    cost = sum(getattr(paid, kind).attempted * prices.get(kind, 0.0) for kind in kinds)
     manifest = Manifest(
         job_id=request.job_id,
         status=status,  # type: ignore[arg-type]
@@ -360,6 +585,7 @@ def persist(services: Services, job: JobRecord) -> Manifest:
         variations=checked,
         providers=providers,
         paid_calls=paid,
+        moderation=_moderation_records(services, request.job_id),
         estimated_cost_usd=round(cost, 6),
         finished_at=job.finished_at,
     )
@@ -384,7 +610,7 @@ def persist(services: Services, job: JobRecord) -> Manifest:
 
 def _paid_calls(services: Services, job_id: str) -> PaidCalls:
     """What the spend budget recorded for the job: attempts and deliveries by kind of call."""
-    counts = {"caption": CallCount(), "compose": CallCount(), "image": CallCount()}
+    counts = {"caption": CallCount(), "compose": CallCount(), "image": CallCount(), "moderation": CallCount()}
     for call, record in budget.tally(services.storage, job_id).items():
         count = counts[call.split("-", 1)[0]]
         count.attempted += record.attempted

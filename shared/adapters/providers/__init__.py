@@ -1,4 +1,4 @@
-"""Provider factory: builds the caption, compose and image providers the settings ask for.
+"""Provider factory: builds the caption, compose, image and moderation providers the settings ask for.
 
 Azure SDKs are imported inside the branches that need them, so an offline run never loads them.
 """
@@ -6,10 +6,11 @@ Azure SDKs are imported inside the branches that need them, so an offline run ne
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from shared.adapters.providers.base import Captioner, Composer, ImageGenerator
+from shared.adapters.providers.base import Captioner, Composer, ImageGenerator, Moderator
+from shared.adapters.providers.moderation import OfflineModerator
 from shared.adapters.providers.offline import OfflineCaptioner, OfflineComposer, OfflineStylizer
 from shared.config import Settings
 
@@ -24,6 +25,7 @@ class Providers:
     captioner: Captioner
     composer: Composer
     generator: ImageGenerator
+    moderator: Moderator = field(default_factory=OfflineModerator)
 
     def names(self) -> dict[str, str]:
         return {"caption": self.captioner.name, "compose": self.composer.name, "image": self.generator.name}
@@ -61,15 +63,17 @@ def build_providers(settings: Settings, credential_factory: CredentialFactory | 
             clients.append(make_client(settings.openai_endpoint, api_key, settings.service_timeout_s, max_retries=0))
         return clients[0]
 
-    captioner: Captioner
-    if settings.caption_provider == "vision":
+    def key_or_token(api_key: str) -> Any:
+        """An API key (local use), else the app's identity, shared by every keyless client."""
         from azure.core.credentials import AzureKeyCredential
 
+        return AzureKeyCredential(api_key) if api_key else token_credential()
+
+    captioner: Captioner
+    if settings.caption_provider == "vision":
         from shared.adapters.providers.azure_vision import VisionCaptioner
 
-        vision_credential = (
-            AzureKeyCredential(settings.vision_api_key) if settings.vision_api_key else token_credential()
-        )
+        vision_credential = key_or_token(settings.vision_api_key)
         captioner = VisionCaptioner(
             settings.vision_endpoint, vision_credential, settings.service_timeout_s, retry_total=0
         )
@@ -103,4 +107,16 @@ def build_providers(settings: Settings, credential_factory: CredentialFactory | 
         )
     else:
         generator = OfflineStylizer()
-    return Providers(captioner, composer, generator)
+    moderator: Moderator
+    if settings.moderation_provider == "content-safety":
+        from shared.adapters.providers.content_safety import ContentSafetyModerator
+
+        moderator = ContentSafetyModerator(
+            settings.content_safety_endpoint,
+            key_or_token(settings.content_safety_api_key),
+            settings.service_timeout_s,
+            retry_total=0,  # the spend budget decides every second attempt
+        )
+    else:
+        moderator = OfflineModerator()
+    return Providers(captioner, composer, generator, moderator)

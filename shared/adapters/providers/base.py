@@ -16,7 +16,7 @@ from shared/core/codes.py and a message written for the person running the job:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from shared.core.models import Mode, SubTasks
 from shared.core.safety import SafetyProfile
@@ -98,4 +98,48 @@ class ImageGenerator(Protocol):
         `prompt` is the composed output prompt; `request` is the user's own words, for generators
         that read the request itself (the offline stylizer) rather than the composed prompt.
         """
+        ...
+
+
+# --- Moderation: a second opinion on the request, the composed prompt and each image -------------
+
+Verdict = Literal["allowed", "refused"]
+
+
+@dataclass(frozen=True)
+class ModerationVerdict:
+    """What a moderator decided about one text, prompt pair or image, and on what grounds.
+
+    `categories` holds the severity per harm category (Hate, SelfHarm, Sexual, Violence: 0, 2, 4
+    or 6) when the moderator rates them; `attacks` says, for Prompt Shields, where an injection
+    was found ("request", "caption"). `reason` is written for the person running the job.
+    """
+
+    verdict: Verdict
+    reason: str
+    provider: str
+    categories: dict[str, int] = field(default_factory=dict)
+    attacks: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict == "allowed"
+
+
+class Moderator(Protocol):
+    """Rates texts and images against a safety profile (shared/adapters/providers/moderation.py)."""
+
+    name: str
+    paid: bool
+
+    def check_text(self, text: str, profile: str, *, what: str) -> ModerationVerdict:
+        """Harm categories of `text` (the request, the composed prompt), judged by the profile's thresholds."""
+        ...
+
+    def shield(self, user_prompt: str, documents: list[str]) -> ModerationVerdict:
+        """Prompt Shields: an injection in the user's request, or in documents (the caption) the composer reads."""
+        ...
+
+    def check_image(self, image: bytes, profile: str, *, what: str) -> ModerationVerdict:
+        """Harm categories of a generated image, judged by the profile's thresholds."""
         ...
