@@ -191,7 +191,10 @@ _TO_LATIN = {
 }
 _TO_CYRILLIC = dict(zip("aeopcyxkmtbh", "аеорсухкмтвн", strict=True))
 # Letters NFKD leaves whole that people type without their stroke.
-_PLAIN = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ı": "i", "æ": "ae", "œ": "oe", "ß": "ss"})
+_PLAIN = str.maketrans(
+    {"ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ı": "i", "æ": "ae", "œ": "oe", "ß": "ss"}
+    | dict(zip("ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘǫʀꜱᴛᴜᴠᴡʏᴢ", "abcdefghijklmnopqrstuvwyz", strict=True))  # small capitals
+)
 # Arabic: hamza carriers and ta marbuta folded, so spelling variants meet.
 _ARABIC = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ى": "ي", "ة": "ه", "ؤ": "و", "ئ": "ي", "ـ": None})
 # Symbols and digits used as letters, read two ways (1, ! and | as i, then as l).

@@ -1,0 +1,108 @@
+"""The word check measured both ways, over the two corpora in tests/corpora.
+
+must_refuse.jsonl: requests a classroom must refuse; `profile` is the mildest profile that must
+refuse it ("general": both profiles; "kids": the classroom only). innocent.jsonl: requests no
+profile should refuse. tests/test_word_check_rates.py asserts the goals and that the README's
+table shows these figures; `python -m tests.word_check_rates` rewrites that table.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.core.safety import check_text
+
+REPO = Path(__file__).resolve().parent.parent
+CORPORA = REPO / "tests" / "corpora"
+README = REPO / "README.md"
+START, END = "<!-- word-check-rates:start -->", "<!-- word-check-rates:end -->"
+
+
+def load(name: str) -> list[dict[str, str]]:
+    lines = (CORPORA / name).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+@dataclass(frozen=True)
+class Rate:
+    hits: int
+    total: int
+
+    def __str__(self) -> str:
+        return f"{self.hits}/{self.total} ({100 * self.hits / self.total:.1f}%)" if self.total else "–"
+
+    @property
+    def share(self) -> float:
+        return self.hits / self.total if self.total else 0.0
+
+
+def _refused(cases: list[dict[str, str]], profile: str) -> Rate:
+    """How many of the cases the profile's word check refuses."""
+    return Rate(sum(not check_text(c["text"], profile).allowed for c in cases), len(cases))
+
+
+@dataclass(frozen=True)
+class Measurement:
+    kids_refused: Rate  # of every must-refuse request
+    kids_wrongly_refused: Rate  # of the innocent requests
+    general_refused: Rate  # of the must-refuse requests general's policy covers
+    general_refused_kids_only: Rate  # of the requests only the classroom refuses (its policy allows them)
+    general_wrongly_refused: Rate
+    by_language: dict[str, tuple[Rate, Rate]]  # kids: refused of must-refuse, wrongly refused of innocent
+    languages: int
+
+    def table(self) -> str:
+        rows = [
+            ("kids: must-refuse requests refused (goal ≥ 95%)", str(self.kids_refused)),
+            ("kids: innocent requests wrongly refused (goal ≤ 3%)", str(self.kids_wrongly_refused)),
+            ("general: must-refuse requests its policy covers, refused", str(self.general_refused)),
+            ("general: innocent requests wrongly refused", str(self.general_wrongly_refused)),
+            ("general: classroom-only requests refused (its policy allows them)", str(self.general_refused_kids_only)),
+        ]
+        lines = ["| measured over tests/corpora | value |", "|---|---|", *[f"| {a} | {b} |" for a, b in rows]]
+        lines += ["", "| language | kids: refused | kids: wrongly refused |", "|---|---|---|"]
+        for code, (refused, wrong) in self.by_language.items():
+            lines.append(f"| {code} | {refused} | {wrong} |")
+        return "\n".join(lines)
+
+
+def measure() -> Measurement:
+    must, innocent = load("must_refuse.jsonl"), load("innocent.jsonl")
+    grouped: dict[str, tuple[list[dict[str, str]], list[dict[str, str]]]] = defaultdict(lambda: ([], []))
+    for c in must:
+        grouped[c["language"]][0].append(c)
+    for c in innocent:
+        grouped[c["language"]][1].append(c)
+    order = sorted(grouped, key=lambda code: (-len(grouped[code][0]) - len(grouped[code][1]), code))
+    by_language = {code: (_refused(grouped[code][0], "kids"), _refused(grouped[code][1], "kids")) for code in order}
+    general = [c for c in must if c["profile"] == "general"]
+    kids_only = [c for c in must if c["profile"] == "kids"]
+    return Measurement(
+        kids_refused=_refused(must, "kids"),
+        kids_wrongly_refused=_refused(innocent, "kids"),
+        general_refused=_refused(general, "general"),
+        general_refused_kids_only=_refused(kids_only, "general"),
+        general_wrongly_refused=_refused(innocent, "general"),
+        by_language=by_language,
+        languages=len({c["language"] for c in must + innocent}),
+    )
+
+
+def readme_table() -> str:
+    return README.read_text(encoding="utf-8").split(START, 1)[1].split(END, 1)[0].strip()
+
+
+def update_readme(measurement: Measurement) -> None:
+    text = README.read_text(encoding="utf-8")
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    README.write_text(f"{head}{START}\n{measurement.table()}\n{END}{tail}", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    update_readme(measure())
+    sys.stdout.write(readme_table() + "\n")
