@@ -1,5 +1,6 @@
 // Varia on Azure, provisioned by `azd up`: a Flex Consumption function app (Durable Functions),
-// its storage account, Application Insights, Azure OpenAI (chat + GPT-image) and Azure AI Vision.
+// its storage account, Application Insights, Azure OpenAI (chat + GPT-image), Azure AI Vision and
+// Azure AI Content Safety.
 // Everything is keyless: the app uses a user-assigned managed identity and role assignments, and
 // no resource accepts API keys or storage account keys.
 
@@ -49,6 +50,42 @@ param openAiLocation string = 'eastus2'
   'koreacentral'
 ])
 param visionLocation string = 'eastus'
+
+// Azure AI Content Safety regions that serve content harms (text and image analysis) and Prompt
+// Shields: "Region availability and service limits", Guardrails in Azure AI Content Safety
+// (learn.microsoft.com/azure/ai-services/content-safety/region-availability, 2026-09).
+@description('Region of the Azure AI Content Safety account: one that serves text and image analysis and Prompt Shields.')
+@allowed([
+  'brazilsouth'
+  'canadacentral'
+  'canadaeast'
+  'centralus'
+  'eastus'
+  'eastus2'
+  'northcentralus'
+  'southcentralus'
+  'westus'
+  'westus2'
+  'westus3'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'polandcentral'
+  'spaincentral'
+  'swedencentral'
+  'switzerlandnorth'
+  'switzerlandwest'
+  'uksouth'
+  'westeurope'
+  'australiaeast'
+  'japaneast'
+  'koreacentral'
+  'southeastasia'
+  'southindia'
+  'southafricanorth'
+  'uaenorth'
+])
+param contentSafetyLocation string = 'eastus'
 
 @description('Deployment name of the chat model that composes prompts (AZURE_OPENAI_CHAT_DEPLOYMENT).')
 param chatDeploymentName string = 'gpt-5.4-mini'
@@ -251,6 +288,16 @@ module vision 'modules/vision.bicep' = {
   }
 }
 
+module contentSafety 'modules/contentsafety.bicep' = {
+  name: 'contentsafety'
+  scope: rg
+  params: {
+    name: 'cs-varia-${resourceToken}'
+    location: contentSafetyLocation
+    tags: tags
+  }
+}
+
 module appRoles 'modules/rbac.bicep' = {
   name: 'app-roles'
   scope: rg
@@ -261,6 +308,7 @@ module appRoles 'modules/rbac.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     openAiAccountName: openAi.outputs.name
     visionAccountName: vision.outputs.name
+    contentSafetyAccountName: contentSafety.outputs.name
   }
 }
 
@@ -274,6 +322,7 @@ module userRoles 'modules/rbac.bicep' = if (grantUserAccess && !empty(principalI
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     openAiAccountName: openAi.outputs.name
     visionAccountName: vision.outputs.name
+    contentSafetyAccountName: contentSafety.outputs.name
   }
 }
 
@@ -289,11 +338,13 @@ var appSettings = {
   AZURE_OPENAI_IMAGE_DEPLOYMENT: openAi.outputs.imageDeploymentName
   AZURE_OPENAI_IMAGE_MODEL: imageModelName
   AZURE_VISION_ENDPOINT: vision.outputs.endpoint
+  AZURE_CONTENT_SAFETY_ENDPOINT: contentSafety.outputs.endpoint
   // Explicit providers rather than 'auto': in Azure a missing endpoint must fail at start-up
   // with a message naming it, not fall back silently to the offline providers.
   VARIA_CAPTION_PROVIDER: 'vision'
   VARIA_COMPOSE_PROVIDER: 'chat'
   VARIA_IMAGE_PROVIDER: 'gpt-image'
+  VARIA_MODERATION_PROVIDER: 'content-safety'
   VARIA_IMAGE_QUALITY: imageQuality
   VARIA_DEFAULT_PROFILE: 'general'
   VARIA_DEFAULT_PRESET: 'watercolor'
@@ -303,7 +354,7 @@ var appSettings = {
   VARIA_SERVICE_TIMEOUT_SECONDS: '120'
   // One capacity unit of a GPT-image deployment is 3 requests per minute.
   VARIA_IMAGE_REQUESTS_PER_MINUTE: string(imageCapacity * 3)
-  VARIA_PRICES_USD: 'caption=0.0015,compose=0.004,image=0.01'
+  VARIA_PRICES_USD: 'caption=0.0015,compose=0.004,image=0.01,moderation=0.00075'
 }
 
 module functionApp 'modules/functionapp.bicep' = {
@@ -355,5 +406,6 @@ output AZURE_OPENAI_IMAGE_DEPLOYMENT string = openAi.outputs.imageDeploymentName
 output AZURE_OPENAI_CHAT_MODEL string = chatModelName
 output AZURE_OPENAI_IMAGE_MODEL string = imageModelName
 output AZURE_VISION_ENDPOINT string = vision.outputs.endpoint
+output AZURE_CONTENT_SAFETY_ENDPOINT string = contentSafety.outputs.endpoint
 output BLOB_TRIGGER_FUNCTION_NAME string = blobTriggerFunctionName
 output BLOB_TRIGGER_CONTAINER_NAME string = inputsContainerName

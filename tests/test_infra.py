@@ -60,6 +60,7 @@ PINNED_FOR_AZURE = {
     "VARIA_CAPTION_PROVIDER": "vision",
     "VARIA_COMPOSE_PROVIDER": "chat",
     "VARIA_IMAGE_PROVIDER": "gpt-image",
+    "VARIA_MODERATION_PROVIDER": "content-safety",
 }
 
 Template = dict[str, Any]
@@ -158,7 +159,8 @@ def module_call(main: Template, path: str) -> dict[str, Any]:
 def test_infra_has_the_expected_templates() -> None:
     names = {path.relative_to(INFRA).as_posix() for path in BICEP_FILES}
     assert "main.bicep" in names
-    assert {f"modules/{name}.bicep" for name in ("storage", "functionapp", "openai", "vision", "rbac")} <= names
+    modules = ("storage", "functionapp", "openai", "vision", "contentsafety", "rbac")
+    assert {f"modules/{name}.bicep" for name in modules} <= names
 
 
 @pytest.mark.parametrize("path", BICEP_FILES, ids=lambda path: path.relative_to(INFRA).as_posix())
@@ -245,7 +247,12 @@ def test_no_template_reads_or_outputs_a_key() -> None:
 
 
 @pytest.mark.parametrize(
-    ("module", "kind"), [("modules/openai.bicep", "OpenAI"), ("modules/vision.bicep", "ComputerVision")]
+    ("module", "kind"),
+    [
+        ("modules/openai.bicep", "OpenAI"),
+        ("modules/vision.bicep", "ComputerVision"),
+        ("modules/contentsafety.bicep", "ContentSafety"),
+    ],
 )
 def test_ai_accounts_refuse_keys_and_have_a_subdomain(templates: dict[str, Template], module: str, kind: str) -> None:
     account = only(templates[module], "Microsoft.CognitiveServices/accounts")
@@ -374,8 +381,9 @@ def test_role_assignments_grant_the_six_roles_on_the_right_resources(templates: 
     rbac = templates["modules/rbac.bicep"]
     roles = resolve(rbac, "roles")
     assignments = resources_of(rbac, "Microsoft.Authorization/roleAssignments")
-    assert len(assignments) == len(ROLE_SCOPES)
-    granted = {}
+    assert len(assignments) == len(ROLE_SCOPES) + 1  # Cognitive Services User twice: Vision and Content Safety
+    granted: dict[str, tuple[str, str]] = {}
+    user_on: set[str] = set()
     for symbol, assignment in assignments.items():
         role_key = accessor_path(
             assignment["properties"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
@@ -385,10 +393,12 @@ def test_role_assignments_grant_the_six_roles_on_the_right_resources(templates: 
         assert assignment["properties"]["principalId"] == "principalId", symbol
         assert accessor_path(assignment["name"]["function"]["parameters"]["base_string"]) == [assignment["scope"], "id"]
         granted[role_id] = (scope["type"], scope["config"]["name"])
+        if role_id == COGNITIVE_SERVICES_USER:
+            user_on.add(scope["config"]["name"])
     assert {role: scope_type for role, (scope_type, _) in granted.items()} == ROLE_SCOPES
     # The two Cognitive Services roles land on their own accounts, not crosswise.
     assert granted[OPENAI_USER][1] == "openAiAccountName"
-    assert granted[COGNITIVE_SERVICES_USER][1] == "visionAccountName"
+    assert user_on == {"visionAccountName", "contentSafetyAccountName"}
 
 
 def test_main_grants_the_roles_to_the_app_identity_and_optionally_to_the_user(main: Template) -> None:
@@ -400,6 +410,9 @@ def test_main_grants_the_roles_to_the_app_identity_and_optionally_to_the_user(ma
     assert accessor_path(app_params["principalId"]) == ["identity", "outputs", "principalId"]
     assert accessor_path(app_params["openAiAccountName"]) == ["openAi", "outputs", "name"]
     assert accessor_path(app_params["visionAccountName"]) == ["vision", "outputs", "name"]
+    assert accessor_path(app_params["contentSafetyAccountName"]) == ["contentSafety", "outputs", "name"]
+    user_params = by_type["principalType"]["config"].get("config", by_type["principalType"]["config"])["params"]
+    assert accessor_path(user_params["contentSafetyAccountName"]) == ["contentSafety", "outputs", "name"]
     user_call = by_type["principalType"]["config"]
     assert "grantUserAccess" in json.dumps(user_call["condition"]), "the user's roles sit behind a parameter"
 
@@ -460,6 +473,7 @@ def test_app_setting_values_pass_the_codes_validation(main: Template) -> None:
         "chat",
         "gpt-image",
     )
+    assert settings.moderation_provider == "content-safety"
     assert settings.storage == "blob"
 
 
@@ -547,6 +561,30 @@ def test_model_deployments_have_their_own_capacity_and_regions_that_serve_them(m
         "eastasia",
         "koreacentral",
     }
+
+
+def test_content_safety_is_keyless_in_a_region_that_serves_every_check_the_app_uses(
+    main: Template, templates: dict[str, Template]
+) -> None:
+    """Content harms (text, image) and Prompt Shields: the regions of Microsoft's "Region availability" table."""
+    account = only(templates["modules/contentsafety.bicep"], "Microsoft.CognitiveServices/accounts")
+    assert account["properties"]["disableLocalAuth"] is True
+    assert account["properties"]["publicNetworkAccess"] == "Enabled"  # as the other AI accounts
+    call = module_call(main, "modules/contentsafety.bicep")["params"]
+    assert call["location"] == "contentSafetyLocation"
+    regions = allowed_values(main, "contentSafetyLocation")
+    assert {"eastus", "westeurope", "swedencentral", "japaneast", "australiaeast", "uaenorth"} <= regions
+    assert len(regions) == 28
+    assert main["parameters"]["contentSafetyLocation"]["default"] in regions
+    values = main["variables"]["appSettings"]["value"]
+    assert accessor_path(values["AZURE_CONTENT_SAFETY_ENDPOINT"]) == ["contentSafety", "outputs", "endpoint"]
+    assert values["VARIA_MODERATION_PROVIDER"] == "content-safety"
+    assert "AZURE_CONTENT_SAFETY_API_KEY" not in values  # keyless in Azure
+    assert accessor_path(main["outputs"]["AZURE_CONTENT_SAFETY_ENDPOINT"]["value"]) == [
+        "contentSafety",
+        "outputs",
+        "endpoint",
+    ]
 
 
 # --- azd: azure.yaml, parameters, outputs and the postdeploy hook ----------------------------

@@ -17,6 +17,7 @@ param storageAccountName string
 param applicationInsightsName string
 param openAiAccountName string
 param visionAccountName string
+param contentSafetyAccountName string
 
 // Built-in role definition ids (the same in every tenant).
 var roles = {
@@ -42,6 +43,10 @@ resource openAi 'Microsoft.CognitiveServices/accounts@2024-10-01' existing = {
 
 resource vision 'Microsoft.CognitiveServices/accounts@2024-10-01' existing = {
   name: visionAccountName
+}
+
+resource contentSafety 'Microsoft.CognitiveServices/accounts@2024-10-01' existing = {
+  name: contentSafetyAccountName
 }
 
 // Blob Data Owner, not Contributor: the Functions host manages blob leases and the blob trigger's
@@ -104,6 +109,17 @@ resource cognitiveServicesOpenAiUser 'Microsoft.Authorization/roleAssignments@20
 resource cognitiveServicesUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(vision.id, principalId, roles.cognitiveServicesUser)
   scope: vision
+  properties: {
+    principalId: principalId
+    principalType: principalType
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.cognitiveServicesUser)
+  }
+}
+
+// Text and image analysis and Prompt Shields on the Content Safety account (the same role, its own scope).
+resource contentSafetyUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(contentSafety.id, principalId, roles.cognitiveServicesUser)
+  scope: contentSafety
   properties: {
     principalId: principalId
     principalType: principalType
