@@ -134,6 +134,14 @@ param imageCapacity int = 2
 ])
 param imageQuality string = 'low'
 
+@description('Safety profile every job runs under, whatever a request asks (VARIA_ENFORCED_PROFILE): kids locks a classroom; empty lets each job choose.')
+@allowed([
+  ''
+  'general'
+  'kids'
+])
+param enforcedProfile string = ''
+
 // Flex Consumption runs Python 3.11, 3.12 and 3.13; 3.13 is supported the longest (end of life
 // 2029-10-30, against 2028-10-30 for 3.12 and 2027-10-30 for 3.11).
 @description('Python version of the function app (functionAppConfig.runtime.version).')
@@ -347,6 +355,7 @@ var appSettings = {
   VARIA_MODERATION_PROVIDER: 'content-safety'
   VARIA_IMAGE_QUALITY: imageQuality
   VARIA_DEFAULT_PROFILE: 'general'
+  VARIA_ENFORCED_PROFILE: enforcedProfile
   VARIA_DEFAULT_PRESET: 'watercolor'
   VARIA_DEFAULT_VARIATIONS: '2'
   VARIA_MAX_VARIATIONS: '4'

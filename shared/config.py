@@ -153,6 +153,12 @@ class AppSettings(BaseModel):
     VARIA_DEFAULT_PROFILE: _choice("general", "kids") = Field(  # type: ignore[valid-type]
         "general", description="Safety profile when a job names none: `general` or `kids`"
     )
+    VARIA_ENFORCED_PROFILE: _choice("", "general", "kids") = Field(  # type: ignore[valid-type]
+        "",
+        description="Safety profile every job runs under, whatever a request, the page, blob metadata or the CLI "
+        "asks: `general` or `kids` (empty: each job chooses). The page hides its profile choice, and a request "
+        "naming another profile is refused (see [Enforced profile](#enforced-profile))",
+    )
     VARIA_DEFAULT_PRESET: Text = Field(
         "watercolor", description="Preset for blobs with no `prompt` metadata and no preset folder"
     )
@@ -247,7 +253,8 @@ class Settings:
     compose_provider: str  # resolved: chat | offline
     image_provider: str  # resolved: gpt-image | offline
     image_quality: str
-    default_profile: str
+    default_profile: str  # the enforced profile when there is one
+    enforced_profile: str  # "" when each job may choose
     default_preset: str
     default_variations: int
     max_variations: int
@@ -339,7 +346,8 @@ class Settings:
             compose_provider=compose,
             image_provider=image,
             image_quality=app.VARIA_IMAGE_QUALITY,
-            default_profile=app.VARIA_DEFAULT_PROFILE,
+            default_profile=app.VARIA_ENFORCED_PROFILE or app.VARIA_DEFAULT_PROFILE,
+            enforced_profile=app.VARIA_ENFORCED_PROFILE,
             default_preset=app.VARIA_DEFAULT_PRESET,
             default_variations=app.VARIA_DEFAULT_VARIATIONS,
             max_variations=app.VARIA_MAX_VARIATIONS,

@@ -56,6 +56,13 @@ CODES: dict[str, Code] = {
             "user",
         ),
         Code(
+            "profile_enforced",
+            "The app's settings (VARIA_ENFORCED_PROFILE) lock every job to one safety profile, and the request "
+            "named another.",
+            "Send the request without a profile, or with the one the app enforces; only an admin can change it.",
+            "user",
+        ),
+        Code(
             "resource_blocked",
             "Azure blocked the AI resource for a while after repeated policy violations.",
             "An admin must check the resource in the Azure portal; new jobs fail until it is unblocked.",
@@ -207,6 +214,7 @@ HTTP_STATUS: dict[str, int] = {
     "image_not_found": 404,
     "not_found": 404,
     "method_not_allowed": 405,
+    "profile_enforced": 409,
     "upload_too_large": 413,
     "form_too_large": 413,
     "unsupported_media_type": 415,

@@ -32,6 +32,27 @@ class RequestError(ValueError):
     """The job request itself is wrong (prompt, profile, n, ...): the message says what to change."""
 
 
+PROFILE_LABELS = {"kids": "classroom (kids)", "general": "general"}
+
+
+class ProfileEnforced(RequestError):
+    """The request named a profile other than the one VARIA_ENFORCED_PROFILE locks every job to."""
+
+    code = "profile_enforced"
+
+    def __init__(self, enforced: str, requested: str) -> None:
+        self.enforced, self.requested = enforced, requested
+        super().__init__(self.message(f"Send the request without a profile, or with profile={enforced}"))
+
+    def message(self, what_to_send: str) -> str:
+        """Which profile is locked, by what, and (`what_to_send`) how to send the job instead."""
+        return (
+            f"The {PROFILE_LABELS.get(self.enforced, self.enforced)} profile is enforced by this app's settings "
+            f"(VARIA_ENFORCED_PROFILE={self.enforced}), so a job cannot run under {self.requested!r}. "
+            f"{what_to_send}; only whoever runs Varia can change the setting."
+        )
+
+
 class JobAlreadyExists(RuntimeError):
     """Another trigger started the same job id first."""
 
@@ -86,11 +107,22 @@ def clean_prompt(prompt: str) -> str:
     return cleaned
 
 
-def check_options(settings: Settings, profile: str | None, n: Any, mode: str | None) -> tuple[Profile, int, Mode]:
-    """Validated (profile, n, mode), with the settings' defaults for what is not given."""
-    profile = profile or settings.default_profile
-    if profile not in PROFILES:
+def check_options(
+    settings: Settings, profile: str | None, n: Any, mode: str | None, *, refuse_other_profile: bool = True
+) -> tuple[Profile, int, Mode]:
+    """Validated (profile, n, mode), with the settings' defaults for what is not given.
+
+    With VARIA_ENFORCED_PROFILE set, the profile is always the enforced one. A request that names
+    another is refused with ProfileEnforced, so its sender knows (the HTTP API and the CLI), or,
+    with `refuse_other_profile=False`, runs under the enforced profile (a blob drop, which has
+    nobody to answer; its manifest records both).
+    """
+    if profile and profile not in PROFILES:
         raise RequestError(f"Unknown profile {profile!r}; use one of: {', '.join(PROFILES)}.")
+    enforced = settings.enforced_profile
+    if enforced and profile and profile != enforced and refuse_other_profile:
+        raise ProfileEnforced(enforced, profile)
+    profile = enforced or profile or settings.default_profile
     try:
         count = settings.default_variations if n in (None, "") else int(n)
     except (TypeError, ValueError):
@@ -115,6 +147,8 @@ def request_for_upload(
     origin: Origin,
     force: bool = False,
     filename: str | None = None,
+    requested_profile: Profile | None = None,
+    profile_enforced: bool = False,
 ) -> JobRequest:
     """Keep an upload, stripped of its metadata, as uploads/{sha256}.{format}; describe its job (HTTP API and CLI).
 
@@ -123,7 +157,9 @@ def request_for_upload(
     `force` adds the time to the hash for a deliberate second run. Bytes that are not an image are
     kept as `uploads/{sha256}.{extension}`, for the prepare step to say what they are. An image
     that must be re-encoded to lose its metadata but cannot be decoded raises RequestError: it is
-    not stored. Storage faults raise StorageError (see shared.adapters.storage).
+    not stored. Storage faults raise StorageError (see shared.adapters.storage). `profile` is the
+    one the job runs under (from `check_options`); `requested_profile` the one the request named,
+    and `profile_enforced` whether VARIA_ENFORCED_PROFILE chose it: both go into the manifest.
     """
     try:
         stripped = strip_metadata(data)
@@ -141,6 +177,8 @@ def request_for_upload(
         source=BlobRef(container=UPLOADS, name=upload.name, etag=upload.etag, sha256=digest),
         prompt=prompt,
         profile=profile,
+        profile_enforced=profile_enforced,
+        requested_profile=requested_profile,
         n=n,
         mode=mode,
         origin=origin,
@@ -170,13 +208,19 @@ def request_from_blob(
     """The job for a blob version. Bad metadata raises RequestError; the caller still records a manifest."""
     lowered = {k.lower(): v for k, v in metadata.items()}
     prompt, prompt_origin = prompt_for_blob(name, metadata, settings)
-    profile, n, mode = check_options(settings, lowered.get("profile"), lowered.get("n"), lowered.get("mode"))
+    requested = lowered.get("profile") or None
+    # An enforced profile applies whatever the metadata asks: a drop has nobody to refuse it to.
+    profile, n, mode = check_options(
+        settings, requested, lowered.get("n"), lowered.get("mode"), refuse_other_profile=False
+    )
     return JobRequest(
         job_id=blob_job_id(container, name, etag),
         source=BlobRef(container=container, name=name, etag=etag),
         prompt=clean_prompt(prompt),
         prompt_origin=prompt_origin,
         profile=profile,
+        profile_enforced=bool(settings.enforced_profile),
+        requested_profile=cast(Profile, requested),
         n=n,
         mode=mode,
         origin="blob",

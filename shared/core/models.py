@@ -35,7 +35,10 @@ class JobRequest(BaseModel):
     source: BlobRef
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     prompt_origin: str = "request"  # "request", "metadata" or "preset:<name>"
-    profile: Profile = "general"
+    profile: Profile = "general"  # the profile the job runs under
+    # True when VARIA_ENFORCED_PROFILE chose `profile`, whatever the request said.
+    profile_enforced: bool = False
+    requested_profile: Profile | None = None  # the profile the request named (None: it named none)
     n: int = Field(default=2, ge=1, le=10)
     mode: Mode = "edit"
     origin: Origin = "cli"

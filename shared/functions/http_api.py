@@ -22,7 +22,15 @@ import re
 from typing import Annotated, Any, cast
 
 import azure.functions as func
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 from werkzeug.http import parse_options_header
@@ -34,6 +42,7 @@ from shared.core.blobs import manifest_name, source_name, variation_name
 from shared.core.images import InvalidImage, check_header
 from shared.core.jobs import (
     JobClient,
+    ProfileEnforced,
     RequestError,
     check_options,
     clean_prompt,
@@ -137,8 +146,9 @@ def _file_name(value: Any) -> str | None:
 class UploadRequest(BaseModel):
     """The body of POST /api/variations, from a multipart form or a JSON object.
 
-    Validated with the settings as context (`n`'s range, the default profile and count), so one
-    answer names every field that is wrong. Unknown fields are ignored.
+    Validated with the settings as context (`n`'s range, the default or enforced profile and count),
+    so one answer names every field that is wrong. Unknown fields are ignored. `profile` becomes the
+    profile the job runs under; `requested_profile` keeps the one the request named, for the manifest.
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True, validate_default=True)  # defaults come from the settings
@@ -151,6 +161,15 @@ class UploadRequest(BaseModel):
     force: Annotated[bool | str | None, BeforeValidator(_blank_is_none)] = None
     # The user's own name for the image (a form's file name, or JSON's "filename"), for messages.
     filename: Annotated[str | None, BeforeValidator(_file_name)] = None
+    requested_profile: str | None = None  # copied from `profile` before validation, never read from the body
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_requested_profile(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            named = _blank_is_none(data.get("profile"))
+            data = {**data, "requested_profile": named if isinstance(named, str) else None}
+        return data
 
     @staticmethod
     def _settings(info: ValidationInfo) -> Settings:
@@ -210,6 +229,10 @@ class UploadRequest(BaseModel):
     @property
     def profile_name(self) -> Profile:
         return cast(Profile, self.profile)
+
+    @property
+    def requested_profile_name(self) -> Profile | None:
+        return cast(Profile | None, self.requested_profile)
 
     @property
     def count(self) -> int:
@@ -349,6 +372,10 @@ def _read_upload(req: func.HttpRequest, settings: Settings) -> UploadRequest:
             message = fields[0]["problem"]
         else:
             message = f"{len(fields)} fields need fixing: " + " ".join(f["problem"] for f in fields)
+        # A profile other than the enforced one is a policy answer, not a typo: its own code and status.
+        enforced = any(isinstance((e.get("ctx") or {}).get("error"), ProfileEnforced) for e in exc.errors())
+        if enforced:
+            raise _Refused(error_response(409, message, ProfileEnforced.code, fields)) from None
         raise _Refused(error_response(400, message, fields=fields)) from None
 
 
@@ -382,6 +409,7 @@ def _accept_upload(req: func.HttpRequest, services: Services) -> JobRequest | fu
         return request_for_upload(
             for_requests(services.storage), data, fmt.lower(), prompt=upload.prompt, profile=upload.profile_name,
             n=upload.count, mode=upload.mode_name, origin="http", force=bool(upload.force), filename=upload.filename,
+            requested_profile=upload.requested_profile_name, profile_enforced=bool(settings.enforced_profile),
         )  # fmt: skip
     except RequestError as exc:
         return error_response(400, str(exc), "invalid_image", [{"field": "image", "problem": str(exc)}])
@@ -399,7 +427,13 @@ async def post_variation(req: func.HttpRequest, client: JobClient, services: Ser
     except StorageError as exc:
         return _storage_error(exc, request.job_id)
     status_url = f"{API_PREFIX}/{request.job_id}"
-    body = {"job_id": request.job_id, "status_url": status_url, "created": created}
+    body = {
+        "job_id": request.job_id,
+        "status_url": status_url,
+        "created": created,
+        "profile": request.profile,
+        "profile_enforced": request.profile_enforced,
+    }
     return _json(body, 202, {"Location": status_url})
 
 
@@ -417,6 +451,8 @@ def _manifest_view(manifest: Manifest) -> dict[str, Any]:
         "total": manifest.request.n,
         "prompt": manifest.request.prompt,
         "profile": manifest.request.profile,
+        "profile_enforced": manifest.request.profile_enforced,
+        "requested_profile": manifest.request.requested_profile,
         "caption": manifest.caption.text if manifest.caption else None,
         "output_prompt": composition.output_prompt if composition else None,
         "subtasks": composition.subtasks.model_dump() if composition else None,

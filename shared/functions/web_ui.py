@@ -61,7 +61,9 @@ def page_config(settings: Settings) -> dict[str, object]:
     return {
         "presets": load_presets(),
         "profiles": list(PROFILES),
-        "default_profile": settings.default_profile,
+        "default_profile": settings.default_profile,  # the enforced profile when there is one
+        # VARIA_ENFORCED_PROFILE: the page hides its profile choice and says this profile is on (null: a choice).
+        "enforced_profile": settings.enforced_profile or None,
         "default_variations": settings.default_variations,
         "max_variations": settings.max_variations,
         "max_upload_mb": settings.max_upload_bytes // (1024 * 1024),

@@ -21,7 +21,7 @@ from typing import Any
 from shared.adapters.services import Services, build_services
 from shared.adapters.storage import OUTPUTS, BlobNotFound, LocalStorage, Storage
 from shared.config import ConfigError, Settings, activity_concurrency
-from shared.core.jobs import JobState, RequestError, check_options, clean_prompt, request_for_upload
+from shared.core.jobs import JobState, ProfileEnforced, RequestError, check_options, clean_prompt, request_for_upload
 from shared.core.models import Manifest
 from shared.core.orchestrator import orchestrate_job
 from shared.core.steps import STEPS, delivered_so_far, manifest_name
@@ -173,9 +173,12 @@ def vary(args: argparse.Namespace, environ: dict[str, str]) -> int:
         origin="cli",
         force=args.force,
         filename=image_path.name,
+        requested_profile=args.profile,
+        profile_enforced=bool(settings.enforced_profile),
     )
     job_id = request.job_id
-    print(f"Varia job {job_id}: {prompt!r} on {image_path.name} (profile {profile}, n={n}, mode {mode})")
+    enforced = ", enforced by VARIA_ENFORCED_PROFILE" if request.profile_enforced else ""
+    print(f"Varia job {job_id}: {prompt!r} on {image_path.name} (profile {profile}{enforced}, n={n}, mode {mode})")
     print(f"  providers: {services.providers.names()}; storage: {storage.description}")
 
     if storage.info(OUTPUTS, manifest_name(job_id)) is not None:
@@ -243,6 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return vary(args, dict(os.environ))
     except StorageInUse as exc:
         print(f"error ({exc.code}): {exc}", file=sys.stderr)
+        return 2
+    except ProfileEnforced as exc:
+        what_to_run = f"Run it without --profile, or with --profile {exc.enforced}"
+        print(f"error ({exc.code}): {exc.message(what_to_run)}", file=sys.stderr)
         return 2
     except (ConfigError, RequestError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

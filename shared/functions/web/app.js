@@ -12,7 +12,9 @@ const KEY_STORE = 'varia.key.v1';
 
 const JOBS_KEY = 'varia.jobs.v1';
 const CURRENT_KEY = 'varia.current.v1';
-const DRAFT_KEY = 'varia.draft.v1'; // the prompt and options being written, so a reload keeps them
+// The prompt, count and mode being written, so a reload keeps them. Never the profile: it always starts as the
+// server says (config.json), so one person's choice on a shared computer is not the next person's.
+const DRAFT_KEY = 'varia.draft.v1';
 const MAX_JOBS = 40;
 const JOB_ID = /^(blob|http|cli)-[0-9a-f]{32}$/;
 
@@ -39,7 +41,7 @@ const PRESET_LABELS = {
 };
 
 const FALLBACK_CONFIG = {
-  presets: {}, profiles: ['general', 'kids'], default_profile: 'general',
+  presets: {}, profiles: ['general', 'kids'], default_profile: 'general', enforced_profile: null,
   default_variations: 2, max_variations: 4, max_upload_mb: 20, codes: {},
 };
 
@@ -354,17 +356,43 @@ function renderCounts() {
   }
 }
 
+// The profile the app enforces (VARIA_ENFORCED_PROFILE), or null when each job may choose.
+function enforcedProfile() {
+  const enforced = state.config.enforced_profile;
+  return enforced === 'general' || enforced === 'kids' ? enforced : null;
+}
+
 function applyConfig() {
   $('max-mb').textContent = String(state.config.max_upload_mb);
-  const profile = document.querySelector(`input[name="profile"][value="${state.config.default_profile}"]`);
+  const enforced = enforcedProfile();
+  const chosen = enforced || state.config.default_profile;
+  const profile = document.querySelector(`input[name="profile"][value="${chosen}"]`);
   if (profile) profile.checked = true;
+  // An enforced profile is not a choice: the choice is hidden (and its buttons off), and the page says which is on.
+  $('profile-choice').hidden = Boolean(enforced);
+  for (const input of document.querySelectorAll('input[name="profile"]')) input.disabled = Boolean(enforced);
+  $('profile-locked').hidden = !enforced;
+  if (enforced) {
+    $('profile-locked-title').textContent = enforced === 'kids'
+      ? 'The classroom profile is on' : 'The general profile is on';
+    $('profile-locked-text').textContent = enforced === 'kids'
+      ? "Whoever runs Varia has set it for a kids' classroom: every picture is checked to be right for children."
+      : 'Whoever runs Varia has set it: every picture is checked to be safe for work.';
+  }
   renderPresets();
   renderCounts();
+  syncProfile();
+}
+
+// Under the kids' profile, say up front that Azure does not edit photos of children, and offer Draw a new scene.
+function syncProfile() {
+  $('kids-photos').hidden = formValues().profile !== 'kids';
 }
 
 function saveDraft() {
+  const { prompt, n, mode } = formValues();
   try {
-    localStorage.setItem(DRAFT_KEY, JSON.stringify(formValues()));
+    localStorage.setItem(DRAFT_KEY, JSON.stringify({ prompt, n, mode }));
   } catch {
     // see saveJobs
   }
@@ -379,7 +407,8 @@ function restoreDraft() {
   }
   if (!draft || typeof draft !== 'object') return;
   if (typeof draft.prompt === 'string') $('prompt').value = draft.prompt.slice(0, 1000);
-  for (const name of ['profile', 'n', 'mode']) {
+  // Not the profile, even from a draft saved before this rule: it comes from the server on every load.
+  for (const name of ['n', 'mode']) {
     // Only a value the form offers (the limits may have changed since).
     const input = [...document.querySelectorAll(`input[name="${name}"]`)].find((i) => i.value === String(draft[name]));
     if (input) input.checked = true;
@@ -391,7 +420,7 @@ function formValues() {
   const form = $('make');
   return {
     prompt: $('prompt').value.trim(),
-    profile: form.elements.profile.value || 'general',
+    profile: enforcedProfile() || form.elements.profile.value || state.config.default_profile || 'general',
     n: Number(form.elements.n.value || state.config.default_variations),
     mode: form.elements.mode.value || 'edit',
   };
@@ -458,10 +487,11 @@ function redraw() {
   if (job.prompt) $('prompt').value = job.prompt;
   for (const [name, value] of [['profile', job.profile], ['n', job.n]]) {
     const input = document.querySelector(`input[name="${name}"][value="${value}"]`);
-    if (input) input.checked = true;
+    if (input && !input.disabled) input.checked = true;
   }
   $('mode-generate').checked = true;
   syncPresets();
+  syncProfile();
   saveDraft();
   submitJob(false);
 }
@@ -849,6 +879,12 @@ async function start() {
   });
   $('retry').addEventListener('click', () => submitJob(true));
   $('redraw').addEventListener('click', redraw);
+  $('kids-redraw').addEventListener('click', () => {
+    $('mode-generate').checked = true;
+    saveDraft();
+    $('mode-generate').focus();
+  });
+  for (const input of document.querySelectorAll('input[name="profile"]')) input.addEventListener('change', syncProfile);
   const again = () => {
     $('make').scrollIntoView({ behavior: 'smooth', block: 'start' });
     $('prompt').focus({ preventScroll: true });
