@@ -1,7 +1,7 @@
 """Varia's benchmarks: each prints a ratio measured side by side in one run, against its goal.
 
-    python -m bench.run            # all five, about a minute
-    python -m bench.run quota      # one of: critical-path, quota, cold-start, prepare, cost
+    python -m bench.run            # all six, a few minutes
+    python -m bench.run quota      # one of: critical-path, quota, cold-start, prepare, prepare-formats, cost
 
 Everything runs on this machine: the Azure providers talk to the fake AI server on 127.0.0.1
 (with the latencies and quota each benchmark sets), storage is a local folder.
@@ -270,6 +270,109 @@ def bench_prepare() -> Result:
     )
 
 
+# --- 4b. prepare, every format, one at a time and four at once -----------------------------------
+
+_FORMATS_PROBE = """
+import io, sys, time, threading
+from PIL import Image, ImageOps
+import shared.core.images as images
+paths, way = sys.argv[1].split(","), sys.argv[2]
+datas = [open(p, "rb").read() for p in paths]
+
+def previous(data):  # decode every pixel, then orient, convert and fit: each step a full-size copy
+    with Image.open(io.BytesIO(data)) as img:
+        img.seek(0)
+        img.load()
+        ImageOps.exif_transpose(img, in_place=True)
+        rgb = img if img.mode == "RGB" else images._to_rgb(img)
+        rgb.thumbnail((images.MAX_SIDE, images.MAX_SIDE), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        rgb.save(out, format="PNG")
+
+refused = []
+
+def varia(data):
+    try:
+        images.normalize(data)
+    except images.InvalidImage as exc:
+        refused.append(str(exc))
+
+run = varia if way == "varia" else previous
+baseline = HWM
+started = time.perf_counter()
+threads = [threading.Thread(target=run, args=(d,)) for d in datas]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(time.perf_counter() - started, HWM - baseline, len(refused))
+""".replace("HWM", _HWM)
+
+
+def _format_files(folder: Path) -> dict[str, Path]:
+    """The files issue-sized sources come as: a noisy 24 MP photo and 64 MP images in every other format."""
+    files = {}
+    noise = Image.effect_noise((6000, 4000), 60).convert("RGB")
+    files["24mp-noisy.jpg"] = folder / "24mp-noisy.jpg"
+    noise.save(files["24mp-noisy.jpg"], format="JPEG", quality=90)
+    del noise
+    base = Image.linear_gradient("L").resize((8000, 8000))
+    rgba = Image.merge("RGBA", (base, base.transpose(Image.Transpose.ROTATE_90), base, base))
+    for name, image, fmt, options in (
+        ("64mp-rgba.png", rgba, "PNG", {"compress_level": 1}),
+        ("64mp-la.png", Image.merge("LA", (base, base)), "PNG", {"compress_level": 1}),
+        ("64mp-lossless.webp", Image.new("RGB", (8000, 8000), (30, 120, 200)), "WEBP", {"lossless": True}),
+        ("64mp.tiff", rgba.convert("RGB"), "TIFF", {"compression": "tiff_deflate"}),
+        ("64mp.gif", base.convert("P"), "GIF", {}),
+    ):
+        files[name] = folder / name
+        image.save(files[name], format=fmt, **options)
+    return files
+
+
+def _probe(paths: list[Path], way: str) -> tuple[float, float, int]:
+    out = subprocess.run(
+        [sys.executable, "-c", _FORMATS_PROBE, ",".join(map(str, paths)), way],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return float(out[0]), float(out[1]) / 1024, int(out[2])  # seconds, MB, images refused
+
+
+def bench_prepare_formats() -> Result:
+    with tempfile.TemporaryDirectory() as folder:
+        files = _format_files(Path(folder))
+        worst_peak = 0.0
+        for name, path in files.items():
+            ours, before = _probe([path], "varia"), _probe([path], "previous")
+            worst_peak = max(worst_peak, ours[1])
+            verdict = " refused (over the decode budget)" if ours[2] else ""
+            print(
+                f"prepare: file={name}{verdict} peak_mb={ours[1]:.0f} ms={ours[0] * 1000:.0f} "
+                f"(before: peak_mb={before[1]:.0f} ms={before[0] * 1000:.0f}; memory {ours[1] / before[1]:.2f}x)",
+                flush=True,
+            )
+        four = [files[n] for n in ("64mp-rgba.png", "64mp-la.png", "64mp-lossless.webp", "64mp.tiff")]
+        together, together_before = _probe(four, "varia"), _probe(four, "previous")
+        print(
+            f"prepare: file=4-at-once peak_mb={together[1]:.0f} ms={together[0] * 1000:.0f} "
+            f"(before: peak_mb={together_before[1]:.0f})",
+            flush=True,
+        )
+    met = worst_peak <= 300 and together[1] <= 1536
+    return Result(
+        "prepare (every format, 64 MP)",
+        f"worst peak {worst_peak:.0f} MB; 4 at once {together[1]:.0f} MB",
+        "each <= 300 MB; 4 at once <= 1.5 GB",
+        met,
+        f"peak RSS growth per prepare in a fresh process, against the previous way (full-size decode, then "
+        f"orientation, conversion and fit on full-size copies): 4 at once {together[1]:.0f} MB vs "
+        f"{together_before[1]:.0f} MB",
+    )
+
+
 # --- 5. cost ------------------------------------------------------------------------------------
 
 
@@ -326,6 +429,7 @@ BENCHES: dict[str, Callable[[], Result]] = {
     "quota": bench_quota,
     "cold-start": bench_cold_start,
     "prepare": bench_prepare,
+    "prepare-formats": bench_prepare_formats,
     "cost": bench_cost,
 }
 

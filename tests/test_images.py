@@ -6,7 +6,7 @@ import io
 import warnings
 
 import pytest
-from PIL import Image, ImageStat
+from PIL import Image, ImageChops, ImageStat
 
 from shared.core.images import MAX_SIDE, InvalidImage, check_header, normalize, sniff
 from tests.images import has_gps, jpeg_with_exif, scene, scene_png
@@ -106,3 +106,35 @@ def test_unusual_modes_become_rgb() -> None:
     with Image.open(io.BytesIO(normalize(sixteen).png)) as grey:
         low, high = ImageStat.Stat(grey.convert("L")).extrema[0]
         assert low < 10 and high > 240  # 16-bit scaled to 8, not clipped to white or black
+
+
+def test_a_webp_over_the_decode_budget_is_refused_from_its_header() -> None:
+    """libwebp decodes into its own buffer, then Pillow copies it: 30 MP of WebP would take ~360 MB."""
+    big = Image.new("RGB", (6000, 5000), (30, 120, 200))
+    out = io.BytesIO()
+    big.save(out, format="WEBP", lossless=True)
+    with pytest.raises(InvalidImage) as refused:
+        check_header(out.getvalue())
+    assert str(refused.value) == (
+        "The WEBP image is 30 megapixels; Varia reads WEBP images of up to 24 megapixels. "
+        "Save it as JPEG or PNG, or make it smaller."
+    )
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "RGB"])
+def test_the_banded_reduction_looks_like_a_whole_image_fit(mode: str) -> None:
+    """normalize reduces large sources band by band; the result matches fitting the whole image at once."""
+    base = Image.linear_gradient("L").resize((3300, 2200))
+    source = Image.merge("RGBA", (base, base.transpose(Image.Transpose.FLIP_LEFT_RIGHT), base, base)).convert(mode)
+    out = io.BytesIO()
+    source.save(out, format="PNG")
+
+    banded = Image.open(io.BytesIO(normalize(out.getvalue()).png)).convert("RGB")
+
+    # The whole image fitted at once, as stored: transparent parts on white, as normalize promises.
+    rgba = Image.open(io.BytesIO(out.getvalue())).convert("RGBA")
+    whole = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    whole.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+    assert abs(banded.width - whole.width) <= 1 and abs(banded.height - whole.height) <= 1
+    diff = ImageChops.difference(banded.resize(whole.size), whole).convert("L")
+    assert sum(diff.getdata()) / (whole.width * whole.height) < 3  # mean difference per pixel, of 255

@@ -85,6 +85,25 @@ def _reason(exc: Exception) -> str:
     return re.sub(r"<[^>]*object at 0x[0-9a-f]+>", "the file", text)
 
 
+# The memory one prepare may take for decoded pixels (an instance has 2 GB, and runs a few at once).
+DECODE_BUDGET_BYTES = 280 * 1024 * 1024
+# Bytes per pixel Pillow holds once decoded: one for greyscale and palette images, two for 16-bit
+# greyscale, four for everything else (RGB is stored as four bytes too).
+_PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2}
+# Decoded copies a format needs at once: libwebp decodes into its own buffer, which Pillow then
+# copies into an image and converts; the other formats decode straight into one image. JPEG
+# decodes at a reduced scale (draft mode), so its cost is that of the reduced image.
+_DECODE_COPIES = {"WEBP": 3}
+
+
+def decode_bytes(fmt: str, mode: str, width: int, height: int) -> int:
+    """The memory decoding this image takes, by format and mode (the byte budget's measure)."""
+    pixels = width * height
+    if fmt == "JPEG":
+        pixels = min(pixels, 4 * MAX_SIDE * MAX_SIDE)  # draft mode decodes at most about 2x the target
+    return pixels * _PIXEL_BYTES.get(mode, 4) * _DECODE_COPIES.get(fmt, 1)
+
+
 def check_header(data: bytes) -> tuple[str, int, int]:
     """Cheap validation without decoding pixels: format, width, height. Raises InvalidImage."""
     fmt = sniff(data)
@@ -95,6 +114,7 @@ def check_header(data: bytes) -> tuple[str, int, int]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=[fmt]) as img:
                 width, height = img.size
+                mode = img.mode
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidImage(f"The image is too large to process safely ({exc}).") from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for broken headers
@@ -105,6 +125,13 @@ def check_header(data: bytes) -> tuple[str, int, int]:
         ) from None
     if width > MAX_SOURCE_SIDE or height > MAX_SOURCE_SIDE:
         raise InvalidImage(f"The image is {width}x{height}; the largest side may be {MAX_SOURCE_SIDE} px.")
+    cost = decode_bytes(fmt, mode, width, height)
+    if cost > DECODE_BUDGET_BYTES:
+        largest = DECODE_BUDGET_BYTES / (cost / (width * height)) / 1e6
+        raise InvalidImage(
+            f"The {fmt} image is {width * height / 1e6:.0f} megapixels; Varia reads {fmt} images of up to "
+            f"{largest:.0f} megapixels. Save it as JPEG or PNG, or make it smaller."
+        )
     if width * height > MAX_PIXELS:
         raise InvalidImage(
             f"The image has {width * height / 1e6:.0f} megapixels; the limit is {MAX_PIXELS // 1_000_000}."
@@ -130,8 +157,58 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+# EXIF orientation -> the transpose that makes the image upright (as ImageOps.exif_transpose does).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+# Rows reduced at a time: about 4 MB of a full-width source per band.
+_BAND_BYTES = 4 * 1024 * 1024
+
+
+def _shrink(img: Image.Image, max_side: int) -> Image.Image:
+    """The decoded image reduced by a whole factor that keeps it at least `max_side` on its long side.
+
+    Done first, on the decoded pixels, so that every later step (orientation, colour conversion,
+    the final resampling) works on a small image. It works band by band: Pillow reduces an image
+    with alpha through a premultiplied full-size copy, which for a 64 MP RGBA PNG is another 256 MB.
+    Palette and 16-bit images are reduced by nearest neighbour (reduce() does not take them); the
+    final LANCZOS fit smooths them.
+    """
+    factor = max(img.size) // max_side
+    if factor < 2:
+        return img
+    width, height = (img.width // factor) * factor, (img.height // factor) * factor
+    small = Image.new(img.mode, (width // factor, height // factor))
+    if img.mode == "P":
+        small.putpalette(img.getpalette() or [])
+    rows = max(factor, _BAND_BYTES // (img.width * 4) // factor * factor)
+    for top in range(0, height, rows):
+        band = img.crop((0, top, width, min(top + rows, height)))
+        try:
+            reduced = band.reduce(factor)
+        except ValueError:  # modes reduce() does not take (P, 1, I;16...)
+            reduced = band.resize((band.width // factor, band.height // factor), Image.Resampling.NEAREST)
+        small.paste(reduced, (0, top // factor))
+    if "transparency" in img.info:
+        small.info["transparency"] = img.info["transparency"]
+    return small
+
+
 def normalize(data: bytes, max_side: int = MAX_SIDE) -> NormalizedImage:
-    """Decode safely, apply EXIF orientation, drop all metadata, fit to `max_side`, encode PNG."""
+    """Decode safely, apply EXIF orientation, drop all metadata, fit to `max_side`, encode PNG.
+
+    Memory stays near one decoded copy of the source: JPEG decodes at a reduced scale (libjpeg's
+    draft mode), every other format is reduced by a whole factor right after decoding, and only
+    the reduced image is rotated, converted and resampled.
+    """
     fmt, width, height = check_header(data)
     scale = min(1.0, max_side / max(width, height))
     try:
@@ -146,8 +223,13 @@ def normalize(data: bytes, max_side: int = MAX_SIDE) -> NormalizedImage:
                     img.draft("RGB", (max(1, round(width * floor)), max(1, round(height * floor))))
                 img.seek(0)  # animated GIF/WEBP: the first frame
                 img.load()
-                ImageOps.exif_transpose(img, in_place=True)
-                rgb = img if img.mode == "RGB" else _to_rgb(img)
+                orientation = img.getexif().get(ORIENTATION_TAG)  # TIFF fills its tags as it loads
+                small = _shrink(img, max_side)
+                if small is not img:
+                    img.close()  # the full-size pixels go now, before any conversion
+                if orientation in _UPRIGHT:
+                    small = small.transpose(_UPRIGHT[orientation])
+                rgb = small if small.mode == "RGB" else _to_rgb(small)
                 if max(rgb.size) > max_side:
                     rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
                 out = io.BytesIO()
