@@ -112,6 +112,10 @@ class Storage(Protocol):
 
     def url_hint(self, container: str, name: str) -> str: ...
 
+    def claim(self, container: str, name: str, holder: str) -> bool:
+        """Create the blob only if it does not exist: True for the one caller that created it."""
+        ...
+
 
 def for_requests(storage: Storage) -> Storage:
     """The storage an HTTP request should use: the same store, with short timeouts where it has any."""
@@ -182,6 +186,18 @@ class LocalStorage:
             _write_atomic(path, data)
             _write_atomic(self._meta_path(container, name), meta)
         return BlobRef(container=container, name=name, etag=etag, sha256=hashlib.sha256(data).hexdigest())
+
+    def claim(self, container: str, name: str, holder: str) -> bool:
+        path = self._path(container, name)
+        with self._writing(container, name):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as file:
+                file.write(holder.encode())
+        return True
 
     def get(self, container: str, name: str) -> bytes:
         try:
@@ -369,6 +385,19 @@ class BlobStorage:
                 content_settings=ContentSettings(content_type=content_type),
             )
         return BlobRef(container=container, name=name, etag=result["etag"], sha256=hashlib.sha256(data).hexdigest())
+
+    def claim(self, container: str, name: str, holder: str) -> bool:
+        from azure.core.exceptions import ResourceExistsError
+
+        check_blob_name(name)
+        try:
+            with self._calling(f"{container}/{name}"):
+                self._container(container)
+                # overwrite=False sends If-None-Match: *: Blob Storage creates it for one caller only.
+                self._service.get_blob_client(container, name).upload_blob(holder.encode(), overwrite=False)
+        except ResourceExistsError:
+            return False
+        return True
 
     def get(self, container: str, name: str) -> bytes:
         with self._calling(f"{container}/{name}"):

@@ -2,7 +2,8 @@
 
 - `uploads/{sha256}.{ext}`: an HTTP or CLI upload, stripped of its metadata
 - `work/{job}/source.png`: the normalized source a job reads
-- `work/captions/{sha256}-{captioner}.json`: cached captions, shared by every job on that image
+- `work/captions/{sha256}-{captioner}.json`: cached captions, shared by every job on that image,
+  and `.json.claim` beside it, the job captioning it now
 - `work/{job}/attempts/{call}.json`: the attempts spent on each paid call (shared/core/budget.py)
 - `work/{job}/moderation/{what}-{check}.json`: each moderation verdict, for the manifest
 - `work/{job}/unrated-{k}.png`: a generated image whose moderation has not answered yet, kept so a
@@ -25,6 +26,11 @@ def source_name(job_id: str) -> str:
 
 def caption_cache_name(image_sha256: str, captioner: str) -> str:
     return f"captions/{image_sha256}-{captioner}.json"
+
+
+def caption_claim_name(cache_name: str) -> str:
+    """The marker of the job paying for a caption now (single flight: the others wait for the cache)."""
+    return f"{cache_name}.claim"
 
 
 def attempts_prefix(job_id: str) -> str:

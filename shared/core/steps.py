@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -37,6 +38,7 @@ from shared.adapters.storage import (
 from shared.core import budget
 from shared.core.blobs import (
     caption_cache_name,
+    caption_claim_name,
     job_of,
     manifest_name,
     moderation_name,
@@ -259,15 +261,19 @@ def caption(services: Services, prepared: PreparedImage) -> Caption | Problem:
     """Caption the normalized image, from the cache when this image was captioned before."""
     captioner = services.providers.captioner
     cache_name = caption_cache_name(str(prepared.image.sha256), captioner.name)
-    try:
-        cached = Caption.model_validate_json(services.storage.get(WORK, cache_name))
-    except BlobNotFound:
-        cached = None  # an image not seen before
+    cached = _cached_caption(services, cache_name)
     if cached is not None:
-        return cached.model_copy(update={"cached": True})
+        return cached
     png = services.storage.get(prepared.image.container, prepared.image.name)
     if captioner.paid:
         job_id = job_of(prepared.image.name)
+        # Single flight: of the jobs that reach an uncached image at once, the one that claims it
+        # pays for the caption; the others wait for the cache (no longer than a call may take).
+        claim = caption_claim_name(cache_name)
+        if not services.storage.claim(WORK, claim, f"{job_id} {time.time():.3f}"):
+            waited = _wait_for_caption(services, cache_name, claim)
+            if waited is not None:
+                return waited
         result, failure = _paid_call(services, job_id, "caption", "captioner", lambda: captioner.caption(png))
         if failure is not None:
             return _stopped("captioning", failure)
@@ -276,6 +282,37 @@ def caption(services: Services, prepared: PreparedImage) -> Caption | Problem:
     found = Caption(text=result.text, tags=result.tags, provider=captioner.name)
     services.storage.put(WORK, cache_name, found.model_dump_json().encode(), "application/json")
     return found
+
+
+CAPTION_POLL_S = 0.25
+
+
+def _cached_caption(services: Services, cache_name: str) -> Caption | None:
+    try:
+        cached = Caption.model_validate_json(services.storage.get(WORK, cache_name))
+    except BlobNotFound:
+        return None  # an image not seen before
+    return cached.model_copy(update={"cached": True})
+
+
+def _wait_for_caption(services: Services, cache_name: str, claim: str) -> Caption | None:
+    """The caption another job is paying for, once it is cached; None if it does not come in time.
+
+    A claim older than one call can take is stale (its job failed or stopped): no wait at all.
+    """
+    window = services.settings.service_timeout_s + 5
+    try:
+        claimed_at = float(services.storage.get(WORK, claim).decode().rsplit(" ", 1)[-1])
+    except (BlobNotFound, ValueError):
+        claimed_at = 0.0
+    deadline = time.monotonic() + window - (time.time() - claimed_at)
+    while time.monotonic() < deadline:
+        cached = _cached_caption(services, cache_name)
+        if cached is not None:
+            return cached
+        time.sleep(CAPTION_POLL_S)
+    log.warning("No caption arrived for %s in time: this job captions the image itself", cache_name)
+    return None
 
 
 def compose(services: Services, work: ComposeInput) -> Composition | Problem:
