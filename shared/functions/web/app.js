@@ -53,7 +53,7 @@ const GENERIC_ADVICE = {
   who: 'later',
 };
 // Refusals by a safety check: in the kids' classroom, say why ideas are stricter there.
-const SAFETY_CODES = new Set(['word_check', 'composer_refused', 'service_refused']);
+const SAFETY_CODES = new Set(['word_check', 'composer_refused', 'service_refused', 'moderation_refused']);
 const REDRAW_CODE = 'minor_edit_refused'; // Azure does not edit photos of children: drawing a new scene works
 
 function adviceFor(code) {
