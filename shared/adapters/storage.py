@@ -191,12 +191,16 @@ class LocalStorage:
         path = self._path(container, name)
         with self._writing(container, name):
             path.parent.mkdir(parents=True, exist_ok=True)
+            # Written whole beside it, then linked into place: link() fails if the name exists, so
+            # exactly one caller creates it, and no reader ever sees it empty.
+            temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.claim")
+            temp.write_bytes(holder.encode())
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.link(temp, path)
             except FileExistsError:
                 return False
-            with os.fdopen(fd, "wb") as file:
-                file.write(holder.encode())
+            finally:
+                temp.unlink(missing_ok=True)
         return True
 
     def get(self, container: str, name: str) -> bytes:

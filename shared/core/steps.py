@@ -303,8 +303,8 @@ def _wait_for_caption(services: Services, cache_name: str, claim: str) -> Captio
     window = services.settings.service_timeout_s + 5
     try:
         claimed_at = float(services.storage.get(WORK, claim).decode().rsplit(" ", 1)[-1])
-    except (BlobNotFound, ValueError):
-        claimed_at = 0.0
+    except (BlobNotFound, ValueError):  # being written this instant: a fresh claim
+        claimed_at = time.time()
     deadline = time.monotonic() + window - (time.time() - claimed_at)
     while time.monotonic() < deadline:
         cached = _cached_caption(services, cache_name)
