@@ -166,6 +166,27 @@ def test_rate_limited_image_call_is_retried_and_the_job_succeeds(
     assert asked.total_seconds() >= 11.9
 
 
+@pytest.mark.parametrize(
+    ("fault", "options", "low", "high"), [("429", {"retry_after": 1}, 0.9, 1.5), ("500", {}, 4.9, 5.5)]
+)
+def test_the_second_round_waits_as_long_as_the_service_asked_and_no_longer(
+    azure_services: Services,
+    fake: FakeAzureAI,
+    sample_png: bytes,
+    fault: str,
+    options: dict[str, Any],
+    low: float,
+    high: float,
+) -> None:
+    """A 429 says when its window has room again: waiting the default 5 s would leave quota unused."""
+    fake.fail_next("images.edit", fault, **options)
+    instance = run_job(azure_services, upload_request(azure_services, sample_png, n=1))
+    assert instance.output["status"] == "succeeded"
+    timers = [e for e in instance.history if e["EventType"] == 10]  # TimerCreated
+    waited = dt.datetime.fromisoformat(timers[0]["FireAt"]) - dt.datetime.fromisoformat(timers[0]["Timestamp"])
+    assert low <= waited.total_seconds() <= high
+
+
 def test_bad_credentials_fail_fast_with_an_actionable_message(
     azure_services: Services, fake: FakeAzureAI, sample_png: bytes
 ) -> None:

@@ -35,7 +35,8 @@ RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5_000, max_number_o
 # A generation is tried at most GENERATE_ATTEMPTS times for a transient answer (one round each).
 # Each attempt of an image call is one round, and the spend budget (shared/core/budget.py) allows 2.
 GENERATE_ATTEMPTS = 2
-GENERATE_RETRY_DELAY = timedelta(seconds=5)
+GENERATE_RETRY_DELAY = timedelta(seconds=5)  # when the service did not say how long to wait
+MIN_RETRY_DELAY = timedelta(seconds=1)  # a durable timer's useful floor
 MAX_RETRY_DELAY = timedelta(seconds=60)
 # The host failing a generate activity (a timeout, a lost worker) gets one more try.
 RETRY_HOST_FAULT = df.RetryOptions(first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=2)
@@ -150,9 +151,15 @@ def _generate_all(context: df.DurableOrchestrationContext, work: JSON, n: int) -
 
 
 def _retry_delay(retrying: list[JSON]) -> timedelta:
-    """Wait as long as the service asked (its retry-after), at least GENERATE_RETRY_DELAY, at most a minute."""
-    asked = max((float(v.get("retry_after_s") or 0) for v in retrying), default=0.0)
-    return min(max(GENERATE_RETRY_DELAY, timedelta(seconds=asked)), MAX_RETRY_DELAY)
+    """As long as the service asked (its retry-after, 1 s to a minute), else GENERATE_RETRY_DELAY.
+
+    A 429's retry-after says when the window has room again: waiting longer only leaves quota
+    unused. A 5xx says nothing, and gets the default pause.
+    """
+    asked = [float(v["retry_after_s"]) for v in retrying if v.get("retry_after_s") is not None]
+    if not asked or len(asked) < len(retrying):
+        return min(max(GENERATE_RETRY_DELAY, timedelta(seconds=max(asked, default=0.0))), MAX_RETRY_DELAY)
+    return min(max(MIN_RETRY_DELAY, timedelta(seconds=max(asked))), MAX_RETRY_DELAY)
 
 
 def _delivered(results: dict[int, JSON]) -> int:
