@@ -18,21 +18,12 @@ from typing import Any
 
 from azure.ai.contentsafety import ContentSafetyClient
 from azure.ai.contentsafety.models import AnalyzeImageOptions, AnalyzeTextOptions, ImageData
-from azure.core.exceptions import (
-    DecodeError,
-    HttpResponseError,
-    ServiceRequestError,
-    ServiceRequestTimeoutError,
-    ServiceResponseError,
-    ServiceResponseTimeoutError,
-)
 from azure.core.rest import HttpRequest
 from PIL import Image
 
+from shared.adapters.providers.azure_core import AzureService, call, client_options
 from shared.adapters.providers.base import (
     ModerationVerdict,
-    PermanentServiceError,
-    ProviderError,
     TransientServiceError,
 )
 from shared.adapters.providers.moderation import CATEGORIES, judge
@@ -42,6 +33,14 @@ TEXT_LIMIT = 10_000  # characters, for text:analyze and for Prompt Shields (prom
 IMAGE_LIMIT_BYTES = 4 * 1024 * 1024
 IMAGE_EDGES = (50, 2048)  # the SDK's documented bounds (the service accepts up to 7,200 now)
 SERVICE = "Azure AI Content Safety"
+CONTENT_SAFETY = AzureService(
+    name=SERVICE,
+    endpoint_setting="AZURE_CONTENT_SAFETY_ENDPOINT",
+    key_setting="AZURE_CONTENT_SAFETY_API_KEY",
+    missing_api="no such API at AZURE_CONTENT_SAFETY_ENDPOINT (its region may not offer Prompt Shields)",
+    check="the Content Safety resource and its API versions",
+    timeouts_billed=True,
+)
 
 
 class ContentSafetyModerator:
@@ -50,23 +49,19 @@ class ContentSafetyModerator:
 
     def __init__(self, endpoint: str, credential: Any, timeout_s: float, retry_total: int = 0) -> None:
         self._client = ContentSafetyClient(
-            endpoint=endpoint,
-            credential=credential,
-            retry_total=retry_total,
-            connection_timeout=min(timeout_s, 30),
-            read_timeout=timeout_s,
+            endpoint=endpoint, credential=credential, **client_options(timeout_s, retry_total)
         )
 
     def check_text(self, text: str, profile: str, *, what: str) -> ModerationVerdict:
         options = AnalyzeTextOptions(
             text=text[:TEXT_LIMIT], categories=list(CATEGORIES), output_type="FourSeverityLevels"
         )
-        result = _call(lambda: self._client.analyze_text(options))
+        result = call(CONTENT_SAFETY, lambda: self._client.analyze_text(options))
         return judge(_severities(result.get("categoriesAnalysis")), profile, what, self.name)
 
     def check_image(self, image: bytes, profile: str, *, what: str) -> ModerationVerdict:
         options = AnalyzeImageOptions(image=ImageData(content=fit_image(image)), categories=list(CATEGORIES))
-        result = _call(lambda: self._client.analyze_image(options))
+        result = call(CONTENT_SAFETY, lambda: self._client.analyze_image(options))
         return judge(_severities(result.get("categoriesAnalysis")), profile, what, self.name)
 
     def shield(self, user_prompt: str, documents: list[str]) -> ModerationVerdict:
@@ -87,7 +82,7 @@ class ContentSafetyModerator:
             response.raise_for_status()
             return response.json()
 
-        body = _call(send)
+        body = call(CONTENT_SAFETY, send)
         try:
             on_prompt = body["userPromptAnalysis"]["attackDetected"]
             on_documents = [d["attackDetected"] for d in body["documentsAnalysis"]]
@@ -142,61 +137,3 @@ def _severities(analysis: Any) -> dict[str, int]:
 
 def _incomplete(what: str) -> TransientServiceError:
     return TransientServiceError(f"{SERVICE} answered with {what}.", "service_incomplete", billed=True)
-
-
-def _call(attempt: Any) -> Any:
-    try:
-        return attempt()
-    except DecodeError as exc:  # a 200 whose body is not JSON: produced (and billed) by the service
-        raise _incomplete(f"a body Varia could not read ({type(exc).__name__})") from exc
-    except HttpResponseError as exc:
-        raise classify(exc) from exc
-    except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as exc:
-        raise TransientServiceError(f"{SERVICE} did not answer in time.", "service_timeout", billed=True) from exc
-    except (ServiceRequestError, ServiceResponseError) as exc:
-        raise TransientServiceError(f"{SERVICE} could not be reached ({type(exc).__name__}).") from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        raise _incomplete(f"a body Varia could not read ({type(exc).__name__})") from exc
-
-
-def classify(exc: HttpResponseError) -> ProviderError:
-    """What a Content Safety error answer means, with its code and the next step."""
-    status = exc.status_code or 0
-    error = getattr(exc, "error", None)
-    code = str(getattr(error, "code", "") or "")
-    message = str(getattr(error, "message", "") or exc.reason or "")
-    if status == 401:
-        return PermanentServiceError(
-            f"{SERVICE} refused our credentials (HTTP 401). An admin should check AZURE_CONTENT_SAFETY_ENDPOINT and "
-            "the app identity's 'Cognitive Services User' role (or AZURE_CONTENT_SAFETY_API_KEY locally).",
-            "service_auth",
-        )
-    if status == 403:
-        return PermanentServiceError(
-            f"{SERVICE} denied access (HTTP 403: {message}). An admin should check the app identity's "
-            "'Cognitive Services User' role on the Content Safety resource and its network rules.",
-            "service_auth",
-        )
-    if status == 404:
-        return PermanentServiceError(
-            f"{SERVICE} has no such API at AZURE_CONTENT_SAFETY_ENDPOINT (HTTP 404{f' {code}' if code else ''}). An "
-            "admin should check the endpoint, and that the resource's region offers Prompt Shields.",
-            "service_config",
-        )
-    if status == 429:
-        retry_after = None
-        headers: Any = getattr(exc.response, "headers", None) or {}
-        try:
-            retry_after = float(headers.get("Retry-After", ""))
-        except ValueError:
-            pass
-        return TransientServiceError(
-            f"{SERVICE} is at its rate limit (HTTP 429).", "quota_exhausted", retry_after=retry_after
-        )
-    if status >= 500:
-        return TransientServiceError(f"{SERVICE} failed (HTTP {status}{f' {code}' if code else ''}).")
-    return PermanentServiceError(
-        f"{SERVICE} rejected the request (HTTP {status}{f' {code}' if code else ''}: {message}). An admin should "
-        "check the Content Safety resource and its API versions.",
-        "service_config",
-    )
