@@ -223,9 +223,11 @@ class LocalStorage:
 
     def list(self, container: str, prefix: str = "") -> list[str]:
         base = self.root / container
-        if not base.is_dir():
+        # Walk only the folder the prefix names ("job/variation-" -> job/): not every job's files.
+        start = base / prefix.rsplit("/", 1)[0] if "/" in prefix else base
+        if not start.is_dir():
             return []
-        names = (p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+        names = (p.relative_to(base).as_posix() for p in start.rglob("*") if p.is_file())
         return sorted(n for n in names if n.startswith(prefix) and not n.split("/")[-1].startswith("."))
 
     def url_hint(self, container: str, name: str) -> str:
