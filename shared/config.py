@@ -63,6 +63,49 @@ def _prices(value: Any) -> Any:
 MODERATION_PRICE_USD = 0.00075
 
 
+@dataclass(frozen=True)
+class ImageDeployment:
+    """One GPT-image deployment: where it is, its name, and the requests a minute its quota allows."""
+
+    endpoint: str
+    deployment: str
+    rpm: int
+    api_key: str = ""  # local use only (the fake server); empty: the app's identity
+
+    @property
+    def key(self) -> str:
+        """A stable name for this deployment's quota: its endpoint's host and the deployment."""
+        host = self.endpoint.split("://", 1)[-1].split("/", 1)[0]
+        return f"{host}/{self.deployment}"
+
+
+class _DeploymentEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    endpoint: Annotated[str, BeforeValidator(lambda v: _endpoint(v))]
+    deployment: str = Field(min_length=1)
+    rpm: int = Field(ge=1, le=100_000)
+    api_key: str = ""
+
+
+def _deployments(value: Any) -> Any:
+    """`VARIA_IMAGE_DEPLOYMENTS`: a JSON list of {"endpoint", "deployment", "rpm"} ("api_key" locally)."""
+    if not isinstance(value, str):
+        return value
+    if not value.strip():
+        return ()
+    try:
+        items = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"is not JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(items, list):
+        raise ValueError('must be a JSON list of {"endpoint": ..., "deployment": ..., "rpm": ...}')
+    entries = [_DeploymentEntry.model_validate(item) for item in items]
+    keys = [ImageDeployment(e.endpoint, e.deployment, e.rpm).key for e in entries]
+    if len(set(keys)) != len(keys):
+        raise ValueError("names one deployment twice")
+    return tuple(ImageDeployment(e.endpoint, e.deployment, e.rpm, e.api_key) for e in entries)
+
+
 def _stripped(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
@@ -185,6 +228,28 @@ class AppSettings(BaseModel):
         description="What the image deployment allows: 3 per capacity unit. Image calls are spaced to it, and "
         "activity concurrency is sized from it (see [Quota](#quota))",
     )
+    VARIA_IMAGE_DEPLOYMENTS: Annotated[tuple[ImageDeployment, ...], BeforeValidator(_deployments)] = Field(
+        "",
+        validate_default=True,
+        description='Several image deployments, one quota each (quota is per region): a JSON list of `{"endpoint": '
+        '"https://<name>.openai.azure.com", "deployment": "gpt-image-2", "rpm": 6}`, keyless (an `"api_key"` '
+        "only for local use). Jobs go to the deployment with free quota first and move to another on a 429 "
+        "(empty: the one deployment of `AZURE_OPENAI_ENDPOINT` and `AZURE_OPENAI_IMAGE_DEPLOYMENT`; "
+        "see [Quota](#quota))",
+    )
+    VARIA_IMAGE_QUOTA_UNIT: _choice("request", "image") = Field(  # type: ignore[valid-type]
+        "request",
+        description="What the image quota counts: `request` (Microsoft's quota table gives GPT-image limits in "
+        "requests per minute, so one request of n images counts once, and a quota-bound job asks for its n images "
+        "in one request) or `image` (every image counts; each is its own request)",
+    )
+    VARIA_MAX_JOBS_PER_CALLER: int = Field(
+        4,
+        ge=0,
+        le=1000,
+        description="Jobs one caller may have in flight through the HTTP API; one more is answered 429 "
+        "`too_many_jobs` until one ends (0: no limit)",
+    )
     VARIA_PRICES_USD: Annotated[dict[str, float], BeforeValidator(_prices)] = Field(
         "caption=0.0015,compose=0.004,image=0.01,moderation=0.00075",
         validate_default=True,
@@ -261,6 +326,9 @@ class Settings:
     max_upload_bytes: int
     service_timeout_s: float
     image_rpm: int
+    image_deployments: tuple[ImageDeployment, ...]  # resolved: at least one when image_provider is gpt-image
+    image_quota_unit: str  # request | image
+    max_jobs_per_caller: int  # 0: no limit
     prices_usd: dict[str, float]
     storage: str  # resolved: blob | local
     local_dir: str
@@ -287,7 +355,7 @@ class Settings:
             compose = "chat" if openai else "offline"
         image = app.VARIA_IMAGE_PROVIDER
         if image == "auto":
-            image = "gpt-image" if openai else "offline"
+            image = "gpt-image" if openai or app.VARIA_IMAGE_DEPLOYMENTS else "offline"
         moderation = app.VARIA_MODERATION_PROVIDER
         if moderation == "auto":
             moderation = "content-safety" if app.AZURE_CONTENT_SAFETY_ENDPOINT else "offline"
@@ -298,8 +366,18 @@ class Settings:
         for name, value in (("VARIA_CAPTION_PROVIDER", caption), ("VARIA_COMPOSE_PROVIDER", compose)):
             if value == "chat" and not openai:
                 problems.append(f"{name}=chat needs AZURE_OPENAI_ENDPOINT")
-        if image == "gpt-image" and not openai:
-            problems.append("VARIA_IMAGE_PROVIDER=gpt-image needs AZURE_OPENAI_ENDPOINT")
+        deployments = app.VARIA_IMAGE_DEPLOYMENTS
+        if image == "gpt-image" and not openai and not deployments:
+            problems.append("VARIA_IMAGE_PROVIDER=gpt-image needs AZURE_OPENAI_ENDPOINT or VARIA_IMAGE_DEPLOYMENTS")
+        if image == "gpt-image" and not deployments:
+            deployments = (
+                ImageDeployment(
+                    openai,
+                    app.AZURE_OPENAI_IMAGE_DEPLOYMENT,
+                    app.VARIA_IMAGE_REQUESTS_PER_MINUTE,
+                    app.AZURE_OPENAI_API_KEY,
+                ),
+            )
         effort = app.VARIA_CHAT_REASONING_EFFORT
         if effort not in ("auto", "off") and known_non_reasoning_model(app.AZURE_OPENAI_CHAT_MODEL):
             problems.append(
@@ -354,6 +432,9 @@ class Settings:
             max_upload_bytes=app.VARIA_MAX_UPLOAD_MB * 1024 * 1024,
             service_timeout_s=float(app.VARIA_SERVICE_TIMEOUT_SECONDS),
             image_rpm=app.VARIA_IMAGE_REQUESTS_PER_MINUTE,
+            image_deployments=deployments,
+            image_quota_unit=app.VARIA_IMAGE_QUOTA_UNIT,
+            max_jobs_per_caller=app.VARIA_MAX_JOBS_PER_CALLER,
             prices_usd=dict(app.VARIA_PRICES_USD),
             storage=storage,
             local_dir=app.VARIA_LOCAL_DIR,

@@ -93,7 +93,7 @@ def test_settings_that_depend_on_each_other_are_reported_together() -> None:
     with pytest.raises(ConfigError) as raised:
         Settings.from_env({"VARIA_IMAGE_PROVIDER": "gpt-image", "VARIA_DEFAULT_VARIATIONS": "5"})
     assert str(raised.value).startswith(
-        "2 bad settings: VARIA_IMAGE_PROVIDER=gpt-image needs AZURE_OPENAI_ENDPOINT; "
+        "2 bad settings: VARIA_IMAGE_PROVIDER=gpt-image needs AZURE_OPENAI_ENDPOINT or VARIA_IMAGE_DEPLOYMENTS; "
         "VARIA_DEFAULT_VARIATIONS=5 is more than VARIA_MAX_VARIATIONS=4."
     )
 
@@ -168,3 +168,44 @@ def test_keyless_azure_asks_for_one_credential_and_no_token_at_build_time(tmp_pa
 )
 def test_job_ids_are_matched_whole(value: str, valid: bool) -> None:
     assert is_job_id(value) is valid
+
+
+def test_image_deployments_are_a_json_list_each_with_its_own_quota() -> None:
+    raw = (
+        '[{"endpoint": "https://varia-sweden.openai.azure.com/", "deployment": "gpt-image-2", "rpm": 6},'
+        ' {"endpoint": "https://varia-poland.openai.azure.com", "deployment": "gpt-image-2", "rpm": 12}]'
+    )
+    settings = Settings.from_env({"VARIA_IMAGE_DEPLOYMENTS": raw})
+    assert settings.image_provider == "gpt-image"
+    assert [(d.key, d.rpm) for d in settings.image_deployments] == [
+        ("varia-sweden.openai.azure.com/gpt-image-2", 6),
+        ("varia-poland.openai.azure.com/gpt-image-2", 12),
+    ]
+    # Without the list, the one deployment of AZURE_OPENAI_ENDPOINT, at VARIA_IMAGE_REQUESTS_PER_MINUTE.
+    one = Settings.from_env(
+        {"AZURE_OPENAI_ENDPOINT": "https://varia.openai.azure.com", "VARIA_IMAGE_REQUESTS_PER_MINUTE": "9"}
+    )
+    assert [(d.endpoint, d.deployment, d.rpm) for d in one.image_deployments] == [
+        ("https://varia.openai.azure.com", "gpt-image-2", 9)
+    ]
+    assert Settings.from_env({}).image_deployments == ()
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        ("{", "is not JSON"),
+        ('{"endpoint": "https://a.openai.azure.com"}', "must be a JSON list"),
+        ('[{"endpoint": "http://a.example", "deployment": "d", "rpm": 6}]', "must be an https:// endpoint"),
+        ('[{"endpoint": "https://a.openai.azure.com", "deployment": "d", "rpm": 0}]', "greater than or equal to 1"),
+        (
+            '[{"endpoint": "https://a.openai.azure.com", "deployment": "d", "rpm": 6},'
+            ' {"endpoint": "https://a.openai.azure.com/", "deployment": "d", "rpm": 6}]',
+            "names one deployment twice",
+        ),
+    ],
+)
+def test_a_bad_deployment_list_is_named_with_what_is_wrong(raw: str, says: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"VARIA_IMAGE_DEPLOYMENTS": raw})
+    assert "VARIA_IMAGE_DEPLOYMENTS" in str(raised.value) and says in str(raised.value)
