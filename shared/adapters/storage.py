@@ -116,6 +116,15 @@ class Storage(Protocol):
         """Create the blob only if it does not exist: True for the one caller that created it."""
         ...
 
+    def update(self, container: str, name: str, change: Callable[[bytes | None], bytes]) -> bytes:
+        """Replace the blob with `change(current)` (None when there is none), atomically; returns what was written.
+
+        Concurrent updates, from threads or from other processes and instances, never lose one
+        another's change: `change` may be called again with the newer content, so it must not
+        have side effects.
+        """
+        ...
+
 
 def for_requests(storage: Storage) -> Storage:
     """The storage an HTTP request should use: the same store, with short timeouts where it has any."""
@@ -203,6 +212,20 @@ class LocalStorage:
                 temp.unlink(missing_ok=True)
         return True
 
+    def update(self, container: str, name: str, change: Callable[[bytes | None], bytes]) -> bytes:
+        path = self._path(container, name)
+        lock_path = self.root / ".locks" / container / (name + ".lock")
+        with self._writing(container, name):
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(lock_path, "a+b") as lock, _file_locked(lock.fileno()):
+                try:
+                    current: bytes | None = path.read_bytes()
+                except FileNotFoundError:
+                    current = None
+                data = change(current)
+                self.put(container, name, data, "application/json")
+        return data
+
     def get(self, container: str, name: str) -> bytes:
         try:
             return self._path(container, name).read_bytes()
@@ -234,6 +257,33 @@ class LocalStorage:
         return str(self._path(container, name))
 
 
+@contextlib.contextmanager
+def _file_locked(fd: int) -> Iterator[None]:
+    """An exclusive lock on an open file, waited for: between threads (each opens its own file) and processes."""
+    if os.name == "nt":  # pragma: no cover - Windows
+        import msvcrt
+        import time
+
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+                break
+            except OSError:
+                time.sleep(0.005)
+        try:
+            yield
+        finally:
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,6 +302,8 @@ def _endpoint(url: str) -> str:
     """The service address without its query string (a SAS token must not reach messages or logs)."""
     return url.split("?", 1)[0].rstrip("/")
 
+
+UPDATE_TRIES = 50  # optimistic writes of one small blob before giving up (each loses only to another's write)
 
 # Blob answers that mean "no space" or "you may not write here" (Azure Blob Storage error codes).
 _BLOB_READ_ONLY_CODES = {"AuthorizationPermissionMismatch", "AuthorizationFailure", "InsufficientAccountPermissions"}
@@ -404,6 +456,47 @@ class BlobStorage:
         except ResourceExistsError:
             return False
         return True
+
+    def update(self, container: str, name: str, change: Callable[[bytes | None], bytes]) -> bytes:
+        """Read with its ETag, write with If-Match (If-None-Match: * when new); on a conflict, read again."""
+        import random
+        import time
+
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+        from azure.storage.blob import ContentSettings
+
+        check_blob_name(name)
+        for tries in range(1, UPDATE_TRIES + 1):
+            with self._calling(f"{container}/{name}"):
+                self._container(container)
+                blob = self._service.get_blob_client(container, name)
+                try:
+                    download = blob.download_blob()
+                    current: bytes | None = bytes(download.readall())
+                    etag: str | None = download.properties.etag
+                except ResourceNotFoundError:
+                    current, etag = None, None
+                data = change(current)
+                settings = ContentSettings(content_type="application/json")
+                try:
+                    if etag is None:
+                        blob.upload_blob(data, overwrite=False, content_settings=settings)
+                    else:
+                        blob.upload_blob(
+                            data,
+                            overwrite=True,
+                            etag=etag,
+                            match_condition=MatchConditions.IfNotModified,
+                            content_settings=settings,
+                        )
+                    return data
+                except (ResourceModifiedError, ResourceExistsError):
+                    time.sleep(random.uniform(0, 0.01 * tries))  # noqa: S311  # jitter, not a secret: another writer won
+        raise StorageUnavailable(
+            f"Blob storage at {self.endpoint}: {container}/{name} changed under every one of {UPDATE_TRIES} "
+            f"updates. Many instances are writing it at once; try again in a minute."
+        )
 
     def get(self, container: str, name: str) -> bytes:
         with self._calling(f"{container}/{name}"):
