@@ -18,6 +18,7 @@ import errno
 import hashlib
 import json
 import os
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -260,7 +261,7 @@ class LocalStorage:
 @contextlib.contextmanager
 def _file_locked(fd: int) -> Iterator[None]:
     """An exclusive lock on an open file, waited for: between threads (each opens its own file) and processes."""
-    if os.name == "nt":  # pragma: no cover - Windows
+    if sys.platform == "win32":  # pragma: no cover - Windows
         import msvcrt
         import time
 
@@ -273,6 +274,7 @@ def _file_locked(fd: int) -> Iterator[None]:
         try:
             yield
         finally:
+            os.lseek(fd, 0, os.SEEK_SET)
             msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
     else:
         import fcntl
