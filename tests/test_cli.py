@@ -9,10 +9,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from shared.local.cli import SAMPLE_IMAGE
+from shared.local import cli
+from shared.local.cli import SAMPLE_IMAGE, PollSchedule
 from tests.support import REPO
 
 
@@ -74,3 +77,59 @@ def test_non_image_ends_in_a_failed_manifest(tmp_path: Path) -> None:
     assert "status: failed" in result.stdout and "Not an image" in result.stdout
     assert fake_photo.read_text() == "not really a photo"
     assert Image.open(io.BytesIO(SAMPLE_IMAGE.read_bytes())).size == (768, 512)
+
+
+# ---- polling: fast after a change, then backing off ------------------------------------------------
+
+
+def test_poll_schedule_grows_to_ten_seconds_and_starts_again_at_each_new_stage() -> None:
+    schedule = PollSchedule()
+    delays = [schedule.next_delay("generating") for _ in range(9)]
+    assert delays == pytest.approx([1.0, 1.5, 2.25, 3.375, 5.0625, 7.59375, 10.0, 10.0, 10.0])
+    assert schedule.next_delay("saving") == 1.0  # a new stage: look again soon
+    assert schedule.next_delay("saving") == 1.5
+    for _ in range(10_000):  # hours in one stage: still ten seconds, no overflow
+        schedule.next_delay("saving")
+    assert schedule.next_delay("saving") == 10.0
+
+
+def test_poll_schedule_honours_a_retry_after_up_to_a_minute() -> None:
+    schedule = PollSchedule()
+    assert schedule.next_delay("generating", retry_after=4.0) == 4.0
+    assert schedule.next_delay("generating", retry_after=0.5) == 1.5  # shorter than the schedule: the schedule
+    assert schedule.next_delay("generating", retry_after=3600.0) == 60.0
+
+
+class _FakeClock:
+    """Time that passes only when the follower waits; the job's stages arrive at set times."""
+
+    def __init__(self, progress: Any, stages: list[tuple[float, str]], end: float) -> None:
+        self.now, self.progress, self.stages, self.end = 0.0, progress, list(stages), end
+
+    def wait(self, seconds: float) -> bool:
+        self.now += seconds
+        while self.stages and self.stages[0][0] <= self.now:
+            _at, stage = self.stages.pop(0)
+            self.progress.on_status("Running", {"stage": stage, "done": 0, "total": 4})
+        return self.now >= self.end
+
+
+def test_cli_backs_off_while_a_slow_job_generates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two minutes of generating cost 16 listings of the stored images, not one a second or more."""
+    progress = cli._Progress(storage=None, job_id="job", stream=io.StringIO())  # type: ignore[arg-type]
+    clock = _FakeClock(
+        progress, [(0.0, "preparing"), (1.0, "captioning"), (2.0, "generating"), (122.0, "saving")], 123.0
+    )
+    looks: list[float] = []
+
+    def counted(storage: Any, job_id: str) -> int:
+        looks.append(clock.now)
+        return 0
+
+    monkeypatch.setattr(cli, "delivered_so_far", counted)
+    progress.follow(None, wait=clock.wait)  # type: ignore[arg-type]
+
+    assert 10 <= len(looks) <= 20, looks
+    gaps = [round(b - a, 3) for a, b in zip(looks, looks[1:], strict=False)]
+    assert gaps[:4] == [1.0, 1.5, 2.25, 3.375], gaps  # from 1 s after the stage changed, growing
+    assert max(gaps) == 10.0 and all(g <= 10.0 for g in gaps), gaps

@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,34 @@ def owning_runtime(services: Services, command: str, elsewhere: str) -> VariaRun
     return make_runtime(services, lock=lock_storage(services.storage, command, hint))
 
 
+MAX_RETRY_AFTER_S = 60.0  # a Retry-After longer than this is read as a minute
+
+
+class PollSchedule:
+    """How long to wait before the next look at a job: soon after a change, then less and less often.
+
+    `first` seconds after the stage changes (and at the start), growing by `growth` at each look
+    that finds the same stage, up to `most`; never sooner than a Retry-After the service asked
+    for. A job that sits in one stage for minutes (an image model at its quota) costs a look
+    every `most` seconds, not a steady stream of storage listings or status requests.
+    """
+
+    def __init__(self, first: float = 1.0, growth: float = 1.5, most: float = 10.0) -> None:
+        self.first, self.growth, self.most = first, growth, most
+        self._stage: object = None
+        self._delay = first  # the next pause while the stage stays the same
+
+    def next_delay(self, stage: object, retry_after: float | None = None) -> float:
+        """The pause before the next look, given the stage the last look found."""
+        if stage != self._stage:
+            self._stage, self._delay = stage, self.first
+        delay = self._delay
+        self._delay = min(self.most, delay * self.growth)
+        if retry_after is not None and retry_after > delay:
+            delay = min(retry_after, MAX_RETRY_AFTER_S)
+        return delay
+
+
 class _Progress:
     """Prints each stage as the orchestrator reports it, and "k/n" as images are stored.
 
@@ -130,13 +158,22 @@ class _Progress:
         self.custom = custom or {}
         self._show(self.custom.get("done", 0))
 
-    def follow(self, instance: Instance) -> None:
-        """Poll stored images while the job generates, backing off, until it ends."""
-        interval = 0.1
-        while not instance.done.wait(interval):
+    def follow(
+        self,
+        instance: Instance,
+        wait: Callable[[float], bool] | None = None,
+        schedule: PollSchedule | None = None,
+    ) -> None:
+        """Count stored images while the job generates, on `schedule`, until it ends.
+
+        `wait(seconds)` is True once the job has ended (default: the instance's own event; tests
+        pass a fake clock). Stages arrive by `on_status` at once: only the count is polled.
+        """
+        wait = wait or instance.done.wait
+        schedule = schedule or PollSchedule()
+        while not wait(schedule.next_delay(self.custom.get("stage"))):
             if self.custom.get("stage") == "generating":
                 self._show(delivered_so_far(self.storage, self.job_id))
-            interval = min(interval * 1.5, 2.0)
 
     def _show(self, done: int) -> None:
         stage, total = self.custom.get("stage"), self.custom.get("total", 0)
