@@ -109,6 +109,8 @@ def test_upload_then_poll_to_done_and_every_link_in_the_status_answers(server: V
         if link == view["manifest_url"]:
             assert headers["Content-Type"].startswith("application/json")
             assert json.loads(body)["job_id"] == answer["job_id"]
+        elif link == view["source_url"]:  # the prepared source: JPEG, or PNG where it has transparent parts
+            assert (headers["Content-Type"], body[:2]) in (("image/png", b"\x89P"), ("image/jpeg", b"\xff\xd8"))
         else:
             assert headers["Content-Type"] == "image/png" and body.startswith(b"\x89PNG")
 

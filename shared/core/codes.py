@@ -155,6 +155,12 @@ CODES: dict[str, Code] = {
             "Send the picture again.",
             "user",
         ),
+        Code(
+            "too_many_jobs",
+            "The caller already has as many jobs running as the app allows for one caller (VARIA_MAX_JOBS_PER_CALLER).",
+            "Wait for one of your jobs to finish, then send this one again; Retry-After says when to try.",
+            "later",
+        ),
         Code("job_not_found", "No job has this id.", "Check the id, or start the job again.", "user"),
         Code(
             "image_not_found",
@@ -218,6 +224,7 @@ HTTP_STATUS: dict[str, int] = {
     "upload_too_large": 413,
     "form_too_large": 413,
     "unsupported_media_type": 415,
+    "too_many_jobs": 429,
     "server_error": 500,
     "storage_read_only": 503,
     "storage_unreachable": 503,

@@ -18,6 +18,7 @@ import binascii
 import io
 import json
 import logging
+import os
 import re
 from typing import Annotated, Any, cast
 
@@ -39,6 +40,7 @@ from shared.adapters.services import Services
 from shared.adapters.storage import OUTPUTS, WORK, BlobNotFound, StorageError, for_requests
 from shared.config import Settings
 from shared.core.blobs import manifest_name, source_name, variation_name
+from shared.core.callers import Caller, Ticket, TooManyJobs, admit, caller_behind_host
 from shared.core.images import InvalidImage, check_header
 from shared.core.jobs import (
     JobClient,
@@ -379,12 +381,11 @@ def _read_upload(req: func.HttpRequest, settings: Settings) -> UploadRequest:
         raise _Refused(error_response(400, message, fields=fields)) from None
 
 
-def _accept_upload(req: func.HttpRequest, services: Services) -> JobRequest | func.HttpResponse:
-    """Check an upload and store it in uploads/: the job it asks for, or the error response.
+def _checked_upload(req: func.HttpRequest, settings: Settings) -> tuple[UploadRequest, str] | func.HttpResponse:
+    """The upload and its image format, checked without storing anything; or the error response.
 
-    Blocking work (parsing, Pillow, storage): the async handler runs it in a worker thread.
+    Blocking work (parsing, the image header): the async handler runs it in a worker thread.
     """
-    settings = services.settings
     limit = settings.max_upload_bytes
     declared = req.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_body_bytes(settings):
@@ -404,12 +405,18 @@ def _accept_upload(req: func.HttpRequest, services: Services) -> JobRequest | fu
     except InvalidImage as exc:
         fields = [{"field": "image", "problem": str(exc)}]
         return error_response(400, str(exc), "invalid_image", fields)
+    return upload, fmt
 
+
+def _store_upload(upload: UploadRequest, fmt: str, services: Services) -> JobRequest | func.HttpResponse:
+    """Store the checked upload in uploads/ (stripped of its metadata): the job it asks for, or the error response."""
+    settings = services.settings
     try:
         return request_for_upload(
-            for_requests(services.storage), data, fmt.lower(), prompt=upload.prompt, profile=upload.profile_name,
-            n=upload.count, mode=upload.mode_name, origin="http", force=bool(upload.force), filename=upload.filename,
-            requested_profile=upload.requested_profile_name, profile_enforced=bool(settings.enforced_profile),
+            for_requests(services.storage), upload.image, fmt.lower(), prompt=upload.prompt,
+            profile=upload.profile_name, n=upload.count, mode=upload.mode_name, origin="http",
+            force=bool(upload.force), filename=upload.filename, requested_profile=upload.requested_profile_name,
+            profile_enforced=bool(settings.enforced_profile),
         )  # fmt: skip
     except RequestError as exc:
         return error_response(400, str(exc), "invalid_image", [{"field": "image", "problem": str(exc)}])
@@ -417,15 +424,54 @@ def _accept_upload(req: func.HttpRequest, services: Services) -> JobRequest | fu
         return _storage_error(exc)
 
 
-async def post_variation(req: func.HttpRequest, client: JobClient, services: Services) -> func.HttpResponse:
-    accepted = await asyncio.to_thread(_accept_upload, req, services)
-    if isinstance(accepted, func.HttpResponse):
-        return accepted
-    request = accepted
+def too_many_jobs_response(exc: TooManyJobs) -> func.HttpResponse:
+    """429 `too_many_jobs`, with Retry-After in seconds and the numbers behind it."""
+    body: dict[str, Any] = {"error": exc.message, "code": exc.code, "limit": exc.limit}
+    if exc.running is not None:
+        body["running"] = exc.running
+    return _json(body, exc.http_status, {"Retry-After": str(exc.retry_after)})
+
+
+async def post_variation(
+    req: func.HttpRequest, client: JobClient, services: Services, caller: Caller | None = None
+) -> func.HttpResponse:
+    """Check the upload, take a place under the caller's limit, store the upload, start the job: 202.
+
+    `caller` is who sent it: the local server passes its socket's peer (`caller_at_edge`); behind
+    the Functions host it is read from the headers Azure's front end sets (`caller_behind_host`,
+    which says which headers can be trusted where). Every refusal, the 429 included, comes before
+    the upload is stored or a job is started.
+    """
+    checked = await asyncio.to_thread(_checked_upload, req, services.settings)
+    if isinstance(checked, func.HttpResponse):
+        return checked
+    upload, fmt = checked
+    ticket: Ticket | None = None
+    limit = services.settings.max_jobs_per_caller
+    if limit:
+        who = caller if caller is not None else caller_behind_host(req.headers, os.environ)
+        try:
+            ticket = await admit(for_requests(services.storage), client, who, limit)
+        except TooManyJobs as exc:
+            log.info("Refused a job from a %s caller %s: %s", who.kind, who.key, exc)
+            return too_many_jobs_response(exc)
+        except StorageError as exc:
+            return _storage_error(exc)
+    request: JobRequest | None = None
     try:
+        stored = await asyncio.to_thread(_store_upload, upload, fmt, services)
+        if isinstance(stored, func.HttpResponse):
+            if ticket is not None:
+                await asyncio.to_thread(ticket.release)
+            return stored
+        request = stored
+        if ticket is not None:
+            await asyncio.to_thread(ticket.hold, request.job_id)  # counted from now on, before it starts
         created = await start_job(client, request)
     except StorageError as exc:
-        return _storage_error(exc, request.job_id)
+        if ticket is not None:
+            await asyncio.to_thread(ticket.release)
+        return _storage_error(exc, request.job_id if request is not None else None)
     status_url = f"{API_PREFIX}/{request.job_id}"
     body = {
         "job_id": request.job_id,

@@ -19,6 +19,10 @@ does not do for it:
 - the declared Content-Length is checked against the upload limit before a byte of the body is
   read (413), and chunked bodies are read only up to that limit;
 - unknown paths get 404 and wrong methods 405 with `Allow`; HEAD is GET without the body.
+
+The per-caller limit on jobs in flight (VARIA_MAX_JOBS_PER_CALLER, shared/core/callers.py) counts
+jobs by the socket's peer address: this server is the edge, so no forwarding or identity header
+is believed.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from werkzeug.wrappers import Request, Response
 from shared.adapters.services import Services, build_services
 from shared.adapters.storage import INPUTS, OUTPUTS
 from shared.config import ConfigError, Settings
+from shared.core.callers import caller_at_edge
 from shared.core.jobs import JobClient, blob_job_id
 from shared.core.steps import manifest_name
 from shared.functions import http_api, web_ui
@@ -260,11 +265,14 @@ class VariaServer:
             merge_slashes=False,
         )
 
-    def _handler(self, endpoint: str) -> Handler:
+    def _handler(self, endpoint: str, peer: str | None = None) -> Handler:
+        """The app's handler for `endpoint`; `peer` is the socket's address, the caller of a job."""
         services, runtime = self.services, self.runtime
 
         async def start_variation(req: func.HttpRequest) -> func.HttpResponse:
-            return await http_api.post_variation(req, runtime, services)
+            # This server is the edge: the peer address is the caller, and no header is believed
+            # (X-Forwarded-For or X-MS-CLIENT-PRINCIPAL-ID would be whatever the client wrote).
+            return await http_api.post_variation(req, runtime, services, caller_at_edge(peer))
 
         async def variation_status(req: func.HttpRequest) -> func.HttpResponse:
             return await http_api.get_variation(req.route_params["job_id"], runtime, services)
@@ -396,7 +404,7 @@ class VariaServer:
             body=body,
         )
         # Each request runs its coroutine on its own loop: the handlers await nothing long-lived.
-        return _to_wsgi(asyncio.run(self._handler(endpoint)(func_request)))
+        return _to_wsgi(asyncio.run(self._handler(endpoint, request.remote_addr)(func_request)))
 
     # ---- running -------------------------------------------------------------------------------
     def _begin(self) -> None:
