@@ -1,6 +1,6 @@
 // Varia on Azure, provisioned by `azd up`: a Flex Consumption function app (Durable Functions),
-// its storage account, Application Insights, Azure OpenAI (chat + GPT-image), Azure AI Vision and
-// Azure AI Content Safety.
+// its storage account, Application Insights, Azure OpenAI (chat + GPT-image, and optionally more
+// GPT-image deployments in other regions), Azure AI Vision and Azure AI Content Safety.
 // Everything is keyless: the app uses a user-assigned managed identity and role assignments, and
 // no resource accepts API keys or storage account keys.
 
@@ -125,6 +125,14 @@ param imageModelVersion string = '2026-04-21'
 @minValue(1)
 param imageCapacity int = 2
 
+// Quota is per region, per subscription and per model: each region listed here gets an account of
+// its own with an image deployment of imageCapacity units, and the app spreads its image calls over
+// all of them (VARIA_IMAGE_DEPLOYMENTS). A string, not an array, so that `azd env set
+// AZURE_OPENAI_IMAGE_REGIONS swedencentral,westus3` works on every azd version and shell.
+// modules/openai-images.bicep refuses a region outside openAiLocation's five (@allowed).
+@description('Regions with a GPT-image deployment, comma-separated (e.g. \'eastus2,swedencentral,westus3\'), each one of openAiLocation\'s five. openAiLocation always has one, listed or not; empty: only openAiLocation.')
+param imageRegions string = ''
+
 @description('GPT-image quality (VARIA_IMAGE_QUALITY): low is the cheapest per image.')
 @allowed([
   'low'
@@ -196,6 +204,16 @@ var resourceToken = toLower(uniqueString(subscription().id, environmentName, loc
 var tags = {
   'azd-env-name': environmentName
 }
+
+// The image regions besides openAiLocation (whose account, modules/openai.bicep, already has an
+// image deployment next to the chat model): spaces dropped, lower case, each once (union() keeps the
+// first of equal items), empty items and openAiLocation left out. The default makes none.
+var extraImageRegions = filter(union(split(replace(toLower(imageRegions), ' ', ''), ','), []), region => (region != '') && (region != openAiLocation))
+
+// One capacity unit of a GPT-image deployment is 3 requests per minute; every image deployment
+// gets imageCapacity units, so the app can draw this many image requests a minute in all.
+var imageRequestsPerMinute = imageCapacity * 3
+var totalImageRequestsPerMinute = imageRequestsPerMinute * (1 + length(extraImageRegions))
 
 // The service name in azure.yaml; azd finds the app to deploy to by this tag.
 var serviceName = 'api'
@@ -286,6 +304,25 @@ module openAi 'modules/openai.bicep' = {
   }
 }
 
+// One account and one image deployment in each extra region, keyless, each with the Cognitive
+// Services OpenAI User role for the app (and for the user, as the main account's roles in rbac.bicep).
+module imageRegionAccounts 'modules/openai-images.bicep' = {
+  name: 'openai-images'
+  scope: rg
+  params: {
+    regions: extraImageRegions
+    namePrefix: 'oai-varia-${resourceToken}'
+    tags: tags
+    deploymentName: imageDeploymentName
+    modelName: imageModelName
+    modelVersion: imageModelVersion
+    capacity: imageCapacity
+    appPrincipalId: identity.outputs.principalId
+    userPrincipalId: grantUserAccess ? principalId : ''
+    userPrincipalType: principalType
+  }
+}
+
 module vision 'modules/vision.bicep' = {
   name: 'vision'
   scope: rg
@@ -334,6 +371,16 @@ module userRoles 'modules/rbac.bicep' = if (grantUserAccess && !empty(principalI
   }
 }
 
+// Every image deployment with its quota, as VARIA_IMAGE_DEPLOYMENTS lists them (keyless: no
+// api_key): the main region's first, then one per extra region.
+var imageDeployments = concat([
+  {
+    endpoint: openAi.outputs.endpoint
+    deployment: openAi.outputs.imageDeploymentName
+    rpm: imageRequestsPerMinute
+  }
+], imageRegionAccounts.outputs.deployments)
+
 // Every setting the code reads (shared/config.py SETTINGS) except the local-only ones: no API
 // keys (the app is keyless) and no local storage folder. tests/test_infra.py keeps this in step.
 var appSettings = {
@@ -361,8 +408,13 @@ var appSettings = {
   VARIA_MAX_VARIATIONS: '4'
   VARIA_MAX_UPLOAD_MB: '20'
   VARIA_SERVICE_TIMEOUT_SECONDS: '120'
-  // One capacity unit of a GPT-image deployment is 3 requests per minute.
-  VARIA_IMAGE_REQUESTS_PER_MINUTE: string(imageCapacity * 3)
+  // What the main region's image deployment allows (the app's fallback when the list is empty).
+  VARIA_IMAGE_REQUESTS_PER_MINUTE: string(imageRequestsPerMinute)
+  VARIA_IMAGE_DEPLOYMENTS: string(imageDeployments)
+  // The code's defaults (shared/config.py): Microsoft's quota table counts GPT-image limits in
+  // requests a minute, and a caller may have 4 jobs in flight through the HTTP API.
+  VARIA_IMAGE_QUOTA_UNIT: 'request'
+  VARIA_MAX_JOBS_PER_CALLER: '4'
   VARIA_PRICES_USD: 'caption=0.0015,compose=0.004,image=0.01,moderation=0.00075'
 }
 
@@ -370,9 +422,10 @@ module functionApp 'modules/functionapp.bicep' = {
   name: 'functionapp'
   scope: rg
   params: {
-    // host.json's maxConcurrentActivityFunctions follows the image quota, as the code's
-    // activity_concurrency() does for the local runtime: max(4, min(32, ceil(rpm / 2))).
-    maxConcurrentActivityFunctions: max(4, min(32, ((imageCapacity * 3) + 1) / 2))
+    // host.json's maxConcurrentActivityFunctions follows the image quota of every deployment
+    // together, as the code's activity_concurrency() does for the local runtime:
+    // max(4, min(32, ceil(rpm / 2))).
+    maxConcurrentActivityFunctions: max(4, min(32, (totalImageRequestsPerMinute + 1) / 2))
     name: 'func-varia-${resourceToken}'
     planName: 'plan-varia-${resourceToken}'
     location: location
@@ -412,6 +465,7 @@ output AZURE_STORAGE_DEADLETTER_CONTAINER_ID string = storage.outputs.deadLetter
 output AZURE_OPENAI_ENDPOINT string = openAi.outputs.endpoint
 output AZURE_OPENAI_CHAT_DEPLOYMENT string = openAi.outputs.chatDeploymentName
 output AZURE_OPENAI_IMAGE_DEPLOYMENT string = openAi.outputs.imageDeploymentName
+output VARIA_IMAGE_DEPLOYMENTS string = string(imageDeployments)
 output AZURE_OPENAI_CHAT_MODEL string = chatModelName
 output AZURE_OPENAI_IMAGE_MODEL string = imageModelName
 output AZURE_VISION_ENDPOINT string = vision.outputs.endpoint

@@ -112,22 +112,78 @@ def resolve(template: Template, value: Any) -> Any:
 
 
 def evaluate(template: Template, value: Any, **parameters: Any) -> Any:
-    """The value of a small Bicep expression (literals, parameters, + * /, string(), min(), max())."""
+    """The value of a small Bicep expression, with `parameters` binding names (parameters, lambda
+    variables, or module and resource symbols as the dicts their properties would be).
+
+    Literals, objects and arrays, '${name}' interpolation, parameters and variables, + - * /, ==,
+    !=, &&, `a.b` and `a[i]`, string(), min(), max(), length(), concat(), union(), split(),
+    replace(), toLower(), filter() and for-expressions: what the templates use to size quota.
+    """
     if isinstance(value, str):
         if value in parameters:
             return parameters[value]
+        if "${" in value:
+            return re.sub(r"\$\{(\w+)\}", lambda m: str(evaluate(template, m.group(1), **parameters)), value)
         resolved = resolve(template, value)
         return resolved if resolved == value else evaluate(template, resolved, **parameters)
+    if isinstance(value, list):
+        return [evaluate(template, item, **parameters) for item in value]
+    if isinstance(value, dict) and "loop_type" in value:
+        detail = value["loop_type"]["detail"]
+        items = evaluate(template, detail["array_name"], **parameters)
+        assert value["condition"] is None, "a filtered for-expression: extend evaluate()"
+        return [
+            evaluate(
+                template,
+                value["config"],
+                **{**parameters, detail["item_name"]: item, detail.get("index_name") or "_": i},
+            )
+            for i, item in enumerate(items)
+        ]
     if isinstance(value, dict) and "operator" in value:
         operator = value["operator"]
+        if operator["type"] == "property_accessor":
+            operands = operator["operands"]
+            found = evaluate(template, operands["operand_1"], **parameters)
+            for name in accessor_path(operands["operand_2"]):
+                found = found[name]
+            return found
         left, right = (evaluate(template, v, **parameters) for v in operator["operands"].values())
-        operations = {"add": lambda: left + right, "multiply": lambda: left * right, "divide": lambda: left // right}
+        operations = {
+            "add": lambda: left + right,
+            "multiply": lambda: left * right,
+            "divide": lambda: left // right,
+            "equals": lambda: left == right,
+            "not_equals": lambda: left != right,
+            "and": lambda: left and right,
+            "index_accessor": lambda: left[right],
+        }
         return operations[operator["type"]]()
     if isinstance(value, dict) and "function" in value:
         function = value["function"]
+        if function["type"] == "filter":
+            arguments = function["parameters"]
+            name = arguments["input_element"]
+            items = evaluate(template, arguments["input_array"], **parameters)
+            return [item for item in items if evaluate(template, arguments["expression"], **{**parameters, name: item})]
         args = [evaluate(template, v, **parameters) for v in function["parameters"].values()]
-        functions = {"string": lambda: str(args[0]), "min": lambda: min(args), "max": lambda: max(args)}
-        return functions[function["type"]]()
+        functions = {
+            # string() of an array or object is its JSON (compact, as ARM writes it).
+            "string": lambda: args[0] if isinstance(args[0], str) else json.dumps(args[0], separators=(",", ":")),
+            "min": lambda: min(args),
+            "max": lambda: max(args),
+            "length": lambda: len(args[0]),
+            "concat": lambda: [item for arg in args for item in arg],
+            # union() of arrays keeps each value once, in first-seen order.
+            "union": lambda: list(dict.fromkeys(json.dumps(item) for arg in args for item in arg)),
+            "split": lambda: args[0].split(args[1]),
+            "replace": lambda: args[0].replace(args[1], args[2]),
+            "to_lower": lambda: args[0].lower(),
+        }
+        result = functions[function["type"]]()
+        return [json.loads(item) for item in result] if function["type"] == "union" else result
+    if isinstance(value, dict):
+        return {key: evaluate(template, item, **parameters) for key, item in value.items()}
     return value
 
 
@@ -159,7 +215,7 @@ def module_call(main: Template, path: str) -> dict[str, Any]:
 def test_infra_has_the_expected_templates() -> None:
     names = {path.relative_to(INFRA).as_posix() for path in BICEP_FILES}
     assert "main.bicep" in names
-    modules = ("storage", "functionapp", "openai", "vision", "contentsafety", "rbac")
+    modules = ("storage", "functionapp", "openai", "openai-images", "vision", "contentsafety", "rbac")
     assert {f"modules/{name}.bicep" for name in modules} <= names
 
 
@@ -450,13 +506,15 @@ def test_function_app_writes_both_setting_sets_and_main_passes_the_code_settings
     assert accessor_path(call["identityId"]) == ["identity", "outputs", "id"]
 
 
-def test_app_setting_values_pass_the_codes_validation(main: Template) -> None:
+def test_app_setting_values_pass_the_codes_validation(main: Template, templates: dict[str, Template]) -> None:
     """The settings as deployed (endpoints filled in) make a valid Settings that uses Azure everywhere."""
     values = main["variables"]["appSettings"]["value"]
     env = {}
     for name, value in values.items():
         path = accessor_path(value)
-        if name.endswith("_ENDPOINT"):
+        if name == "VARIA_IMAGE_DEPLOYMENTS":
+            env[name] = deployed_image_deployments(main, templates, image_regions="", capacity=2)
+        elif name.endswith("_ENDPOINT"):
             assert path[1:] == ["outputs", "endpoint"], name
             env[name] = f"https://{path[0].lower()}-example.cognitiveservices.azure.com/"
         elif path[1:2] == ["outputs"]:  # the identity's client id, the deployment names
@@ -923,9 +981,214 @@ def test_powershell_hook_makes_the_same_subscription() -> None:
 
 
 def test_image_quota_settings_follow_the_deployment_capacity(main: Template) -> None:
-    """3 requests per minute per capacity unit; activity concurrency as the code sizes it locally."""
+    """3 requests per minute per capacity unit; activity concurrency as the code sizes it locally,
+    from the quota of every image deployment together."""
     rpm = main["variables"]["appSettings"]["value"]["VARIA_IMAGE_REQUESTS_PER_MINUTE"]
     concurrency = module_call(main, "modules/functionapp.bicep")["params"]["maxConcurrentActivityFunctions"]
-    for capacity in range(1, 40):
-        assert evaluate(main, rpm, imageCapacity=capacity) == str(capacity * 3)
-        assert evaluate(main, concurrency, imageCapacity=capacity) == activity_concurrency(capacity * 3), capacity
+    for regions, count in (("", 1), ("swedencentral", 2), ("eastus2,swedencentral,westus3,uaenorth,polandcentral", 5)):
+        for capacity in range(1, 40):
+            assert evaluate(main, rpm, imageCapacity=capacity, imageRegions=regions) == str(capacity * 3)
+            expected = activity_concurrency(capacity * 3 * count)
+            assert evaluate(main, concurrency, imageCapacity=capacity, imageRegions=regions) == expected, (
+                regions,
+                capacity,
+            )
+
+
+# --- several image regions: one account and one GPT-image deployment each --------------------
+
+IMAGE_REGIONS = {"eastus2", "polandcentral", "swedencentral", "uaenorth", "westus3"}
+MAIN_IMAGE_ENDPOINT = "https://oai-varia-main.openai.azure.com/"
+
+
+def image_accounts(main: Template, templates: dict[str, Template], image_regions: str) -> list[dict[str, Any]]:
+    """The regional image accounts main.bicep makes for `imageRegions` (the main region's excluded),
+    as ARM would see them: name, location and properties, with the endpoint Azure gives a subdomain."""
+    module = templates["modules/openai-images.bicep"]
+    call = module_call(main, "modules/openai-images.bicep")["params"]
+    bound = {"imageRegions": image_regions, "resourceToken": "tok"}
+    regions = evaluate(main, call["regions"], **bound)
+    assert set(regions) <= allowed_values(module, "regions"), "ARM would refuse a region the module does not allow"
+    body = resources_of(module, "Microsoft.CognitiveServices/accounts")["accounts"]
+    accounts = []
+    for region in regions:
+        account = evaluate(module, body, region=region, namePrefix=evaluate(main, call["namePrefix"], **bound))
+        subdomain = account["properties"]["customSubDomainName"]
+        account["id"] = f"/subscriptions/s/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/{subdomain}"
+        account["properties"]["endpoint"] = f"https://{subdomain}.openai.azure.com/"
+        accounts.append(account)
+    return accounts
+
+
+def deployed_image_deployments(
+    main: Template, templates: dict[str, Template], image_regions: str, capacity: int
+) -> str:
+    """VARIA_IMAGE_DEPLOYMENTS as main.bicep writes it after a deployment with these parameters."""
+    module = templates["modules/openai-images.bicep"]
+    call = module_call(main, "modules/openai-images.bicep")["params"]
+    accounts = image_accounts(main, templates, image_regions)
+    deployment_name = evaluate(main, call["deploymentName"])
+    body = resources_of(module, "Microsoft.CognitiveServices/accounts/deployments")["imageDeployments"]
+    deployments = [{"name": evaluate(module, body["name"], deploymentName=deployment_name)} for _ in accounts]
+    regions = [account["location"] for account in accounts]
+    outputs = evaluate(
+        module,
+        module["outputs"]["deployments"]["value"],
+        regions=regions,
+        accounts=accounts,
+        imageDeployments=deployments,
+        capacity=evaluate(main, call["capacity"], imageCapacity=capacity),
+    )
+    setting = main["variables"]["appSettings"]["value"]["VARIA_IMAGE_DEPLOYMENTS"]
+    main_account = {"outputs": {"endpoint": MAIN_IMAGE_ENDPOINT, "imageDeploymentName": deployment_name}}
+    written = evaluate(
+        main,
+        setting,
+        imageRegions=image_regions,
+        imageCapacity=capacity,
+        openAi=main_account,
+        imageRegionAccounts={"outputs": {"deployments": outputs}},
+    )
+    assert isinstance(written, str)
+    return written
+
+
+def test_image_regions_default_to_the_main_region_alone(main: Template, templates: dict[str, Template]) -> None:
+    """The default deploy makes one image account, the main one, and lists its one deployment."""
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["imageRegions"]["value"] == "${AZURE_OPENAI_IMAGE_REGIONS=}"
+    assert main["parameters"]["imageRegions"]["default"] == ""
+    assert image_accounts(main, templates, "") == []
+    # The main account (modules/openai.bicep, one account, called once) holds the one image deployment.
+    assert len(resources_of(templates["modules/openai.bicep"], "Microsoft.CognitiveServices/accounts")) == 1
+    assert not module_call(main, "modules/openai.bicep").get("loop_type")
+    listed = json.loads(deployed_image_deployments(main, templates, "", capacity=2))
+    assert listed == [{"endpoint": MAIN_IMAGE_ENDPOINT, "deployment": "gpt-image-2", "rpm": 6}]
+    # Listing the main region alone changes nothing.
+    assert image_accounts(main, templates, "eastus2") == []
+
+
+def test_image_regions_are_cleaned_and_each_made_once(main: Template, templates: dict[str, Template]) -> None:
+    accounts = image_accounts(main, templates, " swedencentral, WestUS3,,eastus2,swedencentral ")
+    assert [account["location"] for account in accounts] == ["swedencentral", "westus3"]
+    names = [account["name"] for account in accounts]
+    assert names == ["oai-varia-tok-swedencentral", "oai-varia-tok-westus3"]
+    # Globally unique subdomains within the 64 characters allowed, whatever the region.
+    longest = image_accounts(main, templates, ",".join(sorted(IMAGE_REGIONS)))
+    assert all(len(account["name"]) <= 64 for account in longest) and len(longest) == 4
+
+
+def test_image_regions_are_the_regions_that_serve_gpt_image(main: Template, templates: dict[str, Template]) -> None:
+    module = templates["modules/openai-images.bicep"]
+    assert allowed_values(module, "regions") == allowed_values(main, "openAiLocation") == IMAGE_REGIONS
+
+
+@pytest.mark.parametrize(
+    "regions",
+    ["", "swedencentral", "westus3,swedencentral", "eastus2,polandcentral,swedencentral,uaenorth,westus3"],
+)
+@pytest.mark.parametrize("capacity", [1, 2, 5])
+def test_image_deployments_setting_lists_every_region_with_its_rpm(
+    main: Template, templates: dict[str, Template], regions: str, capacity: int
+) -> None:
+    """The app gets every image deployment, the main region's first, each at capacity x 3 rpm,
+    and shared/config.py accepts the list as it is written."""
+    accounts = image_accounts(main, templates, regions)
+    written = deployed_image_deployments(main, templates, regions, capacity)
+    expected = [{"endpoint": MAIN_IMAGE_ENDPOINT, "deployment": "gpt-image-2", "rpm": capacity * 3}] + [
+        {"endpoint": account["properties"]["endpoint"], "deployment": "gpt-image-2", "rpm": capacity * 3}
+        for account in accounts
+    ]
+    assert json.loads(written) == expected
+    extra = {region for region in regions.split(",") if region} - {"eastus2"}
+    assert {account["location"] for account in accounts} == extra
+
+    settings = Settings.from_env(
+        {
+            "AZURE_OPENAI_ENDPOINT": MAIN_IMAGE_ENDPOINT,
+            "VARIA_IMAGE_PROVIDER": "gpt-image",
+            "VARIA_IMAGE_DEPLOYMENTS": written,
+        }
+    )
+    assert len(settings.image_deployments) == 1 + len(extra)
+    assert {d.rpm for d in settings.image_deployments} == {capacity * 3}
+    assert all(not d.api_key for d in settings.image_deployments)  # keyless
+
+
+def test_regional_image_accounts_are_configured_as_the_main_account(templates: dict[str, Template]) -> None:
+    """Keyless, with a custom subdomain, the same network rules: only the name and region differ."""
+    main_account = only(templates["modules/openai.bicep"], "Microsoft.CognitiveServices/accounts")
+    regional = resources_of(templates["modules/openai-images.bicep"], "Microsoft.CognitiveServices/accounts")
+    assert list(regional) == ["accounts"]
+    account = regional["accounts"]
+    assert account["properties"]["disableLocalAuth"] is True
+    assert account["properties"]["customSubDomainName"] == account["name"] == "${namePrefix}-${region}"
+    assert account["location"] == "region"
+    same = {key: value for key, value in account.items() if key not in ("name", "location")}
+    assert same["properties"].pop("customSubDomainName") == account["name"]
+    expected = {key: value for key, value in main_account.items() if key not in ("name", "location")}
+    expected["properties"] = {k: v for k, v in expected["properties"].items() if k != "customSubDomainName"}
+    assert same == expected
+
+    deployment = only(templates["modules/openai-images.bicep"], "Microsoft.CognitiveServices/accounts/deployments")
+    main_deployment = resources_of(
+        templates["modules/openai.bicep"], "Microsoft.CognitiveServices/accounts/deployments"
+    )["imageDeployment"]
+    assert deployment["sku"] == {"name": "GlobalStandard", "capacity": "capacity"}
+    assert main_deployment["sku"]["name"] == "GlobalStandard"
+    assert deployment["properties"]["model"] == {"format": "OpenAI", "name": "modelName", "version": "modelVersion"}
+
+
+def test_every_regional_account_grants_the_app_the_openai_user_role(
+    main: Template, templates: dict[str, Template]
+) -> None:
+    module = templates["modules/openai-images.bicep"]
+    accounts_loop = module["resources"]["accounts"]["config"]["loop_type"]["detail"]["array_name"]
+    assignments = {
+        symbol: resource["config"]
+        for symbol, resource in module["resources"].items()
+        if resource["type"] == "Microsoft.Authorization/roleAssignments"
+    }
+    assert set(assignments) == {"appOpenAiUser", "userOpenAiUser"}
+    for symbol, loop in assignments.items():
+        # One assignment per account: the same loop, each on its own account.
+        assert loop["loop_type"]["detail"]["array_name"] == accounts_loop == "regions", symbol
+        body = loop["config"]
+        index = loop["loop_type"]["detail"]["index_name"]
+        scope = body["scope"]["operator"]
+        assert scope["type"] == "index_accessor" and scope["operands"] == {"operand_1": "accounts", "operand_2": index}
+        role = body["properties"]["roleDefinitionId"]["function"]["parameters"]
+        assert role["resource_type"] == "Microsoft.Authorization/roleDefinitions"
+        assert resolve(module, role["resource_name_1"]) == OPENAI_USER
+        # Names unique per account, principal and role, as rbac.bicep's.
+        name = body["name"]["function"]["parameters"]
+        base = name["base_string"]["operator"]
+        assert base["type"] == "property_accessor" and base["operands"]["operand_2"] == "id"
+        assert base["operands"]["operand_1"]["operator"] == scope
+        assert name["extra_string_1"] == body["properties"]["principalId"]
+
+    app = assignments["appOpenAiUser"]
+    assert app["condition"] is None, "the app needs the role on every account, always"
+    assert app["config"]["properties"]["principalId"] == "appPrincipalId"
+    assert app["config"]["properties"]["principalType"] == "ServicePrincipal"
+    call = module_call(main, "modules/openai-images.bicep")["params"]
+    assert accessor_path(call["appPrincipalId"]) == ["identity", "outputs", "principalId"]
+    # The user's role follows grantUserAccess, as the main account's (rbac.bicep's userRoles).
+    assert "userPrincipalId" in json.dumps(assignments["userOpenAiUser"]["condition"])
+    assert "grantUserAccess" in json.dumps(call["userPrincipalId"])
+    assert call["userPrincipalType"] == "principalType"
+
+
+def test_image_regions_follow_the_main_image_deployment(main: Template) -> None:
+    """Each regional deployment runs the model, version, name and capacity of the main one."""
+    call = module_call(main, "modules/openai-images.bicep")["params"]
+    main_call = module_call(main, "modules/openai.bicep")["params"]
+    assert (call["modelName"], call["modelVersion"], call["deploymentName"], call["capacity"]) == (
+        main_call["imageModelName"],
+        main_call["imageModelVersion"],
+        main_call["imageDeploymentName"],
+        main_call["imageCapacity"],
+    )
+    assert accessor_path(
+        main["outputs"]["VARIA_IMAGE_DEPLOYMENTS"]["value"]["function"]["parameters"]["value_to_convert"]
+    ) == ["imageDeployments"]
