@@ -9,16 +9,18 @@ CLI runs on the operator's own machine.
 front of the app:
 
 - In Azure with App Service Authentication (Easy Auth) on, the signed-in principal:
-  `X-MS-CLIENT-PRINCIPAL-IDP` + `X-MS-CLIENT-PRINCIPAL-ID`. App Service removes these headers
-  from every incoming request and sets them itself, but only when authentication is enabled,
-  which the platform says in the `WEBSITE_AUTH_ENABLED` environment variable. Without it the
-  headers are whatever the client sent, so they are ignored.
+  `X-MS-CLIENT-PRINCIPAL-IDP` + `X-MS-CLIENT-PRINCIPAL-ID`. With authentication on, App Service
+  sets these headers and does not let an incoming request set them ("Work with user identities in
+  Azure App Service authentication"). The platform says authentication is on in the
+  `WEBSITE_AUTH_ENABLED` environment variable; without it nothing vouches for these headers, so
+  they are ignored.
 - In Azure otherwise (function keys: the app is not told which key was used), the client address
-  from `X-Forwarded-For`. Azure's front end appends the address it accepted the connection from
-  (`ip:port`) to whatever the client sent in that header, so only the LAST hop is Azure's; the
-  earlier ones are the client's to choose, and trusting the first would give everyone a fresh
-  limit per request. Behind another proxy (Front Door, API Management, Application Gateway) the
-  last hop is that proxy, so all its users share one limit: turn on Easy Auth there.
+  from `X-Forwarded-For`. A proxy that finds the header in a request appends to it, so a client
+  can write every hop but the last, and the last is the address Azure's front end accepted the
+  connection from (`ip:port`). Trusting the first hop would give anyone a fresh limit per request.
+  (If the front end replaced the header instead, the last hop would still be its own.) Behind
+  another proxy (Front Door, API Management, Application Gateway) the last hop is that proxy, so
+  all its users share one limit: turn on Easy Auth there.
 - Under `func start` (AZURE_FUNCTIONS_ENVIRONMENT=Development) nothing stands in front of the host,
   so the headers are the client's own and are ignored: every caller is one, "this machine".
 - The local server (`python -m shared.server`) is the edge itself: the socket's peer address,
@@ -34,7 +36,8 @@ counts the tickets before its own that are still in flight:
 
 - `{k}.job.{job_id}`: the ticket's job started (written before the orchestration is started);
   it counts until `outputs/{job}/manifest.json` exists or Durable says the job ended, and then
-  `{k}.done` is written so the next count skips it without asking;
+  `{k}.done` is written so the next count skips it without asking (a job Durable does not know
+  counts for `START_GRACE_S`: its start is under way, or it failed);
 - `{k}.void`: refused, or its request failed before a job started;
 - a ticket with neither is a request deciding now: it counts (a request that died holding it
   stops counting after `START_GRACE_S`).
@@ -44,8 +47,9 @@ requests at once from one caller cannot both take the last place: the later tick
 earlier one. The limit is exact across instances; the cost of exactness is that a request may be
 refused while an earlier one is still deciding (a false 429, never an extra job). Jobs count for
 the day they were started and the next: a job still running 24 to 48 hours after it started no
-longer counts (it is stuck, and Durable's own timeouts end it). Instances whose clocks disagree
-by seconds around midnight UTC could each start a day folder of their own for that moment.
+longer counts (it is stuck). The one gap: for the few seconds around midnight UTC by which two
+instances' clocks disagree, a request on the slow one still claims in yesterday's folder while
+the other has moved on to today's, and the two may then take one place twice.
 """
 
 from __future__ import annotations
