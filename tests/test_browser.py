@@ -2,8 +2,9 @@
 
 The server runs in this process on a free port with offline providers, and each activity is
 slowed down a little so that the page has stages to show (offline jobs otherwise finish in well
-under a second). Without /usr/bin/chromium the test is skipped, except in CI (CI=true), where
-`.ci/run` installs it and a missing browser is a failure.
+under a second); one job's images take 15 s, for the polling test. Without /usr/bin/chromium the
+test is skipped, except in CI (CI=true), where `.ci/run` installs it and a missing browser is a
+failure.
 """
 
 from __future__ import annotations
@@ -32,8 +33,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 PLAYWRIGHT = REPO / "node_modules" / "playwright-core"
 BROWSER_TESTS = REPO / "tests" / "browser"
 ARTIFACTS = REPO / "test-artifacts"
-STEP_DELAY_S = 0.6  # each stage outlasts one poll of the page (400 ms)
+# Each stage outlasts the page's first polls after a stage change (500 ms, then 650 ms), so it shows every stage.
+STEP_DELAY_S = 0.8
 VARIATIONS = 2
+# A job whose prompt holds SLOW_MARK draws its images for SLOW_GENERATE_S: polling.test.mjs counts the page's
+# status requests over that long stage.
+SLOW_MARK = "painted slowly"
+SLOW_GENERATE_S = 15.0
 
 
 def _require(ok: bool, reason: str) -> None:
@@ -47,6 +53,10 @@ def _require(ok: bool, reason: str) -> None:
 def _slowed(activity: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def run(payload: Any) -> Any:
         time.sleep(STEP_DELAY_S)
+        # A generate step's input (persist's, the job's record, has its stage too).
+        drawing = isinstance(payload, dict) and "composition" in payload and "stage" not in payload
+        if drawing and SLOW_MARK in str(payload.get("request", {}).get("prompt", "")):
+            time.sleep(SLOW_GENERATE_S - STEP_DELAY_S)
         return activity(payload)
 
     return run
@@ -75,6 +85,8 @@ def test_the_page_does_the_whole_job_in_headless_chromium(tmp_path: Path) -> Non
         "VARIA_ARTIFACTS": str(ARTIFACTS),
         "VARIA_N": str(VARIATIONS),
         "VARIA_CHROMIUM": str(CHROMIUM),
+        "VARIA_SLOW_PROMPT": f"as a soft watercolour, {SLOW_MARK}",
+        "VARIA_SLOW_SECONDS": str(SLOW_GENERATE_S),
     }
     scripts = sorted(str(p) for p in BROWSER_TESTS.glob("*.test.mjs"))
     try:
@@ -84,7 +96,7 @@ def test_the_page_does_the_whole_job_in_headless_chromium(tmp_path: Path) -> Non
             env=env,
             capture_output=True,
             text=True,
-            timeout=150,
+            timeout=240,
         )
     finally:
         server.close()

@@ -521,14 +521,31 @@ function openJob(id, scroll = false) {
   follow(id);
 }
 
+// Polling a job: soon after each new stage, then less and less often while it stays there (an image model at its
+// quota can take minutes), so a long job costs a status request every 10 s, not two a second. Never sooner than a
+// Retry-After the server sends.
+const POLL = { firstMs: 500, growth: 1.3, mostMs: 10000, retryAfterMostMs: 60000 };
+
+// The pause a Retry-After header asks for (seconds, or an HTTP date), in ms; 0 when there is none.
+function retryAfterMs(response) {
+  const value = response.headers.get('Retry-After');
+  if (!value) return 0;
+  const seconds = Number(value);
+  const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(value) - Date.now();
+  return Number.isFinite(ms) ? Math.min(Math.max(0, ms), POLL.retryAfterMostMs) : 0;
+}
+
 async function follow(id) {
   const token = ++state.pollToken;
-  const started = Date.now();
   let failures = 0;
+  let stage = null;
+  let next = POLL.firstMs; // the pause after this poll while the stage stays the same
   while (token === state.pollToken) {
     let view = null;
+    let asked = 0;
     try {
       const response = await apiFetch(`${API}/${encodeURIComponent(id)}`);
+      asked = retryAfterMs(response);
       if (KEY_REFUSED(response.status)) {
         $('key-box').hidden = false; // polling goes on, and picks up the key once it is typed
         throw new Error('Varia needs its access key: type it in the form.');
@@ -558,11 +575,17 @@ async function follow(id) {
         showResult(job, view);
         return;
       }
+      if (view.stage !== stage) {
+        stage = view.stage;
+        next = POLL.firstMs;
+      }
     }
-    // Offline jobs take a second or two; real image models take a minute. Poll gently after a while.
-    const elapsed = Date.now() - started;
-    const pause = failures ? Math.min(5000, 1000 * failures) : elapsed < 30000 ? 400 : elapsed < 120000 ? 1500 : 3000;
-    await sleep(pause);
+    let pause = Math.min(5000, 1000 * failures);
+    if (!failures) {
+      pause = next;
+      next = Math.min(POLL.mostMs, next * POLL.growth);
+    }
+    await sleep(Math.max(pause, asked));
   }
 }
 
