@@ -9,7 +9,7 @@ from PIL import Image, ImageChops, ImageStat
 
 from shared.adapters.providers.offline import OfflineCaptioner, OfflineComposer, OfflineStylizer, split_request
 from shared.adapters.providers.offline_styles import STYLES, detect_style, stylize
-from shared.core.images import encode_png
+from shared.core.images import encode_png, normalize, open_rgb
 from shared.core.safety import PROFILES
 from tests.images import scene
 
@@ -101,3 +101,22 @@ def test_the_stylizer_follows_the_request_not_the_caption(source: Image.Image) -
     )
     expected = stylize(source, "watercolor", 0, "as a watercolour")
     assert Image.open(io.BytesIO(out)).convert("RGB").tobytes() == expected.tobytes()
+
+
+def test_the_offline_providers_read_the_prepared_image_jpeg_or_transparent_png(source: Image.Image) -> None:
+    """What prepare stores (JPEG; PNG with alpha for a cut-out) is what the offline caption and stylizer read."""
+    photo = normalize(encode_png(scene(600, 400)))
+    assert photo.content_type == "image/jpeg"
+    assert "landscape" in OfflineCaptioner().caption(photo.data).tags
+    out = OfflineStylizer().generate(photo.data, "", request="as sepia", mode="edit", landscape=False, index=0)
+    expected = stylize(open_rgb(photo.data), "sepia", 0, "as sepia")
+    assert Image.open(io.BytesIO(out)).convert("RGB").tobytes() == expected.tobytes()
+
+    cutout = Image.new("RGBA", (600, 400), (0, 0, 0, 0))  # transparent black: read as black, it would caption "dark"
+    cutout.paste(scene(200, 150).convert("RGBA"), (200, 125))
+    transparent = normalize(encode_png(cutout))
+    assert transparent.content_type == "image/png"
+    assert "bright" in OfflineCaptioner().caption(transparent.data).tags  # the background read as white
+    drawn = OfflineStylizer().generate(transparent.data, "", request="as sepia", mode="edit", landscape=False, index=0)
+    corner = Image.open(io.BytesIO(drawn)).convert("L").getpixel((5, 5))
+    assert isinstance(corner, int) and corner > 150  # painted on white, not on the transparent pixels' black

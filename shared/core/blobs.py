@@ -1,7 +1,8 @@
 """The one place blob names are written: where each thing Varia stores lives, by container.
 
 - `uploads/{sha256}.{ext}`: an HTTP or CLI upload, stripped of its metadata
-- `work/{job}/source.png`: the normalized source a job reads
+- `work/{job}/source`: the normalized source a job reads, JPEG or (where it has transparent parts)
+  PNG; no extension, since it is either: the blob's content type says which
 - `work/captions/{sha256}-{captioner}.json`: cached captions, shared by every job on that image,
   and `.json.claim` beside it, the job captioning it now
 - `work/{job}/attempts/{call}.json`: the attempts spent on each paid call (shared/core/budget.py)
@@ -21,7 +22,7 @@ def upload_name(sha256: str, extension: str) -> str:
 
 
 def source_name(job_id: str) -> str:
-    return f"{job_id}/source.png"
+    return f"{job_id}/source"
 
 
 def caption_cache_name(image_sha256: str, captioner: str) -> str:

@@ -33,11 +33,12 @@ class VisionCaptioner:
             endpoint=endpoint, credential=credential, **client_options(timeout_s, retry_total)
         )
 
-    def caption(self, png: bytes) -> CaptionResult:
+    def caption(self, image: bytes) -> CaptionResult:
+        # The prepared image, JPEG or PNG: the SDK sends it as octet-stream and the service reads the format.
         result = call(
             VISION,
             lambda: self._client.analyze(
-                image_data=png,
+                image_data=image,
                 visual_features=[VisualFeatures.CAPTION, VisualFeatures.TAGS],
                 gender_neutral_caption=True,
             ),
