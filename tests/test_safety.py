@@ -181,6 +181,64 @@ def test_a_valid_lexicon_loads(tmp_path: Path) -> None:
     assert load_language(_lexicon(tmp_path)).name == "English"
 
 
+def test_a_lexicon_line_stands_for_its_inflections_alternatives_and_compounds(tmp_path: Path) -> None:
+    path = _lexicon(
+        tmp_path,
+        kids=["stab+", "{hit|kick} {him|a dog}", "*gewehr*"],
+        general=[],
+        allow=["bomb-proof*"],
+        false_friends={},
+    )
+    language = load_language(path)
+    texts = {t.text for t in language.terms}
+    assert {"stab", "stabs", "stabbed", "stabbing", "stabber"} <= texts
+    assert {"hit him", "hit a dog", "kick him", "kick a dog"} <= texts
+    assert [t.inside for t in language.terms if t.text == "gewehr"] == [True]
+    assert {a.text for a in language.allow} == {"bomb proof", "bombproof"}
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a pirate waving a cutlass",  # synonyms and hyponyms
+        "he stabbed the man",  # inflections
+        "a soldier kicking a dog",  # a verb and its victim
+        "ein Jäger mit einem Jagdgewehr",  # the head of a German compound
+        "een jachtgeweer",  # Dutch
+        "een glas rode wijn",
+        "uma granada",  # Portuguese grenade
+        "a glass of prosecco",
+        "a girl in a thong",
+    ],
+)
+def test_synonyms_inflections_and_compounds_are_refused_for_kids(prompt: str) -> None:
+    assert not check_text(prompt, "kids").allowed, prompt
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a killer sunset over the sea",  # idioms and compounds with a risky stem
+        "dead tired after the hike",
+        "a steak knife next to a steak",
+        "a knife and fork on a napkin",
+        "a bomb-proof tent",
+        "a bombproof tent",
+        "a Siamese fighting fish",
+        "a cannon on a castle wall",
+        "Messer und Gabel",
+        "eine Wasserpistole",  # a German compound allowed whole
+        "ein Meerschweinchen",  # "Schwein" is not "Wein"
+        "mort de rire",
+        "una granada abierta",  # Spanish pomegranate
+        "гранат на тарелке",  # Russian pomegranate
+        "Paris au printemps",
+    ],
+)
+def test_innocent_idioms_and_compounds_pass_for_kids(prompt: str) -> None:
+    assert check_text(prompt, "kids").allowed, check_text(prompt, "kids").reason
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -191,6 +249,10 @@ def test_a_valid_lexicon_loads(tmp_path: Path) -> None:
         ({"colour": []}, "unknown keys"),
         ({"false_friends": {"zzz": ["fr"]}}, "not one of its terms"),
         ({"kids": ["!!!"]}, "empty after folding"),
+        ({"kids": ["{hit|kick him"]}, "unbalanced braces"),
+        ({"kids": ["{hit} him"]}, "two alternatives"),
+        ({"kids": ["hit|kick"]}, "'|' outside braces"),
+        ({"kids": ["stab+"], "inflections": []}, "needs the language's 'inflections'"),
     ],
 )
 def test_a_malformed_lexicon_fails_loudly_with_its_path(

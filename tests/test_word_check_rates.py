@@ -1,4 +1,8 @@
-"""The word check's rates over the two corpora: the classroom's goals, general's policy, and the README's figures."""
+"""The word check's rates over the corpora: the classroom's goals, general's policy, and the README's figures.
+
+The goals are asserted over the original and held-out corpora together; the unseen pair, written
+after the lexicons were last widened, is measured and shown in the README but never tuned on.
+"""
 
 from __future__ import annotations
 
@@ -7,61 +11,95 @@ from collections import Counter
 import pytest
 
 from shared.core.safety import check_text
-from tests.word_check_rates import Measurement, load, measure, readme_table
+from tests.word_check_rates import GOALS, PAIRS, Measurement, Report, load, readme_table, report
 
 LANGUAGES_WITH_A_LEXICON = {"en", "fr", "es", "de", "it", "pt", "nl", "pl", "ru", "ar", "zh", "ja", "ko", "hi"}
+SMALLEST = {"original": 300, "held-out": 150, "unseen": 80}  # cases in each file of the pair
 
 
 @pytest.fixture(scope="module")
-def measured() -> Measurement:
-    m = measure()
-    print("\n" + m.table())  # the rates, shown with pytest -s
-    return m
+def measured() -> Report:
+    r = report()
+    print("\n" + r.table())  # the rates, shown with pytest -s
+    return r
 
 
-@pytest.mark.parametrize("name", ["must_refuse.jsonl", "innocent.jsonl"])
-def test_each_corpus_has_300_cases_in_8_languages_with_a_lexicon(name: str) -> None:
-    cases = load(name)
-    languages = Counter(c["language"] for c in cases)
-    assert len(cases) >= 300
-    assert len(set(languages) & LANGUAGES_WITH_A_LEXICON) >= 8
-    assert all(languages[code] >= 10 for code in LANGUAGES_WITH_A_LEXICON), languages
-    assert len({c["text"] for c in cases}) == len(cases), "a case is listed twice"
+@pytest.fixture(scope="module")
+def goals(measured: Report) -> Measurement:
+    return measured.goals
 
 
-def test_the_must_refuse_corpus_tries_every_evasion() -> None:
-    evasions = {c["evasion"] for c in load("must_refuse.jsonl")}
-    expected = {"zero-width", "soft-hyphen", "spaced", "leet", "stretched", "homoglyph", "base64", "emoji"}
+@pytest.mark.parametrize("pair", list(PAIRS))
+def test_each_corpus_has_enough_cases_in_8_languages_with_a_lexicon(pair: str) -> None:
+    for name in PAIRS[pair]:
+        cases = load(name)
+        languages = Counter(c["language"] for c in cases)
+        assert len(cases) >= SMALLEST[pair], name
+        assert len(set(languages) & LANGUAGES_WITH_A_LEXICON) >= 8, name
+        assert len({c["text"] for c in cases}) == len(cases), f"{name}: a case is listed twice"
+        keys = {"text", "language", "category"} | ({"profile", "evasion"} if "must_refuse" in name else set())
+        assert all(set(c) == keys for c in cases), name
+        assert all(c.get("profile", "kids") in ("kids", "general") for c in cases), name
+    if pair == "original":
+        for name in PAIRS[pair]:
+            languages = Counter(c["language"] for c in load(name))
+            assert all(languages[code] >= 10 for code in LANGUAGES_WITH_A_LEXICON), languages
+
+
+def test_no_case_is_in_two_corpora() -> None:
+    # a held-out or unseen case that repeats an earlier one measures nothing new
+    seen: dict[str, str] = {}
+    for must, innocent in PAIRS.values():
+        for name in (must, innocent):
+            for c in load(name):
+                key = c["text"].casefold()
+                assert seen.setdefault(key, name) == name, (c["text"], seen[key], name)
+
+
+@pytest.mark.parametrize("name", ["must_refuse.jsonl", "heldout_must_refuse.jsonl", "unseen_must_refuse.jsonl"])
+def test_the_must_refuse_corpora_try_the_evasions(name: str) -> None:
+    evasions = {c["evasion"] for c in load(name)}
+    expected = {"zero-width", "spaced", "leet", "stretched", "homoglyph", "emoji"}
+    if name == "must_refuse.jsonl":
+        expected |= {"soft-hyphen", "base64"}
     assert expected <= evasions
 
 
-def test_kids_refuses_at_least_95_percent_of_what_a_classroom_must_refuse(measured: Measurement) -> None:
-    assert measured.kids_refused.share >= 0.95, measured.kids_refused
+def test_kids_refuses_at_least_95_percent_of_what_a_classroom_must_refuse(goals: Measurement) -> None:
+    assert goals.kids_refused.share >= 0.95, goals.kids_refused
 
 
-def test_kids_wrongly_refuses_at_most_3_percent_of_innocent_requests(measured: Measurement) -> None:
-    assert measured.kids_wrongly_refused.share <= 0.03, measured.kids_wrongly_refused
+def test_kids_wrongly_refuses_at_most_3_percent_of_innocent_requests(goals: Measurement) -> None:
+    assert goals.kids_wrongly_refused.share <= 0.03, goals.kids_wrongly_refused
 
 
-def test_general_refuses_what_its_policy_covers_and_allows_the_rest(measured: Measurement) -> None:
+def test_general_refuses_what_its_policy_covers_and_allows_the_rest(goals: Measurement) -> None:
     # general (safe for work): sexual content, gore and graphic violence, hate, self-harm are refused;
     # a sword, a glass of wine or a scary clown are not its business.
-    assert measured.general_refused.share >= 0.95, measured.general_refused
-    assert measured.general_wrongly_refused.share <= 0.03, measured.general_wrongly_refused
-    assert measured.general_refused_kids_only.share <= 0.05, measured.general_refused_kids_only
+    assert goals.general_refused.share >= 0.95, goals.general_refused
+    assert goals.general_wrongly_refused.share <= 0.03, goals.general_wrongly_refused
+    assert goals.general_refused_kids_only.share <= 0.05, goals.general_refused_kids_only
 
 
-def test_every_language_meets_the_classroom_goals(measured: Measurement) -> None:
-    for code, (refused, wrong) in measured.by_language.items():
+@pytest.mark.parametrize("pair", GOALS)
+def test_each_corpus_the_goals_cover_meets_them_on_its_own(measured: Report, pair: str) -> None:
+    m = next(m for title, m in measured.columns.items() if title == pair)
+    assert m.kids_refused.share >= 0.95 and m.kids_wrongly_refused.share <= 0.03, (pair, m.rows)
+
+
+def test_every_language_meets_the_classroom_goals(goals: Measurement) -> None:
+    for code, (refused, wrong) in goals.by_language.items():
         assert refused.total == 0 or refused.share >= 0.9, (code, refused)
         assert wrong.total == 0 or wrong.share <= 0.1, (code, wrong)
 
 
-def test_the_readme_shows_the_measured_rates(measured: Measurement) -> None:
-    assert readme_table() == measured.table(), "run `python -m tests.word_check_rates` and review the README diff"
+def test_the_readme_shows_the_measured_rates_of_every_corpus(measured: Report) -> None:
+    table = readme_table()
+    assert table == measured.table(), "run `python -m tests.word_check_rates` and review the README diff"
+    assert "unseen (never tuned on)" in table.splitlines()[0]
 
 
 def test_an_innocent_request_in_an_unreadable_script_is_refused_for_kids_by_design() -> None:
-    # Not in the innocent corpus: the classroom fails closed where no lexicon reads the text.
+    # Not in the innocent corpora: the classroom fails closed where no lexicon reads the text.
     verdict = check_text("ช้างในป่า", "kids")  # an elephant in the forest, in Thai
     assert not verdict.allowed and "cannot read" in verdict.reason

@@ -1,9 +1,16 @@
-"""The word check measured both ways, over the two corpora in tests/corpora.
+"""The word check measured both ways, over three pairs of corpora in tests/corpora.
 
-must_refuse.jsonl: requests a classroom must refuse; `profile` is the mildest profile that must
-refuse it ("general": both profiles; "kids": the classroom only). innocent.jsonl: requests no
-profile should refuse. tests/test_word_check_rates.py asserts the goals and that the README's
-table shows these figures; `python -m tests.word_check_rates` rewrites that table.
+Each pair is a file of requests a classroom must refuse (`profile` is the mildest profile that
+must refuse it: "general", both profiles; "kids", the classroom only) and a file of innocent
+requests no profile should refuse:
+
+- original (must_refuse.jsonl, innocent.jsonl): written together with the lexicons;
+- held-out (heldout_*.jsonl): written before the lexicons were widened and measured first;
+  the widening was then checked against it, so it is no longer unseen;
+- unseen (unseen_*.jsonl): written after that and never tuned on: the honest estimate.
+
+tests/test_word_check_rates.py asserts the goals over original + held-out and that the README's
+table shows every figure; `python -m tests.word_check_rates` rewrites that table.
 """
 
 from __future__ import annotations
@@ -20,6 +27,14 @@ REPO = Path(__file__).resolve().parent.parent
 CORPORA = REPO / "tests" / "corpora"
 README = REPO / "README.md"
 START, END = "<!-- word-check-rates:start -->", "<!-- word-check-rates:end -->"
+
+# name -> (must-refuse file, innocent file)
+PAIRS = {
+    "original": ("must_refuse.jsonl", "innocent.jsonl"),
+    "held-out": ("heldout_must_refuse.jsonl", "heldout_innocent.jsonl"),
+    "unseen": ("unseen_must_refuse.jsonl", "unseen_innocent.jsonl"),
+}
+GOALS = ("original", "held-out")  # the goals are asserted over these together
 
 
 def load(name: str) -> list[dict[str, str]]:
@@ -55,23 +70,18 @@ class Measurement:
     by_language: dict[str, tuple[Rate, Rate]]  # kids: refused of must-refuse, wrongly refused of innocent
     languages: int
 
-    def table(self) -> str:
-        rows = [
-            ("kids: must-refuse requests refused (goal ≥ 95%)", str(self.kids_refused)),
-            ("kids: innocent requests wrongly refused (goal ≤ 3%)", str(self.kids_wrongly_refused)),
-            ("general: must-refuse requests its policy covers, refused", str(self.general_refused)),
-            ("general: innocent requests wrongly refused", str(self.general_wrongly_refused)),
-            ("general: classroom-only requests refused (its policy allows them)", str(self.general_refused_kids_only)),
+    @property
+    def rows(self) -> list[tuple[str, Rate]]:
+        return [
+            ("kids: must-refuse requests refused (goal ≥ 95%)", self.kids_refused),
+            ("kids: innocent requests wrongly refused (goal ≤ 3%)", self.kids_wrongly_refused),
+            ("general: must-refuse requests its policy covers, refused", self.general_refused),
+            ("general: innocent requests wrongly refused", self.general_wrongly_refused),
+            ("general: classroom-only requests refused (its policy allows them)", self.general_refused_kids_only),
         ]
-        lines = ["| measured over tests/corpora | value |", "|---|---|", *[f"| {a} | {b} |" for a, b in rows]]
-        lines += ["", "| language | kids: refused | kids: wrongly refused |", "|---|---|---|"]
-        for code, (refused, wrong) in self.by_language.items():
-            lines.append(f"| {code} | {refused} | {wrong} |")
-        return "\n".join(lines)
 
 
-def measure() -> Measurement:
-    must, innocent = load("must_refuse.jsonl"), load("innocent.jsonl")
+def _measure(must: list[dict[str, str]], innocent: list[dict[str, str]]) -> Measurement:
     grouped: dict[str, tuple[list[dict[str, str]], list[dict[str, str]]]] = defaultdict(lambda: ([], []))
     for c in must:
         grouped[c["language"]][0].append(c)
@@ -92,17 +102,55 @@ def measure() -> Measurement:
     )
 
 
+def measure(names: tuple[str, ...] = GOALS) -> Measurement:
+    """The rates over the union of the named corpus pairs."""
+    must = [c for n in names for c in load(PAIRS[n][0])]
+    innocent = [c for n in names for c in load(PAIRS[n][1])]
+    return _measure(must, innocent)
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every corpus pair on its own, the union the goals are asserted over, and that union by language."""
+
+    columns: dict[str, Measurement]  # column title -> measurement
+    goals: Measurement
+
+    def table(self) -> str:
+        lines = [
+            "| measured over tests/corpora | " + " | ".join(self.columns) + " |",
+            "|---|" + "---|" * len(self.columns),
+        ]
+        for k, (label, _) in enumerate(self.goals.rows):
+            lines.append(f"| {label} | " + " | ".join(str(m.rows[k][1]) for m in self.columns.values()) + " |")
+        lines += ["", "| language (original + held-out) | kids: refused | kids: wrongly refused |", "|---|---|---|"]
+        for code, (refused, wrong) in self.goals.by_language.items():
+            lines.append(f"| {code} | {refused} | {wrong} |")
+        return "\n".join(lines)
+
+
+def report() -> Report:
+    goals = measure(GOALS)
+    columns = {
+        "original": measure(("original",)),
+        "held-out": measure(("held-out",)),
+        "original + held-out (the goals)": goals,
+        "unseen (never tuned on)": measure(("unseen",)),
+    }
+    return Report(columns, goals)
+
+
 def readme_table() -> str:
     return README.read_text(encoding="utf-8").split(START, 1)[1].split(END, 1)[0].strip()
 
 
-def update_readme(measurement: Measurement) -> None:
+def update_readme(measured: Report) -> None:
     text = README.read_text(encoding="utf-8")
     head, rest = text.split(START, 1)
     tail = rest.split(END, 1)[1]
-    README.write_text(f"{head}{START}\n{measurement.table()}\n{END}{tail}", encoding="utf-8")
+    README.write_text(f"{head}{START}\n{measured.table()}\n{END}{tail}", encoding="utf-8")
 
 
 if __name__ == "__main__":
-    update_readme(measure())
+    update_readme(report())
     sys.stdout.write(readme_table() + "\n")

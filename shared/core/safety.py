@@ -10,8 +10,10 @@ look-alikes mapped within a mixed-script word, leetspeak ("bl00d", "k!ll", "@lco
 stretched ("bloooood"), letters spaced out ("b l o o d", "b.l.o.o.d") and words broken by
 punctuation ("kn-ife") joined. Obvious base64 chunks are decoded and checked too.
 
-Each language's terms match at the start of a word (a term ending in "*" is a stem; any other term
-is a whole word or phrase); Chinese and Japanese, written without spaces, match anywhere. An
+Each language's terms match at the start of a word (a term ending in "*" is a stem, one ending in
+"+" takes the language's `inflections`, one starting with "*" is a compound head matched inside a
+word, "{a|b}" spells alternatives; any other term is a whole word or phrase); Chinese and
+Japanese, written without spaces, match anywhere. An
 allow-listed phrase ("blood orange", "killer whale", "черепаха") is taken out before the terms are
 looked for, so the rest of the text is still checked. A false friend ("sang": French blood, English
 past of sing) is refused only when the text does not read as the language where it is innocent.
@@ -75,6 +77,7 @@ class Term:
     language: str
     profile: str  # the profile whose list names it ("general" applies to kids too)
     innocent_in: tuple[str, ...] = ()  # languages where the same word is innocent (a false friend)
+    inside: bool = False  # may start inside a word: the head of a compound ("*gewehr*")
 
 
 @dataclass(frozen=True)
@@ -102,13 +105,59 @@ def _strings(value: Any, path: Path, key: str) -> list[str]:
     return list(value)
 
 
-def _term(raw: str, language: str, profile: str, path: Path, substring: bool) -> Term:
-    stem = raw.endswith("*")
-    body = raw[:-1] if stem else raw
-    _require(not (stem and substring), path, f"'{raw}': a substring language has no stems (drop the '*')")
-    folded = plain(body)
-    _require(folded != "" and "*" not in folded, path, f"'{raw}' is empty after folding")
-    return Term(folded, stem, language, profile)
+def _expanded(raw: str, path: Path) -> list[str]:
+    """A term with alternatives in braces, "{hit|kick}s {him|her}", as every phrase it stands for."""
+    _require(raw.count("{") == raw.count("}"), path, f"'{raw}': unbalanced braces")
+    m = re.search(r"\{([^{}]*)\}", raw)
+    if m is None:
+        _require("|" not in raw and "{" not in raw, path, f"'{raw}': '|' outside braces")
+        return [raw]
+    options = m.group(1).split("|")
+    _require(len(options) > 1, path, f"'{raw}': braces need two alternatives or more")
+    return [x for o in options for x in _expanded(raw[: m.start()] + o + raw[m.end() :], path)]
+
+
+def _inflected(body: str, suffixes: tuple[str, ...]) -> list[str]:
+    """A stem with each of its language's endings; for Latin letters, also with the last consonant
+    doubled ("stab" -> "stabbed") or the final e dropped ("strangle" -> "strangling") before a vowel."""
+    forms = [body + s for s in ("", *suffixes)]
+    last = body[-1:]
+    if last.isascii() and last.isalpha():
+        for s in suffixes:
+            if s[:1] in "aeiouy" and s:
+                if last not in "aeiouywx":
+                    forms.append(body + last + s)
+                if last == "e":
+                    forms.append(body[:-1] + s)
+    return forms
+
+
+def _terms(
+    raw: str, language: str, profile: str, path: Path, substring: bool, suffixes: tuple[str, ...] = ()
+) -> list[Term]:
+    """The entries one line of a lexicon stands for.
+
+    "word" a whole word or phrase; "stem*" any word starting with it; "stem+" the stem with one of
+    the language's `inflections`; a leading "*" ("*gewehr*") lets the term start inside a word, the
+    head of a compound ("Jagdgewehr"); "{a|b}" alternatives.
+    """
+    out: list[Term] = []
+    for text in _expanded(raw, path):
+        inside = text.startswith("*") and len(text) > 1
+        body = text[1:] if inside else text
+        stem = body.endswith("*")
+        inflect = body.endswith("+")
+        body = body[:-1] if stem or inflect else body
+        _require(not ((stem or inflect or inside) and substring), path, f"'{raw}': a substring language has no stems")
+        _require(not inflect or bool(suffixes), path, f"'{raw}': '+' needs the language's 'inflections'")
+        for form in _inflected(body, suffixes) if inflect else [body]:
+            folded = plain(form)
+            _require(folded != "" and "*" not in folded and "+" not in folded, path, f"'{raw}' is empty after folding")
+            out.append(Term(folded, stem, language, profile, inside=inside))
+            squeezed = plain(re.sub(r"[^\w\s*+]", "", form))
+            if profile == "allow" and squeezed != folded and squeezed:
+                out.append(Term(squeezed, stem, language, profile, inside=inside))  # "bomb-proof": "bombproof"
+    return out
 
 
 def load_language(path: Path) -> Language:
@@ -119,7 +168,7 @@ def load_language(path: Path) -> Language:
         raise LexiconError(f"{path}: not readable JSON ({exc})") from None
     _require(isinstance(data, dict), path, "must be a JSON object")
     known = {"about", "language", "name", "scripts", "match", "markers", "prefixes", "general", "kids", "allow"}
-    known |= {"false_friends"}
+    known |= {"false_friends", "inflections"}
     unknown = set(data) - known
     _require(not unknown, path, f"unknown keys {sorted(unknown)}")
     for key in ("language", "name", "scripts", "match", "general", "kids"):
@@ -129,21 +178,27 @@ def load_language(path: Path) -> Language:
     _require(data["match"] in ("word", "substring"), path, "'match' must be 'word' or 'substring'")
     substring = data["match"] == "substring"
     scripts = _strings(data["scripts"], path, "scripts")
+    suffixes = tuple(plain(x) for x in _strings(data.get("inflections", []), path, "inflections"))
     terms = [
-        _term(raw, code, profile, path, substring)
+        term
         for profile in PROFILE_NAMES
         for raw in _strings(data[profile], path, profile)
+        for term in _terms(raw, code, profile, path, substring, suffixes)
     ]
-    allow = [_term(raw, code, "allow", path, substring) for raw in _strings(data.get("allow", []), path, "allow")]
+    allow = [
+        term
+        for raw in _strings(data.get("allow", []), path, "allow")
+        for term in _terms(raw, code, "allow", path, substring, suffixes)
+    ]
     friends = data.get("false_friends", {})
     _require(isinstance(friends, dict), path, "'false_friends' must map a term to the languages where it is innocent")
     guarded: dict[str, tuple[str, ...]] = {}
     for raw, languages in friends.items():
-        guarded[plain(raw.rstrip("*"))] = tuple(_strings(languages, path, f"false_friends.{raw}"))
-        _require(
-            any(t.text == plain(raw.rstrip("*")) for t in terms), path, f"false friend '{raw}' is not one of its terms"
-        )
-    terms = [Term(t.text, t.stem, t.language, t.profile, guarded.get(t.text, ())) for t in terms]
+        innocent_in = tuple(_strings(languages, path, f"false_friends.{raw}"))
+        forms = {t.text for t in _terms(raw, code, "friend", path, substring, suffixes)}
+        _require(forms <= {t.text for t in terms}, path, f"false friend '{raw}' is not one of its terms")
+        guarded.update(dict.fromkeys(forms, innocent_in))
+    terms = [Term(t.text, t.stem, t.language, t.profile, guarded.get(t.text, ()), t.inside) for t in terms]
     return Language(
         code=code,
         name=str(data["name"]),
@@ -421,7 +476,7 @@ def _bare_emoji(text: str) -> str:
 @dataclass(frozen=True)
 class _Matcher:
     language: Language
-    pattern: re.Pattern[str] | None  # finds candidate positions of the profile's terms
+    patterns: tuple[tuple[re.Pattern[str], bool], ...]  # candidate positions of the terms, and whether inside words
     table: dict[str, tuple[Term, ...]]  # folded term -> its entries
     lengths: tuple[int, ...]  # the lengths of the terms, longest first
 
@@ -443,9 +498,15 @@ def _matcher(language: Language, profile: str) -> _Matcher:
     table: dict[str, list[Term]] = {}
     for t in terms:
         table.setdefault(t.text, []).append(t)
-    pattern = re.compile(_start(language) + f"(?P<t>{_alternation(set(table))})") if table else None
+    patterns = []
+    at_start = {t.text for t in terms if not t.inside}
+    if at_start:
+        patterns.append((re.compile(_start(language) + f"(?P<t>{_alternation(at_start)})"), False))
+    inside = {t.text for t in terms if t.inside}
+    if inside:
+        patterns.append((re.compile(f"(?P<t>{_alternation(inside)})"), True))
     lengths = tuple(sorted({len(k) for k in table}, reverse=True))
-    return _Matcher(language, pattern, {k: tuple(v) for k, v in table.items()}, lengths)
+    return _Matcher(language, tuple(patterns), {k: tuple(v) for k, v in table.items()}, lengths)
 
 
 @dataclass(frozen=True)
@@ -462,22 +523,22 @@ def _masked(reading: str, allow: re.Pattern[str] | None) -> str:
 
 
 def _hits(m: _Matcher, text: str) -> Iterator[_Hit]:
-    if m.pattern is None:
-        return
-    pos = 0
-    while True:
-        found = m.pattern.search(text, pos)
-        if found is None:
-            return
-        at = found.start("t")
-        for length in m.lengths:
-            if at + length > len(text):
-                continue
-            for term in m.table.get(text[at : at + length], ()):
-                end = at + length
-                if m.language.substring or term.stem or end == len(text) or text[end] == " ":
-                    yield _Hit(term, at, end)
-        pos = found.start() + 1
+    for pattern, inside in m.patterns:
+        pos = 0
+        while True:
+            found = pattern.search(text, pos)
+            if found is None:
+                break
+            at = found.start("t")
+            for length in m.lengths:
+                if at + length > len(text):
+                    continue
+                for term in m.table.get(text[at : at + length], ()):
+                    end = at + length
+                    whole = m.language.substring or term.stem or end == len(text) or text[end] == " "
+                    if whole and term.inside == inside:
+                        yield _Hit(term, at, end)
+            pos = found.start() + 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -561,15 +622,17 @@ class _Compiled:
 def _allow_pattern(entries: list[Term], anywhere: bool) -> re.Pattern[str] | None:
     if not entries:
         return None
-    stems = {e.text for e in entries if e.stem}
-    whole = {e.text for e in entries if not e.stem}
-    parts = []
-    if stems:
-        parts.append(f"(?:{_alternation(stems)})")
-    if whole:
-        parts.append(f"(?:{_alternation(whole)})" + ("" if anywhere else r"(?![^ ])"))
     start = "" if anywhere else r"(?<![^ ])"
-    return re.compile(start + "(?P<a>" + "|".join(parts) + ")")
+    parts = []
+    for inside in (False, True):
+        stems = {e.text for e in entries if e.stem and e.inside == inside}
+        whole = {e.text for e in entries if not e.stem and e.inside == inside}
+        at = "" if inside else start
+        if stems:
+            parts.append(at + f"(?:{_alternation(stems)})")
+        if whole:
+            parts.append(at + f"(?:{_alternation(whole)})" + ("" if anywhere else r"(?![^ ])"))
+    return re.compile("(?P<a>" + "|".join(parts) + ")")
 
 
 @cache
