@@ -6,6 +6,6 @@ a refused function stops the host from loading any function at all. Plain `dict`
 host-contract suite (tests/worker) indexes the app with the real worker to keep it so.
 """
 
-from . import caption, compose, generate, persist, prepare
+from . import caption, compose, generate, persist, prepare, reserve
 
-BLUEPRINTS = (prepare.bp, caption.bp, compose.bp, generate.bp, persist.bp)
+BLUEPRINTS = (prepare.bp, caption.bp, compose.bp, reserve.bp, generate.bp, persist.bp)

@@ -1,4 +1,4 @@
-"""Activity `generate`: draw one variation; skips an index whose image is already stored."""
+"""Activity `generate`: one image request of a job (one variation, or several in one request); skips stored ones."""
 
 import azure.durable_functions as df
 

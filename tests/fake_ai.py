@@ -195,6 +195,9 @@ OPERATION_NAMES = {
 ComposeReply = Callable[[list[dict[str, Any]]], dict[str, Any]]
 
 
+_NOT_COUNTED = object()  # Call.quota_key of a call no image quota counted
+
+
 @dataclass
 class Call:
     """One request the fake received, and what it answered."""
@@ -216,6 +219,7 @@ class Call:
     size: str | None = None  # image calls: the size asked for, as sent ("1536x1024", "auto"), None if not sent
     quality: str | None = None  # image calls: the quality asked for, None if not sent
     billed: bool = False  # whether Azure would bill this call (see BILLED_FAULTS)
+    quota_key: Any = field(default=_NOT_COUNTED, repr=False)  # the image quota that counted it, if any
 
 
 @dataclass
@@ -542,8 +546,10 @@ class FakeAzureAI:
         self.image_size_override: tuple[int, int] | None = None
         self._lock = threading.Lock()
         self._faults: dict[str, deque[tuple[str, dict[str, Any]]]] = {}
-        self._limit: tuple[int, float] | None = None
-        self._granted: deque[float] = deque()  # arrival times of image calls let through, newest last
+        # Image quota, per deployment (None: every deployment together): (requests, window_s, per_image).
+        self._limits: dict[str | None, tuple[int, float, bool]] = {}
+        # Per quota: (arrival time, images counted) of the image calls let through, newest last.
+        self._granted: dict[str | None, deque[tuple[float, int]]] = {}
         self._images_made = 0
         self._arrivals: dict[str, int] = {}
         self._holds: dict[str, set[int]] = {}
@@ -593,7 +599,7 @@ class FakeAzureAI:
         with self._lock:
             self.calls.clear()
             self._faults.clear()
-            self._limit = None
+            self._limits.clear()
             self._granted.clear()
             self._arrivals.clear()
             self._holds.clear()
@@ -623,13 +629,20 @@ class FakeAzureAI:
             queue = self._faults.setdefault(route, deque())
             queue.extend((fault, dict(options)) for _ in range(times))
 
-    def limit_images(self, requests: int, window_s: float) -> None:
-        """Allow at most `requests` image calls (generate + edit) in any `window_s` seconds (a sliding window)."""
+    def limit_images(
+        self, requests: int, window_s: float, *, deployment: str | None = None, per_image: bool = False
+    ) -> None:
+        """Allow at most `requests` image calls (generate + edit) in any `window_s` seconds (a sliding window).
+
+        Counted when a call arrives, as Azure does. `deployment` limits that deployment alone (the
+        `model` a call names), as each Azure deployment has its own quota; None counts every call
+        together. `per_image` counts a call of n images as n (as if the quota counted images).
+        """
         if requests < 1 or window_s <= 0:
             raise ValueError("limit_images needs requests >= 1 and window_s > 0")
         with self._lock:
-            self._limit = (requests, window_s)
-            self._granted.clear()
+            self._limits[deployment] = (requests, window_s, per_image)
+            self._granted[deployment] = deque()
 
     def hold(self, route: str, *numbers: int) -> None:
         """Leave these arrivals on `route` (1 = the first call) unanswered until `release()`: calls in flight."""
@@ -691,24 +704,35 @@ class FakeAzureAI:
             queue = self._faults.get(route)
             return queue.popleft() if queue else None
 
-    def _take_image_slot(self) -> float | None:
-        """Reserve a slot under the rate limit; None if granted, else the seconds until one frees up."""
+    def _take_image_slot(self, call: Call) -> float | None:
+        """Count this call under its quota; None if granted, else the seconds until the window has room."""
+        params: dict[str, Any] = call.json if isinstance(call.json, dict) else call.form
+        try:
+            images = max(1, int(params.get("n") or 1))
+        except (TypeError, ValueError):
+            images = 1
         with self._lock:
-            if self._limit is None:
+            key = call.model if call.model in self._limits else None
+            if key not in self._limits:
                 return None
-            requests, window_s = self._limit
+            requests, window_s, per_image = self._limits[key]
+            count = images if per_image else 1
+            granted = self._granted[key]
             now = time.monotonic()
-            while self._granted and self._granted[0] <= now - window_s:
-                self._granted.popleft()
-            if len(self._granted) >= requests:
-                return self._granted[0] + window_s - now
-            self._granted.append(now)
+            while granted and granted[0][0] <= now - window_s:
+                granted.popleft()
+            used = sum(n for _, n in granted)
+            if used + count > requests:
+                return (granted[0][0] + window_s - now) if granted else window_s
+            granted.append((now, count))
+            call.quota_key = key
             return None
 
-    def _give_back_image_slot(self) -> None:
+    def _give_back_image_slot(self, call: Call) -> None:
         with self._lock:
-            if self._limit is not None and self._granted:
-                self._granted.pop()
+            granted = self._granted.get(call.quota_key) if call.quota_key is not _NOT_COUNTED else None
+            if granted:
+                granted.pop()
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep unless the server stops first; False if it did."""
@@ -944,6 +968,12 @@ class _Handler(BaseHTTPRequestHandler):
         while held is not None and not held.wait(0.05):
             if fake._stopping.is_set():
                 return None
+        if call.route in IMAGE_ROUTES:  # the rate limit counts a call when it arrives
+            wait = fake._take_image_slot(call)
+            if wait is not None:
+                call.fault = RATE_LIMIT_FAULT
+                headers = {"retry-after": str(max(1, math.ceil(wait))), "retry-after-ms": str(math.ceil(wait * 1000))}
+                return _rate_limited(call.route, headers, wait)
         if not fake._sleep(fake.latency.get(call.route, 0.0)):
             return None  # the server is stopping
         queued = fake._next_fault(call.route)
@@ -957,12 +987,6 @@ class _Handler(BaseHTTPRequestHandler):
                     return None  # the client gave up (its timeout fired) or the server is stopping
             elif call.fault != "no-caption":  # no-caption is the route's own answer, short of its caption
                 return _fault_reply(call, call.fault, options)
-        if call.route in IMAGE_ROUTES:
-            wait = fake._take_image_slot()
-            if wait is not None:
-                call.fault = RATE_LIMIT_FAULT
-                headers = {"retry-after": str(max(1, math.ceil(wait))), "retry-after-ms": str(math.ceil(wait * 1000))}
-                return _rate_limited(call.route, headers, wait)
         handlers: dict[str, Callable[[Call], _Reply]] = {
             "chat": fake._chat,
             "images.generate": fake._generate,
@@ -975,7 +999,7 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("fake_ai: the %s handler failed", call.route)
             reply = _error(500, "FakeServerError", f"fake_ai {call.route} handler failed: {exc!r}")
         if call.route in IMAGE_ROUTES and not 200 <= reply.status < 300:
-            fake._give_back_image_slot()
+            fake._give_back_image_slot(call)
         if billed_as_answered:
             call.billed = 200 <= reply.status < 300
         return reply

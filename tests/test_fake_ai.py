@@ -517,6 +517,25 @@ def test_limit_images_answers_429_beyond_the_limit_within_a_window(fake: FakeAzu
             client.images.generate(model="gpt-image-1", prompt="p")
 
 
+def test_each_deployment_has_its_own_quota_counted_by_request_or_by_image(fake: FakeAzureAI) -> None:
+    """Azure's quota is per deployment: a limit on one leaves the other free; per_image counts n images as n."""
+    fake.image_size_override = (8, 8)
+    fake.limit_images(1, 5.0, deployment="sweden")
+    fake.limit_images(3, 5.0, deployment="poland", per_image=True)
+    with make_openai(fake, max_retries=0) as client:
+        client.images.generate(model="sweden", prompt="p", n=4)  # one request: counted once
+        with pytest.raises(openai.RateLimitError):
+            client.images.generate(model="sweden", prompt="p")
+        client.images.generate(model="poland", prompt="p", n=2)  # two of poland's three images
+        with pytest.raises(openai.RateLimitError):
+            client.images.generate(model="poland", prompt="p", n=2)
+        client.images.generate(model="poland", prompt="p", n=1)
+        client.images.generate(model="elsewhere", prompt="p", n=4)  # no limit on it
+    assert [(c.model, c.status) for c in fake.calls] == [
+        ("sweden", 200), ("sweden", 429), ("poland", 200), ("poland", 429), ("poland", 200), ("elsewhere", 200)
+    ]  # fmt: skip
+
+
 def test_concurrent_calls_are_all_logged_in_arrival_order(fake: FakeAzureAI) -> None:
     fake.latency["images.generate"] = 0.3
     fake.image_size_override = (8, 8)

@@ -29,12 +29,12 @@ def _binding(bindings: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 def test_production_functions_and_bindings(monkeypatch: pytest.MonkeyPatch) -> None:
     functions = _index(monkeypatch, "Production")
     assert set(functions) == {
-        "orchestrate_job", "prepare", "caption", "compose", "generate", "persist",
+        "orchestrate_job", "prepare", "caption", "compose", "reserve", "generate", "persist",
         "start_variation", "variation_status", "variation_image", BLOB_FUNCTION_NAME,
         "web_ui_index", "web_ui_file",
     }  # fmt: skip
     assert _binding(functions["orchestrate_job"], "orchestrationTrigger")["name"] == "context"
-    for activity in ("prepare", "caption", "compose", "generate", "persist"):
+    for activity in ("prepare", "caption", "compose", "reserve", "generate", "persist"):
         assert _binding(functions[activity], "activityTrigger")["name"] == "payload"
 
     blob = _binding(functions[BLOB_FUNCTION_NAME], "blobTrigger")

@@ -16,8 +16,9 @@ from azure.storage.blob import BlobServiceClient
 from PIL import Image, ImageChops, ImageStat
 
 from shared.adapters.services import Services, build_services
-from shared.adapters.storage import INPUTS, OUTPUTS, BlobStorage
+from shared.adapters.storage import INPUTS, OUTPUTS, WORK, BlobStorage
 from shared.config import Settings
+from shared.core.blobs import source_name
 from shared.functions.blob_trigger import handle_blob
 from shared.functions.http_api import post_variation
 from shared.local.cli import make_runtime
@@ -78,12 +79,18 @@ def test_full_job_makes_exactly_one_caption_one_compose_and_n_image_calls(
     assert "<caption>" in user["content"] and "<request>\nas a watercolour\n</request>" in user["content"]
     assert chat.json["response_format"]["type"] == "json_schema"
 
-    # Each edit got the normalized source and the composed prompt.
+    # Each edit got the normalized source (a JPEG: the sample is an opaque photo) and the composed prompt;
+    # AI Vision got the same bytes.
+    stored_source = azure_services.storage.info(WORK, source_name(request.job_id))
+    assert stored_source is not None and stored_source.content_type == "image/jpeg"
+    vision = next(c for c in fake.calls if c.route == "vision.analyze")
+    assert vision.files["body"][0].startswith(b"\xff\xd8\xff")
     for call in (c for c in fake.calls if c.route == "images.edit"):
         assert call.form["prompt"] == manifest["composition"]["output_prompt"]
         deployment = azure_services.settings.image_deployment
         assert call.form["model"] == deployment and call.form["quality"] == "low"
-        assert call.files["image"][0].startswith(b"\x89PNG")
+        assert call.files["image"][0] == vision.files["body"][0] and call.status == 200
+    assert azure_services.storage.get(WORK, source_name(request.job_id)) == vision.files["body"][0]
 
     times = _last_modified(azurite, request.job_id)
     assert set(times) == {"variation-0.png", "variation-1.png", "variation-2.png", "manifest.json"}
@@ -153,17 +160,29 @@ def test_content_filter_error_code_variant_is_a_refusal_too(
 def test_rate_limited_image_call_is_retried_and_the_job_succeeds(
     azure_services: Services, fake: FakeAzureAI, sample_png: bytes
 ) -> None:
-    fake.fail_next("images.edit", "429", retry_after=12)
+    fake.fail_next("images.edit", "429", retry_after=3)
     instance = run_job(azure_services, upload_request(azure_services, sample_png, n=1))
     manifest = instance.output
     assert manifest["status"] == "succeeded"
     assert fake.count("images.edit") == 2 and fake.paid("images.edit") == 1
     assert manifest["paid_calls"]["image"] == {"attempted": 2, "delivered": 1}
-    # The second round waited as long as the service asked, on a durable timer (not in the SDK).
-    timers = [e for e in instance.history if e["EventType"] == 10]  # TimerCreated
-    assert len(timers) == 1
-    asked = dt.datetime.fromisoformat(timers[0]["FireAt"]) - dt.datetime.fromisoformat(timers[0]["Timestamp"])
-    assert asked.total_seconds() >= 11.9
+    # The second round waited as long as the service asked, on a durable timer (not in the SDK) ...
+    timers = _timers_asked(instance.history)
+    assert timers[0] >= 2.99
+    # ... and the shared quota held the deployment off as long: the retry reached it no sooner.
+    edits = [c for c in fake.calls if c.route == "images.edit"]
+    assert edits[1].started - edits[0].finished >= 2.9
+
+
+def _timers_asked(history: list[dict[str, Any]]) -> list[float]:
+    """Each durable timer's length as the orchestrator asked: FireAt minus the orchestration time it ran at."""
+    asked, now = [], None
+    for event in history:
+        if event["EventType"] == 12:  # OrchestratorStarted: current_utc_datetime for the episode
+            now = dt.datetime.fromisoformat(event["Timestamp"])
+        elif event["EventType"] == 10 and now is not None:  # TimerCreated
+            asked.append((dt.datetime.fromisoformat(event["FireAt"]) - now).total_seconds())
+    return asked
 
 
 @pytest.mark.parametrize(
@@ -182,9 +201,7 @@ def test_the_second_round_waits_as_long_as_the_service_asked_and_no_longer(
     fake.fail_next("images.edit", fault, **options)
     instance = run_job(azure_services, upload_request(azure_services, sample_png, n=1))
     assert instance.output["status"] == "succeeded"
-    timers = [e for e in instance.history if e["EventType"] == 10]  # TimerCreated
-    waited = dt.datetime.fromisoformat(timers[0]["FireAt"]) - dt.datetime.fromisoformat(timers[0]["Timestamp"])
-    assert low <= waited.total_seconds() <= high
+    assert low <= _timers_asked(instance.history)[0] <= high
 
 
 def test_bad_credentials_fail_fast_with_an_actionable_message(

@@ -41,6 +41,7 @@ def test_offline_job_succeeds_through_every_step(offline_services: Services, sam
         "prepare",
         "caption",
         "compose",
+        "reserve",
         "generate",
         "generate",
         "generate",
@@ -202,7 +203,7 @@ def test_the_generate_step_returns_a_retryable_failure_instead_of_raising(
     prepared["image"]["name"] = f"{request.job_id}/gone.png"  # storage lost the prepared image
 
     work = {"request": request.model_dump(mode="json"), "prepared": prepared, "composition": composition}
-    result = activities["generate"]({**work, "index": 0})
+    (result,) = activities["generate"]({**work, "index": 0})["variations"]
 
     assert (result["status"], result["code"], result["retryable"]) == ("failed", "internal", True)
     assert result["reason"] == "Varia stopped on an error of its own (BlobNotFound)."

@@ -12,12 +12,12 @@ from shared.core.models import (
     Caption,
     ComposeInput,
     Composition,
+    Generated,
     GenerateInput,
     JobRecord,
     Mode,
     PreparedImage,
     Problem,
-    Variation,
 )
 from tests.support import upload_request
 
@@ -123,5 +123,5 @@ def test_oversized_source_is_refused_from_its_properties(offline_services: Servi
 def test_a_step_result_outside_its_contract_fails_the_variation_not_the_job(offline_services: Services) -> None:
     """Through the JSON entry point Durable calls, generate returns a failed variation instead of raising."""
     outcome = steps.STEPS["generate"](offline_services, {"index": 3, "request": {"job_id": "j"}})
-    variation = Variation.model_validate(outcome)
+    (variation,) = Generated.model_validate(outcome).variations
     assert (variation.index, variation.status, variation.retryable) == (3, "failed", False)

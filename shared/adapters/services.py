@@ -6,10 +6,14 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared.adapters.providers import CredentialFactory, Providers, build_providers, default_credential
 from shared.adapters.storage import BlobStorage, LocalStorage, Storage
 from shared.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from shared.adapters.quota import ImageQuota
 
 PRESETS_FILE = Path(__file__).parent.parent / "data" / "presets.json"
 
@@ -26,6 +30,15 @@ class Services:
     settings: Settings
     storage: Storage
     providers: Providers
+
+    @functools.cached_property
+    def quota(self) -> ImageQuota | None:
+        """The shared schedule of image calls (shared/adapters/quota.py); None when images cost nothing."""
+        from shared.adapters.quota import ImageQuota
+
+        if not self.providers.generator.paid or not self.settings.image_deployments:
+            return None
+        return ImageQuota(self.storage, self.settings.image_deployments, unit=self.settings.image_quota_unit)
 
 
 def build_storage(settings: Settings, credential_factory: CredentialFactory | None = None) -> Storage:

@@ -91,6 +91,7 @@ class Variation(BaseModel):
     reused: bool = False  # an earlier attempt had already stored this image
     retryable: bool = False  # failed for a reason another attempt may cure (429, 5xx), budget permitting
     retry_after_s: float | None = None  # how long the service asked us to wait before that attempt
+    deployment: str | None = None  # the image deployment (quota key) that answered, when there are several
 
 
 class Problem(BaseModel):
@@ -183,11 +184,52 @@ class ComposeInput(BaseModel):
 
 
 class GenerateInput(BaseModel):
+    """One image request of a job: variation `index`, or `indices` drawn together in one request.
+
+    `deployment` and `not_before` are its quota slot (shared/adapters/quota.py): the request goes
+    to that deployment, no earlier than that time (Unix seconds). Without them, the step takes a
+    slot itself.
+    """
+
     request: JobRequest
     prepared: PreparedImage
     composition: Composition
     index: int = Field(ge=0)
+    indices: list[Annotated[int, Field(ge=0)]] = Field(default=[], max_length=10)
     attempt: int = Field(default=1, ge=1)
+    deployment: str = ""
+    not_before: float = 0.0
+
+    @property
+    def drawn(self) -> list[int]:
+        """The variations this request draws."""
+        return list(self.indices) or [self.index]
+
+
+class ReserveInput(BaseModel):
+    """The variations of one job that need image requests this round, and deployments that just said 429."""
+
+    job_id: str
+    indices: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=10)
+    avoid: list[str] = []
+
+
+class PlannedImageRequest(BaseModel):
+    indices: list[int]
+    deployment: str = ""  # "" when the generator has no quota (offline)
+    not_before: float = 0.0  # Unix seconds
+
+
+class QuotaPlan(BaseModel):
+    """The `reserve` step's answer: the job's image requests, each with its slot."""
+
+    requests: list[PlannedImageRequest]
+
+
+class Generated(BaseModel):
+    """The `generate` step's answer: one variation per index the request drew."""
+
+    variations: list[Variation]
 
 
 class JobRecord(BaseModel):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Generator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
@@ -113,49 +113,82 @@ def _steps(context: df.DurableOrchestrationContext, job: JobRecord) -> Generator
 
 
 def _generate_all(context: df.DurableOrchestrationContext, work: JSON, n: int) -> Generator[Any, Any, list[JSON]]:
-    """All n variations, fanned out at once with one `task_all` per round.
+    """All n variations: their quota slots reserved, then their image requests fanned out at once.
 
-    `task_all` over plain activity tasks is the fan-out the Durable extension replays the same way
-    under every replay schema (a loop of `task_any` can hang under the schema bundle v4 uses). The
-    generate activity never raises for a service answer: it returns a failed variation, marked
-    `retryable` when a later attempt may work, so `task_all` always waits for every image and no
-    generation is still running when the manifest is written. Retryable failures get one more
-    round, after a durable timer. Within a round, the status API counts the stored images.
+    Each round first asks the `reserve` step for the job's image requests and their slots in the
+    quota every instance shares (shared/adapters/quota.py), then waits for the first slot on a
+    durable timer (no activity is held while the job waits its turn), then runs the requests with
+    one `task_all`: the fan-out the Durable extension replays the same way under every replay
+    schema (a loop of `task_any` can hang under the schema bundle v4 uses). The generate step
+    never raises for a service answer: it returns failed variations, marked `retryable` when a
+    later attempt may work, so `task_all` always waits for every image and no generation is
+    still running when the manifest is written. Retryable failures get one more round, after a
+    durable timer.
     """
     results: dict[int, JSON] = {}
     todo = list(range(n))
+    avoid: list[str] = []
+    job_id = work["request"]["job_id"]
     for attempt in range(1, GENERATE_ATTEMPTS + 1):
         if attempt > 1:
             yield context.create_timer(context.current_utc_datetime + _retry_delay([results[k] for k in todo]))
         _report(context, "generating", _delivered(results), n)
+        plan: JSON = yield context.call_activity_with_retry(
+            "reserve", RETRY, {"job_id": job_id, "indices": todo, "avoid": avoid}
+        )
+        if plan.get("kind") == "problem":  # storage refused the schedule (full, read-only): no image call
+            results.update({k: _failed(k, plan["code"], plan["message"]) for k in todo})
+            break
+        requests: list[JSON] = plan["requests"]
+        first = min(float(r["not_before"]) for r in requests)
+        if first > 0:
+            start = datetime.fromtimestamp(first, UTC)
+            if start - context.current_utc_datetime >= MIN_RETRY_DELAY:
+                yield context.create_timer(start)  # the job's turn in the shared quota
         tasks = [
-            context.call_activity_with_retry("generate", RETRY_HOST_FAULT, {**work, "index": k, "attempt": attempt})
-            for k in todo
-        ]
+            context.call_activity_with_retry(
+                "generate",
+                RETRY_HOST_FAULT,
+                {**work, "index": r["indices"][0], "indices": r["indices"], "deployment": r["deployment"],
+                 "not_before": r["not_before"], "attempt": attempt},
+            )
+            for r in requests
+        ]  # fmt: skip
         try:
             outcomes: list[JSON] = yield context.task_all(tasks)
         except Exception as exc:  # the host itself failed an activity (timeout, crash) twice
             outcomes = [
                 t.result
                 if t.is_completed and not isinstance(t.result, Exception)
-                else {"index": k, "status": "failed", "provider": "unknown", "code": "internal",
-                      "reason": failure_message("generating", exc)}
-                for k, t in zip(todo, tasks, strict=True)
+                else {"variations": [_failed(k, "internal", failure_message("generating", exc)) for k in r["indices"]]}
+                for r, t in zip(requests, tasks, strict=True)
             ]  # fmt: skip
-        results.update(zip(todo, outcomes, strict=True))
+        for outcome in outcomes:
+            # A generate step of an earlier version (still in a running job's history) answered one variation.
+            for variation in outcome["variations"] if "variations" in outcome else [outcome]:
+                results[variation["index"]] = variation
         todo = [k for k in todo if results[k]["status"] == "failed" and results[k].get("retryable")]
+        avoid = sorted({str(results[k]["deployment"]) for k in todo if results[k].get("deployment")})
         if not todo:
             break
     _report(context, "generating", _delivered(results), n)
     return [results[k] for k in range(n)]
 
 
+def _failed(index: int, code: str, reason: str) -> JSON:
+    return {"index": index, "status": "failed", "provider": "unknown", "code": code, "reason": reason}
+
+
 def _retry_delay(retrying: list[JSON]) -> timedelta:
     """As long as the service asked (its retry-after, 1 s to a minute), else GENERATE_RETRY_DELAY.
 
     A 429's retry-after says when the window has room again: waiting longer only leaves quota
-    unused. A 5xx says nothing, and gets the default pause.
+    unused. A 5xx says nothing, and gets the default pause. With several deployments (a
+    variation then names its deployment), a 429 waits only the floor: the shared quota holds that
+    deployment off for its retry-after, and the next round's slots come from another one.
     """
+    if all(v.get("code") == "quota_exhausted" and v.get("deployment") for v in retrying):
+        return MIN_RETRY_DELAY
     asked = [float(v["retry_after_s"]) for v in retrying if v.get("retry_after_s") is not None]
     if not asked or len(asked) < len(retrying):
         return min(max(GENERATE_RETRY_DELAY, timedelta(seconds=max(asked, default=0.0))), MAX_RETRY_DELAY)

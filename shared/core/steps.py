@@ -56,14 +56,18 @@ from shared.core.models import (
     Caption,
     ComposeInput,
     Composition,
+    Generated,
     GenerateInput,
     JobRecord,
     JobRequest,
     Manifest,
     ModerationRecord,
     PaidCalls,
+    PlannedImageRequest,
     PreparedImage,
     Problem,
+    QuotaPlan,
+    ReserveInput,
     Variation,
 )
 from shared.core.safety import Verdict, check_text, get_profile
@@ -83,8 +87,9 @@ def delivered_so_far(storage: Storage, job_id: str) -> int:
 
 
 def prepare(services: Services, request: JobRequest) -> PreparedImage | Problem:
-    """Check the prompt (free), read, validate and normalize the image into work/{job}/source.png, then
-    have Content Safety rate the prompt when it is configured (a paid call, made once the image is known good).
+    """Check the prompt (free), read, validate and normalize the image into work/{job}/source (JPEG, or
+    PNG when it has transparency), then have Content Safety rate the prompt when it is configured (a paid
+    call, made once the image is known good).
     """
     verdict = _word_check(services, request.job_id, request.prompt, request.profile, "request")
     if not verdict.allowed:
@@ -127,7 +132,7 @@ def prepare(services: Services, request: JobRequest) -> PreparedImage | Problem:
             return _stopped("preparing", failure)
         if rated is not None and rated.verdict == "refused":
             return problem("refused", "moderation_refused", "preparing", f"{rated.reason} Change the prompt.")
-    ref = services.storage.put(WORK, source_name(request.job_id), image.png, "image/png")
+    ref = services.storage.put(WORK, source_name(request.job_id), image.data, image.content_type)
     prepared = PreparedImage(
         image=ref.model_copy(update={"sha256": image.sha256}),
         width=image.width,
@@ -381,103 +386,195 @@ def compose(services: Services, work: ComposeInput) -> Composition | Problem:
     )
 
 
-def generate(services: Services, work: GenerateInput) -> Variation:
-    """Draw variation `index`, unless an earlier attempt already stored it (no second paid call).
+def reserve(services: Services, work: ReserveInput) -> QuotaPlan:
+    """The job's image requests for this round, each with its slot in the shared quota (shared/adapters/quota.py).
 
-    It never raises for what a service or storage answers: the orchestrator waits for all n with
-    one `task_all`, which would stop at the first exception. One call makes at most one attempt;
-    a failure another attempt may cure comes back marked `retryable`, and the orchestrator's
-    second round makes that attempt, the last the spend budget allows.
+    A few milliseconds of storage work: the orchestrator then waits for the first slot on a
+    durable timer, so no activity is held while a job waits its turn.
     """
+    quota = services.quota
+    if quota is None:  # images cost nothing (offline): every variation at once, one request each
+        return QuotaPlan(requests=[PlannedImageRequest(indices=[i]) for i in work.indices])
+    planned = quota.plan(work.indices, work.avoid)
+    return QuotaPlan(
+        requests=[
+            PlannedImageRequest(indices=list(p.indices), deployment=p.deployment, not_before=p.at) for p in planned
+        ]
+    )
+
+
+def generate(services: Services, work: GenerateInput) -> Variation:
+    """Draw variation `work.index` alone (one request): see `generate_request`."""
+    return generate_request(services, work.model_copy(update={"indices": [work.index]}))[0]
+
+
+def generate_request(services: Services, work: GenerateInput) -> list[Variation]:
+    """Draw the variations of one image request, unless an earlier attempt already stored them.
+
+    It never raises for what a service or storage answers: the orchestrator waits for all the
+    job's requests with one `task_all`, which would stop at the first exception. One call makes
+    at most one attempt per image; a failure another attempt may cure comes back marked
+    `retryable`, and the orchestrator's second round makes that attempt, the last the spend
+    budget allows.
+    """
+    job_id, drawn = work.request.job_id, work.drawn
     try:
-        return _generate(services, work)
+        return _generate_request(services, work)
     except (StorageFull, StorageReadOnly) as exc:  # another attempt cannot cure it: see _storage_fault
-        log.error("Job %s: %s while generating variation %s: %s", work.request.job_id, exc.code, work.index, exc)
-        return Variation(index=work.index, status="failed", provider="unknown", reason=str(exc), code=exc.code)
+        log.error("Job %s: %s while generating variations %s: %s", job_id, exc.code, drawn, exc)
+        return [Variation(index=i, status="failed", provider="unknown", reason=str(exc), code=exc.code) for i in drawn]
     except StorageUnavailable as exc:
-        log.warning(
-            "Job %s: storage unreachable while generating variation %s: %s", work.request.job_id, work.index, exc
-        )
-        return Variation(
-            index=work.index, status="failed", provider="unknown", reason=str(exc), code=exc.code, retryable=True
-        )
+        log.warning("Job %s: storage unreachable while generating variations %s: %s", job_id, drawn, exc)
+        return [
+            Variation(index=i, status="failed", provider="unknown", reason=str(exc), code=exc.code, retryable=True)
+            for i in drawn
+        ]
     except Exception as exc:  # anything unforeseen: logged, then one more round
-        log.exception("Variation %s of job %s failed", work.index, work.request.job_id)
+        log.exception("Variations %s of job %s failed", drawn, job_id)
         reason = f"Varia stopped on an error of its own ({type(exc).__name__})."
-        return Variation(
-            index=work.index, status="failed", provider="unknown", reason=reason, code="internal", retryable=True
-        )
+        return [
+            Variation(index=i, status="failed", provider="unknown", reason=reason, code="internal", retryable=True)
+            for i in drawn
+        ]
 
 
-def _generate(services: Services, work: GenerateInput) -> Variation:
-    request, index = work.request, work.index
+def _generate_request(services: Services, work: GenerateInput) -> list[Variation]:
+    request = work.request
     generator = services.providers.generator
-    name = variation_name(request.job_id, index)
-    existing = services.storage.info(OUTPUTS, name)
+    results: dict[int, Variation] = {}
+    records: dict[int, budget.CallRecord] = {}
+    for index in work.drawn:
+        done = _already_drawn(services, work, index)
+        if done is not None:
+            results[index] = done
+            continue
+        record = budget.take(services.storage, request.job_id, f"image-{index}") if generator.paid else None
+        if generator.paid and record is None:
+            last = budget.read(services.storage, request.job_id, f"image-{index}")
+            reason = budget.spent_message(last, "image model")
+            code = last.last_code or "service_unavailable"
+            results[index] = Variation(index=index, status="failed", provider=generator.name, reason=reason, code=code)
+            continue
+        records[index] = record or budget.CallRecord()
+    drawing = list(records)
+    if drawing:
+        results.update(_draw(services, work, drawing, records))
+    return [results[i] for i in work.drawn]
+
+
+def _already_drawn(services: Services, work: GenerateInput, index: int) -> Variation | None:
+    """The variation an earlier run of this step settled (stored, refused, or drawn and awaiting its rating)."""
+    request, generator = work.request, services.providers.generator
+    existing = services.storage.info(OUTPUTS, variation_name(request.job_id, index))
     if existing is not None:
         provider = existing.metadata.get("provider", generator.name)
-        ref = BlobRef(container=OUTPUTS, name=name, etag=existing.etag)
+        ref = BlobRef(container=OUTPUTS, name=variation_name(request.job_id, index), etag=existing.etag)
         return Variation(index=index, status="succeeded", image=ref, provider=provider, reused=True)
-    moderator = services.providers.moderator
-    rates_images = moderator.paid and request.profile == "kids"
-    what = f"image-{index}"
-    if rates_images:
-        done = _saved_record(services, request.job_id, what, "image")
+    if services.providers.moderator.paid and request.profile == "kids":
+        done = _saved_record(services, request.job_id, f"image-{index}", "image")
         if done is not None and done.verdict == "refused":  # rated before (the activity ran again): still refused
             return _refused_image(generator.name, index, done)
         held = services.storage.info(WORK, unrated_name(request.job_id, index))
         if held is not None and held.size > 0:  # drawn and paid for, but its rating did not answer: rate it now
             image = services.storage.get(WORK, unrated_name(request.job_id, index))
-            return _rate_and_store(services, work, image)
-    source = services.storage.get(work.prepared.image.container, work.prepared.image.name)
-    landscape = get_profile(request.profile).landscape
+            return _rate_and_store(services, work, index, image)
+    return None
 
-    def attempt() -> bytes:
-        return generator.generate(
+
+def _wait_for_slot(services: Services, work: GenerateInput, count: int) -> str:
+    """The deployment to call, once its quota slot has come: the one the orchestrator reserved, else a new one.
+
+    The orchestrator waits for the slot on a durable timer and starts this step at it; what is
+    left to wait here is the timer's own lateness or earliness (and, counted by image, the gap
+    to this image's slot), never a queue.
+    """
+    quota = services.quota
+    if quota is None:
+        return work.deployment
+    deployment, at = work.deployment, work.not_before
+    if deployment not in quota.deployments:  # no slot reserved (or from another configuration): take one now
+        slot = quota.slot_for(count)
+        deployment, at = slot.deployment, slot.at
+    delay = at - time.time()
+    if delay > 0:
+        time.sleep(delay)
+    return deployment
+
+
+def _draw(
+    services: Services, work: GenerateInput, drawing: list[int], records: dict[int, budget.CallRecord]
+) -> dict[int, Variation]:
+    """One image request for the variations `drawing`: the call, its settlement, and each image stored or rated."""
+    request, generator = work.request, services.providers.generator
+    source = services.storage.get(work.prepared.image.container, work.prepared.image.name)
+    deployment = _wait_for_slot(services, work, len(drawing))
+    shown = deployment if len(services.settings.image_deployments) > 1 else None
+
+    def settle(index: int, code: str | None, message: str) -> None:
+        if generator.paid:
+            budget.settle(
+                services.storage, request.job_id, f"image-{index}", records[index], code=code, message=message
+            )
+
+    try:
+        images = generator.generate_batch(
             source,
             work.composition.output_prompt,
             request=request.prompt,
             mode=request.mode,
-            landscape=landscape,
-            index=index,
+            landscape=get_profile(request.profile).landscape,
+            indices=drawing,
+            deployment=deployment,
         )
-
-    call = f"image-{index}"
-    record = budget.take(services.storage, request.job_id, call) if generator.paid else budget.CallRecord()
-    if record is None:
-        last = budget.read(services.storage, request.job_id, call)
-        reason = budget.spent_message(last, "image model")
-        code = last.last_code or "service_unavailable"
-        return Variation(index=index, status="failed", provider=generator.name, reason=reason, code=code)
-    try:
-        image = attempt()
     except ProviderError as exc:
-        if generator.paid:
-            budget.settle(services.storage, request.job_id, call, record, code=exc.code, message=str(exc))
         transient = isinstance(exc, TransientServiceError) and exc.retryable
-        return Variation(
-            index=index,
-            status="refused" if isinstance(exc, ContentRefused) else "failed",
-            provider=generator.name,
-            reason=str(exc),
-            code=exc.code,
-            retryable=transient and generator.paid and record.attempted < budget.MAX_ATTEMPTS,
-            retry_after_s=exc.retry_after if isinstance(exc, TransientServiceError) else None,
-        )
-    if rates_images:
-        if generator.paid:
-            budget.settle(services.storage, request.job_id, call, record, code=None, message="")
-        return _rate_and_store(services, work, image)
-    ref = _store_variation(services, work, image)
-    if generator.paid:
-        budget.settle(services.storage, request.job_id, call, record, code=None, message="")
-    return Variation(index=index, status="succeeded", image=ref, provider=generator.name)
+        retry_after = exc.retry_after if isinstance(exc, TransientServiceError) else None
+        if exc.code == "quota_exhausted" and services.quota is not None:
+            # Another client of the deployment, or a window the schedule missed: no slot of it before then.
+            services.quota.hold_off(deployment, retry_after if retry_after is not None else 5.0)
+        failed: dict[int, Variation] = {}
+        for index in drawing:
+            settle(index, exc.code, str(exc))
+            failed[index] = Variation(
+                index=index,
+                status="refused" if isinstance(exc, ContentRefused) else "failed",
+                provider=generator.name,
+                reason=str(exc),
+                code=exc.code,
+                retryable=transient and generator.paid and records[index].attempted < budget.MAX_ATTEMPTS,
+                retry_after_s=retry_after,
+                deployment=shown,
+            )
+        return failed
+    drawn: dict[int, Variation] = {}
+    for k, index in enumerate(drawing):
+        if k >= len(images):  # the service sent fewer images than asked: this one was not drawn
+            reason = "The image model answered with fewer images than asked."
+            settle(index, "service_incomplete", reason)
+            drawn[index] = Variation(
+                index=index,
+                status="failed",
+                provider=generator.name,
+                reason=reason,
+                code="service_incomplete",
+                retryable=generator.paid and records[index].attempted < budget.MAX_ATTEMPTS,
+                deployment=shown,
+            )
+            continue
+        settle(index, None, "")
+        if services.providers.moderator.paid and request.profile == "kids":
+            drawn[index] = _rate_and_store(services, work, index, images[k])
+        else:
+            ref = _store_variation(services, work, index, images[k])
+            drawn[index] = Variation(index=index, status="succeeded", image=ref, provider=generator.name)
+        drawn[index] = drawn[index].model_copy(update={"deployment": shown})
+    return drawn
 
 
-def _store_variation(services: Services, work: GenerateInput, image: bytes) -> BlobRef:
+def _store_variation(services: Services, work: GenerateInput, index: int, image: bytes) -> BlobRef:
     generator = services.providers.generator
     content_type = "image/png" if image.startswith(b"\x89PNG") else "image/jpeg"
-    name = variation_name(work.request.job_id, work.index)
+    name = variation_name(work.request.job_id, index)
     return services.storage.put(
         OUTPUTS, name, image, content_type, {"provider": generator.name, "job": work.request.job_id}
     )
@@ -488,13 +585,13 @@ def _refused_image(provider: str, index: int, record: ModerationRecord) -> Varia
     return Variation(index=index, status="refused", provider=provider, reason=reason, code="moderation_refused")
 
 
-def _rate_and_store(services: Services, work: GenerateInput, image: bytes) -> Variation:
+def _rate_and_store(services: Services, work: GenerateInput, index: int, image: bytes) -> Variation:
     """Have Content Safety rate a kids image before it becomes a result: a flagged one is never stored in outputs.
 
     While the rating has not answered, the image waits in work/ (unrated), so the second attempt
     rates the same image instead of paying for a new one; once rated, that copy is emptied.
     """
-    request, index = work.request, work.index
+    request = work.request
     generator, moderator = services.providers.generator, services.providers.moderator
     held = unrated_name(request.job_id, index)
     call = f"moderation-image-{index}"
@@ -530,7 +627,7 @@ def _rate_and_store(services: Services, work: GenerateInput, image: bytes) -> Va
     if not verdict.allowed:
         log.info("Job %s: variation %s refused by %s: %s", request.job_id, index, verdict.provider, verdict.reason)
         return _refused_image(generator.name, index, rated)
-    ref = _store_variation(services, work, image)
+    ref = _store_variation(services, work, index, image)
     return Variation(index=index, status="succeeded", image=ref, provider=generator.name)
 
 
@@ -677,7 +774,13 @@ def _json_step(
 # step that meets one returns a Problem carrying the code and the storage's message, logged with
 # the job id; persist then writes the failed manifest if storage still allows it.
 
-_STAGES = {"prepare": "preparing", "caption": "captioning", "compose": "composing", "persist": "saving"}
+_STAGES = {
+    "prepare": "preparing",
+    "caption": "captioning",
+    "compose": "composing",
+    "reserve": "generating",
+    "persist": "saving",
+}
 
 
 def _job_id_of(model: BaseModel) -> str:
@@ -685,6 +788,8 @@ def _job_id_of(model: BaseModel) -> str:
         return model.job_id
     if isinstance(model, PreparedImage):
         return job_of(model.image.name)  # work/{job}/source.png
+    if isinstance(model, ReserveInput):
+        return model.job_id
     request = getattr(model, "request", None)
     return request.job_id if isinstance(request, JobRequest) else "unknown"
 
@@ -703,14 +808,16 @@ def _generate_json(services: Services, payload: JSON) -> JSON:
         index = index if isinstance(index, int) else 0
         log.error("generate got a payload outside its contract: %s", exc)
         reason = f"the step's input did not fit its contract ({exc.__class__.__name__})"
-        return Variation(index=index, status="failed", provider="unknown", reason=reason).model_dump(mode="json")
-    return generate(services, work).model_dump(mode="json")
+        failed = Variation(index=index, status="failed", provider="unknown", reason=reason)
+        return Generated(variations=[failed]).model_dump(mode="json")
+    return Generated(variations=generate_request(services, work)).model_dump(mode="json")
 
 
 STEPS: dict[str, Callable[[Services, JSON], JSON]] = {
     "prepare": _json_step(JobRequest, prepare),
     "caption": _json_step(PreparedImage, caption),
     "compose": _json_step(ComposeInput, compose),
+    "reserve": _json_step(ReserveInput, reserve),
     "generate": _generate_json,
     "persist": _json_step(JobRecord, persist),
 }

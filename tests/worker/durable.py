@@ -21,7 +21,7 @@ from shared.local.runtime import Instance, LocalRuntime, orchestration_context
 from tests.durable_api import DurableHttpApi, status_body
 from tests.worker.host import WorkerHost
 
-ACTIVITIES = ("prepare", "caption", "compose", "generate", "persist")
+ACTIVITIES = ("prepare", "caption", "compose", "reserve", "generate", "persist")
 
 
 class FakeDurableExtension:

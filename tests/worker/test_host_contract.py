@@ -25,7 +25,7 @@ from tests.worker.host import WorkerHost
 
 DEVELOPMENT = ENVIRONMENT == "Development"
 EXPECTED = {
-    "orchestrate_job", "prepare", "caption", "compose", "generate", "persist",
+    "orchestrate_job", "prepare", "caption", "compose", "reserve", "generate", "persist",
     "start_variation", "variation_status", "variation_image", BLOB_FUNCTION_NAME, "web_ui_index", "web_ui_file",
 } | ({POLLING_FUNCTION_NAME} if DEVELOPMENT else set())  # fmt: skip
 BLOB_TRIGGERS = [BLOB_FUNCTION_NAME] + ([POLLING_FUNCTION_NAME] if DEVELOPMENT else [])
@@ -51,7 +51,7 @@ def _manifest(stack: Stack, job_id: str) -> dict[str, Any]:
 
 def test_every_function_indexes_and_loads(worker: WorkerHost) -> None:
     assert set(worker.function_ids) == EXPECTED
-    for activity in ("prepare", "caption", "compose", "generate", "persist"):
+    for activity in ("prepare", "caption", "compose", "reserve", "generate", "persist"):
         assert [b["type"] for b in worker.raw_bindings(activity)] == ["activityTrigger"]
     # The blob trigger asks the host for a reference (ParameterBindingData), not the content.
     for name in BLOB_TRIGGERS:

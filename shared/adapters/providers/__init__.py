@@ -98,13 +98,21 @@ def build_providers(settings: Settings, credential_factory: CredentialFactory | 
 
     generator: ImageGenerator
     if settings.image_provider == "gpt-image":
-        from shared.adapters.pacing import Pacer
-        from shared.adapters.providers.azure_openai import GptImageGenerator
+        from shared.adapters.providers.azure_openai import COGNITIVE_SERVICES_SCOPE, GptImageGenerator, make_client
 
-        pacer = Pacer(settings.image_rpm)
-        generator = GptImageGenerator(
-            openai_client(), settings.image_deployment, settings.image_quality, pacer, settings.image_model
-        )
+        deployments: dict[str, tuple[OpenAI, str]] = {}
+        for d in settings.image_deployments:
+            if d.endpoint == settings.openai_endpoint and d.api_key == settings.openai_api_key:
+                client = openai_client()  # the chat client's endpoint: one connection pool for both
+            else:
+                api_key: Any = d.api_key
+                if not api_key:
+                    from azure.identity import get_bearer_token_provider
+
+                    api_key = get_bearer_token_provider(token_credential(), COGNITIVE_SERVICES_SCOPE)
+                client = make_client(d.endpoint, api_key, settings.service_timeout_s, max_retries=0)
+            deployments[d.key] = (client, d.deployment)
+        generator = GptImageGenerator(deployments, settings.image_quality, settings.image_model)
     else:
         generator = OfflineStylizer()
     moderator: Moderator

@@ -17,7 +17,6 @@ import openai
 from openai import OpenAI
 
 from shared import ai_models
-from shared.adapters.pacing import Pacer
 from shared.adapters.providers.base import (
     CaptionResult,
     ComposeResult,
@@ -25,7 +24,7 @@ from shared.adapters.providers.base import (
     PermanentServiceError,
     TransientServiceError,
 )
-from shared.core.images import check_header, sniff
+from shared.core.images import check_header, content_type_of, sniff, upload_file
 from shared.core.models import Mode, SubTasks
 from shared.core.safety import SafetyProfile, as_untrusted
 
@@ -282,7 +281,7 @@ class ChatCaptioner:
         self._options = _chat_options(model, reasoning_effort, ai_models.CAPTION_ANSWER_TOKENS)
 
     def caption(self, png: bytes) -> CaptionResult:
-        data_url = "data:image/png;base64," + base64.b64encode(png).decode()
+        data_url = f"data:{content_type_of(png)};base64," + base64.b64encode(png).decode()
         messages: list[Any] = [
             {"role": "system", "content": "Describe the image in one plain sentence, gender-neutral, no names."},
             {
@@ -306,43 +305,70 @@ def image_size(source_png: bytes, landscape: bool, model: str) -> str:
 
 
 class GptImageGenerator:
-    """GPT-image: `edit` keeps the source's subject; `generate` draws from the prompt alone."""
+    """GPT-image: `edit` keeps the source's subject; `generate` draws from the prompt alone.
+
+    It holds one client per image deployment (`deployments`: the quota key, see
+    shared/adapters/quota.py, to a client and the deployment's name); each request names the
+    deployment its quota slot came from.
+    """
 
     name = "azure-openai-gpt-image"
     paid = True
 
-    def __init__(self, client: OpenAI, deployment: str, quality: str, pacer: Pacer, model: str) -> None:
-        self._client = client
-        self._deployment = deployment
-        self._model = model  # the model the deployment runs: it decides the sizes and the timeout
+    def __init__(self, deployments: dict[str, tuple[OpenAI, str]], quality: str, model: str) -> None:
+        if not deployments:
+            raise ValueError("GptImageGenerator needs at least one deployment")
+        self._deployments = deployments
+        self._model = model  # the model the deployments run: it decides the sizes and the timeout
         self._quality: Any = quality
-        self._pacer = pacer
+
+    @property
+    def deployment_keys(self) -> list[str]:
+        return list(self._deployments)
 
     def generate(
         self, source_png: bytes, prompt: str, *, request: str, mode: Mode, landscape: bool, index: int
     ) -> bytes:
+        (image,) = self.generate_batch(
+            source_png, prompt, request=request, mode=mode, landscape=landscape, indices=[index], deployment=""
+        )
+        return image
+
+    def generate_batch(
+        self,
+        source_png: bytes,
+        prompt: str,
+        *,
+        request: str,
+        mode: Mode,
+        landscape: bool,
+        indices: list[int],
+        deployment: str,
+    ) -> list[bytes]:
+        """One request for len(indices) images (`n`), on `deployment` (a quota key; "" = the first)."""
+        client, name = self._deployments.get(deployment) or next(iter(self._deployments.values()))
         size: Any = image_size(source_png, landscape, self._model)
         # Per request: high quality at a large size takes minutes, low quality under one.
         timeout = ai_models.image_timeout_s(self._model, self._quality, size)
-        self._pacer.wait()
-        with service_errors("image model", self._deployment):
+        n = len(indices)
+        with service_errors("image model", name):
             if mode == "edit":
-                response = self._client.images.edit(
-                    model=self._deployment,
-                    image=("source.png", source_png, "image/png"),
+                response = client.images.edit(
+                    model=name,
+                    image=upload_file(source_png),
                     prompt=prompt,
-                    n=1,
+                    n=n,
                     size=size,
                     quality=self._quality,
                     timeout=timeout,
                 )
             else:
-                response = self._client.images.generate(
-                    model=self._deployment, prompt=prompt, n=1, size=size, quality=self._quality, timeout=timeout
+                response = client.images.generate(
+                    model=name, prompt=prompt, n=n, size=size, quality=self._quality, timeout=timeout
                 )
-            if not response.data or not response.data[0].b64_json:
+            images = [base64.b64decode(item.b64_json) for item in response.data or [] if item.b64_json]
+            if not images:
                 raise TransientServiceError("The image model answered without an image.", "service_incomplete")
-            image = base64.b64decode(response.data[0].b64_json)
-            if sniff(image) not in ("PNG", "JPEG"):
-                raise ValueError("the image is neither PNG nor JPEG")
-        return image
+            if any(sniff(image) not in ("PNG", "JPEG") for image in images):
+                raise ValueError("an image is neither PNG nor JPEG")
+        return images  # fewer than asked when the service sent fewer: the caller marks the rest

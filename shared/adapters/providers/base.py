@@ -100,6 +100,23 @@ class ImageGenerator(Protocol):
         """
         ...
 
+    def generate_batch(
+        self,
+        source_png: bytes,
+        prompt: str,
+        *,
+        request: str,
+        mode: Mode,
+        landscape: bool,
+        indices: list[int],
+        deployment: str,
+    ) -> list[bytes]:
+        """Variations `indices` in one request, on `deployment` (a quota key from shared/adapters/quota.py).
+
+        It may return fewer images than asked (the service sent fewer); never more.
+        """
+        ...
+
 
 # --- Moderation: a second opinion on the request, the composed prompt and each image -------------
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from PIL import ImageStat
+from PIL import Image, ImageStat
 
 from shared.adapters.providers.base import CaptionResult, ComposeResult
 from shared.adapters.providers.offline_styles import STYLES, detect_style, stylize
-from shared.core.images import encode_png, open_png
+from shared.core.images import encode_png, open_rgb
 from shared.core.models import Mode, SubTasks
 from shared.core.safety import SafetyProfile, check_text
 
@@ -35,8 +35,12 @@ _COLOUR_NAMES: dict[str, tuple[int, int, int]] = {
 }
 
 
-def _colour_name(rgb: tuple[int, int, int]) -> str:
-    return min(_COLOUR_NAMES, key=lambda n: sum((a - b) ** 2 for a, b in zip(rgb, _COLOUR_NAMES[n], strict=True)))
+_NAMES = list(_COLOUR_NAMES)
+_NAMED_PALETTE = Image.new("P", (1, 1))
+# The named colours, then the first repeated: quantize maps to the nearest of all 256 entries.
+_NAMED_PALETTE.putpalette(
+    [v for n in _NAMES for v in _COLOUR_NAMES[n]] + list(_COLOUR_NAMES[_NAMES[0]]) * (256 - len(_NAMES))
+)
 
 
 class OfflineCaptioner:
@@ -45,8 +49,8 @@ class OfflineCaptioner:
     name = "offline"
     paid = False
 
-    def caption(self, png: bytes) -> CaptionResult:
-        img = open_png(png).convert("RGB")
+    def caption(self, image: bytes) -> CaptionResult:
+        img = open_rgb(image)  # the prepared image: JPEG, or PNG with transparency (read on white)
         width, height = img.size
         shape = (
             "square"
@@ -55,16 +59,13 @@ class OfflineCaptioner:
         )
         brightness = ImageStat.Stat(img.convert("L")).mean[0]
         mood = "bright" if brightness > 170 else "dark" if brightness < 80 else "softly lit"
-        small = img.resize((64, 64)).quantize(colors=6)
-        palette = small.getpalette() or []
+        # Each pixel of a thumbnail counted under its nearest named colour. (Clustering first, as
+        # median cut does, spends its clusters on the near-identical blues of a JPEG's sky and
+        # merges the small, distinct areas: a green and red scene came out "grey and pink".)
+        small = img.resize((64, 64)).quantize(palette=_NAMED_PALETTE, dither=Image.Dither.NONE)
         counts = sorted(small.getcolors() or [], reverse=True)
-        names: list[str] = []
-        for _count, idx in counts:
-            i = int(idx)  # type: ignore[call-overload]  # a palette index in P mode
-            rgb = (palette[3 * i], palette[3 * i + 1], palette[3 * i + 2])
-            name = _colour_name(rgb)
-            if name not in names:
-                names.append(name)
+        indices = [int(idx) for _count, idx in counts]  # type: ignore[call-overload]  # P-mode indices
+        names = list(dict.fromkeys(_NAMES[i] if i < len(_NAMES) else _NAMES[0] for i in indices))
         colours = " and ".join(names[:2]) if len(names) < 3 else f"{names[0]}, {names[1]} and {names[2]}"
         text = f"a {mood} {shape} image dominated by {colours} tones"
         return CaptionResult(text=text, tags=[*names[:3], shape, mood])
@@ -121,7 +122,22 @@ class OfflineStylizer:
     def generate(
         self, source_png: bytes, prompt: str, *, request: str, mode: Mode, landscape: bool, index: int
     ) -> bytes:
-        source = open_png(source_png).convert("RGB")
+        source = open_rgb(source_png)  # JPEG, or PNG with transparency: painted on white
         # The user's request, not the composed prompt: that one starts with the caption, and a
         # caption such as "a black and white photo of a dog" must not pick the style.
         return encode_png(stylize(source, detect_style(request), index, request))
+
+    def generate_batch(
+        self,
+        source_png: bytes,
+        prompt: str,
+        *,
+        request: str,
+        mode: Mode,
+        landscape: bool,
+        indices: list[int],
+        deployment: str,
+    ) -> list[bytes]:
+        return [
+            self.generate(source_png, prompt, request=request, mode=mode, landscape=landscape, index=i) for i in indices
+        ]

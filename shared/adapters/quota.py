@@ -1,0 +1,188 @@
+"""One image quota for every instance: call slots handed out from a schedule kept in storage.
+
+Azure OpenAI enforces an image deployment's requests a minute over short windows (1-10 s) and
+answers 429 beyond them. Flex Consumption runs as many instances as the load asks for, and each
+would pace its own calls to the whole quota; so the schedule lives in one small blob,
+`work/quota/images.json`, that every instance updates atomically (If-Match on Blob Storage and
+Azurite, a file lock on a local folder): for each deployment, the time of its next free slot.
+
+A job asks for its slots (the `reserve` step), then waits for the first of them in the
+orchestrator, on a durable timer, holding no activity; the image call starts at its slot. Slots
+are handed out in the order jobs ask, so under a backlog jobs finish in the order they arrived
+instead of all finishing late. With several deployments (`VARIA_IMAGE_DEPLOYMENTS`; quota is per
+region), each slot goes to the deployment whose next slot is earliest; a deployment that answered
+429 is held off for as long as its retry-after asked, so the next round goes elsewhere.
+
+Why a blob and not a Durable entity: the schedule is a few hundred bytes updated once per image
+request, far below Blob Storage's rate for one blob; it needs no extension feature the local
+runtime lacks, works the same on Azurite, a folder and Azure, and the generate step can read it
+without going through the orchestrator. A lease would serialize the same way but costs two more
+round trips per update.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from shared.adapters.storage import WORK, Storage
+from shared.config import ImageDeployment
+
+SCHEDULE = "quota/images.json"
+# 2% over the exact spacing: a call reaches the service a few milliseconds after its slot, and
+# without slack that jitter would put one call too many in some windows.
+SLACK = 1.02
+# A job's n images go in one request (one slot) when sending them one by one would make the job
+# wait longer than this for its last slot (see plan()).
+BATCH_ABOVE_S = 1.0
+
+
+def interval_s(deployment: ImageDeployment) -> float:
+    """Seconds between two calls to one deployment: its quota's spacing."""
+    return 60.0 / deployment.rpm * SLACK
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One image request's turn: which deployment (its `key`) and when (Unix seconds)."""
+
+    deployment: str
+    at: float
+
+
+@dataclass(frozen=True)
+class PlannedRequest:
+    """One image request of a job: the variations it draws, where, and no earlier than when."""
+
+    indices: tuple[int, ...]
+    deployment: str
+    at: float
+
+
+class ImageQuota:
+    """The shared schedule of image-call slots for a set of deployments."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        deployments: Sequence[ImageDeployment],
+        *,
+        unit: str = "request",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not deployments:
+            raise ValueError("an image quota needs at least one deployment")
+        self.storage = storage
+        self.deployments = {d.key: d for d in deployments}
+        self.unit = unit
+        self._clock = clock
+
+    def plan(self, indices: Sequence[int], avoid: Sequence[str] = ()) -> list[PlannedRequest]:
+        """Reserve the slots for these variations' image requests, in one atomic update.
+
+        Counted by request (Microsoft's quota table gives GPT-image limits in requests a minute),
+        a job whose images would otherwise wait on the quota sends them in one request of n
+        images: one slot, and the job finishes one call after it starts. Where the quota has room
+        for all of them within BATCH_ABOVE_S, they go out one per request, in parallel, so one
+        refused or failed image costs no other. Counted by image, each image is one request.
+        `avoid` lists deployments to pass over while another one has a slot as early.
+        """
+        if not indices:
+            return []
+        planned: list[PlannedRequest] = []
+
+        def change(raw: bytes | None) -> bytes:
+            planned.clear()
+            state = _read(raw)
+            now = self._clock()
+            singles = _slots(state.copy(), self._ordered(avoid), len(indices), now)
+            batch = (
+                self.unit == "request"
+                and len(indices) > 1
+                and max(s.at for s in singles) - min(s.at for s in singles) > BATCH_ABOVE_S
+            )
+            if batch:
+                (slot,) = _slots(state, self._ordered(avoid), 1, now)
+                planned.append(PlannedRequest(tuple(indices), slot.deployment, slot.at))
+            else:
+                for index, slot in zip(indices, _slots(state, self._ordered(avoid), len(indices), now), strict=True):
+                    planned.append(PlannedRequest((index,), slot.deployment, slot.at))
+            return json.dumps(state, sort_keys=True).encode()
+
+        self.storage.update(WORK, SCHEDULE, change)
+        return list(planned)
+
+    def slot_for(self, count: int) -> Slot:
+        """A slot for one request of `count` images, taken now (a request that came without one).
+
+        Counted by request it is one slot; counted by image, `count` slots in a row on one
+        deployment, and the request waits for the last of them.
+        """
+        taken: list[Slot] = []
+
+        def change(raw: bytes | None) -> bytes:
+            taken.clear()
+            state = _read(raw)
+            now = self._clock()
+            (first,) = _slots(state, self._ordered(()), 1, now)
+            taken.append(first)
+            if self.unit == "image":
+                for _ in range(count - 1):
+                    (more,) = _slots(state, [(self.deployments[first.deployment], False)], 1, now)
+                    taken.append(more)
+            return json.dumps(state, sort_keys=True).encode()
+
+        self.storage.update(WORK, SCHEDULE, change)
+        return taken[-1]
+
+    def hold_off(self, deployment: str, seconds: float) -> None:
+        """A 429 from `deployment` asked for `seconds`: hand out none of its slots before then."""
+        if deployment not in self.deployments:
+            return
+
+        def change(raw: bytes | None) -> bytes:
+            state = _read(raw)
+            state[deployment] = max(state.get(deployment, 0.0), self._clock() + max(0.0, seconds))
+            return json.dumps(state, sort_keys=True).encode()
+
+        self.storage.update(WORK, SCHEDULE, change)
+
+    def next_free(self) -> dict[str, float]:
+        """Each deployment's next free slot (Unix seconds; now when it is free)."""
+        try:
+            state = _read(self.storage.get(WORK, SCHEDULE))
+        except LookupError:
+            state = {}
+        now = self._clock()
+        return {key: max(now, state.get(key, 0.0)) for key in self.deployments}
+
+    def _ordered(self, avoid: Sequence[str]) -> list[tuple[ImageDeployment, bool]]:
+        return [(d, d.key in avoid) for d in self.deployments.values()]
+
+
+def _read(raw: bytes | None) -> dict[str, float]:
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}  # a schedule that cannot be read is a free one: the worst is one 429 and a retry
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): float(v) for k, v in data.items() if isinstance(v, int | float)}
+
+
+def _slots(
+    state: dict[str, float], deployments: list[tuple[ImageDeployment, bool]], count: int, now: float
+) -> list[Slot]:
+    """Take `count` slots from `state` (changed in place): each from the deployment free soonest."""
+    slots = []
+    for _ in range(count):
+        # The earliest slot; among equals, not a deployment to avoid, then the one listed first.
+        deployment, _avoided = min(deployments, key=lambda pair: (max(now, state.get(pair[0].key, 0.0)), pair[1]))
+        at = max(now, state.get(deployment.key, 0.0))
+        state[deployment.key] = at + interval_s(deployment)
+        slots.append(Slot(deployment.key, at))
+    return slots

@@ -1,0 +1,198 @@
+"""One image quota for every instance: slots from a schedule in storage, batches when quota-bound, spill-over on 429.
+
+The schedule is exercised on a local folder and on Azurite; whole jobs run through the real
+orchestrator on the SDK's replay engine, with the Azure providers against the fake server, which
+enforces each deployment's quota as Azure does (counted when a call arrives, per deployment).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from shared.adapters.quota import SCHEDULE, ImageQuota, interval_s
+from shared.adapters.services import Services, build_services
+from shared.adapters.storage import WORK, BlobStorage, LocalStorage, Storage
+from shared.config import ImageDeployment, Settings
+from shared.local.cli import make_runtime
+from tests.conftest import Azurite
+from tests.fake_ai import IMAGE_ROUTES, FakeAzureAI
+from tests.support import NoCredential, azure_env, run_job, upload_request
+
+SWEDEN = ImageDeployment("https://sweden.openai.azure.com", "gpt-image-2", 6)
+POLAND = ImageDeployment("https://poland.openai.azure.com", "gpt-image-2", 12)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["local", "blob"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    if request.param == "local":
+        return LocalStorage(tmp_path)
+    azurite: Azurite = request.getfixturevalue("azurite")
+    azurite.clear()
+    return BlobStorage.from_settings(azurite.connection_string, "")
+
+
+def test_a_quota_bound_job_takes_one_slot_for_its_n_images(storage: Storage) -> None:
+    """At 6 requests a minute, four single requests would span 30 s: counted by request, they go as one."""
+    clock = Clock()
+    quota = ImageQuota(storage, [SWEDEN], clock=clock)
+    (request,) = quota.plan([0, 1, 2, 3])
+    assert request.indices == (0, 1, 2, 3) and request.at == clock.now
+    (second_job,) = quota.plan([0, 1])
+    assert second_job.at == pytest.approx(clock.now + interval_s(SWEDEN))  # the next job waits one slot, not four
+
+
+def test_counted_by_image_each_image_is_its_own_slot(storage: Storage) -> None:
+    clock = Clock()
+    quota = ImageQuota(storage, [SWEDEN], unit="image", clock=clock)
+    planned = quota.plan([0, 1, 2])
+    assert [p.indices for p in planned] == [(0,), (1,), (2,)]
+    assert [p.at - clock.now for p in planned] == pytest.approx([0, 10.2, 20.4])
+
+
+def test_with_room_in_the_quota_the_images_go_out_one_per_request_at_once(storage: Storage) -> None:
+    """6,000 a minute: four singles fit within a second, so one refused image costs no other."""
+    clock = Clock()
+    fast = ImageDeployment("https://fast.openai.azure.com", "gpt-image-2", 6000)
+    planned = ImageQuota(storage, [fast], clock=clock).plan([0, 1, 2, 3])
+    assert [p.indices for p in planned] == [(0,), (1,), (2,), (3,)]
+    assert max(p.at for p in planned) - clock.now < 0.1
+
+
+def test_slots_go_to_the_deployment_free_soonest_and_a_429_moves_them_elsewhere(storage: Storage) -> None:
+    clock = Clock()
+    quota = ImageQuota(storage, [SWEDEN, POLAND], unit="image", clock=clock)
+    planned = quota.plan([0, 1, 2, 3, 4])
+    # Sweden every 10.2 s, Poland every 5.1 s: the five slots are the five earliest of both schedules.
+    assert [(p.deployment.split(".")[0], round(p.at - clock.now, 1)) for p in planned] == [
+        ("sweden", 0.0), ("poland", 0.0), ("poland", 5.1), ("sweden", 10.2), ("poland", 10.2)
+    ]  # fmt: skip
+    clock.now += 60  # both free again
+    quota.hold_off(POLAND.key, 30)  # Poland answered 429 "retry after 30 s"
+    again = quota.plan([0, 1], avoid=[POLAND.key])
+    assert [p.deployment for p in again] == [SWEDEN.key, SWEDEN.key]
+    assert quota.next_free()[POLAND.key] == pytest.approx(clock.now + 30)
+
+
+def test_instances_sharing_storage_never_hand_out_one_slot_twice(storage: Storage) -> None:
+    """Eight instances (each its own ImageQuota over the same store) take 80 slots at once: all spaced by the quota."""
+    deployment = ImageDeployment("https://one.openai.azure.com", "gpt-image-2", 600)
+    slots: list[float] = []
+    lock = threading.Lock()
+
+    def instance() -> None:
+        quota = ImageQuota(storage, [deployment], unit="image")
+        for _ in range(10):
+            (planned,) = quota.plan([0])
+            with lock:
+                slots.append(planned.at)
+
+    threads = [threading.Thread(target=instance) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    slots.sort()
+    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    assert len(slots) == 80 and min(gaps) >= interval_s(deployment) - 1e-6
+
+
+def test_an_unreadable_schedule_is_a_free_one(storage: Storage) -> None:
+    storage.put(WORK, SCHEDULE, b"not json", "application/json")
+    clock = Clock()
+    (planned,) = ImageQuota(storage, [SWEDEN], clock=clock).plan([0])
+    assert planned.at == clock.now
+    assert json.loads(storage.get(WORK, SCHEDULE)) == {SWEDEN.key: pytest.approx(clock.now + interval_s(SWEDEN))}
+
+
+# --- whole jobs ------------------------------------------------------------------------------------------------------
+
+
+def _services(fake: FakeAzureAI, folder: Path, **env: str) -> Services:
+    settings = azure_env(fake, VARIA_STORAGE="local", VARIA_LOCAL_DIR=str(folder), **env)
+    return build_services(Settings.from_env(settings), NoCredential)
+
+
+def _image_calls(fake: FakeAzureAI) -> list[tuple[str | None, int]]:
+    return [(c.model, c.status) for c in fake.calls if c.route in IMAGE_ROUTES]
+
+
+def test_two_instances_sharing_storage_stay_within_the_deployments_quota(
+    fake: FakeAzureAI, sample_png: bytes, tmp_path: Path
+) -> None:
+    """Two runtimes (two instances) on one store: together they keep to the quota, and no call is answered 429.
+
+    The fake allows 10 calls in any second; Varia is told 500 a minute, leaving a call's start-up
+    jitter room within the window. Two instances pacing themselves alone would send 1,000 a minute.
+    """
+    fake.limit_images(10, 1.0)
+    instances = [_services(fake, tmp_path, VARIA_IMAGE_REQUESTS_PER_MINUTE="500") for _ in range(2)]
+    runtimes = [make_runtime(services, retry_scale=0.01) for services in instances]
+    started = [
+        runtime.start_background(req.job_id, req.model_dump(mode="json"))
+        for k in range(10)
+        for runtime, services in zip(runtimes, instances, strict=True)
+        for req in [upload_request(services, sample_png, f"as a watercolour, take {k}", n=2)]
+    ]
+    for inst in started:
+        assert inst.done.wait(120)
+    for runtime in runtimes:
+        runtime.shutdown()
+    assert [inst.output["status"] for inst in started] == ["succeeded"] * 20
+    calls = _image_calls(fake)
+    assert len(calls) == 40 and all(status == 200 for _, status in calls), calls
+
+
+def test_at_the_default_quota_a_job_of_four_is_one_request_of_four_images(
+    fake: FakeAzureAI, sample_png: bytes, tmp_path: Path
+) -> None:
+    fake.limit_images(1, 10.0)  # 6 requests a minute, enforced over 10 s windows
+    services = _services(fake, tmp_path, VARIA_IMAGE_REQUESTS_PER_MINUTE="6")
+    manifest = run_job(services, upload_request(services, sample_png, n=4)).output
+    assert manifest["status"] == "succeeded"
+    edits = [c for c in fake.calls if c.route == "images.edit"]
+    assert len(edits) == 1 and edits[0].form["n"] == "4"
+    # Each image is still one paid image.
+    assert manifest["paid_calls"]["image"] == {"attempted": 4, "delivered": 4}
+    assert len({v["image"]["name"] for v in manifest["variations"]}) == 4
+
+
+def test_counted_by_image_a_job_of_two_sends_two_requests_a_slot_apart(
+    fake: FakeAzureAI, sample_png: bytes, tmp_path: Path
+) -> None:
+    fake.limit_images(1, 1.0, per_image=True)  # 60 images a minute; Varia is told 50, room for a call's jitter
+    services = _services(fake, tmp_path, VARIA_IMAGE_REQUESTS_PER_MINUTE="50", VARIA_IMAGE_QUOTA_UNIT="image")
+    manifest = run_job(services, upload_request(services, sample_png, n=2)).output
+    assert manifest["status"] == "succeeded"
+    edits = [c for c in fake.calls if c.route == "images.edit"]
+    assert [c.form["n"] for c in edits] == ["1", "1"] and [c.status for c in edits] == [200, 200]
+    assert edits[1].started - edits[0].started >= 1.0
+
+
+def test_a_429_from_one_deployment_sends_the_retry_to_another(
+    fake: FakeAzureAI, sample_png: bytes, tmp_path: Path
+) -> None:
+    deployments = json.dumps(
+        [
+            {"endpoint": fake.url, "deployment": "gpt-image-2-sweden", "rpm": 6000, "api_key": "k"},
+            {"endpoint": fake.url, "deployment": "gpt-image-2-poland", "rpm": 60, "api_key": "k"},
+        ]
+    )
+    services = _services(fake, tmp_path, VARIA_IMAGE_DEPLOYMENTS=deployments)
+    fake.fail_next("images.edit", "429", retry_after=30)  # Sweden (free soonest) is busy for 30 s
+    instance = run_job(services, upload_request(services, sample_png, n=1))
+    manifest = instance.output
+    assert manifest["status"] == "succeeded"
+    assert _image_calls(fake) == [("gpt-image-2-sweden", 429), ("gpt-image-2-poland", 200)]
+    assert manifest["variations"][0]["deployment"].endswith("/gpt-image-2-poland")
