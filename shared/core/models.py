@@ -6,9 +6,10 @@ Everything that crosses a Durable boundary is one of these models, dumped with
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, Field, TypeAdapter
 
 Profile = Literal["general", "kids"]
 Mode = Literal["edit", "generate"]
@@ -17,6 +18,86 @@ JobStatus = Literal["succeeded", "refused", "failed"]
 Stage = Literal["queued", "preparing", "captioning", "composing", "generating", "saving", "done"]
 
 MAX_PROMPT_CHARS = 1000
+
+# --- Lengths: every text a model or a service writes is capped where it enters a contract ------
+# Durable moves a message over 45 KB to a large-message blob that every replay reads back, and the
+# job's record (persist's input), the manifest (its output and the orchestration's) and each
+# generate input carry the request's prompt: 1,000 characters, 6,000 bytes in a script that JSON
+# escapes (the SDK and the worker write `\uXXXX` for every non-ASCII character). The caps below are
+# bytes of that JSON, so they hold in every script, and they keep the largest message of a job at
+# n = 10 under 16 KB (tests/test_message_sizes.py). Every message a person reads stays whole at
+# these sizes; only a service's or a model's runaway text is cut, with "…" where it was cut.
+# The composed prompt: GPT-image takes 32,000 characters, so this cap is ours. The composer is asked
+# for 800 characters; 1,000 leave it room and still say everything an image needs. In a script JSON
+# escapes, MAX_OUTPUT_PROMPT_BYTES (250 Cyrillic or CJK characters: 40 Russian words, as much as
+# 600 English characters in Chinese) keeps it from crowding out the rest of the job's record.
+MAX_OUTPUT_PROMPT_CHARS = 1000
+MAX_OUTPUT_PROMPT_BYTES = 1500
+_ELLIPSIS = "…"
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|[。！？]")
+
+
+def json_bytes(char: str) -> int:
+    """The bytes one character takes in a Durable message (JSON, non-ASCII escaped as 6-byte \\u escapes)."""
+    code = ord(char)
+    if 0x20 <= code < 0x80:
+        return 2 if char in '"\\' else 1
+    if code < 0x20:
+        return 2 if char in "\b\f\n\r\t" else 6
+    return 12 if code > 0xFFFF else 6  # beyond the BMP: a surrogate pair
+
+
+def _fitting(text: str, max_bytes: int) -> int:
+    """How many of `text`'s first characters fit in `max_bytes` of JSON."""
+    used = 0
+    for count, char in enumerate(text):
+        used += json_bytes(char)
+        if used > max_bytes:
+            return count
+    return len(text)
+
+
+def cut_at_boundary(text: str, max_chars: int, max_bytes: int) -> str:
+    """`text`'s longest start within both limits, ending after a sentence, else a word, when one is near."""
+    keep = min(max_chars, _fitting(text, max_bytes))
+    if keep >= len(text):
+        return text
+    head = text[:keep]
+    sentence = max((m.end() for m in _SENTENCE_END.finditer(head)), default=0)
+    word = max(head.rfind(" "), head.rfind("，"), head.rfind("、"))
+    cut = sentence if sentence >= keep // 2 else word if word >= keep // 2 else keep
+    return head[:cut].rstrip()
+
+
+def clip(text: str, max_bytes: int, keep_end: bool = False) -> str:
+    """`text` within `max_bytes` of JSON: cut at a word with "…", keeping its end too when `keep_end`.
+
+    A message often ends with what to do next ("An admin should check ..."), after a service's own
+    words in its middle: `keep_end` keeps a third of the room for the end.
+    """
+    if _fitting(text, max_bytes) >= len(text):
+        return text
+    room = max_bytes - json_bytes(_ELLIPSIS)
+    if not keep_end:
+        return cut_at_boundary(text, len(text), room) + _ELLIPSIS
+    tail_room = room // 3
+    tail = text[len(text) - _fitting(text[::-1], tail_room) :]
+    space = tail.find(" ")
+    if 0 <= space < len(tail) // 2:
+        tail = tail[space:]  # from a word's start
+    return cut_at_boundary(text, len(text), room - tail_room) + _ELLIPSIS + tail.lstrip()
+
+
+def _clipped(max_bytes: int, keep_end: bool = False) -> AfterValidator:
+    return AfterValidator(lambda text: text if text is None else clip(text, max_bytes, keep_end))
+
+
+def _few(items: int, max_bytes: int) -> AfterValidator:
+    return AfterValidator(lambda texts: [clip(t, max_bytes) for t in texts[:items]])
+
+
+Message = Annotated[str, _clipped(600, keep_end=True)]  # a job's message (one per job)
+Reason = Annotated[str, _clipped(320, keep_end=True)]  # one image's or one verdict's reason (up to n per job)
 
 
 class BlobRef(BaseModel):
@@ -42,7 +123,8 @@ class JobRequest(BaseModel):
     n: int = Field(default=2, ge=1, le=10)
     mode: Mode = "edit"
     origin: Origin = "cli"
-    filename: str | None = None  # the user's own name for the image (upload, CLI path, blob name), for messages
+    # The user's own name for the image (upload, CLI path, blob name), for messages.
+    filename: Annotated[str | None, _clipped(240, keep_end=True)] = None
 
 
 class PreparedImage(BaseModel):
@@ -56,8 +138,8 @@ class PreparedImage(BaseModel):
 
 
 class Caption(BaseModel):
-    text: str
-    tags: list[str] = []
+    text: Annotated[str, _clipped(500)]
+    tags: Annotated[list[str], _few(20, 40)] = []
     provider: str
     cached: bool = False
 
@@ -65,16 +147,16 @@ class Caption(BaseModel):
 class SubTasks(BaseModel):
     """What the request asks for, split so the generator and the manifest can say it plainly."""
 
-    style: str | None = None
-    add: list[str] = []
-    remove: list[str] = []
-    background: str | None = None
+    style: Annotated[str | None, _clipped(100)] = None
+    add: Annotated[list[str], _few(4, 64)] = []
+    remove: Annotated[list[str], _few(4, 64)] = []
+    background: Annotated[str | None, _clipped(100)] = None
 
 
 class Composition(BaseModel):
     verdict: Literal["allow", "refuse"]
-    reason: str
-    output_prompt: str = ""
+    reason: Annotated[str, _clipped(300, keep_end=True)]
+    output_prompt: Annotated[str, _clipped(MAX_OUTPUT_PROMPT_BYTES)] = ""  # the compose step cuts it first
     subtasks: SubTasks = SubTasks()
     provider: str
     profile: Profile = "general"
@@ -86,7 +168,7 @@ class Variation(BaseModel):
     status: JobStatus
     image: BlobRef | None = None
     provider: str
-    reason: str | None = None  # why it was refused or failed
+    reason: Reason | None = None  # why it was refused or failed
     code: str | None = None  # the same, as a code from shared/core/codes.py
     reused: bool = False  # an earlier attempt had already stored this image
     retryable: bool = False  # failed for a reason another attempt may cure (429, 5xx), budget permitting
@@ -105,7 +187,7 @@ class Problem(BaseModel):
     status: Literal["refused", "failed"]
     code: str
     stage: str
-    message: str
+    message: Message
 
 
 class ProgressStatus(BaseModel):
@@ -144,7 +226,7 @@ class ModerationRecord(BaseModel):
     check: Literal["word-check", "text", "shield", "image"]
     provider: str
     verdict: Literal["allowed", "refused"]
-    reason: str
+    reason: Reason
     categories: dict[str, int] = {}
     attacks: dict[str, bool] = {}
 
@@ -155,7 +237,7 @@ class Manifest(BaseModel):
     job_id: str
     status: JobStatus
     code: str | None = None  # why it was refused or failed (or, when partial, why some images are missing)
-    message: str | None = None  # the refusal reason or the error a user can act on
+    message: Message | None = None  # the refusal reason or the error a user can act on
     partial: bool = False  # succeeded with some variations refused or failed (each says why)
     request: JobRequest
     source: PreparedImage | None = None

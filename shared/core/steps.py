@@ -51,6 +51,8 @@ from shared.core.blobs import (
 from shared.core.codes import advice
 from shared.core.images import InvalidImage, normalize
 from shared.core.models import (
+    MAX_OUTPUT_PROMPT_BYTES,
+    MAX_OUTPUT_PROMPT_CHARS,
     BlobRef,
     CallCount,
     Caption,
@@ -69,6 +71,8 @@ from shared.core.models import (
     QuotaPlan,
     ReserveInput,
     Variation,
+    cut_at_boundary,
+    json_bytes,
 )
 from shared.core.safety import Verdict, check_text, get_profile
 
@@ -356,11 +360,20 @@ def compose(services: Services, work: ComposeInput) -> Composition | Problem:
             return _stopped("composing", failure)
     else:
         result = attempt()
-    verdict_text, reason = result.verdict, result.reason
+    verdict_text, reason, output_prompt = result.verdict, result.reason, result.output_prompt
     code = (result.code or "composer_refused") if verdict_text == "refuse" else None
     if verdict_text == "allow":
+        # The prompt kept is ours to cap (GPT-image takes 32,000 characters; see MAX_OUTPUT_PROMPT_CHARS):
+        # cut at a sentence or a word, the profile's suffix kept whole, and the cut said in the manifest.
+        suffix = profile.prompt_suffix if output_prompt.endswith(profile.prompt_suffix) else ""
+        body = output_prompt[: len(output_prompt) - len(suffix)]
+        suffix_bytes = sum(map(json_bytes, suffix))
+        kept = cut_at_boundary(body, MAX_OUTPUT_PROMPT_CHARS - len(suffix), MAX_OUTPUT_PROMPT_BYTES - suffix_bytes)
+        if kept != body:
+            cut = f"The composed prompt was cut from {len(output_prompt):,} to {len(kept + suffix):,} characters."
+            output_prompt, reason = kept + suffix, f"{cut} {reason}"
         # The composer's own words pass the same word check: a model talked round is still caught.
-        second = _word_check(services, request.job_id, result.output_prompt, profile.name, "prompt")
+        second = _word_check(services, request.job_id, output_prompt, profile.name, "prompt")
         if not second.allowed:
             verdict_text, reason, code = "refuse", second.reason, "word_check"
         elif moderator.paid:
@@ -369,7 +382,7 @@ def compose(services: Services, work: ComposeInput) -> Composition | Problem:
                 request.job_id,
                 "prompt",
                 "text",
-                lambda: moderator.check_text(result.output_prompt, profile.name, what="composed prompt"),
+                lambda: moderator.check_text(output_prompt, profile.name, what="composed prompt"),
             )
             if failure is not None:
                 return _stopped("composing", failure)
@@ -378,7 +391,7 @@ def compose(services: Services, work: ComposeInput) -> Composition | Problem:
     return Composition(
         verdict=verdict_text,
         reason=reason,
-        output_prompt=result.output_prompt if verdict_text == "allow" else "",
+        output_prompt=output_prompt if verdict_text == "allow" else "",
         subtasks=result.subtasks,
         provider=composer.name,
         profile=request.profile,

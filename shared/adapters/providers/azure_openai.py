@@ -220,8 +220,29 @@ def _chat_options(model: str, reasoning_effort: str | None, answer_tokens: int) 
     return options
 
 
+# What the composer's answer may hold. max_completion_tokens (ai_models.COMPOSE_ANSWER_TOKENS, 1,000
+# tokens of answer) bounds what the model writes; a deployment or a proxy that ignores it is still
+# held to what those tokens carry (about 4 characters each in English) and to a few sub-tasks. The
+# compose step then cuts the prompt to MAX_OUTPUT_PROMPT_CHARS at a sentence (shared/core/models.py).
+_ANSWER_CHARS = 4 * ai_models.COMPOSE_ANSWER_TOKENS
+_SUBTASK_ITEMS = 8
+_SUBTASK_CHARS = 200
+
+
+def _answer_text(value: Any, chars: int = _ANSWER_CHARS) -> str:
+    return str(value if value is not None else "").strip()[:chars]
+
+
+def _answer_items(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else []
+    return [_answer_text(item, _SUBTASK_CHARS) for item in items[:_SUBTASK_ITEMS]]
+
+
 class ChatComposer:
-    """Composes the output prompt with the chat deployment, the safety meta-prompt as system message."""
+    """Composes the output prompt with the chat deployment, the safety meta-prompt as system message.
+
+    Its answer is bounded: the token budget, then _ANSWER_CHARS per text and _SUBTASK_ITEMS sub-tasks.
+    """
 
     name = "azure-openai-chat"
     paid = True
@@ -252,21 +273,22 @@ class ChatComposer:
                 if not isinstance(data, dict) or data.get("verdict") not in ("allow", "refuse"):
                     raise ValueError("the composition is not the JSON asked for")
         except ContentRefused as exc:
-            return ComposeResult("refuse", str(exc), "", SubTasks(), code=exc.code)
+            return ComposeResult("refuse", _answer_text(exc), "", SubTasks(), code=exc.code)
+        style, background = data.get("style"), data.get("background")
         subtasks = SubTasks(
-            style=data.get("style"),
-            add=list(data.get("add") or []),
-            remove=list(data.get("remove") or []),
-            background=data.get("background"),
+            style=_answer_text(style, _SUBTASK_CHARS) if style is not None else None,
+            add=_answer_items(data.get("add")),
+            remove=_answer_items(data.get("remove")),
+            background=_answer_text(background, _SUBTASK_CHARS) if background is not None else None,
         )
-        output = str(data.get("output_prompt", "")).strip()
+        output = _answer_text(data.get("output_prompt"))
         if data["verdict"] == "allow":
             if not output:
                 raise TransientServiceError(
                     "The chat model allowed the request but wrote no prompt.", "service_incomplete"
                 )
             output += profile.prompt_suffix
-        return ComposeResult(data["verdict"], str(data.get("reason", "")), output, subtasks)
+        return ComposeResult(data["verdict"], _answer_text(data.get("reason")), output, subtasks)
 
 
 class ChatCaptioner:
