@@ -23,7 +23,7 @@ import pytest
 
 from shared.adapters.services import Services, build_services
 from shared.config import Settings
-from shared.core.models import MAX_OUTPUT_PROMPT_CHARS
+from shared.core.models import MAX_OUTPUT_PROMPT_CHARS, clip
 from shared.core.orchestrator import orchestrate_job
 from shared.core.safety import get_profile
 from shared.local.cli import bind_activities
@@ -200,3 +200,17 @@ def test_a_long_structured_refusal_keeps_every_message_under_16_kb(services: Ser
 
     assert manifest["status"] == "refused" and manifest["message"], manifest
     _assert_small(messages)
+
+
+@pytest.mark.parametrize(
+    "filler", ["words and more words ", "把这张照片变成水彩画。", "😀 emoji ", 'quotes " and \\ slashes\n']
+)
+def test_clip_fits_any_script_and_keeps_the_advice_at_the_end(filler: str) -> None:
+    message = f"The image model failed (HTTP 500: {filler * 500}) An admin should check the deployment."
+    for max_bytes in (60, 240, 320, 600):
+        clipped = clip(message, max_bytes, keep_end=True)
+        assert len(json.dumps(clipped)) - 2 <= max_bytes, (max_bytes, clipped)
+        assert clipped.startswith("The image model failed") and "…" in clipped
+        if max_bytes >= 240:
+            assert clipped.endswith("An admin should check the deployment."), clipped
+    assert clip("short enough", 12) == "short enough"
