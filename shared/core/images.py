@@ -41,9 +41,9 @@ class InvalidImage(ValueError):
 
 
 # The prepared image: JPEG at quality 90 without chroma subsampling (4:4:4). On a 1500x1000
-# photo it is 0.27 MB in about 12 ms where PNG took 1.3-2.1 MB and 0.8-1.1 s (bench/RESULTS.md,
-# 4c); against 4:2:0 (0.17 MB) it keeps colour edges, text and thin coloured lines, the details an
-# edit is asked to keep, at 43.7 dB PSNR instead of 38.4, for 0.1 MB more per upload.
+# photo it is 0.27-0.66 MB in 12-16 ms where PNG took 1.3-2.1 MB and 0.8-1.1 s (bench/RESULTS.md,
+# "The stored format"); against 4:2:0 it keeps colour edges, text and thin coloured lines, the
+# details an edit is asked to keep, at 43.7 dB PSNR instead of 38.4, for 0.1 MB more per upload.
 JPEG_QUALITY = 90
 JPEG_SUBSAMPLING = 0  # Pillow: 0 = 4:4:4, 2 = 4:2:0
 # Where the source has transparent pixels, PNG (RGBA) keeps them: a cut-out subject flattened on
