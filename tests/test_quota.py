@@ -85,6 +85,22 @@ def test_slots_go_to_the_deployment_free_soonest_and_a_429_moves_them_elsewhere(
     assert quota.next_free()[POLAND.key] == pytest.approx(clock.now + 30)
 
 
+def test_the_gate_spaces_calls_as_they_leave_even_when_one_starts_late(storage: Storage) -> None:
+    """Job A's call starts 0.5 s after its slot (its instance was busy), job B's on time: B waits for A's spacing."""
+    clock = Clock()
+    quota = ImageQuota(storage, [SWEDEN], clock=clock)
+    (a,) = quota.plan([0])
+    (b,) = quota.plan([0])
+    clock.now = a.at + 0.5
+    assert quota.send_turn(SWEDEN.key) == clock.now  # A leaves now, late
+    clock.now = b.at
+    assert quota.send_turn(SWEDEN.key) == pytest.approx(a.at + 0.5 + interval_s(SWEDEN))  # B: a spacing after A
+    (c,) = quota.plan([0])  # and the slots still to hand out follow the calls
+    assert c.at == pytest.approx(a.at + 0.5 + 2 * interval_s(SWEDEN))
+    quota.hold_off(SWEDEN.key, 30)  # a 429: nothing leaves for 30 s
+    assert quota.send_turn(SWEDEN.key) == pytest.approx(clock.now + 30)
+
+
 def test_instances_sharing_storage_never_hand_out_one_slot_twice(storage: Storage) -> None:
     """Eight instances (each its own ImageQuota over the same store) take 80 slots at once: all spaced by the quota."""
     deployment = ImageDeployment("https://one.openai.azure.com", "gpt-image-2", 600)
@@ -142,8 +158,8 @@ def test_two_instances_sharing_storage_stay_within_the_deployments_quota(
     started = [
         runtime.start_background(req.job_id, req.model_dump(mode="json"))
         for k in range(10)
-        for runtime, services in zip(runtimes, instances, strict=True)
-        for req in [upload_request(services, sample_png, f"as a watercolour, take {k}", n=2)]
+        for i, (runtime, services) in enumerate(zip(runtimes, instances, strict=True))
+        for req in [upload_request(services, sample_png, f"as a watercolour, take {k} on instance {i}", n=2)]
     ]
     for inst in started:
         assert inst.done.wait(120)
@@ -151,7 +167,10 @@ def test_two_instances_sharing_storage_stay_within_the_deployments_quota(
         runtime.shutdown()
     assert [inst.output["status"] for inst in started] == ["succeeded"] * 20
     calls = _image_calls(fake)
-    assert len(calls) == 40 and all(status == 200 for _, status in calls), calls
+    from collections import Counter
+
+    summary = str(Counter((c.form.get("n"), c.status) for c in fake.calls if c.route in IMAGE_ROUTES))
+    assert len(calls) == 40 and all(status == 200 for _, status in calls), summary
 
 
 def test_at_the_default_quota_a_job_of_four_is_one_request_of_four_images(

@@ -31,6 +31,7 @@ from shared.adapters.storage import WORK, Storage
 from shared.config import ImageDeployment
 
 SCHEDULE = "quota/images.json"
+_SENT = "sent:"  # the schedule's key for when a deployment's last request left, beside its next slot
 # 2% over the exact spacing: a call reaches the service a few milliseconds after its slot, and
 # without slack that jitter would put one call too many in some windows.
 SLACK = 1.02
@@ -137,14 +138,40 @@ class ImageQuota:
         self.storage.update(WORK, SCHEDULE, change)
         return taken[-1]
 
-    def hold_off(self, deployment: str, seconds: float) -> None:
-        """A 429 from `deployment` asked for `seconds`: hand out none of its slots before then."""
-        if deployment not in self.deployments:
-            return
+    def send_turn(self, deployment: str) -> float:
+        """When this request may leave (Unix seconds): one interval after the last request that left.
+
+        Slots order the calls, but a call starts late whenever its instance is busy, and the one
+        after it may start on time: two calls closer than the quota's spacing, and a 429. So the
+        request passes this gate just before it is sent, and the gate spaces the calls as they
+        really leave. The wait is that lateness, a fraction of one interval; the gate also moves
+        the slots still to hand out, so they follow the calls.
+        """
+        spacing = interval_s(self.deployments[deployment])
+        turn: list[float] = []
 
         def change(raw: bytes | None) -> bytes:
             state = _read(raw)
-            state[deployment] = max(state.get(deployment, 0.0), self._clock() + max(0.0, seconds))
+            at = max(self._clock(), state.get(_SENT + deployment, 0.0) + spacing)
+            state[_SENT + deployment] = at
+            state[deployment] = max(state.get(deployment, 0.0), at + spacing)
+            turn[:] = [at]
+            return json.dumps(state, sort_keys=True).encode()
+
+        self.storage.update(WORK, SCHEDULE, change)
+        return turn[0]
+
+    def hold_off(self, deployment: str, seconds: float) -> None:
+        """A 429 from `deployment` asked for `seconds`: hand out none of its slots, and send nothing, before then."""
+        if deployment not in self.deployments:
+            return
+        spacing = interval_s(self.deployments[deployment])
+
+        def change(raw: bytes | None) -> bytes:
+            state = _read(raw)
+            until = self._clock() + max(0.0, seconds)
+            state[deployment] = max(state.get(deployment, 0.0), until)
+            state[_SENT + deployment] = max(state.get(_SENT + deployment, 0.0), until - spacing)
             return json.dumps(state, sort_keys=True).encode()
 
         self.storage.update(WORK, SCHEDULE, change)

@@ -498,8 +498,9 @@ def _wait_for_slot(services: Services, work: GenerateInput, count: int) -> str:
     """The deployment to call, once its quota slot has come: the one the orchestrator reserved, else a new one.
 
     The orchestrator waits for the slot on a durable timer and starts this step at it; what is
-    left to wait here is the timer's own lateness or earliness (and, counted by image, the gap
-    to this image's slot), never a queue.
+    left to wait here is the timer's own earliness (and, counted by image, the gap to this
+    image's slot), then the gate that spaces calls as they leave (a fraction of one interval),
+    never a queue.
     """
     quota = services.quota
     if quota is None:
@@ -509,6 +510,9 @@ def _wait_for_slot(services: Services, work: GenerateInput, count: int) -> str:
         slot = quota.slot_for(count)
         deployment, at = slot.deployment, slot.at
     delay = at - time.time()
+    if delay > 0:
+        time.sleep(delay)
+    delay = quota.send_turn(deployment) - time.time()  # spaced as the calls really leave: see send_turn
     if delay > 0:
         time.sleep(delay)
     return deployment

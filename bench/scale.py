@@ -1,0 +1,163 @@
+"""Scale and the quota: several instances (separate processes) sharing Azurite and one deployment's quota.
+
+    python -m bench.scale                # 1, 2 and 4 instances, 100 jobs x n=3 each run (about 8 minutes)
+    python -m bench.scale --jobs 40      # a shorter run
+
+Production defaults, time-scaled by SCALE: the default GPT-image quota (6 requests a minute,
+enforced over 10 s windows) and 30 s images become 60 a minute over 1 s windows and 3 s images.
+The fake server enforces that quota per deployment, counted when a call arrives, and answers
+429 beyond it. Every instance is its own process with its own local runtime and thread pool,
+as Flex runs them; they share only the storage account (Azurite) and the deployment. All jobs
+arrive at once (a backlog), shared evenly among the instances.
+
+One line per run, as issue 11 asks:
+    scale: instances=N jobs=J failed=F rejected=K quota_use=U
+then, for the same backlog, when jobs finished: p50 and p90 of job latency over the run's drain
+time (arrival order served first gives p50 near 0.5; every job waiting for the whole queue gives
+near 1). A last run gives each of 4 instances a schedule of its own (a folder each instead of
+the shared account), which is what pacing in each process did before the schedule was shared:
+side by side, it shows what sharing buys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+SCALE = 10  # 1 s here is 10 s in production
+RPM = 6 * SCALE  # the default quota (2 capacity units = 6 requests a minute), time-scaled
+WINDOW_S = 10 / SCALE  # Azure enforces it over 1-10 s windows: 1 request per 10 s window at 6 a minute
+IMAGE_S = 30 / SCALE  # a low-quality image takes 15-30 s
+CAPTION_S, COMPOSE_S = 1.0 / SCALE, 3.0 / SCALE
+
+
+def _child(instance: int, first: int, count: int, n: int) -> None:
+    """One instance: start its share of the backlog at once, wait for all, print one JSON line per job."""
+    from bench.run import picture
+    from shared.adapters.services import build_services
+    from shared.config import Settings
+    from shared.local.cli import make_runtime
+    from tests.support import NoCredential, upload_request
+
+    services = build_services(Settings.from_env(), NoCredential)
+    runtime = make_runtime(services)  # production timers and retries: nothing scaled
+    arrived = time.time()
+    started = []
+    for k in range(first, first + count):
+        request = upload_request(services, picture(k, 320, 240), f"as a watercolour, take {k}", n=n)
+        started.append((k, runtime.start_background(request.job_id, request.model_dump(mode="json"))))
+    for k, inst in started:
+        inst.done.wait(3600)
+        output = inst.output or {}
+        # When the job ended: its last history event (the orchestration's completion), in Unix seconds.
+        finished = datetime.fromisoformat(inst.history[-1]["Timestamp"]).timestamp() if inst.history else time.time()
+        line = {"job": k, "instance": instance, "status": output.get("status"), "code": output.get("code")}
+        print(json.dumps({**line, "arrived": arrived, "finished": finished}), flush=True)
+    runtime.shutdown()
+
+
+def _run(instances: int, jobs: int, n: int, shared: bool, fake: Any, connection: str, folder: Path) -> dict[str, Any]:
+    from tests.fake_ai import IMAGE_ROUTES
+    from tests.support import azure_env
+
+    fake.reset()
+    fake.image_size_override = (64, 64)
+    fake.latency.update({"images.edit": IMAGE_S, "vision.analyze": CAPTION_S, "chat": COMPOSE_S})
+    fake.limit_images(1, WINDOW_S)
+    share = [jobs // instances + (1 if i < jobs % instances else 0) for i in range(instances)]
+    procs = []
+    first = 0
+    for i, count in enumerate(share):
+        env = azure_env(fake, VARIA_IMAGE_REQUESTS_PER_MINUTE=str(RPM), VARIA_SERVICE_TIMEOUT_SECONDS="60")
+        if shared:
+            env["AzureWebJobsStorage"] = connection
+        else:
+            env.update(VARIA_STORAGE="local", VARIA_LOCAL_DIR=str(folder / f"instance-{i}"))
+        command = [sys.executable, "-m", "bench.scale", "--child", str(i), str(first), str(count), str(n)]
+        child_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
+        procs.append(subprocess.Popen(command, cwd=REPO, env=child_env, stdout=subprocess.PIPE, text=True))
+        first += count
+    lines = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=3600)
+        lines += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    calls = [c for c in fake.calls if c.route in IMAGE_ROUTES]
+    granted = sorted(c.started for c in calls if c.status == 200)
+    rejected = sum(1 for c in calls if c.status == 429)
+    span = granted[-1] - granted[0] if len(granted) > 1 else 0.0
+    quota_use = (len(granted) - 1) / span * WINDOW_S if span else 0.0
+    arrived = min(line["arrived"] for line in lines)
+    latencies = sorted(line["finished"] - arrived for line in lines)
+    drain = latencies[-1]
+    return {
+        "instances": instances,
+        "jobs": len(lines),
+        "failed": sum(1 for line in lines if line["status"] not in ("succeeded",)),
+        "rejected": rejected,
+        "requests": len(calls),
+        "quota_use": quota_use,
+        "p50": statistics.median(latencies) / drain,
+        "p90": latencies[int(0.9 * (len(latencies) - 1))] / drain,
+        "drain_s": drain,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=100)
+    parser.add_argument("--n", type=int, default=3)
+    parser.add_argument("--instances", default="1,2,4")
+    parser.add_argument("--child", nargs=4, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(*args.child)
+        return 0
+
+    from tests.conftest import Azurite
+    from tests.fake_ai import FakeAzureAI
+
+    results = []
+    with FakeAzureAI() as fake, tempfile.TemporaryDirectory() as folder:
+        azurite = Azurite(Path(folder) / "azurite")
+        azurite.start()
+        try:
+            runs = [(int(k), True) for k in args.instances.split(",")] + [(4, False)]
+            for instances, shared in runs:
+                azurite.clear()
+                result = _run(instances, args.jobs, args.n, shared, fake, azurite.connection_string, Path(folder))
+                results.append(result)
+                label = "" if shared else " (a schedule per instance)"
+                print(
+                    f"scale: instances={result['instances']} jobs={result['jobs']} failed={result['failed']} "
+                    f"rejected={result['rejected']} quota_use={result['quota_use']:.3f}{label}",
+                    flush=True,
+                )
+                share = result["rejected"] / max(1, result["requests"])
+                print(
+                    f"       {result['requests']} image requests, {share:.1%} answered 429; "
+                    f"job latency p50={result['p50']:.2f} p90={result['p90']:.2f} of the "
+                    f"{result['drain_s']:.0f} s drain",
+                    flush=True,
+                )
+        finally:
+            azurite.stop()
+    shared_runs = [r for r, (_, shared) in zip(results, runs, strict=True) if shared]
+    met = all(
+        r["failed"] == 0 and r["rejected"] <= 0.05 * r["requests"] and r["quota_use"] >= 0.95 for r in shared_runs
+    )
+    print(f"scale: goals (failed=0, rejected <= 5%, quota_use >= 0.95) {'met' if met else 'NOT met'}")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
