@@ -88,6 +88,9 @@ _BASE_TIMEOUT_S: dict[str, dict[str, float]] = {
     "gpt-image-1": {"low": 45, "medium": 90, "high": 180, "auto": 180},
 }
 REFERENCE_PIXELS = 1024 * 1024
+# How long an image call takes, before Varia has measured it (shared/adapters/quota.py measures
+# every call): about 15-30 s at low quality, a minute at medium, over two at high and large sizes.
+TYPICAL_IMAGE_LATENCY_S: dict[str, float] = {"low": 25.0, "medium": 60.0, "high": 120.0, "auto": 120.0}
 # Image calls run in a Durable activity, never in an HTTP response (cut at about 230 s). The
 # activity is bounded by host.json's functionTimeout (10 minutes); two attempts of the longest
 # call still fit in it, with room for the pacing wait and the upload of the result.

@@ -220,6 +220,7 @@ class Call:
     quality: str | None = None  # image calls: the quality asked for, None if not sent
     billed: bool = False  # whether Azure would bill this call (see BILLED_FAULTS)
     quota_key: Any = field(default=_NOT_COUNTED, repr=False)  # the image quota that counted it, if any
+    counted: float = 0.0  # time.monotonic() when an image quota counted it (the whole request read)
 
 
 @dataclass
@@ -726,6 +727,7 @@ class FakeAzureAI:
                 return (granted[0][0] + window_s - now) if granted else window_s
             granted.append((now, count))
             call.quota_key = key
+            call.counted = now
             return None
 
     def _give_back_image_slot(self, call: Call) -> None:

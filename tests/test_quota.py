@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,63 @@ def test_a_429_from_one_deployment_sends_the_retry_to_another(
     assert manifest["status"] == "succeeded"
     assert _image_calls(fake) == [("gpt-image-2-sweden", 429), ("gpt-image-2-poland", 200)]
     assert manifest["variations"][0]["deployment"].endswith("/gpt-image-2-poland")
+
+
+def test_image_concurrency_follows_the_measured_latency(storage: Storage) -> None:
+    """In flight = every deployment's rpm × the image latency (Little's law): 18 a minute of 60 s images is 18 calls."""
+    quota = ImageQuota(storage, [SWEDEN, POLAND])
+    assert quota.concurrency(fallback_latency_s=25.0) == 9  # 18 a minute × 25 s / 60, rounded up, + 1
+    quota.record_latency(SWEDEN.key, 60.0)
+    assert quota.measured_latency_s() == 60.0
+    assert quota.concurrency(fallback_latency_s=25.0) == 19
+    for _ in range(30):  # the images got faster: the moving average follows
+        quota.record_latency(SWEDEN.key, 10.0)
+    assert quota.concurrency(fallback_latency_s=25.0) == 5
+
+
+def test_the_local_runtime_sizes_its_image_workers_from_the_measured_latency(fake: FakeAzureAI, tmp_path: Path) -> None:
+    """At the default quota, 60 s images need 7 workers, not the 4 a fixed 30 s guess gave; other steps get 4."""
+    from shared.config import activity_concurrency
+    from shared.local.cli import SHORT_STEPS, activity_limits
+
+    services = _services(fake, tmp_path, VARIA_IMAGE_REQUESTS_PER_MINUTE="6")
+    assert services.quota is not None
+    limit = activity_limits(services)
+    assert (limit("generate"), limit("prepare")) == (4, SHORT_STEPS)  # before any call: low quality's 25 s
+    services.quota.record_latency(services.settings.image_deployments[0].key, 60.0)
+    assert activity_limits(services)("generate") == 7 > activity_concurrency(6)
+
+
+def test_the_local_runtime_holds_each_kind_of_activity_to_its_limit(
+    offline_services: Services, sample_png: bytes
+) -> None:
+    """Eight variations at once, two image workers: never more than two generate steps run together."""
+    from shared.core.orchestrator import orchestrate_job
+    from shared.local.cli import bind_activities
+    from shared.local.runtime import LocalRuntime
+
+    running, most, lock = [0], [0], threading.Lock()
+    steps = bind_activities(offline_services)
+
+    def generate(payload: dict[str, object]) -> dict[str, object]:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.2)
+            return steps["generate"](payload)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    runtime = LocalRuntime(
+        orchestrate_job,
+        {**steps, "generate": generate},
+        max_workers=16,
+        limit=lambda name: 2 if name == "generate" else 4,
+    )
+    request = upload_request(offline_services, sample_png, n=8)
+    instance = runtime.run(request.job_id, request.model_dump(mode="json"))
+    runtime.shutdown()
+    assert instance.output["status"] == "succeeded"
+    assert most[0] == 2

@@ -23,6 +23,7 @@ round trips per update.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from shared.config import ImageDeployment
 
 SCHEDULE = "quota/images.json"
 _SENT = "sent:"  # the schedule's key for when a deployment's last request left, beside its next slot
+_LATENCY = "latency:"  # ... and for its measured image latency (seconds)
+LATENCY_WEIGHT = 0.2  # each new measurement's share of the moving average
 # 2% over the exact spacing: a call reaches the service a few milliseconds after its slot, and
 # without slack that jitter would put one call too many in some windows.
 SLACK = 1.02
@@ -176,6 +179,28 @@ class ImageQuota:
 
         self.storage.update(WORK, SCHEDULE, change)
 
+    def record_latency(self, deployment: str, seconds: float) -> None:
+        """Fold one image call's duration into the deployment's measured latency (a moving average)."""
+        if deployment not in self.deployments or seconds <= 0:
+            return
+
+        def change(raw: bytes | None) -> bytes:
+            state = _read(raw)
+            key = _LATENCY + deployment
+            state[key] = seconds if key not in state else (1 - LATENCY_WEIGHT) * state[key] + LATENCY_WEIGHT * seconds
+            return json.dumps(state, sort_keys=True).encode()
+
+        self.storage.update(WORK, SCHEDULE, change)
+
+    def measured_latency_s(self) -> float | None:
+        """The slowest deployment's measured image latency, None before any call was measured."""
+        try:
+            state = _read(self.storage.get(WORK, SCHEDULE))
+        except LookupError:
+            return None
+        measured = [state[_LATENCY + key] for key in self.deployments if _LATENCY + key in state]
+        return max(measured) if measured else None
+
     def next_free(self) -> dict[str, float]:
         """Each deployment's next free slot (Unix seconds; now when it is free)."""
         try:
@@ -184,6 +209,15 @@ class ImageQuota:
             state = {}
         now = self._clock()
         return {key: max(now, state.get(key, 0.0)) for key in self.deployments}
+
+    def concurrency(self, fallback_latency_s: float) -> int:
+        """Image calls in flight when the quota is busy: every deployment's rpm × its latency (Little's law), + 1.
+
+        The latency is the one measured (record_latency), else `fallback_latency_s`.
+        """
+        latency = self.measured_latency_s() or fallback_latency_s
+        rpm = sum(d.rpm for d in self.deployments.values())
+        return max(1, math.ceil(rpm * latency / 60)) + 1
 
     def _ordered(self, avoid: Sequence[str]) -> list[tuple[ImageDeployment, bool]]:
         return [(d, d.key in avoid) for d in self.deployments.values()]
@@ -198,7 +232,7 @@ def _read(raw: bytes | None) -> dict[str, float]:
         return {}  # a schedule that cannot be read is a free one: the worst is one 429 and a retry
     if not isinstance(data, dict):
         return {}
-    return {str(k): float(v) for k, v in data.items() if isinstance(v, int | float)}
+    return {str(k): float(v) for k, v in data.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 def _slots(

@@ -25,6 +25,7 @@ from shared.adapters.providers.base import (
     ProviderError,
     TransientServiceError,
 )
+from shared.adapters.quota import ImageQuota
 from shared.adapters.services import Services, get_services
 from shared.adapters.storage import (
     OUTPUTS,
@@ -494,8 +495,9 @@ def _already_drawn(services: Services, work: GenerateInput, index: int) -> Varia
     return None
 
 
-def _wait_for_slot(services: Services, work: GenerateInput, count: int) -> str:
-    """The deployment to call, once its quota slot has come: the one the orchestrator reserved, else a new one.
+def _wait_for_slot(services: Services, work: GenerateInput, count: int) -> tuple[str, _Gate | None]:
+    """The deployment to call, once its quota slot has come (the one the orchestrator reserved, else a new
+    one), and the gate its request passes as it leaves.
 
     The orchestrator waits for the slot on a durable timer and starts this step at it; what is
     left to wait here is the timer's own earliness (and, counted by image, the gap to this
@@ -504,7 +506,7 @@ def _wait_for_slot(services: Services, work: GenerateInput, count: int) -> str:
     """
     quota = services.quota
     if quota is None:
-        return work.deployment
+        return work.deployment, None
     deployment, at = work.deployment, work.not_before
     if deployment not in quota.deployments:  # no slot reserved (or from another configuration): take one now
         slot = quota.slot_for(count)
@@ -512,10 +514,35 @@ def _wait_for_slot(services: Services, work: GenerateInput, count: int) -> str:
     delay = at - time.time()
     if delay > 0:
         time.sleep(delay)
-    delay = quota.send_turn(deployment) - time.time()  # spaced as the calls really leave: see send_turn
-    if delay > 0:
-        time.sleep(delay)
-    return deployment
+    return deployment, _Gate(quota, deployment)
+
+
+class _Gate:
+    """Run by the HTTP client as an image request leaves: waits for the quota's turn (ImageQuota.send_turn)."""
+
+    def __init__(self, quota: ImageQuota, deployment: str) -> None:
+        self.quota, self.deployment = quota, deployment
+        self.left: float | None = None  # time.monotonic() when the request last left
+
+    def __call__(self) -> None:
+        delay = self.quota.send_turn(self.deployment) - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        self.left = time.monotonic()
+
+
+# A 429 whose retry-after is this short is a rate-limit window missed by a call's jitter, not a
+# busy deployment: the request is tried again at once, at the quota's next turn (see _draw).
+WINDOW_EDGE_S = 2.0
+
+
+def _at_a_window_edge(services: Services, exc: TransientServiceError) -> bool:
+    return (
+        exc.code == "quota_exhausted"
+        and services.quota is not None
+        and exc.retry_after is not None
+        and exc.retry_after <= WINDOW_EDGE_S
+    )
 
 
 def _draw(
@@ -524,7 +551,7 @@ def _draw(
     """One image request for the variations `drawing`: the call, its settlement, and each image stored or rated."""
     request, generator = work.request, services.providers.generator
     source = services.storage.get(work.prepared.image.container, work.prepared.image.name)
-    deployment = _wait_for_slot(services, work, len(drawing))
+    deployment, gate = _wait_for_slot(services, work, len(drawing))
     shown = deployment if len(services.settings.image_deployments) > 1 else None
 
     def settle(index: int, code: str | None, message: str) -> None:
@@ -533,8 +560,8 @@ def _draw(
                 services.storage, request.job_id, f"image-{index}", records[index], code=code, message=message
             )
 
-    try:
-        images = generator.generate_batch(
+    def call() -> list[bytes]:
+        return generator.generate_batch(
             source,
             work.composition.output_prompt,
             request=request.prompt,
@@ -542,7 +569,27 @@ def _draw(
             landscape=get_profile(request.profile).landscape,
             indices=drawing,
             deployment=deployment,
+            before_send=gate,
         )
+
+    try:
+        try:
+            images = call()
+        except TransientServiceError as exc:
+            if not _at_a_window_edge(services, exc):
+                raise
+            # A 429 that asks for a moment (the window missed by a call's jitter): the quota holds
+            # the deployment off that long, and this request takes the next turn, its second and
+            # last attempt. Going to the back of the queue instead would leave its slot unused.
+            services.quota.hold_off(deployment, exc.retry_after or 0.0)  # type: ignore[union-attr]
+            for index in drawing:
+                settle(index, exc.code, str(exc))
+            for index in drawing:
+                record = budget.take(services.storage, request.job_id, f"image-{index}")
+                if record is None:
+                    raise
+                records[index] = record
+            images = call()
     except ProviderError as exc:
         transient = isinstance(exc, TransientServiceError) and exc.retryable
         retry_after = exc.retry_after if isinstance(exc, TransientServiceError) else None
@@ -563,6 +610,9 @@ def _draw(
                 deployment=shown,
             )
         return failed
+    if services.quota is not None and gate is not None and gate.left is not None:
+        # How long the service took: it sizes the local runtime's image workers (ImageQuota.concurrency).
+        services.quota.record_latency(deployment, time.monotonic() - gate.left)
     drawn: dict[int, Variation] = {}
     for k, index in enumerate(drawing):
         if k >= len(images):  # the service sent fewer images than asked: this one was not drawn

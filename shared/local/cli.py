@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from shared import ai_models
 from shared.adapters.services import Services, build_services
 from shared.adapters.storage import OUTPUTS, BlobNotFound, LocalStorage, Storage
 from shared.config import ConfigError, Settings, activity_concurrency
@@ -87,12 +88,58 @@ def make_runtime(
     Tests pass `activities` to replace some with faulty ones. `durable` records every job in
     storage (`work/orchestrations/`); `lock` is released when the runtime shuts down.
     """
-    workers = max_workers or activity_concurrency(services.settings.image_rpm)
     bound = activities if activities is not None else bind_activities(services)
     store = InstanceStore(services.storage) if durable else None
+    if max_workers is not None:  # a fixed pool, as a test asks
+        return VariaRuntime(
+            services.storage, orchestrate_job, bound, max_workers=max_workers, retry_scale=retry_scale, store=store,
+            lock=lock,
+        )  # fmt: skip
     return VariaRuntime(
-        services.storage, orchestrate_job, bound, max_workers=workers, retry_scale=retry_scale, store=store, lock=lock
+        services.storage,
+        orchestrate_job,
+        bound,
+        max_workers=MAX_THREADS,
+        retry_scale=retry_scale,
+        store=store,
+        lock=lock,
+        limit=activity_limits(services),
     )
+
+
+# The local runtime's threads; how many of them run at once is activity_limits' decision.
+MAX_THREADS = 64
+# Steps other than image calls (prepare, caption, compose, reserve, persist) at once: they are
+# short, and more of them at once only slows every thread of this process, the image calls'
+# uploads included (a late upload can bring two calls inside one rate-limit window).
+SHORT_STEPS = 4
+
+
+def activity_limits(services: Services) -> Callable[[str], int]:
+    """How many activities of each kind the local runtime runs at once.
+
+    Image calls: as many as the quota keeps in flight, every deployment's rpm × the image latency
+    measured so far (ImageQuota.concurrency; the model's typical latency before the first call),
+    looked up again every few seconds. The rest: SHORT_STEPS.
+    """
+    quota = services.quota
+    typical = ai_models.TYPICAL_IMAGE_LATENCY_S.get(services.settings.image_quality, 60.0)
+    cached: list[tuple[float, int]] = []
+
+    def limit(name: str) -> int:
+        if name != "generate":
+            return SHORT_STEPS
+        if quota is None:  # offline: drawn on this machine's CPU
+            return SHORT_STEPS
+        now = time.monotonic()
+        if not cached or now - cached[0][0] > 5.0:
+            try:
+                cached[:] = [(now, quota.concurrency(typical))]
+            except Exception:  # noqa: BLE001 - storage unreachable for a moment: keep the last size
+                cached[:] = [(now, cached[0][1] if cached else activity_concurrency(services.settings.image_rpm))]
+        return cached[0][1]
+
+    return limit
 
 
 def owning_runtime(services: Services, command: str, elsewhere: str) -> VariaRuntime:

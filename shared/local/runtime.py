@@ -27,6 +27,7 @@ next start resumes from there.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -69,6 +70,32 @@ TASK_SCHEDULED, TASK_COMPLETED, TASK_FAILED = 4, 5, 6
 TIMER_CREATED, TIMER_FIRED = 10, 11
 # Action types the SDK asks for.
 CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY, CREATE_TIMER, WHEN_ALL, WHEN_ANY = 0, 1, 5, 12, 11
+
+
+class _Limits:
+    """How many activities of each name may run at once, asked again each time one is to start.
+
+    `limit(name)` may change while the runtime runs (the image workers follow the measured image
+    latency): an activity over its limit waits in its pool thread until one of its kind ends.
+    """
+
+    def __init__(self, limit: Callable[[str], int]) -> None:
+        self._limit = limit
+        self._running: dict[str, int] = {}
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def running(self, name: str) -> Iterator[None]:
+        with self._changed:
+            while self._running.get(name, 0) >= max(1, self._limit(name)):
+                self._changed.wait(timeout=1.0)  # the limit itself may rise meanwhile
+            self._running[name] = self._running.get(name, 0) + 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._running[name] -= 1
+                self._changed.notify_all()
 
 
 class OrchestrationFailed(RuntimeError):
@@ -181,9 +208,11 @@ class LocalRuntime:
         retry_scale: float = 1.0,
         replayer: Replayer | None = None,
         store: InstanceStore | None = None,
+        limit: Callable[[str], int] | None = None,
     ) -> None:
         self._activities = activities
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="activity")
+        self._limits = _Limits(limit) if limit is not None else None
         self._retry_scale = retry_scale
         self._replayer: Replayer = replayer or (lambda iid, inp, history: replay(orchestrator, iid, inp, history))
         self._store = store
@@ -473,8 +502,10 @@ class _Driver:
         payload = attempt.input
         if isinstance(payload, str):
             payload = json.loads(payload)  # the SDK hands activity input over as JSON text
+        limits = self.rt._limits
         try:
-            result = self.rt._activities[attempt.name](payload)
+            with limits.running(attempt.name) if limits is not None else contextlib.nullcontext():
+                result = self.rt._activities[attempt.name](payload)
             self.completions.put((attempt, True, result))
         except Exception as exc:  # noqa: BLE001 - becomes a TaskFailed event, as in the host
             self.completions.put((attempt, False, exc))

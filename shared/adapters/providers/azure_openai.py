@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -67,7 +68,32 @@ COMPOSITION_SCHEMA: dict[str, Any] = {
 
 def make_client(endpoint: str, api_key: str | Callable[[], str], timeout_s: float, max_retries: int = 2) -> OpenAI:
     """An OpenAI client on the Azure v1 endpoint; `api_key` is a key or a bearer token provider."""
-    return OpenAI(base_url=f"{endpoint}/openai/v1/", api_key=api_key, timeout=timeout_s, max_retries=max_retries)
+    http_client = openai.DefaultHttpxClient(event_hooks={"request": [_pass_gate]})
+    return OpenAI(
+        base_url=f"{endpoint}/openai/v1/",
+        api_key=api_key,
+        timeout=timeout_s,
+        max_retries=max_retries,
+        http_client=http_client,
+    )
+
+
+# The quota's send gate for the image request this thread is about to send (see GptImageGenerator).
+_gate = threading.local()
+_IMAGE_PATHS = ("/images/edits", "/images/generations")
+
+
+def _pass_gate(request: Any) -> None:
+    """The HTTP client's last step before a request goes on the wire: wait at the quota's gate if one is set.
+
+    Waiting here rather than before the SDK call leaves out the SDK's own work (the multipart
+    body, a first call's set-up), which varies from call to call and would bring two calls inside
+    one rate-limit window.
+    """
+    gate: Callable[[], None] | None = getattr(_gate, "before_send", None)
+    if gate is not None and request.url.path.endswith(_IMAGE_PATHS):
+        _gate.before_send = None  # once: a retry of the SDK (there are none: max_retries=0) would not wait again
+        gate()
 
 
 def _error_fields(exc: openai.APIStatusError) -> tuple[set[str], str]:
@@ -366,31 +392,39 @@ class GptImageGenerator:
         landscape: bool,
         indices: list[int],
         deployment: str,
+        before_send: Callable[[], None] | None = None,
     ) -> list[bytes]:
-        """One request for len(indices) images (`n`), on `deployment` (a quota key; "" = the first)."""
+        """One request for len(indices) images (`n`), on `deployment` (a quota key; "" = the first).
+
+        `before_send` runs as the request leaves, after the SDK has built it (the quota's gate).
+        """
         client, name = self._deployments.get(deployment) or next(iter(self._deployments.values()))
-        size: Any = image_size(source_png, landscape, self._model)
-        # Per request: high quality at a large size takes minutes, low quality under one.
-        timeout = ai_models.image_timeout_s(self._model, self._quality, size)
-        n = len(indices)
-        with service_errors("image model", name):
-            if mode == "edit":
-                response = client.images.edit(
-                    model=name,
-                    image=upload_file(source_png),
-                    prompt=prompt,
-                    n=n,
-                    size=size,
-                    quality=self._quality,
-                    timeout=timeout,
-                )
-            else:
-                response = client.images.generate(
-                    model=name, prompt=prompt, n=n, size=size, quality=self._quality, timeout=timeout
-                )
-            images = [base64.b64decode(item.b64_json) for item in response.data or [] if item.b64_json]
-            if not images:
-                raise TransientServiceError("The image model answered without an image.", "service_incomplete")
-            if any(sniff(image) not in ("PNG", "JPEG") for image in images):
-                raise ValueError("an image is neither PNG nor JPEG")
+        _gate.before_send = before_send
+        try:
+            size: Any = image_size(source_png, landscape, self._model)
+            # Per request: high quality at a large size takes minutes, low quality under one.
+            timeout = ai_models.image_timeout_s(self._model, self._quality, size)
+            n = len(indices)
+            with service_errors("image model", name):
+                if mode == "edit":
+                    response = client.images.edit(
+                        model=name,
+                        image=upload_file(source_png),
+                        prompt=prompt,
+                        n=n,
+                        size=size,
+                        quality=self._quality,
+                        timeout=timeout,
+                    )
+                else:
+                    response = client.images.generate(
+                        model=name, prompt=prompt, n=n, size=size, quality=self._quality, timeout=timeout
+                    )
+                images = [base64.b64decode(item.b64_json) for item in response.data or [] if item.b64_json]
+                if not images:
+                    raise TransientServiceError("The image model answered without an image.", "service_incomplete")
+                if any(sniff(image) not in ("PNG", "JPEG") for image in images):
+                    raise ValueError("an image is neither PNG nor JPEG")
+        finally:
+            _gate.before_send = None
         return images  # fewer than asked when the service sent fewer: the caller marks the rest

@@ -15,6 +15,7 @@ from shared/core/codes.py and a message written for the person running the job:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -110,6 +111,7 @@ class ImageGenerator(Protocol):
         landscape: bool,
         indices: list[int],
         deployment: str,
+        before_send: Callable[[], None] | None = None,
     ) -> list[bytes]:
         """Variations `indices` in one request, on `deployment` (a quota key from shared/adapters/quota.py).
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 
 from PIL import Image, ImageStat
 
@@ -137,6 +138,7 @@ class OfflineStylizer:
         landscape: bool,
         indices: list[int],
         deployment: str,
+        before_send: Callable[[], None] | None = None,
     ) -> list[bytes]:
         return [
             self.generate(source_png, prompt, request=request, mode=mode, landscape=landscape, index=i) for i in indices
