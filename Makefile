@@ -31,8 +31,8 @@ test: $(VENV)/.dev node_modules/.installed .venv-infra/bin/checkov .venv-worker/
 	AZURE_FUNCTIONS_ENVIRONMENT=Production $(WORKER_PY) -m pytest tests/worker
 	AZURE_FUNCTIONS_ENVIRONMENT=Development $(WORKER_PY) -m pytest tests/worker
 
-## bench: the five benchmarks (critical path, quota, cold start, prepare, cost), about a minute
-bench: $(VENV)/.dev
+## bench: the benchmarks (critical path, quota, cold start, prepare, first request, cost, scale), about fifteen minutes
+bench: $(VENV)/.dev node_modules/.installed
 	$(PY) -m bench.run
 
 install: $(VENV)/.runtime

@@ -1,4 +1,4 @@
-"""Activity `prepare`: check the prompt, then validate and normalize the source image into work/{job}/source.png."""
+"""Activity `prepare`: check the prompt, then validate and normalize the source image into work/{job}/source."""
 
 import azure.durable_functions as df
 

@@ -123,18 +123,25 @@ def main(argv: list[str] | None = None) -> int:
         _child(*args.child)
         return 0
 
+    met = run_all(args.jobs, args.n, [int(k) for k in args.instances.split(",")])
+    print(f"scale: goals (failed=0, rejected <= 5%, quota_use >= 0.95) {'met' if met else 'NOT met'}")
+    return 0 if met else 1
+
+
+def run_all(jobs: int, n: int, instance_counts: list[int]) -> bool:
+    """Run each instance count on a shared schedule, then 4 instances with one each; print; True if the goals hold."""
     from tests.conftest import Azurite
     from tests.fake_ai import FakeAzureAI
 
     results = []
+    runs = [(k, True) for k in instance_counts] + [(4, False)]
     with FakeAzureAI() as fake, tempfile.TemporaryDirectory() as folder:
         azurite = Azurite(Path(folder) / "azurite")
         azurite.start()
         try:
-            runs = [(int(k), True) for k in args.instances.split(",")] + [(4, False)]
             for instances, shared in runs:
                 azurite.clear()
-                result = _run(instances, args.jobs, args.n, shared, fake, azurite.connection_string, Path(folder))
+                result = _run(instances, jobs, n, shared, fake, azurite.connection_string, Path(folder))
                 results.append(result)
                 label = "" if shared else " (a schedule per instance)"
                 print(
@@ -152,11 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             azurite.stop()
     shared_runs = [r for r, (_, shared) in zip(results, runs, strict=True) if shared]
-    met = all(
+    return all(
         r["failed"] == 0 and r["rejected"] <= 0.05 * r["requests"] and r["quota_use"] >= 0.95 for r in shared_runs
     )
-    print(f"scale: goals (failed=0, rejected <= 5%, quota_use >= 0.95) {'met' if met else 'NOT met'}")
-    return 0 if met else 1
 
 
 if __name__ == "__main__":

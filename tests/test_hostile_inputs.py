@@ -65,6 +65,11 @@ def stored_images(services: Services, manifest: dict[str, Any]) -> list[bytes]:
     return [services.storage.get(WORK, source_name(job_id)), *images]
 
 
+def is_clean_image(data: bytes) -> bool:
+    """A JPEG or PNG Varia wrote (the prepared source, or a variation), with no GPS left in it."""
+    return data.startswith((b"\x89PNG", b"\xff\xd8\xff")) and not has_gps(data)
+
+
 def error_text(body: dict[str, Any]) -> str:
     error = body["error"]
     return str(error["message"] if isinstance(error, dict) else error)
@@ -89,7 +94,7 @@ def test_http_api(case: Case, services: Services, runtime: LocalRuntime) -> None
     assert case.http.fragment in (manifest["message"] or ""), manifest["message"]
     if manifest["status"] == "succeeded":
         assert len(manifest["variations"]) == manifest["request"]["n"]
-        assert all(image.startswith(b"\x89PNG") and not has_gps(image) for image in stored_images(services, manifest))
+        assert all(is_clean_image(image) for image in stored_images(services, manifest))
         source = manifest["request"]["source"]
         assert not has_gps(services.storage.get(source["container"], source["name"])), "the upload kept its GPS"
 
@@ -117,7 +122,7 @@ def test_blob_path(case: Case, services: Services, runtime: LocalRuntime) -> Non
     assert case.blob.fragment in (manifest["message"] or ""), manifest["message"]
     if manifest["status"] == "succeeded":
         assert len(manifest["variations"]) == manifest["request"]["n"]
-        assert all(image.startswith(b"\x89PNG") and not has_gps(image) for image in stored_images(services, manifest))
+        assert all(is_clean_image(image) for image in stored_images(services, manifest))
     if storable:
         assert services.storage.get(INPUTS, name) == data, "the input blob was changed"
 

@@ -102,6 +102,20 @@ def test_the_gate_spaces_calls_as_they_leave_even_when_one_starts_late(storage: 
     assert quota.send_turn(SWEDEN.key) == pytest.approx(clock.now + 30)
 
 
+def test_a_request_answered_429_at_a_window_edge_leaves_again_in_its_own_turn(storage: Storage) -> None:
+    """A rejected request used no quota: its retry goes when the window has room, not one spacing later."""
+    clock = Clock()
+    quota = ImageQuota(storage, [SWEDEN], clock=clock)
+    rejected = quota.send_turn(SWEDEN.key)
+    clock.now += 0.3  # the 429 came back, asking for 0.5 s
+    retry = quota.retry_turn(SWEDEN.key, 0.5, rejected)
+    assert retry == pytest.approx(clock.now + 0.5)
+    assert quota.send_turn(SWEDEN.key) == pytest.approx(retry + interval_s(SWEDEN))  # the next one follows it
+    # Had another request left meanwhile, the retry would follow that one instead.
+    other = quota.send_turn(SWEDEN.key)
+    assert quota.retry_turn(SWEDEN.key, 0.5, retry) == pytest.approx(other + interval_s(SWEDEN))
+
+
 def test_instances_sharing_storage_never_hand_out_one_slot_twice(storage: Storage) -> None:
     """Eight instances (each its own ImageQuota over the same store) take 80 slots at once: all spaced by the quota."""
     deployment = ImageDeployment("https://one.openai.azure.com", "gpt-image-2", 600)

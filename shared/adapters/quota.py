@@ -164,6 +164,29 @@ class ImageQuota:
         self.storage.update(WORK, SCHEDULE, change)
         return turn[0]
 
+    def retry_turn(self, deployment: str, seconds: float, rejected_turn: float) -> float:
+        """When a request answered 429 may leave again: as soon as the service said the window has room.
+
+        The rejected request used no quota, so its retry takes its place rather than a new turn
+        after it, unless another request has left since, which the retry then follows. The turns
+        still to come move back behind it.
+        """
+        spacing = interval_s(self.deployments[deployment])
+        turn: list[float] = []
+
+        def change(raw: bytes | None) -> bytes:
+            state = _read(raw)
+            soonest = self._clock() + max(0.0, seconds)
+            sent = state.get(_SENT + deployment, 0.0)
+            at = soonest if sent <= rejected_turn else max(soonest, sent + spacing)
+            state[_SENT + deployment] = at
+            state[deployment] = max(state.get(deployment, 0.0), at + spacing)
+            turn[:] = [at]
+            return json.dumps(state, sort_keys=True).encode()
+
+        self.storage.update(WORK, SCHEDULE, change)
+        return turn[0]
+
     def hold_off(self, deployment: str, seconds: float) -> None:
         """A 429 from `deployment` asked for `seconds`: hand out none of its slots, and send nothing, before then."""
         if deployment not in self.deployments:

@@ -2,7 +2,7 @@
 
 Containers: `inputs` (watched by the blob trigger), `uploads` (HTTP uploads), `outputs`
 (`{job}/variation-{k}.png` and `{job}/manifest.json`, written last) and `work` (normalized
-sources `{job}/source.png` and cached captions `captions/{sha256}.json`).
+sources `{job}/source` (JPEG, or PNG where transparent) and cached captions `captions/{sha256}.json`).
 
 Storage faults a user or an operator must act on are raised as `StorageError`s, each with a
 stable `code` and a message that says what to do: `StorageFull` (`storage_full`: a disk with

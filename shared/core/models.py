@@ -130,7 +130,7 @@ class JobRequest(BaseModel):
 class PreparedImage(BaseModel):
     """The source after validation and normalization (EXIF applied then stripped, RGB PNG)."""
 
-    image: BlobRef  # work/{job}/source.png, with sha256
+    image: BlobRef  # work/{job}/source (JPEG, or PNG where transparent), with sha256
     width: int
     height: int
     original_format: str

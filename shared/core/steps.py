@@ -522,10 +522,16 @@ class _Gate:
 
     def __init__(self, quota: ImageQuota, deployment: str) -> None:
         self.quota, self.deployment = quota, deployment
+        self.turn: float | None = None  # the quota's turn the request last left at (Unix seconds)
+        self.retry_after: float | None = None  # set after a 429 at a window's edge: the next pass is its retry
         self.left: float | None = None  # time.monotonic() when the request last left
 
     def __call__(self) -> None:
-        delay = self.quota.send_turn(self.deployment) - time.time()
+        if self.retry_after is not None and self.turn is not None:
+            self.turn = self.quota.retry_turn(self.deployment, self.retry_after, self.turn)
+        else:
+            self.turn = self.quota.send_turn(self.deployment)
+        delay = self.turn - time.time()
         if delay > 0:
             time.sleep(delay)
         self.left = time.monotonic()
@@ -578,10 +584,12 @@ def _draw(
         except TransientServiceError as exc:
             if not _at_a_window_edge(services, exc):
                 raise
-            # A 429 that asks for a moment (the window missed by a call's jitter): the quota holds
-            # the deployment off that long, and this request takes the next turn, its second and
-            # last attempt. Going to the back of the queue instead would leave its slot unused.
-            services.quota.hold_off(deployment, exc.retry_after or 0.0)  # type: ignore[union-attr]
+            # A 429 that asks for a moment (the window missed by a call's jitter): this request
+            # leaves again as soon as the window has room, in its own turn (ImageQuota.retry_turn),
+            # its second and last attempt. Going to the back of the queue instead would leave its
+            # turn unused.
+            if gate is not None:
+                gate.retry_after = exc.retry_after
             for index in drawing:
                 settle(index, exc.code, str(exc))
             for index in drawing:
@@ -854,7 +862,7 @@ def _job_id_of(model: BaseModel) -> str:
     if isinstance(model, JobRequest):
         return model.job_id
     if isinstance(model, PreparedImage):
-        return job_of(model.image.name)  # work/{job}/source.png
+        return job_of(model.image.name)  # work/{job}/source
     if isinstance(model, ReserveInput):
         return model.job_id
     request = getattr(model, "request", None)

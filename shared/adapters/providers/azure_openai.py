@@ -346,9 +346,9 @@ class ChatCaptioner:
         return CaptionResult(text=text)
 
 
-def image_size(source_png: bytes, landscape: bool, model: str) -> str:
+def image_size(source: bytes, landscape: bool, model: str) -> str:
     """The size to ask `model` for: the source's shape, or the classroom's landscape (see shared/ai_models.py)."""
-    _fmt, width, height = check_header(source_png)
+    _fmt, width, height = check_header(source)
     return ai_models.image_size(model, width, height, landscape)
 
 
@@ -374,17 +374,15 @@ class GptImageGenerator:
     def deployment_keys(self) -> list[str]:
         return list(self._deployments)
 
-    def generate(
-        self, source_png: bytes, prompt: str, *, request: str, mode: Mode, landscape: bool, index: int
-    ) -> bytes:
+    def generate(self, source: bytes, prompt: str, *, request: str, mode: Mode, landscape: bool, index: int) -> bytes:
         (image,) = self.generate_batch(
-            source_png, prompt, request=request, mode=mode, landscape=landscape, indices=[index], deployment=""
+            source, prompt, request=request, mode=mode, landscape=landscape, indices=[index], deployment=""
         )
         return image
 
     def generate_batch(
         self,
-        source_png: bytes,
+        source: bytes,
         prompt: str,
         *,
         request: str,
@@ -401,7 +399,7 @@ class GptImageGenerator:
         client, name = self._deployments.get(deployment) or next(iter(self._deployments.values()))
         _gate.before_send = before_send
         try:
-            size: Any = image_size(source_png, landscape, self._model)
+            size: Any = image_size(source, landscape, self._model)
             # Per request: high quality at a large size takes minutes, low quality under one.
             timeout = ai_models.image_timeout_s(self._model, self._quality, size)
             n = len(indices)
@@ -409,7 +407,7 @@ class GptImageGenerator:
                 if mode == "edit":
                     response = client.images.edit(
                         model=name,
-                        image=upload_file(source_png),
+                        image=upload_file(source),
                         prompt=prompt,
                         n=n,
                         size=size,

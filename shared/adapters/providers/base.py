@@ -91,9 +91,7 @@ class ImageGenerator(Protocol):
     name: str
     paid: bool
 
-    def generate(
-        self, source_png: bytes, prompt: str, *, request: str, mode: Mode, landscape: bool, index: int
-    ) -> bytes:
+    def generate(self, source: bytes, prompt: str, *, request: str, mode: Mode, landscape: bool, index: int) -> bytes:
         """One image (PNG bytes) for variation `index` of a job.
 
         `prompt` is the composed output prompt; `request` is the user's own words, for generators
@@ -103,7 +101,7 @@ class ImageGenerator(Protocol):
 
     def generate_batch(
         self,
-        source_png: bytes,
+        source: bytes,
         prompt: str,
         *,
         request: str,

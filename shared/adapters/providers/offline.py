@@ -120,17 +120,15 @@ class OfflineStylizer:
     name = "offline"
     paid = False
 
-    def generate(
-        self, source_png: bytes, prompt: str, *, request: str, mode: Mode, landscape: bool, index: int
-    ) -> bytes:
-        source = open_rgb(source_png)  # JPEG, or PNG with transparency: painted on white
+    def generate(self, source: bytes, prompt: str, *, request: str, mode: Mode, landscape: bool, index: int) -> bytes:
+        picture = open_rgb(source)  # JPEG, or PNG with transparency: painted on white
         # The user's request, not the composed prompt: that one starts with the caption, and a
         # caption such as "a black and white photo of a dog" must not pick the style.
-        return encode_png(stylize(source, detect_style(request), index, request))
+        return encode_png(stylize(picture, detect_style(request), index, request))
 
     def generate_batch(
         self,
-        source_png: bytes,
+        source: bytes,
         prompt: str,
         *,
         request: str,
@@ -141,5 +139,5 @@ class OfflineStylizer:
         before_send: Callable[[], None] | None = None,
     ) -> list[bytes]:
         return [
-            self.generate(source_png, prompt, request=request, mode=mode, landscape=landscape, index=i) for i in indices
+            self.generate(source, prompt, request=request, mode=mode, landscape=landscape, index=i) for i in indices
         ]
