@@ -51,11 +51,13 @@ def _child(instance: int, first: int, count: int, n: int) -> None:
 
     services = build_services(Settings.from_env(), NoCredential)
     runtime = make_runtime(services)  # production timers and retries: nothing scaled
+    # The uploads first (a front end's work, not the instance's), then every job at once.
+    requests = [
+        (k, upload_request(services, picture(k, 320, 240), f"as a watercolour, take {k}", n=n))
+        for k in range(first, first + count)
+    ]
     arrived = time.time()
-    started = []
-    for k in range(first, first + count):
-        request = upload_request(services, picture(k, 320, 240), f"as a watercolour, take {k}", n=n)
-        started.append((k, runtime.start_background(request.job_id, request.model_dump(mode="json"))))
+    started = [(k, runtime.start_background(r.job_id, r.model_dump(mode="json"))) for k, r in requests]
     for k, inst in started:
         inst.done.wait(3600)
         output = inst.output or {}
