@@ -176,7 +176,8 @@ class ImageQuota:
 
         def change(raw: bytes | None) -> bytes:
             state = _read(raw)
-            soonest = self._clock() + max(0.0, seconds)
+            # As long as the service asked, and the slack of a slot more: this is the last attempt.
+            soonest = self._clock() + max(0.0, seconds) + (SLACK - 1) * spacing
             sent = state.get(_SENT + deployment, 0.0)
             at = soonest if sent <= rejected_turn else max(soonest, sent + spacing)
             state[_SENT + deployment] = at
