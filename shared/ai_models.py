@@ -93,7 +93,7 @@ REFERENCE_PIXELS = 1024 * 1024
 TYPICAL_IMAGE_LATENCY_S: dict[str, float] = {"low": 25.0, "medium": 60.0, "high": 120.0, "auto": 120.0}
 # Image calls run in a Durable activity, never in an HTTP response (cut at about 230 s). The
 # activity is bounded by host.json's functionTimeout (10 minutes); two attempts of the longest
-# call still fit in it, with room for the pacing wait and the upload of the result.
+# call still fit in it, with room for the quota gate's wait and the upload of the result.
 IMAGE_TIMEOUT_MAX_S = 280.0
 IMAGE_TIMEOUT_MIN_S = 30.0
 

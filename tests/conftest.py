@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from shared.adapters.services import Services, build_services
+from shared.adapters.storage import BlobStorage, LocalStorage, Storage
 from shared.config import Settings
 from tests.fake_ai import FakeAzureAI
 from tests.images import scene_png
@@ -134,6 +135,16 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["local", "blob"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    """Each test once on a local folder and once on Azurite: both back ends keep one contract."""
+    if request.param == "local":
+        return LocalStorage(tmp_path)
+    azurite: Azurite = request.getfixturevalue("azurite")
+    azurite.clear()
+    return BlobStorage.from_settings(azurite.connection_string, "")
 
 
 @pytest.fixture

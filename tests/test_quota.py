@@ -16,10 +16,9 @@ import pytest
 
 from shared.adapters.quota import SCHEDULE, ImageQuota, interval_s
 from shared.adapters.services import Services, build_services
-from shared.adapters.storage import WORK, BlobStorage, LocalStorage, Storage
+from shared.adapters.storage import WORK, Storage
 from shared.config import ImageDeployment, Settings
 from shared.local.cli import make_runtime
-from tests.conftest import Azurite
 from tests.fake_ai import IMAGE_ROUTES, FakeAzureAI
 from tests.support import NoCredential, azure_env, run_job, upload_request
 
@@ -33,15 +32,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(params=["local", "blob"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    if request.param == "local":
-        return LocalStorage(tmp_path)
-    azurite: Azurite = request.getfixturevalue("azurite")
-    azurite.clear()
-    return BlobStorage.from_settings(azurite.connection_string, "")
 
 
 def test_a_quota_bound_job_takes_one_slot_for_its_n_images(storage: Storage) -> None:

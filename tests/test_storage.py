@@ -10,15 +10,6 @@ from shared.adapters.storage import BlobStorage, LocalStorage, Storage
 from tests.conftest import Azurite
 
 
-@pytest.fixture(params=["local", "blob"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    if request.param == "local":
-        return LocalStorage(tmp_path)
-    azurite: Azurite = request.getfixturevalue("azurite")
-    azurite.clear()
-    return BlobStorage.from_settings(azurite.connection_string, "")
-
-
 def test_put_get_info_list(storage: Storage) -> None:
     ref = storage.put("outputs", "job/variation-0.png", b"\x89PNG data", "image/png", {"provider": "offline"})
     assert ref.container == "outputs" and ref.etag and ref.sha256

@@ -151,18 +151,7 @@ class ImageQuota:
         the slots still to hand out, so they follow the calls.
         """
         spacing = interval_s(self.deployments[deployment])
-        turn: list[float] = []
-
-        def change(raw: bytes | None) -> bytes:
-            state = _read(raw)
-            at = max(self._clock(), state.get(_SENT + deployment, 0.0) + spacing)
-            state[_SENT + deployment] = at
-            state[deployment] = max(state.get(deployment, 0.0), at + spacing)
-            turn[:] = [at]
-            return json.dumps(state, sort_keys=True).encode()
-
-        self.storage.update(WORK, SCHEDULE, change)
-        return turn[0]
+        return self._take_turn(deployment, lambda sent: max(self._clock(), sent + spacing))
 
     def retry_turn(self, deployment: str, seconds: float, rejected_turn: float) -> float:
         """When a request answered 429 may leave again: as soon as the service said the window has room.
@@ -172,14 +161,22 @@ class ImageQuota:
         still to come move back behind it.
         """
         spacing = interval_s(self.deployments[deployment])
+
+        def when(sent: float) -> float:
+            # As long as the service asked, and the slack of a slot more: this is the last attempt.
+            soonest = self._clock() + max(0.0, seconds) + (SLACK - 1) * spacing
+            return soonest if sent <= rejected_turn else max(soonest, sent + spacing)
+
+        return self._take_turn(deployment, when)
+
+    def _take_turn(self, deployment: str, when: Callable[[float], float]) -> float:
+        """Record that a request to `deployment` leaves at `when(last one sent)`; slots to come follow it."""
+        spacing = interval_s(self.deployments[deployment])
         turn: list[float] = []
 
         def change(raw: bytes | None) -> bytes:
             state = _read(raw)
-            # As long as the service asked, and the slack of a slot more: this is the last attempt.
-            soonest = self._clock() + max(0.0, seconds) + (SLACK - 1) * spacing
-            sent = state.get(_SENT + deployment, 0.0)
-            at = soonest if sent <= rejected_turn else max(soonest, sent + spacing)
+            at = when(state.get(_SENT + deployment, 0.0))
             state[_SENT + deployment] = at
             state[deployment] = max(state.get(deployment, 0.0), at + spacing)
             turn[:] = [at]
