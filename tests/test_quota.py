@@ -280,3 +280,40 @@ def test_the_local_runtime_holds_each_kind_of_activity_to_its_limit(
     runtime.shutdown()
     assert instance.output["status"] == "succeeded"
     assert most[0] == 2
+
+
+def test_a_request_that_came_without_a_slot_takes_one_as_its_quota_counts(storage: Storage) -> None:
+    """A generate step from an earlier version's history has no slot: it takes one, or n in a row counted by image."""
+    clock = Clock()
+    by_request = ImageQuota(storage, [SWEDEN], clock=clock)
+    assert by_request.slot_for(3).at == clock.now
+    assert by_request.plan([]) == []
+    by_image = ImageQuota(storage, [SWEDEN], unit="image", clock=clock)
+    last = by_image.slot_for(3)  # after the first request's slot: three more, and it waits for the last
+    assert last.at == pytest.approx(clock.now + 3 * interval_s(SWEDEN))
+    by_image.hold_off("not-a-deployment", 30)  # a deployment no longer configured: nothing to hold off
+    with pytest.raises(ValueError):
+        ImageQuota(storage, [])
+
+
+def test_a_generate_step_without_a_slot_still_keeps_to_the_quota(
+    fake: FakeAzureAI, sample_png: bytes, tmp_path: Path
+) -> None:
+    """Two image requests of an earlier version (no deployment, no slot) a second apart at 60 a minute: no 429."""
+    from shared.core import steps
+    from shared.core.models import GenerateInput
+    from shared.local.cli import bind_activities
+
+    fake.limit_images(1, 1.0)
+    services = _services(fake, tmp_path, VARIA_IMAGE_REQUESTS_PER_MINUTE="50")
+    request = upload_request(services, sample_png, n=2)
+    activities = bind_activities(services)
+    prepared = activities["prepare"](request.model_dump(mode="json"))
+    caption = activities["caption"](prepared)
+    composition = activities["compose"]({"request": request.model_dump(mode="json"), "caption": caption})
+    work = {"request": request.model_dump(mode="json"), "prepared": prepared, "composition": composition}
+    first = steps.generate(services, GenerateInput.model_validate({**work, "index": 0}))
+    second = steps.generate(services, GenerateInput.model_validate({**work, "index": 1}))
+    assert (first.status, second.status) == ("succeeded", "succeeded")
+    edits = [c for c in fake.calls if c.route == "images.edit"]
+    assert [c.status for c in edits] == [200, 200] and edits[1].started - edits[0].started >= 1.0
