@@ -253,6 +253,11 @@ def test_innocent_idioms_and_compounds_pass_for_kids(prompt: str) -> None:
         ({"kids": ["{hit} him"]}, "two alternatives"),
         ({"kids": ["hit|kick"]}, "'|' outside braces"),
         ({"kids": ["stab+"], "inflections": []}, "needs the language's 'inflections'"),
+        ({"near": {}}, "'near' must be a list"),
+        ({"near": [{"profile": "kids", "first": ["hit"], "gap": 2}]}, "missing 'then'"),
+        ({"near": [{"profile": "teens", "first": ["hit"], "then": ["dog"], "gap": 2}]}, "profile' must be one of"),
+        ({"near": [{"profile": "kids", "first": ["hit"], "then": ["dog"], "gap": 20}]}, "gap' must be a whole number"),
+        ({"near": [{"profile": "kids", "first": ["hit"], "then": ["dog"], "gap": 1, "window": 3}]}, "unknown keys"),
     ],
 )
 def test_a_malformed_lexicon_fails_loudly_with_its_path(
@@ -270,6 +275,62 @@ def test_a_lexicon_that_is_not_json_fails_with_its_path(tmp_path: Path) -> None:
     with pytest.raises(LexiconError, match="not readable JSON") as caught:
         load_language(path)
     assert str(path) in str(caught.value)
+
+
+def test_a_near_rule_links_two_words_within_its_gap_unless_a_break_stands_between(tmp_path: Path) -> None:
+    rule = {"profile": "kids", "first": ["{kick|kicks|kicking}"], "then": ["{dog|man}"], "gap": 2, "breaks": ["with"]}
+    language = load_language(_lexicon(tmp_path, near=[rule]))
+    (near,) = language.near
+    assert {t.text for t in near.first} == {"kick", "kicks", "kicking"} and near.breaks == {"with"}
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a mugger attacking an old lady",  # a violent verb aimed at a person, adjectives between
+        "a cop shooting a suspect",
+        "a boy getting beaten by bullies",  # the passive, with its agent
+        "ein Mann verprügelt einen Hund",  # German verb, then the victim
+        "jemand hat einen Hund geschlagen",  # German participle after the victim
+        "un hombre golpea a un perro",
+        "남자가 개를 때리는 장면",  # Korean: the victim first
+        "आदमी कुत्ते को पीट रहा है",  # Hindi: the victim, then postposition and verb
+        "رجل يضرب كلبا",
+    ],
+)
+def test_a_violent_verb_aimed_at_a_person_or_animal_is_refused_for_kids(prompt: str) -> None:
+    assert not check_text(prompt, "kids").allowed, prompt
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a girl hanging herself",  # self-harm forms
+        "eyeballs gouged out",  # gore participles
+        "a body cut in half",  # a body, then what was done to it
+        "ein Körper in Stücke gerissen",
+    ],
+)
+def test_gore_and_self_harm_forms_are_refused_for_general(prompt: str) -> None:
+    assert not check_text(prompt, "general").allowed, prompt
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "kicking leaves with the kids",  # "with" breaks the link between verb and victim
+        "a boy kicking a ball with his dog",
+        "a photographer shooting a model on the beach",
+        "a girl beating her dad at chess",
+        "a chef cutting a cake in half",
+        "un couteau et une fourchette",  # cutlery, with articles
+        "un tenedor y un cuchillo en la mesa",
+        "Dead Horse Point State Park",
+        "a sewing kit with needles and thread",
+    ],
+)
+def test_play_cutlery_and_place_names_pass_for_kids(prompt: str) -> None:
+    assert check_text(prompt, "kids").allowed, check_text(prompt, "kids").reason
 
 
 def test_untrusted_text_cannot_close_its_block() -> None:

@@ -1,4 +1,4 @@
-"""The word check measured both ways, over three pairs of corpora in tests/corpora.
+"""The word check measured both ways, over four pairs of corpora in tests/corpora.
 
 Each pair is a file of requests a classroom must refuse (`profile` is the mildest profile that
 must refuse it: "general", both profiles; "kids", the classroom only) and a file of innocent
@@ -7,10 +7,12 @@ requests no profile should refuse:
 - original (must_refuse.jsonl, innocent.jsonl): written together with the lexicons;
 - held-out (heldout_*.jsonl): written before the lexicons were widened and measured first;
   the widening was then checked against it, so it is no longer unseen;
-- unseen (unseen_*.jsonl): written after that and never tuned on: the honest estimate.
+- unseen (unseen_*.jsonl): written after that widening and measured before the next one, which was
+  checked against it (violent verbs aimed at a person or animal, gore, self-harm, cutlery);
+- fresh (fresh_*.jsonl): written after that second widening and never tuned on: the honest estimate.
 
-tests/test_word_check_rates.py asserts the goals over original + held-out and that the README's
-table shows every figure; `python -m tests.word_check_rates` rewrites that table.
+tests/test_word_check_rates.py asserts the goals over original + held-out + unseen and that the
+README's table shows every figure; `python -m tests.word_check_rates` rewrites that table.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ PAIRS = {
     "original": ("must_refuse.jsonl", "innocent.jsonl"),
     "held-out": ("heldout_must_refuse.jsonl", "heldout_innocent.jsonl"),
     "unseen": ("unseen_must_refuse.jsonl", "unseen_innocent.jsonl"),
+    "fresh": ("fresh_must_refuse.jsonl", "fresh_innocent.jsonl"),
 }
-GOALS = ("original", "held-out")  # the goals are asserted over these together
+GOALS = ("original", "held-out", "unseen")  # the goals are asserted over these together
+UNTUNED = "fresh"  # measured and shown, never tuned on
 
 
 def load(name: str) -> list[dict[str, str]]:
@@ -123,7 +127,7 @@ class Report:
         ]
         for k, (label, _) in enumerate(self.goals.rows):
             lines.append(f"| {label} | " + " | ".join(str(m.rows[k][1]) for m in self.columns.values()) + " |")
-        lines += ["", "| language (original + held-out) | kids: refused | kids: wrongly refused |", "|---|---|---|"]
+        lines += ["", f"| language ({' + '.join(GOALS)}) | kids: refused | kids: wrongly refused |", "|---|---|---|"]
         for code, (refused, wrong) in self.goals.by_language.items():
             lines.append(f"| {code} | {refused} | {wrong} |")
         return "\n".join(lines)
@@ -131,12 +135,9 @@ class Report:
 
 def report() -> Report:
     goals = measure(GOALS)
-    columns = {
-        "original": measure(("original",)),
-        "held-out": measure(("held-out",)),
-        "original + held-out (the goals)": goals,
-        "unseen (never tuned on)": measure(("unseen",)),
-    }
+    columns = {name: measure((name,)) for name in GOALS}
+    columns[f"{' + '.join(GOALS)} (the goals)"] = goals
+    columns[f"{UNTUNED} (never tuned on)"] = measure((UNTUNED,))
     return Report(columns, goals)
 
 

@@ -12,8 +12,10 @@ punctuation ("kn-ife") joined. Obvious base64 chunks are decoded and checked too
 
 Each language's terms match at the start of a word (a term ending in "*" is a stem, one ending in
 "+" takes the language's `inflections`, one starting with "*" is a compound head matched inside a
-word, "{a|b}" spells alternatives; any other term is a whole word or phrase); Chinese and
-Japanese, written without spaces, match anywhere. An
+word, "{a|b}" spells alternatives; any other term is a whole word or phrase). A `near` rule
+links two lists whose words are innocent alone: a violent verb followed, within a few words, by a
+person or an animal ("attacking an old lady"), unless a word such as "with" stands between them.
+Chinese and Japanese, written without spaces, match anywhere. An
 allow-listed phrase ("blood orange", "killer whale", "черепаха") is taken out before the terms are
 looked for, so the rest of the text is still checked. A false friend ("sang": French blood, English
 past of sing) is refused only when the text does not read as the language where it is innocent.
@@ -81,6 +83,20 @@ class Term:
 
 
 @dataclass(frozen=True)
+class Near:
+    """Two lists whose words are innocent alone and refused together: a `first` term followed by a
+    `then` term with at most `gap` words between ("attacking" ... "lady" in "attacking an old lady");
+    for languages written without spaces, `gap` counts characters. A word of `breaks` between the
+    two ("kicking leaves with the kids") unlinks them."""
+
+    first: tuple[Term, ...]
+    then: tuple[Term, ...]
+    gap: int
+    profile: str
+    breaks: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class Language:
     code: str
     name: str
@@ -91,6 +107,7 @@ class Language:
     terms: tuple[Term, ...]
     allow: tuple[Term, ...]
     path: Path = field(compare=False)
+    near: tuple[Near, ...] = ()  # a word of one list followed closely by a word of another
 
 
 def _require(condition: bool, path: Path, message: str) -> None:
@@ -168,7 +185,7 @@ def load_language(path: Path) -> Language:
         raise LexiconError(f"{path}: not readable JSON ({exc})") from None
     _require(isinstance(data, dict), path, "must be a JSON object")
     known = {"about", "language", "name", "scripts", "match", "markers", "prefixes", "general", "kids", "allow"}
-    known |= {"false_friends", "inflections"}
+    known |= {"false_friends", "inflections", "near"}
     unknown = set(data) - known
     _require(not unknown, path, f"unknown keys {sorted(unknown)}")
     for key in ("language", "name", "scripts", "match", "general", "kids"):
@@ -199,6 +216,7 @@ def load_language(path: Path) -> Language:
         _require(forms <= {t.text for t in terms}, path, f"false friend '{raw}' is not one of its terms")
         guarded.update(dict.fromkeys(forms, innocent_in))
     terms = [Term(t.text, t.stem, t.language, t.profile, guarded.get(t.text, ()), t.inside) for t in terms]
+    near = _near_rules(data.get("near", []), code, path, substring, suffixes)
     return Language(
         code=code,
         name=str(data["name"]),
@@ -209,7 +227,29 @@ def load_language(path: Path) -> Language:
         terms=tuple(terms),
         allow=tuple(allow),
         path=path,
+        near=near,
     )
+
+
+def _near_rules(value: Any, code: str, path: Path, substring: bool, suffixes: tuple[str, ...]) -> tuple[Near, ...]:
+    _require(isinstance(value, list), path, "'near' must be a list of rules")
+    rules = []
+    for k, rule in enumerate(value):
+        where = f"near[{k}]"
+        _require(isinstance(rule, dict), path, f"'{where}' must be an object")
+        _require(set(rule) <= {"about", "profile", "first", "then", "gap", "breaks"}, path, f"'{where}': unknown keys")
+        profile = rule.get("profile")
+        _require(profile in PROFILE_NAMES, path, f"'{where}.profile' must be one of {PROFILE_NAMES}")
+        gap = rule.get("gap")
+        _require(isinstance(gap, int) and 0 <= gap <= 8, path, f"'{where}.gap' must be a whole number 0-8")
+        lists = []
+        for key in ("first", "then"):
+            _require(key in rule, path, f"'{where}' is missing '{key}'")
+            raws = _strings(rule[key], path, f"{where}.{key}")
+            lists.append(tuple(t for raw in raws for t in _terms(raw, code, profile, path, substring, suffixes)))
+        breaks = frozenset(plain(b) for b in _strings(rule.get("breaks", []), path, f"{where}.breaks"))
+        rules.append(Near(lists[0], lists[1], gap, profile, breaks))
+    return tuple(rules)
 
 
 def load_emoji(path: Path) -> dict[str, tuple[str, ...]]:
@@ -479,6 +519,7 @@ class _Matcher:
     patterns: tuple[tuple[re.Pattern[str], bool], ...]  # candidate positions of the terms, and whether inside words
     table: dict[str, tuple[Term, ...]]  # folded term -> its entries
     lengths: tuple[int, ...]  # the lengths of the terms, longest first
+    near: tuple[tuple[_Matcher, _Matcher, int, frozenset[str]], ...] = ()
 
 
 def _alternation(texts: set[str]) -> str:
@@ -494,7 +535,16 @@ def _start(language: Language) -> str:
 
 def _matcher(language: Language, profile: str) -> _Matcher:
     wanted = ("general",) if profile == "general" else ("general", "kids")
-    terms = [t for t in language.terms if t.profile in wanted]
+    near = tuple(
+        (_terms_matcher(language, list(rule.first)), _terms_matcher(language, list(rule.then)), rule.gap, rule.breaks)
+        for rule in language.near
+        if rule.profile in wanted
+    )
+    m = _terms_matcher(language, [t for t in language.terms if t.profile in wanted])
+    return _Matcher(m.language, m.patterns, m.table, m.lengths, near)
+
+
+def _terms_matcher(language: Language, terms: list[Term]) -> _Matcher:
     table: dict[str, list[Term]] = {}
     for t in terms:
         table.setdefault(t.text, []).append(t)
@@ -539,6 +589,25 @@ def _hits(m: _Matcher, text: str) -> Iterator[_Hit]:
                     if whole and term.inside == inside:
                         yield _Hit(term, at, end)
             pos = found.start() + 1
+
+
+def _near_hits(m: _Matcher, text: str) -> Iterator[_Hit]:
+    """A `first` term followed by a `then` term with at most `gap` words (characters) between."""
+    for first, then, gap, breaks in m.near:
+        firsts = list(_hits(first, text))
+        if not firsts:
+            continue
+        thens = list(_hits(then, text))
+        for a in firsts:
+            for b in thens:
+                if b.start < a.end:
+                    continue
+                between = text[a.end : b.start]
+                apart = len(between.replace(" ", "")) if m.language.substring else len(between.split())
+                padded = f" {between.strip()} "
+                if apart <= gap and not any(f" {b} " in padded for b in breaks):
+                    term = Term(f"{a.term.text} … {b.term.text}", False, a.term.language, a.term.profile)
+                    yield _Hit(term, a.start, b.end)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -693,14 +762,16 @@ def _find(text: str, profile: str) -> tuple[Term, str] | None:
     for reading in all_readings:
         masked = _masked(reading.text, compiled.allow)
         masked = _masked(masked, compiled.allow_anywhere)
+        # a term named on its own is quoted before a pair of words that starts at the same place
         found = [
-            (hit.start, -(hit.end - hit.start), k, hit, matcher.language.substring)
+            (hit.start, near, -(hit.end - hit.start), k, hit, matcher.language.substring)
             for k, matcher in enumerate(compiled.matchers)
-            for hit in _hits(matcher, masked)
+            for near, hits in ((False, _hits(matcher, masked)), (True, _near_hits(matcher, masked)))
+            for hit in hits
             if _applies(hit.term, counts)
         ]
         if found:
-            *_, hit, substring = min(found, key=lambda f: f[:3])
+            *_, hit, substring = min(found, key=lambda f: f[:4])
             return hit.term, _quote(original, reading, hit.start, hit.end, not substring)
     return None
 
