@@ -35,6 +35,13 @@ SCHEDULE = "quota/images.json"
 _SENT = "sent:"  # the schedule's key for when a deployment's last request left, beside its next slot
 _LATENCY = "latency:"  # ... and for its measured image latency (seconds)
 LATENCY_WEIGHT = 0.2  # each new measurement's share of the moving average
+# A margin the gate learns: each 429 widens a deployment's spacing by 5% of a slot (to 25% at
+# most), each delivered call narrows it by a tenth. Calls reach the service later than they leave
+# the gate by however long the instance and the network take, and that varies: 20 ms one minute,
+# 300 ms while an instance starts a hundred jobs. A fixed slack that covered the worst would cost
+# its share of the quota all the time; the margin costs it only while the 429s say so.
+_MARGIN = "margin:"
+MARGIN_STEP, MARGIN_MAX, MARGIN_KEEP = 0.05, 0.25, 0.9
 # 2% over the exact spacing: a call reaches the service a few milliseconds after its slot, and
 # without slack that jitter would put one call too many in some windows.
 SLACK = 1.02
@@ -151,7 +158,7 @@ class ImageQuota:
         the slots still to hand out, so they follow the calls.
         """
         spacing = interval_s(self.deployments[deployment])
-        return self._take_turn(deployment, lambda sent: max(self._clock(), sent + spacing))
+        return self._take_turn(deployment, lambda sent, margin: max(self._clock(), sent + spacing + margin))
 
     def retry_turn(self, deployment: str, seconds: float, rejected_turn: float) -> float:
         """When a request answered 429 may leave again: as soon as the service said the window has room.
@@ -162,21 +169,21 @@ class ImageQuota:
         """
         spacing = interval_s(self.deployments[deployment])
 
-        def when(sent: float) -> float:
+        def when(sent: float, margin: float) -> float:
             # As long as the service asked, and the slack of a slot more: this is the last attempt.
-            soonest = self._clock() + max(0.0, seconds) + (SLACK - 1) * spacing
-            return soonest if sent <= rejected_turn else max(soonest, sent + spacing)
+            soonest = self._clock() + max(0.0, seconds) + (SLACK - 1) * spacing + margin
+            return soonest if sent <= rejected_turn else max(soonest, sent + spacing + margin)
 
         return self._take_turn(deployment, when)
 
-    def _take_turn(self, deployment: str, when: Callable[[float], float]) -> float:
-        """Record that a request to `deployment` leaves at `when(last one sent)`; slots to come follow it."""
+    def _take_turn(self, deployment: str, when: Callable[[float, float], float]) -> float:
+        """Record that a request to `deployment` leaves at `when(last one sent, margin)`; slots to come follow it."""
         spacing = interval_s(self.deployments[deployment])
         turn: list[float] = []
 
         def change(raw: bytes | None) -> bytes:
             state = _read(raw)
-            at = when(state.get(_SENT + deployment, 0.0))
+            at = when(state.get(_SENT + deployment, 0.0), state.get(_MARGIN + deployment, 0.0))
             state[_SENT + deployment] = at
             state[deployment] = max(state.get(deployment, 0.0), at + spacing)
             turn[:] = [at]
@@ -200,13 +207,36 @@ class ImageQuota:
 
         self.storage.update(WORK, SCHEDULE, change)
 
+    def widen(self, deployment: str) -> None:
+        """A 429 came though the gate spaced the calls: widen the deployment's margin (see MARGIN_STEP)."""
+        if deployment not in self.deployments:
+            return
+        spacing = interval_s(self.deployments[deployment])
+
+        def change(raw: bytes | None) -> bytes:
+            state = _read(raw)
+            margin = state.get(_MARGIN + deployment, 0.0) + MARGIN_STEP * spacing
+            state[_MARGIN + deployment] = min(margin, MARGIN_MAX * spacing)
+            return json.dumps(state, sort_keys=True).encode()
+
+        self.storage.update(WORK, SCHEDULE, change)
+
+    def margin_s(self, deployment: str) -> float:
+        try:
+            return _read(self.storage.get(WORK, SCHEDULE)).get(_MARGIN + deployment, 0.0)
+        except LookupError:
+            return 0.0
+
     def record_latency(self, deployment: str, seconds: float) -> None:
-        """Fold one image call's duration into the deployment's measured latency (a moving average)."""
+        """Fold a delivered call's duration into the deployment's measured latency (a moving average);
+        the call got through, so the margin narrows."""
         if deployment not in self.deployments or seconds <= 0:
             return
 
         def change(raw: bytes | None) -> bytes:
             state = _read(raw)
+            if _MARGIN + deployment in state:
+                state[_MARGIN + deployment] *= MARGIN_KEEP
             key = _LATENCY + deployment
             state[key] = seconds if key not in state else (1 - LATENCY_WEIGHT) * state[key] + LATENCY_WEIGHT * seconds
             return json.dumps(state, sort_keys=True).encode()
