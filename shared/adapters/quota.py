@@ -174,15 +174,17 @@ class ImageQuota:
             soonest = self._clock() + max(0.0, seconds) + (SLACK - 1) * spacing + margin
             return soonest if sent <= rejected_turn else max(soonest, sent + spacing + margin)
 
-        return self._take_turn(deployment, when)
+        return self._take_turn(deployment, when, after_429=True)
 
-    def _take_turn(self, deployment: str, when: Callable[[float, float], float]) -> float:
+    def _take_turn(self, deployment: str, when: Callable[[float, float], float], *, after_429: bool = False) -> float:
         """Record that a request to `deployment` leaves at `when(last one sent, margin)`; slots to come follow it."""
         spacing = interval_s(self.deployments[deployment])
         turn: list[float] = []
 
         def change(raw: bytes | None) -> bytes:
             state = _read(raw)
+            if after_429:
+                _widen(state, deployment, spacing)
             at = when(state.get(_SENT + deployment, 0.0), state.get(_MARGIN + deployment, 0.0))
             state[_SENT + deployment] = at
             state[deployment] = max(state.get(deployment, 0.0), at + spacing)
@@ -193,39 +195,23 @@ class ImageQuota:
         return turn[0]
 
     def hold_off(self, deployment: str, seconds: float) -> None:
-        """A 429 from `deployment` asked for `seconds`: hand out none of its slots, and send nothing, before then."""
+        """A 429 from `deployment` asked for `seconds`: hand out none of its slots, and send nothing, before then.
+
+        The 429 also widens the gate's margin (MARGIN_STEP), as a retry_turn does.
+        """
         if deployment not in self.deployments:
             return
         spacing = interval_s(self.deployments[deployment])
 
         def change(raw: bytes | None) -> bytes:
             state = _read(raw)
+            _widen(state, deployment, spacing)
             until = self._clock() + max(0.0, seconds)
             state[deployment] = max(state.get(deployment, 0.0), until)
             state[_SENT + deployment] = max(state.get(_SENT + deployment, 0.0), until - spacing)
             return json.dumps(state, sort_keys=True).encode()
 
         self.storage.update(WORK, SCHEDULE, change)
-
-    def widen(self, deployment: str) -> None:
-        """A 429 came though the gate spaced the calls: widen the deployment's margin (see MARGIN_STEP)."""
-        if deployment not in self.deployments:
-            return
-        spacing = interval_s(self.deployments[deployment])
-
-        def change(raw: bytes | None) -> bytes:
-            state = _read(raw)
-            margin = state.get(_MARGIN + deployment, 0.0) + MARGIN_STEP * spacing
-            state[_MARGIN + deployment] = min(margin, MARGIN_MAX * spacing)
-            return json.dumps(state, sort_keys=True).encode()
-
-        self.storage.update(WORK, SCHEDULE, change)
-
-    def margin_s(self, deployment: str) -> float:
-        try:
-            return _read(self.storage.get(WORK, SCHEDULE)).get(_MARGIN + deployment, 0.0)
-        except LookupError:
-            return 0.0
 
     def record_latency(self, deployment: str, seconds: float) -> None:
         """Fold a delivered call's duration into the deployment's measured latency (a moving average);
@@ -252,15 +238,6 @@ class ImageQuota:
         measured = [state[_LATENCY + key] for key in self.deployments if _LATENCY + key in state]
         return max(measured) if measured else None
 
-    def next_free(self) -> dict[str, float]:
-        """Each deployment's next free slot (Unix seconds; now when it is free)."""
-        try:
-            state = _read(self.storage.get(WORK, SCHEDULE))
-        except LookupError:
-            state = {}
-        now = self._clock()
-        return {key: max(now, state.get(key, 0.0)) for key in self.deployments}
-
     def concurrency(self, fallback_latency_s: float) -> int:
         """Image calls in flight when the quota is busy: every deployment's rpm × its latency (Little's law), + 1.
 
@@ -272,6 +249,12 @@ class ImageQuota:
 
     def _ordered(self, avoid: Sequence[str]) -> list[tuple[ImageDeployment, bool]]:
         return [(d, d.key in avoid) for d in self.deployments.values()]
+
+
+def _widen(state: dict[str, float], deployment: str, spacing: float) -> None:
+    """A 429 came though the gate spaced the calls: widen the deployment's margin by MARGIN_STEP (to MARGIN_MAX)."""
+    margin = state.get(_MARGIN + deployment, 0.0) + MARGIN_STEP * spacing
+    state[_MARGIN + deployment] = min(margin, MARGIN_MAX * spacing)
 
 
 def _read(raw: bytes | None) -> dict[str, float]:

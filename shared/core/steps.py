@@ -590,7 +590,6 @@ def _draw(
             # turn unused.
             if gate is not None:
                 gate.retry_after = exc.retry_after
-                gate.quota.widen(deployment)
             for index in drawing:
                 settle(index, exc.code, str(exc))
             for index in drawing:
@@ -605,7 +604,6 @@ def _draw(
         if exc.code == "quota_exhausted" and services.quota is not None:
             # Another client of the deployment, or a window the schedule missed: no slot of it before then.
             services.quota.hold_off(deployment, retry_after if retry_after is not None else 5.0)
-            services.quota.widen(deployment)
         failed: dict[int, Variation] = {}
         for index in drawing:
             settle(index, exc.code, str(exc))
