@@ -166,13 +166,14 @@ def test_image_request_carries_the_size_quality_and_timeout(
     providers = build_providers(
         Settings.from_env(azure_env(fake, AZURE_OPENAI_IMAGE_MODEL=model, VARIA_IMAGE_QUALITY=quality))
     )
-    providers.generator.generate(
+    providers.generator.generate_batch(
         scene_png(400, 300),
         "a watercolour",
         request="as a watercolour",
         mode=mode,  # type: ignore[arg-type]
         landscape=get_profile(profile).landscape,
-        index=0,
+        indices=[0],
+        deployment="",
     )
     (call,) = [c for c in fake.calls if c.route.startswith("images.")]
     params: dict[str, Any] = call.form if mode == "edit" else (call.json or {})

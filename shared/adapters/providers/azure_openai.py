@@ -374,12 +374,6 @@ class GptImageGenerator:
     def deployment_keys(self) -> list[str]:
         return list(self._deployments)
 
-    def generate(self, source: bytes, prompt: str, *, request: str, mode: Mode, landscape: bool, index: int) -> bytes:
-        (image,) = self.generate_batch(
-            source, prompt, request=request, mode=mode, landscape=landscape, indices=[index], deployment=""
-        )
-        return image
-
     def generate_batch(
         self,
         source: bytes,

@@ -91,14 +91,6 @@ class ImageGenerator(Protocol):
     name: str
     paid: bool
 
-    def generate(self, source: bytes, prompt: str, *, request: str, mode: Mode, landscape: bool, index: int) -> bytes:
-        """One image (PNG bytes) for variation `index` of a job.
-
-        `prompt` is the composed output prompt; `request` is the user's own words, for generators
-        that read the request itself (the offline stylizer) rather than the composed prompt.
-        """
-        ...
-
     def generate_batch(
         self,
         source: bytes,
@@ -111,9 +103,12 @@ class ImageGenerator(Protocol):
         deployment: str,
         before_send: Callable[[], None] | None = None,
     ) -> list[bytes]:
-        """Variations `indices` in one request, on `deployment` (a quota key from shared/adapters/quota.py).
+        """Variations `indices` of a job (PNG or JPEG bytes) in one request, on `deployment` (a quota key
+        from shared/adapters/quota.py); `before_send` runs as the request leaves (the quota's gate).
 
-        It may return fewer images than asked (the service sent fewer); never more.
+        `prompt` is the composed output prompt; `request` is the user's own words, for generators
+        that read the request itself (the offline stylizer) rather than the composed prompt. It may
+        return fewer images than asked (the service sent fewer); never more.
         """
         ...
 
