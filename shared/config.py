@@ -287,12 +287,14 @@ SETTING_NAMES: tuple[str, ...] = tuple(spec.name for spec in SETTINGS)
 
 
 def activity_concurrency(image_rpm: int) -> int:
-    """How many activities may run at once: enough to keep the image quota busy, no more.
+    """How many activities one Functions instance runs at once: the host's maxConcurrentActivityFunctions.
 
-    Image calls take 10-60 s; with calls paced to `image_rpm`, about rpm/2 of them are in flight
-    when a call takes 30 s. Other activities are short. The same rule sizes the local runtime's
-    pool and, through the app setting AzureFunctionsJobHost__extensions__durableTask__
-    maxConcurrentActivityFunctions, the Functions host (see infra/main.bicep).
+    Set at deploy time, before any image latency is measured: calls start at their quota slots, so
+    about rpm × latency / 60 are in flight, rpm/2 for 30 s images. The templates write it to the
+    app setting AzureFunctionsJobHost__extensions__durableTask__maxConcurrentActivityFunctions
+    (infra/main.bicep); a job waiting for its slot holds no activity, so Flex adds instances when
+    slower images need more. The local runtime sizes itself from the measured latency instead
+    (shared/local/cli.py `activity_limits`).
     """
     return max(4, min(32, -(-image_rpm // 2)))
 
