@@ -27,6 +27,29 @@ class NoCredential:
         raise AssertionError(f"a test asked for an Azure token ({scopes}); use keys against the fake server")
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+PLAYWRIGHT = REPO / "node_modules" / "playwright-core"
+
+
+def require_browser() -> None:
+    """Chromium, Node.js and playwright-core, or the browser test is skipped (failed under CI=true)."""
+    import os
+    import shutil
+
+    import pytest
+
+    for ok, reason in (
+        (CHROMIUM.exists(), f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it in CI)"),
+        (shutil.which("node") is not None, "Node.js is needed for the browser tests"),
+        (PLAYWRIGHT.is_dir(), "playwright-core is not installed: `make test` runs `npm ci`"),
+    ):
+        if ok:
+            continue
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true: the browser tests must run)")
+        pytest.skip(reason)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from shared.adapters.services import build_services
 from shared.config import Settings
@@ -27,10 +24,8 @@ from shared.core.steps import STEPS
 from shared.local.runtime import LocalRuntime
 from shared.local.server import VariaServer
 from tests.images import scene_png
-from tests.support import REPO, offline_env
+from tests.support import CHROMIUM, REPO, offline_env, require_browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-PLAYWRIGHT = REPO / "node_modules" / "playwright-core"
 BROWSER_TESTS = REPO / "tests" / "browser"
 ARTIFACTS = REPO / "test-artifacts"
 # Each stage outlasts the page's first polls after a stage change (500 ms, then 650 ms), so it shows every stage.
@@ -40,14 +35,6 @@ VARIATIONS = 2
 # status requests over that long stage.
 SLOW_MARK = "painted slowly"
 SLOW_GENERATE_S = 15.0
-
-
-def _require(ok: bool, reason: str) -> None:
-    if ok:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the browser tests must run)")
-    pytest.skip(reason)
 
 
 def _slowed(activity: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -63,9 +50,7 @@ def _slowed(activity: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def test_the_page_does_the_whole_job_in_headless_chromium(tmp_path: Path) -> None:
-    _require(CHROMIUM.exists(), f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it in CI)")
-    _require(shutil.which("node") is not None, "Node.js is needed for the browser tests")
-    _require(PLAYWRIGHT.is_dir(), "playwright-core is not installed: `make test` runs `npm ci`")
+    require_browser()
 
     services = build_services(Settings.from_env(offline_env(tmp_path)))
     activities = {name: _slowed(functools.partial(step, services)) for name, step in STEPS.items()}

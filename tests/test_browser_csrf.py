@@ -12,7 +12,6 @@ import base64
 import http.server
 import logging
 import os
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -26,10 +25,8 @@ from shared.config import Settings
 from shared.local.cli import make_runtime
 from shared.local.server import VariaServer
 from tests.images import scene_png
-from tests.support import REPO, offline_env
+from tests.support import CHROMIUM, REPO, offline_env, require_browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-PLAYWRIGHT = REPO / "node_modules" / "playwright-core"
 SCRIPT = REPO / "tests" / "browser_csrf" / "cross_site.mjs"
 
 ATTACK_PAGE = """<!doctype html>
@@ -85,14 +82,6 @@ attack();
 """
 
 
-def _require(ok: bool, reason: str) -> None:
-    if ok:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the browser tests must run)")
-    pytest.skip(reason)
-
-
 @pytest.fixture
 def services(tmp_path: Path) -> Services:
     return build_services(Settings.from_env(offline_env(tmp_path)))
@@ -138,9 +127,7 @@ def _stored(services: Services) -> list[str]:
 def test_a_page_on_another_origin_cannot_start_a_job(
     services: Services, attacker: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _require(CHROMIUM.exists(), f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it in CI)")
-    _require(shutil.which("node") is not None, "Node.js is needed for the browser tests")
-    _require(PLAYWRIGHT.is_dir(), "playwright-core is not installed: `make test` runs `npm ci`")
+    require_browser()
     caplog.set_level(logging.WARNING, logger="varia.server")
 
     result = subprocess.run(

@@ -10,30 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
-
-import pytest
 
 from shared.adapters.services import build_services
 from shared.config import Settings
 from shared.local.cli import make_runtime
 from shared.local.server import VariaServer
 from tests.images import scene_png
-from tests.support import REPO, offline_env
+from tests.support import CHROMIUM, REPO, offline_env, require_browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-PLAYWRIGHT = REPO / "node_modules" / "playwright-core"
 SCRIPT = REPO / "tests" / "browser_enforced" / "enforced.test.mjs"
-
-
-def _require(ok: bool, reason: str) -> None:
-    if ok:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the browser tests must run)")
-    pytest.skip(reason)
 
 
 def _server(tmp_path: Path, **settings: str) -> VariaServer:
@@ -44,9 +31,7 @@ def _server(tmp_path: Path, **settings: str) -> VariaServer:
 
 
 def test_the_page_holds_the_enforced_profile_and_the_server_default_in_headless_chromium(tmp_path: Path) -> None:
-    _require(CHROMIUM.exists(), f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it in CI)")
-    _require(shutil.which("node") is not None, "Node.js is needed for the browser tests")
-    _require(PLAYWRIGHT.is_dir(), "playwright-core is not installed: `make test` runs `npm ci`")
+    require_browser()
 
     image = tmp_path / "scene.png"
     image.write_bytes(scene_png(640, 400))
