@@ -220,7 +220,7 @@ class Call:
     quality: str | None = None  # image calls: the quality asked for, None if not sent
     billed: bool = False  # whether Azure would bill this call (see BILLED_FAULTS)
     quota_key: Any = field(default=_NOT_COUNTED, repr=False)  # the image quota that counted it, if any
-    counted: float = 0.0  # time.monotonic() when an image quota counted it (the whole request read)
+    counted: float = 0.0  # time.monotonic() of the arrival an image quota counted (0.0: not counted)
 
 
 @dataclass
@@ -719,22 +719,35 @@ class FakeAzureAI:
             requests, window_s, per_image = self._limits[key]
             count = images if per_image else 1
             granted = self._granted[key]
-            now = time.monotonic()
-            while granted and granted[0][0] <= now - window_s:
+            # Counted at the call's arrival (its request line and headers), as Azure's front end
+            # counts it, not when this server has read the body: under load that takes this
+            # process longer than it would take Azure, and a call read late would be counted late.
+            # Bodies are read in any order, so a call counted here may have arrived before calls
+            # already counted: each grant is kept in arrival order.
+            at = call.started
+            while granted and granted[0][0] <= min(at, time.monotonic()) - 2 * window_s:
                 granted.popleft()
-            used = sum(n for _, n in granted)
-            if used + count > requests:
-                return (granted[0][0] + window_s - now) if granted else window_s
-            granted.append((now, count))
+            near = [(t, n) for t, n in granted if at - window_s < t < at + window_s]
+            # Every window of window_s seconds that holds `at` must stay within the quota.
+            starts = [at - window_s + 1e-9] + [t for t, _ in near if t > at - window_s and t <= at]
+            for start in starts:
+                used = sum(n for t, n in near if start <= t < start + window_s)
+                if used + count > requests:
+                    earliest = min(t for t, _ in near)
+                    return max(0.0, earliest + window_s - time.monotonic()) or window_s / 10
+            bisect.insort(granted, (at, count))
             call.quota_key = key
-            call.counted = now
+            call.counted = at
             return None
 
     def _give_back_image_slot(self, call: Call) -> None:
         with self._lock:
             granted = self._granted.get(call.quota_key) if call.quota_key is not _NOT_COUNTED else None
             if granted:
-                granted.pop()
+                for k in range(len(granted) - 1, -1, -1):
+                    if granted[k][0] == call.counted:
+                        del granted[k]
+                        break
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep unless the server stops first; False if it did."""

@@ -35,7 +35,7 @@ def test_demo_runs_offline_and_writes_n_distinct_variations(tmp_path: Path) -> N
 
     assert manifest["status"] == "succeeded"
     assert set(manifest["providers"].values()) == {"offline"}
-    nothing = {"attempted": 0, "delivered": 0}
+    nothing = {"attempted": 0, "delivered": 0, "rejected": 0}
     assert manifest["paid_calls"] == {"caption": nothing, "compose": nothing, "image": nothing, "moderation": nothing}
     source = Image.open(SAMPLE_IMAGE).convert("RGB")
     images = [manifest_path.parent / f"variation-{k}.png" for k in range(3)]

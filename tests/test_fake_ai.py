@@ -517,6 +517,41 @@ def test_limit_images_answers_429_beyond_the_limit_within_a_window(fake: FakeAzu
             client.images.generate(model="gpt-image-1", prompt="p")
 
 
+def test_the_quota_counts_a_call_when_it_arrives_not_when_its_body_has_been_read(fake: FakeAzureAI) -> None:
+    """A call whose body comes slowly is counted at its arrival, and one counted later may have arrived earlier.
+
+    The first call sends its headers, then its body 1.4 s later; a second call arrives whole 1.2 s
+    after the first one. In a 1 s window they are apart, so both get through. Counted when the
+    body was read, the first would have been counted 0.2 s after the second and refused.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    fake.image_size_override = (8, 8)
+    fake.limit_images(1, 1.0)
+    body = json.dumps({"model": "gpt-image-1", "prompt": "p"}).encode()
+    url = urlsplit(fake.openai_base_url)
+    head = (
+        f"POST {url.path}images/generations HTTP/1.1\r\nHost: {url.netloc}\r\napi-key: test-key\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection((url.hostname, url.port), timeout=10) as slow:
+        slow.sendall(head)
+        time.sleep(1.2)
+        with make_openai(fake, max_retries=0) as client:
+            client.images.generate(model="gpt-image-1", prompt="p")  # arrived 1.2 s after the first: its own window
+        time.sleep(0.2)
+        slow.sendall(body)
+        answer = b""
+        while chunk := slow.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200") or answer.startswith(b"HTTP/1.0 200"), answer[:200]
+    assert sorted(c.status for c in fake.calls) == [200, 200]
+    first, second = sorted(fake.calls, key=lambda c: c.started)
+    assert second.counted - first.counted >= 1.0  # counted at arrival: 1.2 s apart
+    assert first.finished > second.finished  # though the first was read (and answered) last
+
+
 def test_each_deployment_has_its_own_quota_counted_by_request_or_by_image(fake: FakeAzureAI) -> None:
     """Azure's quota is per deployment: a limit on one leaves the other free; per_image counts n images as n."""
     fake.image_size_override = (8, 8)

@@ -64,10 +64,10 @@ def test_full_job_makes_exactly_one_caption_one_compose_and_n_image_calls(
         "image": "azure-openai-gpt-image",
     }
     assert manifest["paid_calls"] == {
-        "caption": {"attempted": 1, "delivered": 1},
-        "compose": {"attempted": 1, "delivered": 1},
-        "image": {"attempted": 3, "delivered": 3},
-        "moderation": {"attempted": 0, "delivered": 0},  # no Content Safety endpoint: the word check alone
+        "caption": {"attempted": 1, "delivered": 1, "rejected": 0},
+        "compose": {"attempted": 1, "delivered": 1, "rejected": 0},
+        "image": {"attempted": 3, "delivered": 3, "rejected": 0},
+        "moderation": {"attempted": 0, "delivered": 0, "rejected": 0},  # no Content Safety endpoint: the word check alone
     }
     assert manifest["caption"]["text"] == fake.caption_text
 
@@ -117,10 +117,10 @@ def test_french_disallowed_prompt_for_kids_is_refused_with_zero_paid_calls(
     assert fake.count("images.edit") + fake.count("images.generate") == 0
     assert fake.count("vision.analyze") == 0 and fake.count("chat") == 0
     assert manifest["paid_calls"] == {
-        "caption": {"attempted": 0, "delivered": 0},
-        "compose": {"attempted": 0, "delivered": 0},
-        "image": {"attempted": 0, "delivered": 0},
-        "moderation": {"attempted": 0, "delivered": 0},
+        "caption": {"attempted": 0, "delivered": 0, "rejected": 0},
+        "compose": {"attempted": 0, "delivered": 0, "rejected": 0},
+        "image": {"attempted": 0, "delivered": 0, "rejected": 0},
+        "moderation": {"attempted": 0, "delivered": 0, "rejected": 0},
     }
 
 
@@ -165,7 +165,7 @@ def test_rate_limited_image_call_is_retried_and_the_job_succeeds(
     manifest = instance.output
     assert manifest["status"] == "succeeded"
     assert fake.count("images.edit") == 2 and fake.paid("images.edit") == 1
-    assert manifest["paid_calls"]["image"] == {"attempted": 2, "delivered": 1}
+    assert manifest["paid_calls"]["image"] == {"attempted": 2, "delivered": 1, "rejected": 1}  # the 429 not billed
     # The second round waited as long as the service asked, on a durable timer (not in the SDK) ...
     timers = _timers_asked(instance.history)
     assert timers[0] >= 2.99
@@ -210,7 +210,8 @@ def test_a_429_at_a_window_edge_is_tried_again_at_the_quotas_next_turn(
     """A retry-after of a second is a window missed by a call's jitter: the step tries again after it, in place.
 
     Going back to the orchestrator would put the request behind every job that reserved a slot
-    meanwhile, and leave its own slot unused. It is still the second and last attempt.
+    meanwhile, and leave its own slot unused. The 429 was not billed: the spend budget still has
+    both of its billed attempts.
     """
     fake.fail_next("images.edit", "429-ms", retry_after_ms=800)
     instance = run_job(azure_services, upload_request(azure_services, sample_png, n=1))
@@ -219,7 +220,7 @@ def test_a_429_at_a_window_edge_is_tried_again_at_the_quotas_next_turn(
     edits = [c for c in fake.calls if c.route == "images.edit"]
     assert [c.status for c in edits] == [429, 200]
     assert edits[1].started - edits[0].finished >= 0.75  # it waited as long as the service asked
-    assert manifest["paid_calls"]["image"] == {"attempted": 2, "delivered": 1}
+    assert manifest["paid_calls"]["image"] == {"attempted": 2, "delivered": 1, "rejected": 1}
     assert _timers_asked(instance.history) == []  # no second round
     assert [e["Name"] for e in instance.history if e.get("Name") == "generate"] == ["generate"]
 
@@ -239,7 +240,7 @@ def test_caption_is_cached_by_image_hash(azure_services: Services, fake: FakeAzu
     second = run_job(azure_services, upload_request(azure_services, sample_png, prompt="as pop art", n=1)).output
     assert first["status"] == second["status"] == "succeeded"
     assert fake.count("vision.analyze") == 1
-    assert second["caption"]["cached"] is True and second["paid_calls"]["caption"] == {"attempted": 0, "delivered": 0}
+    assert second["caption"]["cached"] is True and second["paid_calls"]["caption"] == {"attempted": 0, "delivered": 0, "rejected": 0}
 
 
 def _drop(azurite: Azurite, name: str, data: bytes, metadata: dict[str, str] | None = None) -> str:
@@ -401,10 +402,10 @@ def test_manifest_estimates_the_cost_of_the_paid_calls(azure_services: Services,
     manifest = run_job(azure_services, upload_request(azure_services, sample_png, n=2)).output
     prices = azure_services.settings.prices_usd
     assert manifest["paid_calls"] == {
-        "caption": {"attempted": 1, "delivered": 1},
-        "compose": {"attempted": 1, "delivered": 1},
-        "image": {"attempted": 2, "delivered": 2},
-        "moderation": {"attempted": 0, "delivered": 0},
+        "caption": {"attempted": 1, "delivered": 1, "rejected": 0},
+        "compose": {"attempted": 1, "delivered": 1, "rejected": 0},
+        "image": {"attempted": 2, "delivered": 2, "rejected": 0},
+        "moderation": {"attempted": 0, "delivered": 0, "rejected": 0},
     }
     expected = prices["caption"] + prices["compose"] + 2 * prices["image"]
     assert manifest["estimated_cost_usd"] == pytest.approx(expected)

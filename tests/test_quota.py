@@ -92,6 +92,49 @@ def test_the_gate_spaces_calls_as_they_leave_even_when_one_starts_late(storage: 
     assert quota.send_turn(SWEDEN.key) == pytest.approx(clock.now + 30 + 0.05 * interval_s(SWEDEN))
 
 
+def test_a_request_that_leaves_late_moves_the_next_turn_after_it(storage: Storage) -> None:
+    """The schedule spaces the next request from when one really left, unless another has taken a turn since."""
+    clock = Clock()
+    quota = ImageQuota(storage, [SWEDEN], clock=clock)
+    spacing = interval_s(SWEDEN)
+    first = quota.send_turn(SWEDEN.key)
+    quota.left_late(SWEDEN.key, first, first + 0.4)  # its instance was busy: it left 0.4 s after its turn
+    second = quota.send_turn(SWEDEN.key)
+    assert second == pytest.approx(first + 0.4 + spacing)
+    (planned,) = quota.plan([0])  # the slots still to hand out follow it too
+    assert planned.at == pytest.approx(second + spacing)
+    third = quota.send_turn(SWEDEN.key)
+    quota.left_late(SWEDEN.key, second, second + 0.4)  # too late to move: the third has its turn already
+    assert quota.send_turn(SWEDEN.key) == pytest.approx(third + spacing)
+
+
+def test_the_gate_records_a_departure_later_than_its_turn(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The schedule's update took 0.3 s (a busy instance): the request left that late, and the next turn knows it."""
+    from shared.core.steps import _Gate
+
+    quota = ImageQuota(storage, [SWEDEN])
+    spacing = interval_s(SWEDEN)
+    taking = quota.send_turn
+
+    def slow_turn(deployment: str) -> float:
+        turn = taking(deployment)
+        time.sleep(0.3)
+        return turn
+
+    monkeypatch.setattr(quota, "send_turn", slow_turn)
+    gate = _Gate(quota, SWEDEN.key)
+    gate()
+    assert gate.turn is not None
+    left = time.time()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the correction is written beside the request, not before it
+        if json.loads(storage.get(WORK, SCHEDULE))[f"sent:{SWEDEN.key}"] != gate.turn:
+            break
+        time.sleep(0.02)
+    monkeypatch.undo()
+    assert quota.send_turn(SWEDEN.key) == pytest.approx(left + spacing, abs=0.1)  # not gate.turn + spacing
+
+
 def test_a_request_answered_429_at_a_window_edge_leaves_again_in_its_own_turn(storage: Storage) -> None:
     """A rejected request used no quota: its retry goes when the window has room, not one spacing later."""
     clock = Clock()
@@ -213,7 +256,7 @@ def test_at_the_default_quota_a_job_of_four_is_one_request_of_four_images(
     edits = [c for c in fake.calls if c.route == "images.edit"]
     assert len(edits) == 1 and edits[0].form["n"] == "4"
     # Each image is still one paid image.
-    assert manifest["paid_calls"]["image"] == {"attempted": 4, "delivered": 4}
+    assert manifest["paid_calls"]["image"] == {"attempted": 4, "delivered": 4, "rejected": 0}
     assert len({v["image"]["name"] for v in manifest["variations"]}) == 4
 
 

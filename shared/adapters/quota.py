@@ -194,6 +194,28 @@ class ImageQuota:
         self.storage.update(WORK, SCHEDULE, change)
         return turn[0]
 
+    def left_late(self, deployment: str, turn: float, left: float) -> None:
+        """The request given `turn` left at `left`, later: the next request is spaced from when it really left.
+
+        A turn is a moment the gate waits for, and the request leaves at it unless its instance is
+        busy (the schedule's own update, a thread that wakes late). The next turn was measured from
+        the one given, so it would come that much too soon. Unless another request has taken a
+        turn since (it is then already spaced from this one's turn, and on its way), the schedule
+        takes the real departure instead.
+        """
+        if deployment not in self.deployments:
+            return
+        spacing = interval_s(self.deployments[deployment])
+
+        def change(raw: bytes | None) -> bytes:
+            state = _read(raw)
+            if state.get(_SENT + deployment) == turn:
+                state[_SENT + deployment] = left
+                state[deployment] = max(state.get(deployment, 0.0), left + spacing)
+            return json.dumps(state, sort_keys=True).encode()
+
+        self.storage.update(WORK, SCHEDULE, change)
+
     def hold_off(self, deployment: str, seconds: float) -> None:
         """A 429 from `deployment` asked for `seconds`: hand out none of its slots, and send nothing, before then.
 

@@ -200,8 +200,14 @@ class ProgressStatus(BaseModel):
 
 
 class CallCount(BaseModel):
-    attempted: int = 0  # every attempt, billed or not (a conservative estimate of what was paid)
+    attempted: int = 0  # every attempt, billed or not
     delivered: int = 0  # attempts whose result the job used
+    rejected: int = 0  # attempts a 429 turned away: Azure bills none of them
+
+    @property
+    def billed(self) -> int:
+        """Attempts that may have been billed (a conservative estimate of what was paid): all but the 429s."""
+        return self.attempted - self.rejected
 
 
 class PaidCalls(BaseModel):
@@ -247,7 +253,7 @@ class Manifest(BaseModel):
     providers: dict[str, str] = {}
     paid_calls: PaidCalls = PaidCalls()
     moderation: list[ModerationRecord] = []  # every verdict, in the order they were made
-    estimated_cost_usd: float = 0.0  # every attempted paid call, priced with VARIA_PRICES_USD
+    estimated_cost_usd: float = 0.0  # every paid call attempted (a 429 aside), priced with VARIA_PRICES_USD
     finished_at: str
     version: int = 1
 

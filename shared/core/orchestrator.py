@@ -32,9 +32,10 @@ ORCHESTRATOR_NAME = "orchestrate_job"
 # finds the budget spent returns the last answer as a Problem instead of calling again.
 # Permanent outcomes come back as values and are never retried.
 RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=3)
-# A generation is tried at most GENERATE_ATTEMPTS times for a transient answer (one round each).
-# Each attempt of an image call is one round, and the spend budget (shared/core/budget.py) allows 2.
-GENERATE_ATTEMPTS = 2
+# A generation gets at most GENERATE_ROUNDS rounds for a transient answer. The generate step
+# marks a failure retryable while the spend budget (shared/core/budget.py) has room: 2 billed
+# attempts, and 3 more turned away by a 429 (not billed), at most one round each.
+GENERATE_ROUNDS = 5
 GENERATE_RETRY_DELAY = timedelta(seconds=5)  # when the service did not say how long to wait
 MIN_RETRY_DELAY = timedelta(seconds=1)  # a durable timer's useful floor
 MAX_RETRY_DELAY = timedelta(seconds=60)
@@ -122,14 +123,14 @@ def _generate_all(context: df.DurableOrchestrationContext, work: JSON, n: int) -
     schema (a loop of `task_any` can hang under the schema bundle v4 uses). The generate step
     never raises for a service answer: it returns failed variations, marked `retryable` when a
     later attempt may work, so `task_all` always waits for every image and no generation is
-    still running when the manifest is written. Retryable failures get one more round, after a
+    still running when the manifest is written. Retryable failures get another round, after a
     durable timer.
     """
     results: dict[int, JSON] = {}
     todo = list(range(n))
     avoid: list[str] = []
     job_id = work["request"]["job_id"]
-    for attempt in range(1, GENERATE_ATTEMPTS + 1):
+    for attempt in range(1, GENERATE_ROUNDS + 1):
         if attempt > 1:
             yield context.create_timer(context.current_utc_datetime + _retry_delay([results[k] for k in todo]))
         _report(context, "generating", _delivered(results), n)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -25,7 +26,7 @@ from shared.adapters.providers.base import (
     ProviderError,
     TransientServiceError,
 )
-from shared.adapters.quota import ImageQuota
+from shared.adapters.quota import SLACK, ImageQuota, interval_s
 from shared.adapters.services import Services, get_services
 from shared.adapters.storage import (
     OUTPUTS,
@@ -171,7 +172,7 @@ def _paid_call(
         result = attempt()
     except ProviderError as exc:
         budget.settle(services.storage, job_id, call, record, code=exc.code, message=str(exc))
-        if isinstance(exc, TransientServiceError) and exc.retryable and record.attempted < budget.MAX_ATTEMPTS:
+        if isinstance(exc, TransientServiceError) and exc.retryable and record.has_room:
             raise
         return None, exc
     budget.settle(services.storage, job_id, call, record, code=None, message="")
@@ -535,6 +536,24 @@ class _Gate:
         if delay > 0:
             time.sleep(delay)
         self.left = time.monotonic()
+        left = time.time()
+        if left - self.turn > LATE_SHARE * interval_s(self.quota.deployments[self.deployment]):
+            # Recorded beside the request, not before it: a write here would make it later still.
+            threading.Thread(
+                target=_record_late, args=(self.quota, self.deployment, self.turn, left), daemon=True
+            ).start()
+
+
+# A request that leaves later than its turn by more than this share of the quota's spacing (half
+# its slack) has the schedule corrected, so the next one is not sent too soon after it.
+LATE_SHARE = (SLACK - 1) / 2
+
+
+def _record_late(quota: ImageQuota, deployment: str, turn: float, left: float) -> None:
+    try:
+        quota.left_late(deployment, turn, left)
+    except Exception:  # the schedule could not be read or written: the margin covers it, as before
+        log.warning("The image quota's schedule did not take a late departure", exc_info=True)
 
 
 # A 429 whose retry-after is this short is a rate-limit window missed by a call's jitter, not a
@@ -578,6 +597,7 @@ def _draw(
             before_send=gate,
         )
 
+    settled = False  # whether the attempt that failed is already recorded
     try:
         try:
             images = call()
@@ -592,11 +612,12 @@ def _draw(
                 gate.retry_after = exc.retry_after
             for index in drawing:
                 settle(index, exc.code, str(exc))
+            settled = True
+            if not all(records[index].has_room for index in drawing):
+                raise
             for index in drawing:
-                record = budget.take(services.storage, request.job_id, f"image-{index}")
-                if record is None:
-                    raise
-                records[index] = record
+                records[index] = budget.take(services.storage, request.job_id, f"image-{index}") or records[index]
+            settled = False
             images = call()
     except ProviderError as exc:
         transient = isinstance(exc, TransientServiceError) and exc.retryable
@@ -606,14 +627,15 @@ def _draw(
             services.quota.hold_off(deployment, retry_after if retry_after is not None else 5.0)
         failed: dict[int, Variation] = {}
         for index in drawing:
-            settle(index, exc.code, str(exc))
+            if not settled:
+                settle(index, exc.code, str(exc))
             failed[index] = Variation(
                 index=index,
                 status="refused" if isinstance(exc, ContentRefused) else "failed",
                 provider=generator.name,
                 reason=str(exc),
                 code=exc.code,
-                retryable=transient and generator.paid and records[index].attempted < budget.MAX_ATTEMPTS,
+                retryable=transient and generator.paid and records[index].has_room,
                 retry_after_s=retry_after,
                 deployment=shown,
             )
@@ -632,7 +654,7 @@ def _draw(
                 provider=generator.name,
                 reason=reason,
                 code="service_incomplete",
-                retryable=generator.paid and records[index].attempted < budget.MAX_ATTEMPTS,
+                retryable=generator.paid and records[index].has_room,
                 deployment=shown,
             )
             continue
@@ -681,7 +703,7 @@ def _rate_and_store(services: Services, work: GenerateInput, index: int, image: 
     except ProviderError as exc:
         budget.settle(services.storage, request.job_id, call, record, code=exc.code, message=str(exc))
         transient = isinstance(exc, TransientServiceError) and exc.retryable
-        retryable = transient and record.attempted < budget.MAX_ATTEMPTS
+        retryable = transient and record.has_room
         if retryable:
             services.storage.put(WORK, held, image, "image/png")
         else:
@@ -780,7 +802,7 @@ def persist(services: Services, job: JobRecord) -> Manifest:
     paid = _paid_calls(services, request.job_id)
     prices = services.settings.prices_usd
     kinds = ("caption", "compose", "image", "moderation")
-    cost = sum(getattr(paid, kind).attempted * prices.get(kind, 0.0) for kind in kinds)
+    cost = sum(getattr(paid, kind).billed * prices.get(kind, 0.0) for kind in kinds)
     manifest = Manifest(
         job_id=request.job_id,
         status=status,  # type: ignore[arg-type]
@@ -823,6 +845,7 @@ def _paid_calls(services: Services, job_id: str) -> PaidCalls:
     for call, record in budget.tally(services.storage, job_id).items():
         count = counts[call.split("-", 1)[0]]
         count.attempted += record.attempted
+        count.rejected += record.rejected
         count.delivered += int(record.delivered)
     return PaidCalls(**counts)
 
