@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from shared.core import safety
-from shared.core.safety import LANGUAGES, PROFILES, LexiconError, as_untrusted, check_text, fold, load_language
+from shared.core.safety import PROFILES, LexiconError, as_untrusted, check_text, fold, load_language
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize(
@@ -149,8 +153,8 @@ def test_kids_fail_closed_on_a_script_no_lexicon_reads() -> None:
 def test_every_language_the_message_names_has_a_lexicon() -> None:
     verdict = check_text("שלום עולם", "kids")
     named = verdict.reason.split("Write it in ", 1)[1].split(", or ask", 1)[0].replace(" or ", ", ").split(", ")
-    assert sorted(named) == sorted(lang.name for lang in LANGUAGES.values())
-    assert len(LANGUAGES) >= 14
+    assert sorted(named) == sorted(lang.name for lang in safety.languages().values())
+    assert len(safety.languages()) >= 14
 
 
 def test_general_profile_allows_a_sword_but_refuses_nudity() -> None:
@@ -258,6 +262,13 @@ def test_innocent_idioms_and_compounds_pass_for_kids(prompt: str) -> None:
         ({"near": [{"profile": "teens", "first": ["hit"], "then": ["dog"], "gap": 2}]}, "profile' must be one of"),
         ({"near": [{"profile": "kids", "first": ["hit"], "then": ["dog"], "gap": 20}]}, "gap' must be a whole number"),
         ({"near": [{"profile": "kids", "first": ["hit"], "then": ["dog"], "gap": 1, "window": 3}]}, "unknown keys"),
+        ({"near": [{"profile": "kids", "first": ["hit"], "then": ["@pets"], "gap": 1}]}, "no class 'pets'"),
+        ({"classes": {"Pets": ["dog"]}}, "must be lower-case letters"),
+        ({"contexts": [{"terms": ["kick"], "context": ["ball"], "side": "around", "gap": 1}]}, "side' must be"),
+        ({"contexts": [{"terms": ["kick"], "context": ["ball"], "side": "after"}]}, "missing 'gap'"),
+        ({"places": {"words": ["beach"], "capitals": ["Paris"]}}, "'places': unknown keys"),
+        ({"places": {"words": ["state park"]}}, "single words"),
+        ({"kids": ["{hit|{kick} him"]}, "unbalanced braces|two alternatives"),
     ],
 )
 def test_a_malformed_lexicon_fails_loudly_with_its_path(
@@ -282,6 +293,127 @@ def test_a_near_rule_links_two_words_within_its_gap_unless_a_break_stands_betwee
     language = load_language(_lexicon(tmp_path, near=[rule]))
     (near,) = language.near
     assert {t.text for t in near.first} == {"kick", "kicks", "kicking"} and near.breaks == {"with"}
+
+
+def test_a_class_is_named_alone_or_inside_a_phrase_and_a_plus_inflects_any_word(tmp_path: Path) -> None:
+    rule = {
+        "profile": "kids",
+        "first": ["club+", "throw+ a rock at @pet"],
+        "then": ["@pet"],
+        "last": ["apart"],
+        "gap": 2,
+    }
+    language = load_language(_lexicon(tmp_path, classes={"pet": ["dog", "{cat|kitten}"]}, near=[rule], contexts=[]))
+    (near,) = language.near
+    first = {t.text for t in near.first}
+    assert {"club", "clubbed", "clubbing"} <= first  # the last consonant doubled before a vowel
+    assert {"throw a rock at dog", "throwing a rock at kitten", "threw a rock at cat"} - first == {
+        "threw a rock at cat"
+    }
+    assert {t.text for t in near.then} == {"dog", "cat", "kitten"} and {t.text for t in near.last} == {"apart"}
+
+
+def test_braces_nest_without_spelling_a_phrase_twice(tmp_path: Path) -> None:
+    language = load_language(_lexicon(tmp_path, kids=["{a {big|small} dog|a cat} bites"], false_friends={}))
+    texts = [t.text for t in language.terms if t.profile == "kids"]
+    assert sorted(texts) == ["a big dog bites", "a cat bites", "a small dog bites"]
+
+
+def test_the_lexicons_are_read_on_first_use_not_at_import() -> None:
+    # folding every lexicon costs time a cold start should not pay before the first check
+    probe = "import shared.core.safety as s; print(s.languages.cache_info().currsize)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert done.stdout.strip() == "0"
+    assert safety.PROFILES["kids"].disallowed  # still there, built when asked for
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a burglar clubbing a homeowner",  # any inflection of a violent verb, a wide class of victims
+        "two teenagers knifing each other",
+        "a boy kneeing a referee",
+        "a man setting a dog on fire",  # a verb, its victim and what was done, three lists
+        "a teen pushing a classmate down the stairs",
+        "a villain tying a girl to the railway tracks",
+        "a kid with a slingshot aiming at a cat",
+        "un hombre quemando a un gato",
+        "une foule qui lapide une femme",
+        "ein Junge zündet eine Katze an",  # a German separable verb around its victim
+        "ein Typ, der einem Obdachlosen ins Gesicht tritt",  # the verb at the end of the clause
+        "een man die een kat in elkaar trapt",
+        "chłopak kopiący bezdomnego psa",
+        "мужик лупит собаку палкой",
+        "男が犬を棒で叩いている",  # the victim as the object (を), the verb a few characters on
+        "一个男人在打他的妻子",
+    ],
+)
+def test_violence_phrased_with_unlisted_words_is_refused_for_kids(prompt: str) -> None:
+    assert not check_text(prompt, "kids").allowed, prompt
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a grizzly ripping a hiker apart",
+        "soldiers executing prisoners in a ditch",
+        "a woman slitting her own throat",
+        "a man jumping in front of a train",  # self-harm without a listed word
+        "une femme qui se jette sous un train",
+        "dziewczyna, która się tnie",
+        "a body floating in the river",  # a body that is a corpse, not a body of water
+        "un cuerpo colgando de un puente",
+        "ciało mężczyzny pod mostem",
+    ],
+)
+def test_killing_self_harm_and_corpses_are_refused_for_general(prompt: str) -> None:
+    assert not check_text(prompt, "general").allowed, prompt
+
+
+@pytest.mark.parametrize(
+    ("innocent", "refused"),
+    [
+        ("a goalie punching the ball away", "a boy punching a classmate"),  # sport
+        ("a kid beating the high score", "a kid beating a puppy"),
+        ("a killer backhand on the tennis court", "a killer in a dark alley"),
+        ("two kittens play-fighting on a rug", "two boys fighting in the street"),
+        ("a baker beating eggs for a cake", "a man beating his wife"),
+        ("a sword-shaped balloon", "a sword on the wall"),  # a toy, a shape
+        ("a toy gun in the sandpit", "a gun in the sandpit"),
+        ("a fork, a knife and a plate", "a knife in his back"),  # a knife at the table
+        ("Messer, Gabel und Teller auf dem Tisch", "ein Mann mit einem Messer im Rücken"),
+        ("нож, вилка и тарелка", "подросток с ножом"),
+        ("ナイフ、フォーク、スプーン", "ナイフを持った男"),
+        ("a body of water at dawn", "a body floating in a canal"),
+        ("a body board floating on the waves", "a dead body on the beach"),
+    ],
+)
+def test_a_neighbour_that_shows_the_innocent_sense_takes_a_word_out(innocent: str, refused: str) -> None:
+    assert check_text(innocent, "kids").allowed, check_text(innocent, "kids").reason
+    assert not check_text(refused, "kids").allowed, refused
+
+
+@pytest.mark.parametrize(
+    ("innocent", "refused"),
+    [
+        ("Slaughter Beach, Delaware at dawn", "a slaughter on the beach"),  # a capitalised word before a place word
+        ("hiking at Kill Devil Hills", "kill the devil on the hills"),
+        ("Killington ski resort in winter", "Killing the skiers at the resort"),  # a place-name ending
+        ("der Teufelsberg in Berlin", "der Teufel auf dem Berg"),
+        ("la Vallée de la Mort", "la mort dans la vallée"),  # after a place word and its links
+        ("Blood Mountain on the trail", "BLOOD MOUNTAIN ON THE TRAIL"),  # capitals say nothing when all are capitals
+        ("Deadwood, South Dakota", "Brutal fights in Deadwood"),  # a term that runs into the ending is no name
+    ],
+)
+def test_a_capitalised_place_name_is_not_what_its_words_mean(innocent: str, refused: str) -> None:
+    assert check_text(innocent, "kids").allowed, check_text(innocent, "kids").reason
+    assert not check_text(refused, "kids").allowed, refused
+
+
+def test_a_near_rule_stays_within_a_clause() -> None:
+    assert not check_text("a man burning a cat", "kids").allowed
+    assert check_text("candles burning, cats asleep on the sofa", "kids").allowed
+    assert not check_text("candles burning cats", "kids").allowed
 
 
 @pytest.mark.parametrize(

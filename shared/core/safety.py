@@ -1,8 +1,10 @@
 """Safety profiles: the meta-prompts and the deterministic first layer that refuses before any paid call.
 
 The first layer is data: one lexicon per language in shared/data/lexicon/<code>.json (terms by
-profile, stems and explicit inflections, allow-listed innocent compounds, false friends) and the
-emoji lists in shared/data/lexicon/emoji.json. A malformed file fails at import, naming its path.
+profile, stems and explicit inflections, allow-listed innocent compounds, false friends, rules
+that link or unlink words) and the emoji lists in shared/data/lexicon/emoji.json. The lexicons are
+read, checked and folded on first use (`languages()`), not at import; a malformed file fails
+then, naming its path (the tests load every file).
 
 The text is normalized before matching (`readings`): NFKC, case fold, accents stripped, format
 characters (zero-width, soft hyphen) and variation selectors removed, Cyrillic/Greek/Latin
@@ -10,15 +12,27 @@ look-alikes mapped within a mixed-script word, leetspeak ("bl00d", "k!ll", "@lco
 stretched ("bloooood"), letters spaced out ("b l o o d", "b.l.o.o.d") and words broken by
 punctuation ("kn-ife") joined. Obvious base64 chunks are decoded and checked too.
 
-Each language's terms match at the start of a word (a term ending in "*" is a stem, one ending in
-"+" takes the language's `inflections`, one starting with "*" is a compound head matched inside a
-word, "{a|b}" spells alternatives; any other term is a whole word or phrase). A `near` rule
-links two lists whose words are innocent alone: a violent verb followed, within a few words, by a
-person or an animal ("attacking an old lady"), unless a word such as "with" stands between them.
-Chinese and Japanese, written without spaces, match anywhere. An
-allow-listed phrase ("blood orange", "killer whale", "черепаха") is taken out before the terms are
-looked for, so the rest of the text is still checked. A false friend ("sang": French blood, English
-past of sing) is refused only when the text does not read as the language where it is innocent.
+Each language's terms match at the start of a word (a term ending in "*" is a stem, a word ending
+in "+" takes the language's `inflections`, a term starting with "*" is a compound head matched
+inside a word, "{a|b}" spells alternatives, "@name" one of the lexicon's `classes` of words; any
+other term is a whole word or phrase). Chinese and Japanese, written without spaces, match anywhere.
+
+Words innocent alone can be refused together, and words risky alone made innocent by their
+neighbours, so that a rule covers the next case and not only the last one:
+
+- a `near` rule links lists of words: a violent verb in any inflection followed, within a few
+  words and in the same clause, by a person or an animal ("clubbing a homeowner", "knifing each
+  other"), unless a word such as "with" stands between them; a third list may follow
+  ("ripping" ... "hiker" ... "apart"; "pushed" ... "man" ... "off a cliff");
+- a `context` rule takes a risky word out when a neighbour shows its innocent sense: sport and
+  play ("punching the ball", "beating the high score", "a killer backhand", "play-fighting"), a
+  knife among the cutlery ("Messer, Gabel und Teller"), a toy or a costume ("a toy sword");
+- `places` take out capitalised place names: a word before a place word ("Slaughter Beach"),
+  after one ("Vallée de la Mort"), or with a place-name ending ("Killington", "Teufelsberg");
+- an allow-listed phrase ("blood orange", "killer whale", "черепаха") is taken out before the
+  terms are looked for, so the rest of the text is still checked. A false friend ("sang": French
+  blood, English past of sing) is refused only when the text does not read as the language where
+  it is innocent.
 
 Offline, the kids profile fails closed: a request in a script no lexicon covers (Thai, Hebrew,
 Greek, ...) is refused with a message saying so. `check_text(..., fail_closed=False)` leaves that
@@ -29,6 +43,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import re
 import unicodedata
@@ -84,16 +99,42 @@ class Term:
 
 @dataclass(frozen=True)
 class Near:
-    """Two lists whose words are innocent alone and refused together: a `first` term followed by a
-    `then` term with at most `gap` words between ("attacking" ... "lady" in "attacking an old lady");
-    for languages written without spaces, `gap` counts characters. A word of `breaks` between the
-    two ("kicking leaves with the kids") unlinks them."""
+    """Lists whose words are innocent alone and refused together: a `first` term followed by a
+    `then` term with at most `gap` words between ("attacking" ... "lady" in "attacking an old lady"),
+    and by a `last` term as closely if the rule has one ("ripping" ... "hiker" ... "apart"); for
+    languages written without spaces, `gap` counts characters. A word of `breaks` between them
+    ("kicking leaves with the kids") unlinks them, and so does a comma or a full stop."""
 
     first: tuple[Term, ...]
     then: tuple[Term, ...]
     gap: int
     profile: str
     breaks: frozenset[str] = frozenset()
+    last: tuple[Term, ...] = ()
+
+
+@dataclass(frozen=True)
+class Context:
+    """A sense its neighbours make innocent: a `terms` word with a `context` word at most `gap` words
+    away on `side` ("after", "before" or "either") is taken out before matching, like an allow-listed
+    phrase: "punching the ball", "a killer backhand", "Messer, Gabel und Teller" (a table, not a weapon)."""
+
+    terms: tuple[Term, ...]
+    context: tuple[Term, ...]
+    gap: int
+    side: str
+
+
+@dataclass(frozen=True)
+class Places:
+    """How place names are written, for the languages with capital letters: a capitalised word just
+    before a capitalised place word ("Slaughter Beach", "Dead Horse Point"), or after one and its
+    links ("Valley of Death", "Vallée de la Mort"), or a capitalised word with a place-name ending
+    ("Killington", "Teufelsberg") is a name, taken out before matching."""
+
+    words: frozenset[str] = frozenset()  # beach, valley, lake, ...
+    links: frozenset[str] = frozenset()  # of, the, de, la, ...
+    endings: tuple[str, ...] = ()  # -ton, -ville, -berg, ...
 
 
 @dataclass(frozen=True)
@@ -108,6 +149,8 @@ class Language:
     allow: tuple[Term, ...]
     path: Path = field(compare=False)
     near: tuple[Near, ...] = ()  # a word of one list followed closely by a word of another
+    contexts: tuple[Context, ...] = ()  # a risky word made innocent by its neighbours
+    places: Places = Places()
 
 
 def _require(condition: bool, path: Path, message: str) -> None:
@@ -123,15 +166,31 @@ def _strings(value: Any, path: Path, key: str) -> list[str]:
 
 
 def _expanded(raw: str, path: Path) -> list[str]:
-    """A term with alternatives in braces, "{hit|kick}s {him|her}", as every phrase it stands for."""
+    """A term with alternatives in braces, "{hit|kick}s {him|her}", as every phrase it stands for
+    (braces may nest: "{a {big|small} dog|a cat}")."""
     _require(raw.count("{") == raw.count("}"), path, f"'{raw}': unbalanced braces")
-    m = re.search(r"\{([^{}]*)\}", raw)
-    if m is None:
-        _require("|" not in raw and "{" not in raw, path, f"'{raw}': '|' outside braces")
-        return [raw]
-    options = m.group(1).split("|")
+    return list(dict.fromkeys(_spelled(raw, raw, path)))
+
+
+def _spelled(text: str, raw: str, path: Path) -> list[str]:
+    start = text.find("{")
+    if start < 0:
+        _require("|" not in text and "}" not in text, path, f"'{raw}': '|' outside braces")
+        return [text]
+    depth, cuts = 0, [start]
+    for k in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[k], 0)
+        if depth == 1 and text[k] == "|":
+            cuts.append(k)
+        if depth == 0:
+            break
+    _require(depth == 0, path, f"'{raw}': unbalanced braces")
+    cuts.append(k)
+    options = [text[a + 1 : b] for a, b in itertools.pairwise(cuts)]
     _require(len(options) > 1, path, f"'{raw}': braces need two alternatives or more")
-    return [x for o in options for x in _expanded(raw[: m.start()] + o + raw[m.end() :], path)]
+    _require("|" not in text[:start], path, f"'{raw}': '|' outside braces")
+    rests = _spelled(text[k + 1 :], raw, path)
+    return [text[:start] + o + rest for option in options for o in _spelled(option, raw, path) for rest in rests]
 
 
 def _inflected(body: str, suffixes: tuple[str, ...]) -> list[str]:
@@ -149,30 +208,39 @@ def _inflected(body: str, suffixes: tuple[str, ...]) -> list[str]:
     return forms
 
 
+def _phrase_forms(body: str, suffixes: tuple[str, ...]) -> list[str]:
+    """A phrase with each word that ends in "+" inflected: "club+ a {dog|cat}", "throw+ herself"."""
+    options = [_inflected(w[:-1], suffixes) if len(w) > 1 and w.endswith("+") else [w] for w in body.split(" ")]
+    return [" ".join(words) for words in itertools.product(*options)]
+
+
+_PUNCTUATION = re.compile(r"[^\w\s*+]")
+
+
 def _terms(
     raw: str, language: str, profile: str, path: Path, substring: bool, suffixes: tuple[str, ...] = ()
 ) -> list[Term]:
     """The entries one line of a lexicon stands for.
 
     "word" a whole word or phrase; "stem*" any word starting with it; "stem+" the stem with one of
-    the language's `inflections`; a leading "*" ("*gewehr*") lets the term start inside a word, the
-    head of a compound ("Jagdgewehr"); "{a|b}" alternatives.
+    the language's `inflections` (in a phrase too: "throw+ herself"); a leading "*" ("*gewehr*")
+    lets the term start inside a word, the head of a compound ("Jagdgewehr"); "{a|b}" alternatives.
     """
     out: list[Term] = []
     for text in _expanded(raw, path):
         inside = text.startswith("*") and len(text) > 1
         body = text[1:] if inside else text
         stem = body.endswith("*")
-        inflect = body.endswith("+")
-        body = body[:-1] if stem or inflect else body
+        body = body[:-1] if stem else body
+        inflect = any(len(w) > 1 and w.endswith("+") for w in body.split(" "))
         _require(not ((stem or inflect or inside) and substring), path, f"'{raw}': a substring language has no stems")
         _require(not inflect or bool(suffixes), path, f"'{raw}': '+' needs the language's 'inflections'")
-        for form in _inflected(body, suffixes) if inflect else [body]:
+        for form in _phrase_forms(body, suffixes) if inflect else [body]:
             folded = plain(form)
             _require(folded != "" and "*" not in folded and "+" not in folded, path, f"'{raw}' is empty after folding")
             out.append(Term(folded, stem, language, profile, inside=inside))
-            squeezed = plain(re.sub(r"[^\w\s*+]", "", form))
-            if profile == "allow" and squeezed != folded and squeezed:
+            squeezed = plain(_PUNCTUATION.sub("", form)) if profile == "allow" else folded
+            if squeezed != folded and squeezed:
                 out.append(Term(squeezed, stem, language, profile, inside=inside))  # "bomb-proof": "bombproof"
     return out
 
@@ -185,7 +253,7 @@ def load_language(path: Path) -> Language:
         raise LexiconError(f"{path}: not readable JSON ({exc})") from None
     _require(isinstance(data, dict), path, "must be a JSON object")
     known = {"about", "language", "name", "scripts", "match", "markers", "prefixes", "general", "kids", "allow"}
-    known |= {"false_friends", "inflections", "near"}
+    known |= {"false_friends", "inflections", "near", "classes", "contexts", "places"}
     unknown = set(data) - known
     _require(not unknown, path, f"unknown keys {sorted(unknown)}")
     for key in ("language", "name", "scripts", "match", "general", "kids"):
@@ -216,7 +284,7 @@ def load_language(path: Path) -> Language:
         _require(forms <= {t.text for t in terms}, path, f"false friend '{raw}' is not one of its terms")
         guarded.update(dict.fromkeys(forms, innocent_in))
     terms = [Term(t.text, t.stem, t.language, t.profile, guarded.get(t.text, ()), t.inside) for t in terms]
-    near = _near_rules(data.get("near", []), code, path, substring, suffixes)
+    read = _ListReader(code, path, substring, suffixes, _classes(data.get("classes", {}), path))
     return Language(
         code=code,
         name=str(data["name"]),
@@ -227,29 +295,118 @@ def load_language(path: Path) -> Language:
         terms=tuple(terms),
         allow=tuple(allow),
         path=path,
-        near=near,
+        near=_near_rules(data.get("near", []), read),
+        contexts=_contexts(data.get("contexts", []), read),
+        places=_places(data.get("places", {}), path),
     )
 
 
-def _near_rules(value: Any, code: str, path: Path, substring: bool, suffixes: tuple[str, ...]) -> tuple[Near, ...]:
+def _classes(value: Any, path: Path) -> dict[str, list[str]]:
+    """Named word lists ("person", "animal", "violent") a rule names as "@person"."""
+    _require(isinstance(value, dict), path, "'classes' must map a name to a list of terms")
+    for name in value:
+        _require(re.fullmatch(r"[a-z_]+", name) is not None, path, f"class name '{name}' must be lower-case letters")
+    return {name: _strings(raws, path, f"classes.{name}") for name, raws in value.items()}
+
+
+_CLASS = re.compile(r"@([a-z_]+)")
+
+
+def _one_of(raws: list[str]) -> str:
+    return raws[0] if len(raws) == 1 else "{" + "|".join(raws) + "}"
+
+
+@dataclass(frozen=True)
+class _ListReader:
+    """Reads the term lists of one lexicon's rules, with its classes spelled out."""
+
+    code: str
+    path: Path
+    substring: bool
+    suffixes: tuple[str, ...]
+    classes: dict[str, list[str]]
+    read: dict[tuple[str, str], list[Term]] = field(default_factory=dict)
+
+    def raws(self, value: Any, where: str, depth: int = 0) -> list[str]:
+        """The entries, a class named alone ("@people") replaced by its entries, and one named inside
+        a phrase ("throw+ a rock at @animal") by its entries as alternatives."""
+        _require(depth <= 3, self.path, f"'{where}': classes nest more than three deep")
+        out: list[str] = []
+        for raw in _strings(value, self.path, where):
+            names = _CLASS.findall(raw)
+            for name in names:
+                _require(name in self.classes, self.path, f"'{where}': no class '{name}'")
+            if raw.startswith("@") and raw[1:] in self.classes:
+                out += self.raws(self.classes[raw[1:]], f"classes.{raw[1:]}", depth + 1)
+            elif names:
+                spelled = {n: _one_of(self.raws(self.classes[n], f"classes.{n}", depth + 1)) for n in names}
+                parts = _CLASS.split(raw)  # text, class name, text, ...
+                out.append("".join(spelled[part] if k % 2 else part for k, part in enumerate(parts)))
+            else:
+                out.append(raw)
+        return out
+
+    def terms(self, value: Any, where: str, profile: str) -> tuple[Term, ...]:
+        found = (t for raw in self.raws(value, where) for t in self._line(raw, profile))
+        return tuple(dict.fromkeys(found))
+
+    def _line(self, raw: str, profile: str) -> list[Term]:
+        """One line's terms, read once however many rules name its class."""
+        key = (raw, profile)
+        if key not in self.read:
+            self.read[key] = _terms(raw, self.code, profile, self.path, self.substring, self.suffixes)
+        return self.read[key]
+
+
+def _near_rules(value: Any, read: _ListReader) -> tuple[Near, ...]:
+    path = read.path
     _require(isinstance(value, list), path, "'near' must be a list of rules")
     rules = []
     for k, rule in enumerate(value):
         where = f"near[{k}]"
         _require(isinstance(rule, dict), path, f"'{where}' must be an object")
-        _require(set(rule) <= {"about", "profile", "first", "then", "gap", "breaks"}, path, f"'{where}': unknown keys")
+        keys = {"about", "profile", "first", "then", "last", "gap", "breaks"}
+        _require(set(rule) <= keys, path, f"'{where}': unknown keys")
         profile = rule.get("profile")
         _require(profile in PROFILE_NAMES, path, f"'{where}.profile' must be one of {PROFILE_NAMES}")
         gap = rule.get("gap")
         _require(isinstance(gap, int) and 0 <= gap <= 8, path, f"'{where}.gap' must be a whole number 0-8")
         lists = []
-        for key in ("first", "then"):
-            _require(key in rule, path, f"'{where}' is missing '{key}'")
-            raws = _strings(rule[key], path, f"{where}.{key}")
-            lists.append(tuple(t for raw in raws for t in _terms(raw, code, profile, path, substring, suffixes)))
+        for key in ("first", "then", "last"):
+            _require(key in rule or key == "last", path, f"'{where}' is missing '{key}'")
+            lists.append(read.terms(rule.get(key, []), f"{where}.{key}", profile))
         breaks = frozenset(plain(b) for b in _strings(rule.get("breaks", []), path, f"{where}.breaks"))
-        rules.append(Near(lists[0], lists[1], gap, profile, breaks))
+        rules.append(Near(lists[0], lists[1], gap, profile, breaks, lists[2]))
     return tuple(rules)
+
+
+def _contexts(value: Any, read: _ListReader) -> tuple[Context, ...]:
+    path = read.path
+    _require(isinstance(value, list), path, "'contexts' must be a list of rules")
+    rules = []
+    for k, rule in enumerate(value):
+        where = f"contexts[{k}]"
+        _require(isinstance(rule, dict), path, f"'{where}' must be an object")
+        _require(set(rule) <= {"about", "terms", "context", "side", "gap"}, path, f"'{where}': unknown keys")
+        for key in ("terms", "context", "side", "gap"):
+            _require(key in rule, path, f"'{where}' is missing '{key}'")
+        _require(rule["side"] in ("after", "before", "either"), path, f"'{where}.side' must be after, before or either")
+        gap = rule["gap"]
+        _require(isinstance(gap, int) and 0 <= gap <= 8, path, f"'{where}.gap' must be a whole number 0-8")
+        terms = read.terms(rule["terms"], f"{where}.terms", "allow")
+        context = read.terms(rule["context"], f"{where}.context", "allow")
+        rules.append(Context(terms, context, gap, rule["side"]))
+    return tuple(rules)
+
+
+def _places(value: Any, path: Path) -> Places:
+    _require(isinstance(value, dict), path, "'places' must be an object")
+    _require(set(value) <= {"about", "words", "links", "endings"}, path, "'places': unknown keys")
+    words, links, endings = (
+        [plain(w) for w in _strings(value.get(key, []), path, f"places.{key}")] for key in ("words", "links", "endings")
+    )
+    _require(all(" " not in w for w in words + links + endings), path, "'places' lists single words")
+    return Places(frozenset(words), frozenset(links), tuple(endings))
 
 
 def load_emoji(path: Path) -> dict[str, tuple[str, ...]]:
@@ -314,28 +471,38 @@ def _dropped(c: str) -> bool:
     )
 
 
+@lru_cache(maxsize=8192)
+def _char_fold(c: str) -> str | None:
+    """What one character folds to: None for a format character or a variation selector (dropped)
+    and for a combining mark (what becomes of it depends on the letter before it), else its letters."""
+    if _dropped(c) or unicodedata.category(c) in ("Mn", "Me"):
+        return None
+    out: list[str] = []
+    for ch in unicodedata.normalize("NFKC", c).casefold():
+        script = script_of(ch)
+        if script in ("Latin", "Greek", "Cyrillic") and ch != "й":
+            for d in unicodedata.normalize("NFD", ch):
+                if not unicodedata.combining(d):
+                    out.append(d.translate(_PLAIN))
+        elif script == "Arabic" or 0x064B <= ord(ch) <= 0x065F or ch == "\u0670":
+            if not unicodedata.combining(ch):
+                out.append(ch.translate(_ARABIC))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def _fold_chars(text: str) -> list[Char]:
     out: list[Char] = []
     for i, c in enumerate(text):
-        if _dropped(c):
-            continue
-        if unicodedata.category(c) in ("Mn", "Me"):
+        folded = _char_fold(c)
+        if folded is not None:
+            out.extend((e, i) for e in folded)
+        elif not _dropped(c):  # a combining mark
             if c == "\u0306" and out and out[-1][0] == "и":
                 out[-1] = ("й", out[-1][1])
             elif out and script_of(out[-1][0]) not in _STRIP_MARKS_AFTER:
                 out.append((c, i))  # Devanagari signs, kana voicing marks: part of the letter
-            continue
-        for ch in unicodedata.normalize("NFKC", c).casefold():
-            script = script_of(ch)
-            if script in ("Latin", "Greek", "Cyrillic") and ch != "й":
-                for d in unicodedata.normalize("NFD", ch):
-                    if not unicodedata.combining(d):
-                        out.extend((e, i) for e in d.translate(_PLAIN))
-            elif script == "Arabic" or 0x064B <= ord(ch) <= 0x065F or ch == "\u0670":
-                if not unicodedata.combining(ch):
-                    out.extend((e, i) for e in ch.translate(_ARABIC))
-            else:
-                out.append((ch, i))
     return out
 
 
@@ -350,10 +517,13 @@ def fold(text: str) -> str:
 
 
 Word = list[Char]
+_ASCII_WORD = re.compile(r"[a-z0-9]+")
 
 
 def plain(text: str) -> str:
     """The plain reading of a text: folded words of letters and digits, separated by single spaces."""
+    if text.isascii():
+        return " ".join(_ASCII_WORD.findall(text.lower()))
     tokens = _tokens(_fold_chars(unicodedata.normalize("NFC", text)))
     return " ".join("".join(ch for ch, _ in w) for t in tokens for w in _plain(t))
 
@@ -519,11 +689,35 @@ class _Matcher:
     patterns: tuple[tuple[re.Pattern[str], bool], ...]  # candidate positions of the terms, and whether inside words
     table: dict[str, tuple[Term, ...]]  # folded term -> its entries
     lengths: tuple[int, ...]  # the lengths of the terms, longest first
-    near: tuple[tuple[_Matcher, _Matcher, int, frozenset[str]], ...] = ()
+    near: tuple[_NearMatcher, ...] = ()
+
+
+@dataclass(frozen=True)
+class _NearMatcher:
+    lists: tuple[_Matcher, ...]  # first, then (and last)
+    gap: int
+    breaks: frozenset[str]
 
 
 def _alternation(texts: set[str]) -> str:
-    return "|".join(re.escape(t) for t in sorted(texts, key=lambda t: (-len(t), t)))
+    """A regular expression for exactly these texts, written as a trie ("dead(?: (?:end|sea))?"):
+    tens of thousands of terms compile in a fraction of the time a flat alternation takes, and a
+    longer text is tried before its prefix."""
+    trie: dict[str, Any] = {}
+    for text in texts:
+        node = trie
+        for ch in text:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+    return _trie_pattern(trie)
+
+
+def _trie_pattern(node: dict[str, Any]) -> str:
+    branches = [re.escape(ch) + _trie_pattern(child) for ch, child in sorted(node.items()) if ch]
+    if not branches:
+        return ""
+    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    return f"(?:{body})?" if "" in node else body
 
 
 def _start(language: Language) -> str:
@@ -536,12 +730,23 @@ def _start(language: Language) -> str:
 def _matcher(language: Language, profile: str) -> _Matcher:
     wanted = ("general",) if profile == "general" else ("general", "kids")
     near = tuple(
-        (_terms_matcher(language, list(rule.first)), _terms_matcher(language, list(rule.then)), rule.gap, rule.breaks)
+        _NearMatcher(tuple(_terms_matcher(language, list(x)) for x in lists if x), rule.gap, rule.breaks)
         for rule in language.near
         if rule.profile in wanted
+        for lists in [(rule.first, rule.then, rule.last)]
     )
     m = _terms_matcher(language, [t for t in language.terms if t.profile in wanted])
     return _Matcher(m.language, m.patterns, m.table, m.lengths, near)
+
+
+_CANDIDATE_LETTERS = 4
+
+
+@lru_cache(maxsize=1024)
+def _candidates(start: str, texts: frozenset[str]) -> re.Pattern[str]:
+    """Where one of the texts may start: their first few letters, which compile fast (the matcher's
+    table then says which texts do). A list shared by several rules and both profiles compiles once."""
+    return re.compile(start + f"(?P<t>{_alternation({t[:_CANDIDATE_LETTERS] for t in texts})})")
 
 
 def _terms_matcher(language: Language, terms: list[Term]) -> _Matcher:
@@ -549,12 +754,12 @@ def _terms_matcher(language: Language, terms: list[Term]) -> _Matcher:
     for t in terms:
         table.setdefault(t.text, []).append(t)
     patterns = []
-    at_start = {t.text for t in terms if not t.inside}
+    at_start = frozenset(t.text for t in terms if not t.inside)
     if at_start:
-        patterns.append((re.compile(_start(language) + f"(?P<t>{_alternation(at_start)})"), False))
-    inside = {t.text for t in terms if t.inside}
+        patterns.append((_candidates(_start(language), at_start), False))
+    inside = frozenset(t.text for t in terms if t.inside)
     if inside:
-        patterns.append((re.compile(f"(?P<t>{_alternation(inside)})"), True))
+        patterns.append((_candidates("", inside), True))
     lengths = tuple(sorted({len(k) for k in table}, reverse=True))
     return _Matcher(language, tuple(patterns), {k: tuple(v) for k, v in table.items()}, lengths)
 
@@ -573,41 +778,162 @@ def _masked(reading: str, allow: re.Pattern[str] | None) -> str:
 
 
 def _hits(m: _Matcher, text: str) -> Iterator[_Hit]:
+    """Every term of the matcher in the text: the pattern finds where one may start, the table says
+    which terms do (after the word's clitic, if the language has them: "وال" + "كلب")."""
     for pattern, inside in m.patterns:
         pos = 0
         while True:
             found = pattern.search(text, pos)
             if found is None:
                 break
-            at = found.start("t")
-            for length in m.lengths:
-                if at + length > len(text):
-                    continue
-                for term in m.table.get(text[at : at + length], ()):
-                    end = at + length
-                    whole = m.language.substring or term.stem or end == len(text) or text[end] == " "
-                    if whole and term.inside == inside:
-                        yield _Hit(term, at, end)
+            starts = {found.start("t")}
+            if not inside:
+                starts.update(found.start() + len(p) for p in m.language.prefixes if text.startswith(p, found.start()))
+            for at in sorted(starts):
+                for length in m.lengths:
+                    if at + length > len(text):
+                        continue
+                    for term in m.table.get(text[at : at + length], ()):
+                        end = at + length
+                        whole = m.language.substring or term.stem or end == len(text) or text[end] == " "
+                        if whole and term.inside == inside:
+                            yield _Hit(term, at, end)
             pos = found.start() + 1
 
 
-def _near_hits(m: _Matcher, text: str) -> Iterator[_Hit]:
-    """A `first` term followed by a `then` term with at most `gap` words (characters) between."""
-    for first, then, gap, breaks in m.near:
-        firsts = list(_hits(first, text))
-        if not firsts:
+def _apart(text: str, start: int, end: int, substring: bool) -> int:
+    """How many words (characters, in a language without spaces) stand between two positions."""
+    between = text[start:end]
+    return len(between.replace(" ", "")) if substring else len(between.split())
+
+
+def _linked(rule: _NearMatcher, language: Language, text: str, stops: frozenset[int], a: _Hit, b: _Hit) -> bool:
+    """Whether b follows a closely enough, in the same clause, with none of the rule's breaks between."""
+    if b.start < a.end or any(a.end <= p < b.start for p in stops):
+        return False
+    padded = f" {text[a.end : b.start].strip()} "
+    close = _apart(text, a.end, b.start, language.substring) <= rule.gap
+    return close and not any(f" {w} " in padded for w in rule.breaks)
+
+
+def _near_hits(m: _Matcher, text: str, stops: frozenset[int] = frozenset()) -> Iterator[_Hit]:
+    """A `first` term followed by a `then` term (and a `last` one) with at most `gap` words
+    (characters) between each, in the same clause (no comma or full stop of the user's between, `stops`)."""
+    for rule in m.near:
+        chains = [[a] for a in _hits(rule.lists[0], text)]
+        for following in rule.lists[1:]:
+            if not chains:
+                break
+            hits = list(_hits(following, text))
+            chains = [
+                chain + [b] for chain in chains for b in hits if _linked(rule, m.language, text, stops, chain[-1], b)
+            ]
+        for chain in chains:
+            term = Term(" … ".join(h.term.text for h in chain), False, chain[0].term.language, chain[0].term.profile)
+            yield _Hit(term, chain[0].start, chain[-1].end)
+
+
+@dataclass(frozen=True)
+class _ContextMatcher:
+    terms: _Matcher
+    context: _Matcher
+    gap: int
+    side: str
+
+
+def _blanked(text: str, spans: list[tuple[int, int]]) -> str:
+    """The text with the spans' letters replaced by '_' (the words stay words, so gaps keep their count)."""
+    if not spans:
+        return text
+    chars = list(text)
+    for start, end in spans:
+        for k in range(start, end):
+            if chars[k] != " ":
+                chars[k] = "_"
+    return "".join(chars)
+
+
+def _word_span(text: str, hit: _Hit, substring: bool) -> tuple[int, int]:
+    if substring:
+        return hit.start, hit.end
+    start = text.rfind(" ", 0, hit.start) + 1
+    end = text.find(" ", hit.end)
+    return start, len(text) if end < 0 else end
+
+
+def _in_context(c: _ContextMatcher, text: str, said: str) -> list[tuple[int, int]]:
+    """The words of a context rule's `terms` that have one of its `context` words close enough (in
+    what the user said: an allow-listed "punching bag" is context too)."""
+    terms = list(_hits(c.terms, text))
+    if not terms:
+        return []
+    around = list(_hits(c.context, said))
+    substring = c.terms.language.substring
+    spans = []
+    for t in terms:
+        for a in around:
+            after = a.start >= t.end and _apart(text, t.end, a.start, substring) <= c.gap
+            before = a.end <= t.start and _apart(text, a.end, t.start, substring) <= c.gap
+            if (after and c.side != "before") or (before and c.side != "after"):
+                spans.append(_word_span(text, t, substring))
+                break
+    return spans
+
+
+def _without_contexts(text: str, said: str, contexts: tuple[_ContextMatcher, ...]) -> str:
+    return _blanked(text, [span for c in contexts for span in _in_context(c, text, said)])
+
+
+def _without_place_names(text: str, reading: Reading, original: str, places: Places) -> tuple[str, dict[int, int]]:
+    """The text with capitalised place names taken out (see `Places`), and the capitalised words with
+    a place-name ending (where each starts -> where its ending starts): a term that stops before the
+    ending ("Killing|ton", "Teufel|sberg") is part of a name, one that runs into it ("Brutal") is not.
+    Only where the user writes lower-case letters too, so that capitals say something."""
+    if not any(c.islower() for c in original):
+        return text, {}
+    words = [(m.start(), m.end()) for m in re.finditer(r"[^ ]+", reading.text)]
+    said = [reading.text[a:b] for a, b in words]
+    capital = [original[reading.index[a]].isupper() for a, _ in words]
+    spans = []
+    endings = {}
+    stop_before = places.links | places.words
+    for k, w in enumerate(said):
+        if not capital[k]:
             continue
-        thens = list(_hits(then, text))
-        for a in firsts:
-            for b in thens:
-                if b.start < a.end:
-                    continue
-                between = text[a.end : b.start]
-                apart = len(between.replace(" ", "")) if m.language.substring else len(between.split())
-                padded = f" {between.strip()} "
-                if apart <= gap and not any(f" {b} " in padded for b in breaks):
-                    term = Term(f"{a.term.text} … {b.term.text}", False, a.term.language, a.term.profile)
-                    yield _Hit(term, a.start, b.end)
+        for e in places.endings:
+            if w.endswith(e) and len(w) >= len(e) + 3:
+                endings[words[k][0]] = words[k][1] - len(e)
+        if w not in places.words:
+            continue
+        j = k - 1  # up to two capitalised words before it ("Dead Horse Point"), through a possessive "s"
+        while j >= 0 and said[j] == "s" and not capital[j]:
+            j -= 1
+        while j >= 0 and k - j <= 3 and capital[j] and said[j] not in stop_before:
+            spans.append(words[j])
+            j -= 1
+        j, named = k + 1, 0  # up to two capitalised words after it and its links ("Valley of the Dead")
+        while j < len(words) and named < 2:
+            if said[j] in places.links:
+                j += 1
+            elif capital[j]:
+                spans.append(words[j])
+                named, j = named + 1, j + 1
+            else:
+                break
+    return _blanked(text, spans), endings
+
+
+_STOPS = frozenset(",;.!?:，。；！？：")
+
+
+def _clause_stops(reading: Reading, original: str) -> frozenset[int]:
+    """The spaces of a reading where the user wrote a comma or a full stop between the two words."""
+    text, index = reading.text, reading.index
+    return frozenset(
+        p
+        for p in range(1, len(text) - 1)
+        if text[p] == " " and any(c in _STOPS for c in original[index[p - 1] + 1 : index[p + 1]])
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -632,40 +958,58 @@ KIDS_META_PROMPT = (
     "no weapons, no blood, no violence, nothing scary, no alcohol, tobacco or drugs."
 )
 
-LANGUAGES: dict[str, Language] = load_languages(LEXICON_DIR)
-EMOJI: dict[str, tuple[str, ...]] = load_emoji(EMOJI_FILE)
-# The scripts some lexicon reads, and the languages offered when a text is in another one.
-READABLE_SCRIPTS = frozenset(s for lang in LANGUAGES.values() for s in lang.scripts)
+
+@cache
+def languages() -> dict[str, Language]:
+    """Every lexicon, read, checked and folded on first use rather than at import (folding costs time)."""
+    return load_languages(LEXICON_DIR)
+
+
+@cache
+def emoji_lists() -> dict[str, tuple[str, ...]]:
+    return load_emoji(EMOJI_FILE)
+
+
+@cache
+def readable_scripts() -> frozenset[str]:
+    """The scripts some lexicon reads."""
+    return frozenset(s for lang in languages().values() for s in lang.scripts)
+
+
 _LANGUAGE_ORDER = ("en", "fr", "es", "de", "it", "pt", "nl", "pl", "ru", "ar", "zh", "ja", "ko", "hi")
-READABLE_LANGUAGES = tuple(
-    LANGUAGES[c].name for c in sorted(LANGUAGES, key=lambda c: (_LANGUAGE_ORDER + (c,)).index(c))
-)
 
 
+@cache
+def readable_languages() -> tuple[str, ...]:
+    """The languages offered when a text is in a script no lexicon reads."""
+    langs = languages()
+    return tuple(langs[c].name for c in sorted(langs, key=lambda c: (_LANGUAGE_ORDER + (c,)).index(c)))
+
+
+@cache
 def _terms_of(profile: str) -> tuple[str, ...]:
-    return tuple(t.text for lang in LANGUAGES.values() for t in lang.terms if t.profile == profile)
-
-
-SAFE_FOR_WORK_TERMS: tuple[str, ...] = _terms_of("general")
-CHILD_UNSUITABLE_TERMS: tuple[str, ...] = _terms_of("kids")
+    return tuple(t.text for lang in languages().values() for t in lang.terms if t.profile == profile)
 
 
 @dataclass(frozen=True)
 class SafetyProfile:
     name: str
     meta_prompt: str
-    disallowed: tuple[str, ...]
     prompt_suffix: str  # appended to every output prompt, e.g. the classroom's look
     landscape: bool  # ask the image model for the widest size it offers
     fail_closed: bool = False  # offline, refuse text in a script no lexicon reads
 
+    @property
+    def disallowed(self) -> tuple[str, ...]:
+        """The folded terms the profile's word check refuses on their own (general's, and kids' own)."""
+        return _terms_of("general") + (_terms_of("kids") if self.name == "kids" else ())
+
 
 PROFILES: dict[str, SafetyProfile] = {
-    "general": SafetyProfile("general", GENERAL_META_PROMPT, SAFE_FOR_WORK_TERMS, "", False),
+    "general": SafetyProfile("general", GENERAL_META_PROMPT, "", False),
     "kids": SafetyProfile(
         "kids",
         KIDS_META_PROMPT,
-        SAFE_FOR_WORK_TERMS + CHILD_UNSUITABLE_TERMS,
         " Child-friendly, bright and colourful, landscape composition.",
         True,
         fail_closed=True,
@@ -686,6 +1030,8 @@ class _Compiled:
     allow: re.Pattern[str] | None  # word-start allow-list phrases, all languages
     allow_anywhere: re.Pattern[str] | None  # allow-list of the languages without spaces
     emoji: tuple[str, ...]
+    contexts: tuple[_ContextMatcher, ...]  # every language's: a risky word made innocent by its neighbours
+    places: Places  # every language's place-name words, links and endings
 
 
 def _allow_pattern(entries: list[Term], anywhere: bool) -> re.Pattern[str] | None:
@@ -706,17 +1052,29 @@ def _allow_pattern(entries: list[Term], anywhere: bool) -> re.Pattern[str] | Non
 
 @cache
 def _compiled(profile: str) -> _Compiled:
-    matchers = tuple(_matcher(lang, profile) for lang in LANGUAGES.values())
-    spaced = [a for lang in LANGUAGES.values() if not lang.substring for a in lang.allow]
-    unspaced = [a for lang in LANGUAGES.values() if lang.substring for a in lang.allow]
+    langs = languages().values()
+    matchers = tuple(_matcher(lang, profile) for lang in langs)
+    spaced = [a for lang in langs if not lang.substring for a in lang.allow]
+    unspaced = [a for lang in langs if lang.substring for a in lang.allow]
     wanted = ("general",) if profile == "general" else ("general", "kids")
-    emoji = tuple(e for p in wanted for e in EMOJI[p])
-    return _Compiled(matchers, _allow_pattern(spaced, False), _allow_pattern(unspaced, True), emoji)
+    emoji = tuple(e for p in wanted for e in emoji_lists()[p])
+    contexts = tuple(
+        _ContextMatcher(_terms_matcher(lang, list(c.terms)), _terms_matcher(lang, list(c.context)), c.gap, c.side)
+        for lang in langs
+        for c in lang.contexts
+    )
+    places = Places(
+        frozenset(w for lang in langs for w in lang.places.words),
+        frozenset(w for lang in langs for w in lang.places.links),
+        tuple(sorted({e for lang in langs for e in lang.places.endings})),
+    )
+    allow, anywhere = _allow_pattern(spaced, False), _allow_pattern(unspaced, True)
+    return _Compiled(matchers, allow, anywhere, emoji, contexts, places)
 
 
 def _marker_counts(text: str) -> dict[str, int]:
     words = text.split()
-    return {code: sum(w in lang.markers for w in words) for code, lang in LANGUAGES.items()}
+    return {code: sum(w in lang.markers for w in words) for code, lang in languages().items()}
 
 
 def _applies(term: Term, counts: dict[str, int]) -> bool:
@@ -762,13 +1120,16 @@ def _find(text: str, profile: str) -> tuple[Term, str] | None:
     for reading in all_readings:
         masked = _masked(reading.text, compiled.allow)
         masked = _masked(masked, compiled.allow_anywhere)
+        masked, named = _without_place_names(masked, reading, original, compiled.places)
+        masked = _without_contexts(masked, reading.text, compiled.contexts)
+        stops = _clause_stops(reading, original)
         # a term named on its own is quoted before a pair of words that starts at the same place
         found = [
             (hit.start, near, -(hit.end - hit.start), k, hit, matcher.language.substring)
             for k, matcher in enumerate(compiled.matchers)
-            for near, hits in ((False, _hits(matcher, masked)), (True, _near_hits(matcher, masked)))
+            for near, hits in ((False, _hits(matcher, masked)), (True, _near_hits(matcher, masked, stops)))
             for hit in hits
-            if _applies(hit.term, counts)
+            if _applies(hit.term, counts) and hit.end > named.get(hit.start, -1)
         ]
         if found:
             *_, hit, substring = min(found, key=lambda f: f[:4])
@@ -803,14 +1164,14 @@ def _unreadable_script(text: str) -> str | None:
     for reading in readings(text)[:1]:
         for word in reading.text.split():
             scripts = {script_of(ch) for ch in word} - {""}
-            unknown = sorted(s for s in scripts if s not in READABLE_SCRIPTS)
+            unknown = sorted(s for s in scripts if s not in readable_scripts())
             if unknown and sum(script_of(ch) in unknown for ch in word) >= 2:
                 return unknown[0]
     return None
 
 
 def _languages_phrase() -> str:
-    names = READABLE_LANGUAGES
+    names = readable_languages()
     return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
 
 
