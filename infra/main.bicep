@@ -27,6 +27,11 @@ param location string
 // The GPT-image models (gpt-image-2, gpt-image-1.5) are served with Global Standard deployments
 // from these five regions only (README, "Models": the image how-to's region list); the chat
 // model default (gpt-5.4-mini, Global Standard) is served from all of them.
+// No default here nor in main.parameters.json, so that `azd up` asks for it when
+// AZURE_OPENAI_LOCATION is not set: azd's location prompt then lists only the allowed regions where
+// the subscription has this much quota left for each usage (azd docs, "Work with Azure Developer CLI
+// metadata", usageName), with eastus2 first. The numbers are the default chatCapacity and
+// imageCapacity (azd reads literals only); infra/hooks/preflight.py checks the real settings.
 @description('Region of the Azure OpenAI account: one that serves the GPT-image models.')
 @allowed([
   'eastus2'
@@ -35,7 +40,17 @@ param location string
   'uaenorth'
   'westus3'
 ])
-param openAiLocation string = 'eastus2'
+@metadata({
+  azd: {
+    type: 'location'
+    default: 'eastus2'
+    usageName: [
+      'OpenAI.GlobalStandard.gpt-5.4-mini,30'
+      'OpenAI.GlobalStandard.gpt-image-2,2'
+    ]
+  }
+})
+param openAiLocation string
 
 // Image Analysis 4.0 captions are served only from these regions.
 @description('Region of the Azure AI Vision account: one that serves Image Analysis 4.0 captions.')

@@ -107,8 +107,19 @@ def resolve(template: Template, value: Any) -> Any:
         if value in template["variables"]:
             return resolve(template, template["variables"][value]["value"])
         if value in template["parameters"]:
-            return resolve(template, template["parameters"][value].get("default"))
+            parameter = template["parameters"][value]
+            # Without a default azd asks, and its prompt offers the metadata's default first.
+            azd_default = azd_metadata(parameter).get("default")
+            return resolve(template, parameter["default"] if parameter.get("default") is not None else azd_default)
     return value
+
+
+def azd_metadata(parameter: dict[str, Any]) -> dict[str, Any]:
+    """The `azd` object of a parameter's @metadata decorator ({} without one)."""
+    for decorator in parameter.get("decorators", []):
+        if decorator["type"] == "metadata":
+            return cast(dict[str, Any], decorator["argument"].get("azd", {}))
+    return {}
 
 
 def evaluate(template: Template, value: Any, **parameters: Any) -> Any:
