@@ -846,10 +846,21 @@ class FakeAzureAI:
             return _error(400, "invalid_request_error", "Missing required parameter: 'image'.", param="image")
         try:
             with Image.open(io.BytesIO(sources[0])) as source:
-                derived = ImageOps.invert(source.convert("RGB")).resize(size)
+                picture = source.convert("RGB")
         except Exception:  # any decoding failure means a bad image from the client
             return _error(400, "invalid_image_format", "Invalid image file or mode for image 1.", param="image")
-        return self._images_reply([derived.copy() for _ in range(n)], call.form)
+        masks = call.files.get("mask")
+        if not masks:
+            return self._images_reply([ImageOps.invert(picture).resize(size) for _ in range(n)], call.form)
+        try:
+            with Image.open(io.BytesIO(masks[0])) as mask_image:
+                fmt, mask = mask_image.format, mask_image.convert("RGBA")
+        except Exception:  # not an image at all
+            return _error(400, "invalid_image_format", "Invalid mask image file.", param="mask")
+        if fmt != "PNG" or mask.size != picture.size:
+            message = "Invalid mask image: it must be a PNG of the same dimensions as the image."
+            return _error(400, "invalid_request_error", message, param="mask")
+        return self._images_reply([_soft_masked(picture, mask).resize(size) for _ in range(n)], call.form)
 
     def _analyze(self, call: Call) -> _Reply:
         if not call.query.get("api-version"):
@@ -869,6 +880,15 @@ class FakeAzureAI:
         if "tags" in features:
             result["tagsResult"] = {"values": [{"name": t, "confidence": 0.9} for t in self.tags]}
         return _json_reply(200, result)
+
+
+def _soft_masked(picture: Image.Image, mask: Image.Image) -> Image.Image:
+    """A masked edit as GPT-image draws it: redrawn (inverted) inside the mask's transparent area, and
+    changed outside it too (posterized toward the redrawn picture, about 40 levels on a photo): its
+    masks are soft, the whole picture is drawn again."""
+    redrawn = ImageOps.invert(picture)
+    drifted = Image.blend(picture, ImageOps.posterize(redrawn, 2), 0.35)
+    return Image.composite(drifted, redrawn, mask.getchannel("A"))
 
 
 class _Server(ThreadingHTTPServer):

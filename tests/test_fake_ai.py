@@ -200,7 +200,10 @@ def test_edit_receives_the_upload_and_returns_an_image_derived_from_it(fake: Fak
 
 
 def test_edit_with_several_images_and_a_mask(fake: FakeAzureAI) -> None:
-    first, second, mask = png_bytes(color=(0, 0, 0)), png_bytes(color=(9, 9, 9)), png_bytes(color=(1, 2, 3))
+    first, second = png_bytes(color=(0, 0, 0)), png_bytes(color=(9, 9, 9))
+    transparent = io.BytesIO()
+    Image.new("RGBA", (40, 30), (0, 0, 0, 0)).save(transparent, format="PNG")  # the whole picture may change
+    mask = transparent.getvalue()
     fake.image_size_override = (16, 16)
     with make_openai(fake) as client:
         reply = client.images.edit(
@@ -215,6 +218,34 @@ def test_edit_with_several_images_and_a_mask(fake: FakeAzureAI) -> None:
     assert call.form["n"] == "2"
     assert reply.data is not None and len(reply.data) == 2
     assert decode_png(reply.data[0].b64_json).convert("RGB").getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_a_masked_edit_is_soft_and_a_mask_of_another_size_is_a_400(fake: FakeAzureAI) -> None:
+    """Like GPT-image, the fake redraws inside the mask and changes the kept pixels too; it checks the mask's size."""
+    fake.image_size_override = None
+    picture = png_bytes(size=(64, 32), color=(40, 120, 200))
+    half = Image.new("RGBA", (64, 32), (0, 0, 0, 255))
+    half.paste((0, 0, 0, 0), (0, 0, 32, 32))  # the left half may change
+    mask = io.BytesIO()
+    half.save(mask, format="PNG")
+    with make_openai(fake) as client:
+        reply = client.images.edit(
+            model="gpt-image-1", image=("p.png", picture, "image/png"), mask=("m.png", mask.getvalue(), "image/png"),
+            prompt="p", size="1024x1024",
+        )  # fmt: skip
+        drawn = decode_png(reply.data[0].b64_json if reply.data else None).convert("RGB").resize((64, 32))
+        left, right = drawn.getpixel((8, 16)), drawn.getpixel((56, 16))
+        assert left == (215, 135, 55)  # redrawn: inverted
+        assert right != (40, 120, 200) and right != left  # kept, yet changed: a soft mask
+        small = io.BytesIO()
+        half.resize((32, 16)).save(small, format="PNG")
+        with pytest.raises(openai.BadRequestError, match="same dimensions"):
+            client.images.edit(
+                model="gpt-image-1",
+                image=("p.png", picture, "image/png"),
+                mask=("m.png", small.getvalue(), "image/png"),
+                prompt="p",
+            )
 
 
 def test_edit_with_an_undecodable_image_is_a_400(fake: FakeAzureAI) -> None:

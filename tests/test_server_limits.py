@@ -18,7 +18,7 @@ import pytest
 from shared.adapters.services import Services, build_services
 from shared.adapters.storage import OUTPUTS, UPLOADS, WORK
 from shared.config import Settings
-from shared.functions.http_api import MAX_FORM_PARTS
+from shared.functions.http_api import MAX_FORM_PARTS, max_body_bytes
 from shared.local.cli import make_runtime
 from shared.local.server import VariaServer
 from tests.images import scene_png
@@ -130,7 +130,8 @@ def test_a_huge_declared_length_gets_413_while_the_body_is_still_unsent(
 
 
 def test_a_chunked_body_over_the_limit_is_refused(server: VariaServer, services: Services) -> None:
-    chunks = (b"x" * 65536 for _ in range(40))  # 2.6 MB with no Content-Length: read only up to the limit
+    over = max_body_bytes(services.settings) // 65536 + 8  # chunks past the body limit, with no Content-Length
+    chunks = (b"x" * 65536 for _ in range(over))  # read only up to the limit
     status, _, data = _request(server, "POST", "/api/variations", chunks, **{"Content-Type": "application/json"})
     assert status == 413 and json.loads(data)["code"] == "upload_too_large"
     assert _stored(services) == []

@@ -25,6 +25,11 @@ def source_name(job_id: str) -> str:
     return f"{job_id}/source"
 
 
+def mask_name(job_id: str) -> str:
+    """The region edit's mask at the prepared image's size (RGBA PNG, transparent = change)."""
+    return f"{job_id}/mask.png"
+
+
 def caption_cache_name(image_sha256: str, captioner: str) -> str:
     return f"captions/{image_sha256}-{captioner}.json"
 

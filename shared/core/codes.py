@@ -33,6 +33,13 @@ CODES: dict[str, Code] = {
         Code("image_too_large", "The file is over the size limit.", "Send a smaller image.", "user"),
         Code("image_missing", "The image was deleted before the job read it.", "Upload it again.", "user"),
         Code("invalid_request", "A field of the request is missing or malformed.", "Fix the field named.", "user"),
+        Code(
+            "mask_invalid",
+            "The region edit's mask cannot be used: not a PNG, no transparent area, too large, or a mask with "
+            "mode=generate (or, for a blob drop, the mask blob named in its metadata is missing).",
+            "Send a PNG whose transparent pixels mark the area to change, with mode=edit.",
+            "user",
+        ),
         # Safety
         Code("word_check", "The word check refused the prompt or the captioned image.", "Change the prompt.", "user"),
         Code(
@@ -211,6 +218,7 @@ def advice(code: str | None) -> str | None:
 HTTP_STATUS: dict[str, int] = {
     "invalid_request": 400,
     "invalid_image": 400,
+    "mask_invalid": 400,
     "malformed_body": 400,
     "body_incomplete": 400,
     "bad_request": 400,

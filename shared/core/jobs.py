@@ -16,11 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+from shared import telemetry
 from shared.adapters.services import load_presets
-from shared.adapters.storage import UPLOADS, Storage
+from shared.adapters.storage import UPLOADS, Storage, check_blob_name
 from shared.config import Settings
 from shared.core.blobs import upload_name
 from shared.core.images import InvalidImage, strip_metadata
+from shared.core.masks import check_mask
 from shared.core.models import MAX_PROMPT_CHARS, BlobRef, JobRequest, Mode, Origin, Profile
 from shared.core.orchestrator import ORCHESTRATOR_NAME
 from shared.core.safety import PROFILES
@@ -30,6 +32,12 @@ JOB_ID_PATTERN = re.compile(r"^(blob|http|cli)-[0-9a-f]{32}$")
 
 class RequestError(ValueError):
     """The job request itself is wrong (prompt, profile, n, ...): the message says what to change."""
+
+
+class MaskInvalid(RequestError):
+    """The region edit's mask cannot be used: the message says what to send instead."""
+
+    code = "mask_invalid"
 
 
 PROFILE_LABELS = {"kids": "classroom (kids)", "general": "general"}
@@ -85,10 +93,18 @@ def blob_job_id(container: str, name: str, etag: str) -> str:
 
 
 def request_job_id(
-    origin: Origin, image_sha256: str, prompt: str, profile: str, n: int, mode: str, nonce: str = ""
+    origin: Origin,
+    image_sha256: str,
+    prompt: str,
+    profile: str,
+    n: int,
+    mode: str,
+    nonce: str = "",
+    mask_sha256: str = "",
 ) -> str:
-    """Identical image + prompt + options give the same job, unless the caller forces a new one (nonce)."""
-    return f"{origin}-" + _digest(image_sha256, prompt, profile, str(n), mode, nonce)
+    """Identical image + prompt + options (+ mask) give the same job, unless the caller forces a new one (nonce)."""
+    parts = (image_sha256, prompt, profile, str(n), mode, nonce) + ((f"mask:{mask_sha256}",) if mask_sha256 else ())
+    return f"{origin}-" + _digest(*parts)
 
 
 def is_job_id(value: str) -> bool:
@@ -149,6 +165,7 @@ def request_for_upload(
     filename: str | None = None,
     requested_profile: Profile | None = None,
     profile_enforced: bool = False,
+    mask: bytes | None = None,
 ) -> JobRequest:
     """Keep an upload, stripped of its metadata, as uploads/{sha256}.{format}; describe its job (HTTP API and CLI).
 
@@ -160,7 +177,9 @@ def request_for_upload(
     not stored. Storage faults raise StorageError (see shared.adapters.storage). `profile` is the
     one the job runs under (from `check_options`); `requested_profile` the one the request named,
     and `profile_enforced` whether VARIA_ENFORCED_PROFILE chose it: both go into the manifest.
+    A `mask` (a region edit) is checked (`masks.check_mask`) and kept beside the upload.
     """
+    mask_ref = _store_mask(storage, mask, mode) if mask is not None else None
     try:
         stripped = strip_metadata(data)
     except InvalidImage as exc:
@@ -172,9 +191,11 @@ def request_for_upload(
     nonce = str(time.time_ns()) if force else ""
     content_type = f"image/{stripped.format.lower()}" if stripped.format else "application/octet-stream"
     upload = storage.put(UPLOADS, upload_name(digest, extension), stripped.data, content_type)
+    mask_digest = mask_ref.sha256 or "" if mask_ref else ""
     return JobRequest(
-        job_id=request_job_id(origin, digest, prompt, profile, n, mode, nonce),
+        job_id=request_job_id(origin, digest, prompt, profile, n, mode, nonce, mask_digest),
         source=BlobRef(container=UPLOADS, name=upload.name, etag=upload.etag, sha256=digest),
+        mask=mask_ref,
         prompt=prompt,
         profile=profile,
         profile_enforced=profile_enforced,
@@ -184,6 +205,19 @@ def request_for_upload(
         origin=origin,
         filename=filename,
     )
+
+
+def _store_mask(storage: Storage, mask: bytes, mode: Mode) -> BlobRef:
+    """Check a region edit's mask and keep it as uploads/{sha256}.png; RequestError says what is wrong."""
+    if mode != "edit":
+        raise MaskInvalid("A mask marks the part of your picture to change: send mode=edit with it, or no mask.")
+    try:
+        check_mask(mask)
+    except InvalidImage as exc:
+        raise MaskInvalid(f"{exc} Nothing was stored.") from None
+    digest = hashlib.sha256(mask).hexdigest()
+    kept = storage.put(UPLOADS, upload_name(digest, "png"), mask, "image/png")
+    return BlobRef(container=UPLOADS, name=kept.name, etag=kept.etag, sha256=digest)
 
 
 def prompt_for_blob(name: str, metadata: Mapping[str, str], settings: Settings) -> tuple[str, str]:
@@ -200,6 +234,27 @@ def prompt_for_blob(name: str, metadata: Mapping[str, str], settings: Settings) 
     if settings.default_preset not in presets:
         raise RequestError(f"VARIA_DEFAULT_PRESET={settings.default_preset!r} is not a preset: {', '.join(presets)}.")
     return presets[settings.default_preset], f"preset:{settings.default_preset}"
+
+
+# Blobs in this folder of the inputs container are masks that other blobs' metadata name, not
+# pictures to vary: the blob trigger starts no job for them.
+MASKS_FOLDER = "masks/"
+
+
+def _blob_mask(container: str, name: str, metadata: Mapping[str, str], mode: Mode) -> BlobRef | None:
+    """The mask blob a drop's metadata names (`mask`, a blob in the same container), if any."""
+    named = urllib.parse.unquote(metadata.get("mask", "")).strip()
+    if not named:
+        return None
+    if mode != "edit":
+        raise MaskInvalid("The metadata names a mask, which marks the part of a picture to change: use mode=edit.")
+    try:
+        check_blob_name(named)
+    except ValueError as exc:
+        raise MaskInvalid(f"The metadata's mask {named[:80]!r} is not a blob name Varia reads: {exc}") from None
+    if named == name:
+        raise MaskInvalid("The metadata names the picture itself as its mask; name the mask blob, e.g. masks/sky.png.")
+    return BlobRef(container=container, name=named)
 
 
 def request_from_blob(
@@ -225,18 +280,28 @@ def request_from_blob(
         mode=mode,
         origin="blob",
         filename=name,
+        mask=_blob_mask(container, name, lowered, mode),
     )
 
 
 async def start_job(client: JobClient, request: JobRequest) -> bool:
-    """Start the job unless it exists. True if this call started it. Safe under concurrent duplicates."""
-    if await client.status(request.job_id) is not None:
-        return False
-    try:
-        await client.start(request)
-    except JobAlreadyExists:
-        return False  # another delivery won the race between our status check and start
-    return True
+    """Start the job unless it exists. True if this call started it. Safe under concurrent duplicates.
+
+    Its span ("start job", with the job id) is the trigger's, and the parent of the job's trace:
+    the Durable client passes the current trace context on to the orchestration.
+    """
+    with telemetry.job_span("start job", request.job_id, **{telemetry.ORIGIN: request.origin}) as span:
+        if await client.status(request.job_id) is not None:
+            created = False
+        else:
+            try:
+                await client.start(request)
+                created = True
+            except JobAlreadyExists:
+                created = False  # another delivery won the race between our status check and start
+        if span is not None:
+            span.set_attribute("varia.created", created)
+        return created
 
 
 class DurableJobClient:

@@ -36,8 +36,8 @@ class PreparedMask:
     share: float  # the share of the picture it marks for change, 0 < share <= 1
 
 
-def prepare_mask(data: bytes, size: tuple[int, int]) -> PreparedMask:
-    """Check a user's mask and scale it to `size` (the prepared image's); InvalidImage says what is wrong."""
+def _mask_alpha(data: bytes) -> Image.Image:
+    """The mask's alpha channel (L), or InvalidImage saying what is wrong with the mask."""
     if len(data) > MAX_MASK_BYTES:
         raise InvalidImage(
             f"The mask is {len(data) / 1024 / 1024:.1f} MB; send one under 4 MB (a PNG where transparent "
@@ -50,19 +50,34 @@ def prepare_mask(data: bytes, size: tuple[int, int]) -> PreparedMask:
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
             width, height = img.size
-    except Exception:  # noqa: BLE001 - Pillow raises many types for broken headers
+            if width * height > MAX_MASK_PIXELS:
+                raise InvalidImage(
+                    f"The mask is {width}x{height} pixels; send one of at most 4096x4096 (it is scaled to the "
+                    "picture anyway)."
+                )
+            if "A" not in img.getbands() and "transparency" not in img.info:
+                raise InvalidImage(
+                    "The mask has no transparency, so it marks nothing to change; paint the area to change "
+                    "transparent (alpha 0) and keep the rest opaque."
+                )
+            return img.convert("RGBA").getchannel("A")
+    except InvalidImage:
+        raise
+    except Exception:  # noqa: BLE001 - Pillow raises many types for broken files
         raise InvalidImage("The mask PNG is damaged and cannot be read; export it again, or paint a new one.") from None
-    if width * height > MAX_MASK_PIXELS:
+
+
+def check_mask(data: bytes) -> None:
+    """Refuse a mask that cannot work whatever the picture (InvalidImage): before anything is stored."""
+    if not any(_mask_alpha(data).histogram()[:EDIT_BELOW]):
         raise InvalidImage(
-            f"The mask is {width}x{height} pixels; send one of at most 4096x4096 (it is scaled to the picture anyway)."
+            "The mask has no transparent pixels, so it marks nothing to change; paint the area to change transparent."
         )
-    with Image.open(io.BytesIO(data)) as img:
-        if "A" not in img.getbands() and "transparency" not in img.info:
-            raise InvalidImage(
-                "The mask has no transparency, so it marks nothing to change; paint the area to change "
-                "transparent (alpha 0) and keep the rest opaque."
-            )
-        alpha = img.convert("RGBA").getchannel("A")
+
+
+def prepare_mask(data: bytes, size: tuple[int, int]) -> PreparedMask:
+    """Check a user's mask and scale it to `size` (the prepared image's); InvalidImage says what is wrong."""
+    alpha = _mask_alpha(data)
     scaled = alpha.resize(size, Image.Resampling.BILINEAR) if alpha.size != size else alpha
     keep = scaled.point(lambda a: 0 if a < EDIT_BELOW else 255)
     histogram = keep.histogram()

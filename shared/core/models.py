@@ -125,6 +125,8 @@ class JobRequest(BaseModel):
     origin: Origin = "cli"
     # The user's own name for the image (upload, CLI path, blob name), for messages.
     filename: Annotated[str | None, _clipped(240, keep_end=True)] = None
+    # A region edit: a PNG whose transparent pixels mark the area to change (shared/core/masks.py).
+    mask: BlobRef | None = None
 
 
 class PreparedImage(BaseModel):
@@ -135,6 +137,10 @@ class PreparedImage(BaseModel):
     height: int
     original_format: str
     original_bytes: int
+    # The mask at the prepared image's size (work/{job}/mask.png) and the share of the picture it
+    # marks for change; None without a mask.
+    mask: BlobRef | None = None
+    mask_share: float | None = None
 
 
 class Caption(BaseModel):

@@ -43,6 +43,7 @@ from shared.core.blobs import (
     caption_claim_name,
     job_of,
     manifest_name,
+    mask_name,
     moderation_name,
     moderation_prefix,
     source_name,
@@ -51,7 +52,8 @@ from shared.core.blobs import (
     variation_prefix,
 )
 from shared.core.codes import advice
-from shared.core.images import InvalidImage, normalize
+from shared.core.images import InvalidImage, encode_png, normalize, open_prepared, open_rgb
+from shared.core.masks import composite_back, prepare_mask
 from shared.core.models import (
     MAX_OUTPUT_PROMPT_BYTES,
     MAX_OUTPUT_PROMPT_CHARS,
@@ -125,6 +127,9 @@ def prepare(services: Services, request: JobRequest) -> PreparedImage | Problem:
     except InvalidImage as exc:
         code = "not_an_image" if str(exc).startswith("Not an image") else "image_invalid"
         return problem("failed", code, "preparing", f"{shown}: {exc} The original was left unchanged.")
+    mask = _prepared_mask(services, request.mask, request.job_id, (image.width, image.height)) if request.mask else None
+    if isinstance(mask, Problem):  # before any paid call
+        return mask
     moderator = services.providers.moderator
     if moderator.paid:
         rated, failure = _moderated(
@@ -145,8 +150,27 @@ def prepare(services: Services, request: JobRequest) -> PreparedImage | Problem:
         height=image.height,
         original_format=image.original_format,
         original_bytes=len(data),
+        mask=mask[0] if mask else None,
+        mask_share=mask[1] if mask else None,
     )
     return prepared
+
+
+def _prepared_mask(
+    services: Services, given: BlobRef, job_id: str, size: tuple[int, int]
+) -> tuple[BlobRef, float] | Problem:
+    """The region edit's mask scaled to the prepared image, stored as work/{job}/mask.png, with its share."""
+    try:
+        data = services.storage.get(given.container, given.name)
+    except BlobNotFound:
+        message = f"The mask {given.name} no longer exists. Send the mask again with the picture."
+        return problem("failed", "mask_invalid", "preparing", message)
+    try:
+        mask = prepare_mask(data, size)
+    except InvalidImage as exc:
+        return problem("failed", "mask_invalid", "preparing", f"{exc} The picture and the mask were left unchanged.")
+    ref = services.storage.put(WORK, mask_name(job_id), mask.png, "image/png")
+    return ref, mask.share
 
 
 def display_name(request: JobRequest) -> str:
@@ -576,6 +600,7 @@ def _draw(
     """One image request for the variations `drawing`: the call, its settlement, and each image stored or rated."""
     request, generator = work.request, services.providers.generator
     source = services.storage.get(work.prepared.image.container, work.prepared.image.name)
+    mask = services.storage.get(work.prepared.mask.container, work.prepared.mask.name) if work.prepared.mask else None
     deployment, gate = _wait_for_slot(services, work, len(drawing))
     shown = deployment if len(services.settings.image_deployments) > 1 else None
 
@@ -595,6 +620,7 @@ def _draw(
             indices=drawing,
             deployment=deployment,
             before_send=gate,
+            mask=mask,
         )
 
     settled = False  # whether the attempt that failed is already recorded
@@ -659,6 +685,8 @@ def _draw(
             )
             continue
         settle(index, None, "")
+        if mask is not None:  # a region edit: every pixel outside the mask is the source's (masks.py)
+            images[k] = _kept_outside(source, images[k], mask)
         if services.providers.moderator.paid and request.profile == "kids":
             drawn[index] = _rate_and_store(services, work, index, images[k])
         else:
@@ -666,6 +694,11 @@ def _draw(
             drawn[index] = Variation(index=index, status="succeeded", image=ref, provider=generator.name)
         drawn[index] = drawn[index].model_copy(update={"deployment": shown})
     return drawn
+
+
+def _kept_outside(source: bytes, image: bytes, mask: bytes) -> bytes:
+    """The drawn image with the source laid back wherever the mask keeps it, at the source's size (PNG)."""
+    return encode_png(composite_back(open_rgb(source), open_prepared(image), mask))
 
 
 def _store_variation(services: Services, work: GenerateInput, index: int, image: bytes) -> BlobRef:

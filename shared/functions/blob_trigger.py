@@ -22,7 +22,16 @@ from typing import Any
 
 from shared.adapters.services import Services, get_services
 from shared.adapters.storage import check_blob_name
-from shared.core.jobs import DurableJobClient, JobClient, RequestError, blob_job_id, request_from_blob, start_job
+from shared.core.jobs import (
+    MASKS_FOLDER,
+    DurableJobClient,
+    JobClient,
+    MaskInvalid,
+    RequestError,
+    blob_job_id,
+    request_from_blob,
+    start_job,
+)
 from shared.core.models import BlobRef, JobRecord, JobRequest, Problem
 from shared.core.steps import persist
 
@@ -52,6 +61,9 @@ async def handle_blob(
             _record_failure, services, job_id, container, name, etag or "", "invalid_blob_name", str(exc)
         )
         return job_id
+    if name.startswith(MASKS_FOLDER):
+        log.info("Blob %s/%s is a mask for region edits (masks/): no job of its own.", container, name)
+        return None
     if etag is None or metadata is None:
         info = await asyncio.to_thread(services.storage.info, container, name)
         if info is None:
@@ -74,9 +86,8 @@ async def handle_blob(
     except RequestError as exc:
         # Bad metadata still ends in a manifest that says what to fix; the blob stays where it is.
         job_id = blob_job_id(container, name, etag)
-        await asyncio.to_thread(
-            _record_failure, services, job_id, container, name, etag, "invalid_request", f"{name}: {exc}"
-        )
+        code = exc.code if isinstance(exc, MaskInvalid) else "invalid_request"
+        await asyncio.to_thread(_record_failure, services, job_id, container, name, etag, code, f"{name}: {exc}")
         return job_id
     if await start_job(client, request):
         log.info("Started job %s for %s/%s (%s)", request.job_id, container, name, request.prompt_origin)

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, cast
 
 import azure.functions as func
@@ -44,6 +45,7 @@ from shared.core.callers import Caller, Ticket, TooManyJobs, admit, caller_behin
 from shared.core.images import InvalidImage, check_header
 from shared.core.jobs import (
     JobClient,
+    MaskInvalid,
     ProfileEnforced,
     RequestError,
     check_options,
@@ -51,6 +53,7 @@ from shared.core.jobs import (
     request_for_upload,
     start_job,
 )
+from shared.core.masks import MAX_MASK_BYTES
 from shared.core.models import JobRequest, Manifest, Mode, Profile
 from shared.core.steps import delivered_so_far
 
@@ -111,7 +114,7 @@ def max_body_bytes(settings: Settings) -> int:
 
     Servers refuse a larger declared Content-Length before reading the body (the local server does).
     """
-    return settings.max_upload_bytes * 4 // 3 + 65_536
+    return (settings.max_upload_bytes + MAX_MASK_BYTES) * 4 // 3 + 65_536
 
 
 def _shown(value: Any) -> str:
@@ -124,16 +127,22 @@ def _blank_is_none(value: Any) -> Any:
     return None if value is None or (isinstance(value, str) and not value.strip()) else value
 
 
-def _decode_image(value: Any) -> Any:
-    """The image: bytes from a form's file part as they are, base64 text from JSON decoded."""
-    if isinstance(value, bytes | bytearray):
-        return bytes(value)
-    if not isinstance(value, str):
-        raise ValueError("'image' must be the picture as base64 text (a data: URL is fine).")
-    try:
-        return base64.b64decode(value.split(",", 1)[-1], validate=True)  # tolerate a data: URL prefix
-    except (binascii.Error, ValueError):
-        raise ValueError("'image' is not valid base64: send the picture's bytes as base64 text.") from None
+def _decode_file(field: str, what: str) -> Callable[[Any], Any]:
+    """A file field: bytes from a form's file part as they are, base64 text from JSON decoded."""
+
+    def decode(value: Any) -> Any:
+        if value is None and field == "mask":
+            return None
+        if isinstance(value, bytes | bytearray):
+            return bytes(value)
+        if not isinstance(value, str):
+            raise ValueError(f"'{field}' must be {what} as base64 text (a data: URL is fine).")
+        try:
+            return base64.b64decode(value.split(",", 1)[-1], validate=True)  # tolerate a data: URL prefix
+        except (binascii.Error, ValueError):
+            raise ValueError(f"'{field}' is not valid base64: send {what}'s bytes as base64 text.") from None
+
+    return decode
 
 
 def _file_name(value: Any) -> str | None:
@@ -155,7 +164,9 @@ class UploadRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, validate_default=True)  # defaults come from the settings
 
-    image: Annotated[bytes, BeforeValidator(_decode_image)]
+    image: Annotated[bytes, BeforeValidator(_decode_file("image", "the picture"))]
+    # A region edit: a PNG whose transparent pixels mark the area to change (shared/core/masks.py).
+    mask: Annotated[bytes | None, BeforeValidator(_decode_file("mask", "the mask"))] = None
     prompt: str
     profile: Annotated[str | None, BeforeValidator(_blank_is_none)] = None
     n: Annotated[int | str | None, BeforeValidator(_blank_is_none)] = None
@@ -336,6 +347,9 @@ def _form_values(req: func.HttpRequest, options: dict[str, str]) -> dict[str, An
         raise _Refused(error_response(400, "The form has no 'image' file field.", fields=fields))
     values["image"] = upload.read()
     values["filename"] = upload.filename
+    mask = files.get("mask")
+    if mask is not None:
+        values["mask"] = mask.read()
     return values
 
 
@@ -416,8 +430,10 @@ def _store_upload(upload: UploadRequest, fmt: str, services: Services) -> JobReq
             for_requests(services.storage), upload.image, fmt.lower(), prompt=upload.prompt,
             profile=upload.profile_name, n=upload.count, mode=upload.mode_name, origin="http",
             force=bool(upload.force), filename=upload.filename, requested_profile=upload.requested_profile_name,
-            profile_enforced=bool(settings.enforced_profile),
+            profile_enforced=bool(settings.enforced_profile), mask=upload.mask,
         )  # fmt: skip
+    except MaskInvalid as exc:
+        return error_response(400, str(exc), exc.code, [{"field": "mask", "problem": str(exc)}])
     except RequestError as exc:
         return error_response(400, str(exc), "invalid_image", [{"field": "image", "problem": str(exc)}])
     except StorageError as exc:

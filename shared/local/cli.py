@@ -242,6 +242,7 @@ def vary(args: argparse.Namespace, environ: dict[str, str]) -> int:
     prompt = clean_prompt(args.prompt)
     image_path = Path(args.image)
     data = image_path.read_bytes()
+    mask = Path(args.mask).read_bytes() if args.mask else None
     services = build_services(settings)
     storage = services.storage
     # The input is kept as given, as uploads/{sha256}.{suffix}; the job never modifies it.
@@ -259,6 +260,7 @@ def vary(args: argparse.Namespace, environ: dict[str, str]) -> int:
         filename=image_path.name,
         requested_profile=args.profile,
         profile_enforced=bool(settings.enforced_profile),
+        mask=mask,
     )
     job_id = request.job_id
     enforced = ", enforced by VARIA_ENFORCED_PROFILE" if request.profile_enforced else ""
@@ -319,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--profile", choices=["general", "kids"], default=None, help="safety profile")
     v.add_argument("--mode", choices=["edit", "generate"], default=None, help="edit keeps the subject (default)")
     v.add_argument("--out", default=None, help="write to this local folder (overrides VARIA_STORAGE)")
+    v.add_argument("--mask", default=None, help="a region edit: a PNG whose transparent pixels mark the area to change")
     v.add_argument("--force", action="store_true", help="run again even if this exact job ran before")
     v.add_argument("--json", action="store_true", help="also print the manifest")
     return parser

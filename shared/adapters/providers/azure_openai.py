@@ -385,10 +385,13 @@ class GptImageGenerator:
         indices: list[int],
         deployment: str,
         before_send: Callable[[], None] | None = None,
+        mask: bytes | None = None,
     ) -> list[bytes]:
         """One request for len(indices) images (`n`), on `deployment` (a quota key; "" = the first).
 
         `before_send` runs as the request leaves, after the SDK has built it (the quota's gate).
+        A `mask` (PNG at the source's size, transparent = change) goes with an edit; the model
+        redraws the whole picture anyway, and the generate step lays the kept pixels back.
         """
         client, name = self._deployments.get(deployment) or next(iter(self._deployments.values()))
         _gate.before_send = before_send
@@ -399,6 +402,7 @@ class GptImageGenerator:
             n = len(indices)
             with service_errors("image model", name):
                 if mode == "edit":
+                    extra: dict[str, Any] = {"mask": ("mask.png", mask, "image/png")} if mask is not None else {}
                     response = client.images.edit(
                         model=name,
                         image=upload_file(source),
@@ -407,6 +411,7 @@ class GptImageGenerator:
                         size=size,
                         quality=self._quality,
                         timeout=timeout,
+                        **extra,
                     )
                 else:
                     response = client.images.generate(

@@ -102,13 +102,16 @@ class ImageGenerator(Protocol):
         indices: list[int],
         deployment: str,
         before_send: Callable[[], None] | None = None,
+        mask: bytes | None = None,
     ) -> list[bytes]:
         """Variations `indices` of a job (PNG or JPEG bytes) in one request, on `deployment` (a quota key
         from shared/adapters/quota.py); `before_send` runs as the request leaves (the quota's gate).
 
         `prompt` is the composed output prompt; `request` is the user's own words, for generators
         that read the request itself (the offline stylizer) rather than the composed prompt. It may
-        return fewer images than asked (the service sent fewer); never more.
+        return fewer images than asked (the service sent fewer); never more. A `mask` (a region edit:
+        PNG at the source's size, transparent = change) is for generators that take one; whatever
+        they draw, the generate step keeps every pixel outside it (shared/core/masks.py).
         """
         ...
 

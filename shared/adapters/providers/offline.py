@@ -137,6 +137,7 @@ class OfflineStylizer:
         indices: list[int],
         deployment: str,
         before_send: Callable[[], None] | None = None,
+        mask: bytes | None = None,
     ) -> list[bytes]:
         return [
             self.generate(source, prompt, request=request, mode=mode, landscape=landscape, index=i) for i in indices
