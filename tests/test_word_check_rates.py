@@ -1,7 +1,8 @@
 """The word check's rates over the corpora: the classroom's goals, general's policy, and the README's figures.
 
-The goals are asserted over the original, held-out and unseen corpora together; the fresh pair,
-written after the lexicons were last widened, is measured and shown in the README but never tuned on.
+The goals are asserted over the original, held-out, unseen and fresh corpora together (the lexicons
+were tuned on them); the blind pair, written without reading the lexicons, is measured and shown in
+the README but never tuned on.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from shared.core.safety import check_text
 from tests.word_check_rates import GOALS, PAIRS, UNTUNED, Measurement, Report, load, readme_table, report
 
 LANGUAGES_WITH_A_LEXICON = {"en", "fr", "es", "de", "it", "pt", "nl", "pl", "ru", "ar", "zh", "ja", "ko", "hi"}
-SMALLEST = {"original": 300, "held-out": 150, "unseen": 80, "fresh": 80}  # cases in each file of the pair
+SMALLEST = {"original": 300, "held-out": 150, "unseen": 80, "fresh": 80, "blind": 80}  # cases in each file of the pair
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_each_corpus_has_enough_cases_in_8_languages_with_a_lexicon(pair: str) -
 
 
 def test_no_case_is_in_two_corpora() -> None:
-    # a held-out, unseen or fresh case that repeats an earlier one measures nothing new
+    # a held-out, unseen, fresh or blind case that repeats an earlier one measures nothing new
     seen: dict[str, str] = {}
     for must, innocent in PAIRS.values():
         for name in (must, innocent):
@@ -56,9 +57,13 @@ def test_no_case_is_in_two_corpora() -> None:
                 assert seen.setdefault(key, name) == name, (c["text"], seen[key], name)
 
 
+# The blind pair's author named some evasions their own way.
+EVASION_ALIASES = {"spacing": "spaced", "leetspeak": "leet", "repeated": "stretched", "mixed-script": "homoglyph"}
+
+
 @pytest.mark.parametrize("name", [must for must, _ in PAIRS.values()])
 def test_the_must_refuse_corpora_try_the_evasions(name: str) -> None:
-    evasions = {c["evasion"] for c in load(name)}
+    evasions = {EVASION_ALIASES.get(c["evasion"], c["evasion"]) for c in load(name)}
     expected = {"zero-width", "spaced", "leet", "stretched", "homoglyph", "emoji"}
     if name == "must_refuse.jsonl":
         expected |= {"soft-hyphen", "base64"}
@@ -102,10 +107,10 @@ def test_the_readme_shows_the_measured_rates_of_every_corpus(measured: Report) -
 
 def test_the_untuned_pair_is_measured_in_every_profile(measured: Report) -> None:
     # reported honestly, whatever it shows: only that it was measured over all its cases
-    fresh = measured.columns[f"{UNTUNED} (never tuned on)"]
+    untuned = measured.columns[f"{UNTUNED} (never tuned on)"]
     must, innocent = (load(name) for name in PAIRS[UNTUNED])
-    assert fresh.kids_refused.total == len(must) and fresh.kids_wrongly_refused.total == len(innocent)
-    assert fresh.general_refused.total + fresh.general_refused_kids_only.total == len(must)
+    assert untuned.kids_refused.total == len(must) and untuned.kids_wrongly_refused.total == len(innocent)
+    assert untuned.general_refused.total + untuned.general_refused_kids_only.total == len(must)
 
 
 def test_an_innocent_request_in_an_unreadable_script_is_refused_for_kids_by_design() -> None:

@@ -1,4 +1,4 @@
-"""The word check measured both ways, over four pairs of corpora in tests/corpora.
+"""The word check measured both ways, over five pairs of corpora in tests/corpora.
 
 Each pair is a file of requests a classroom must refuse (`profile` is the mildest profile that
 must refuse it: "general", both profiles; "kids", the classroom only) and a file of innocent
@@ -9,10 +9,14 @@ requests no profile should refuse:
   the widening was then checked against it, so it is no longer unseen;
 - unseen (unseen_*.jsonl): written after that widening and measured before the next one, which was
   checked against it (violent verbs aimed at a person or animal, gore, self-harm, cutlery);
-- fresh (fresh_*.jsonl): written after that second widening and never tuned on: the honest estimate.
+- fresh (fresh_*.jsonl): written after that second widening and measured untuned at 75.9% refused
+  and 14.2% wrongly refused for kids, then tuned on in the third widening (word classes, context
+  rules, place names), which was checked against it;
+- blind (blind_*.jsonl): written by someone who had not read the lexicons, and never tuned on: the
+  honest estimate for new text.
 
-tests/test_word_check_rates.py asserts the goals over original + held-out + unseen and that the
-README's table shows every figure; `python -m tests.word_check_rates` rewrites that table.
+tests/test_word_check_rates.py asserts the goals over original + held-out + unseen + fresh and that
+the README's table shows every figure; `python -m tests.word_check_rates` rewrites that table.
 """
 
 from __future__ import annotations
@@ -36,9 +40,10 @@ PAIRS = {
     "held-out": ("heldout_must_refuse.jsonl", "heldout_innocent.jsonl"),
     "unseen": ("unseen_must_refuse.jsonl", "unseen_innocent.jsonl"),
     "fresh": ("fresh_must_refuse.jsonl", "fresh_innocent.jsonl"),
+    "blind": ("blind_must_refuse.jsonl", "blind_innocent.jsonl"),
 }
-GOALS = ("original", "held-out", "unseen")  # the goals are asserted over these together
-UNTUNED = "fresh"  # measured and shown, never tuned on
+GOALS = ("original", "held-out", "unseen", "fresh")  # the goals are asserted over these together
+UNTUNED = "blind"  # measured and shown, never tuned on
 
 
 def load(name: str) -> list[dict[str, str]]:
