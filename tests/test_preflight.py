@@ -449,6 +449,16 @@ def test_azure_yaml_runs_the_hooks_before_provisioning() -> None:
     assert os.access(HOOK_SH, os.X_OK)
 
 
+def load_preflight() -> Any:
+    """infra/hooks/preflight.py as a module (it is a script, not a package)."""
+    sys.path.insert(0, str(HOOKS))
+    try:
+        import preflight
+    finally:
+        sys.path.remove(str(HOOKS))
+    return preflight
+
+
 def parsed(path: Path) -> dict[str, Any]:
     return cast(dict[str, Any], BicepParser().parse(file_path=path))
 
@@ -471,11 +481,7 @@ def test_the_region_prompt_filters_on_the_default_models_and_capacities() -> Non
 
 
 def test_preflight_checks_the_sku_and_account_kind_the_templates_deploy() -> None:
-    sys.path.insert(0, str(HOOKS))
-    try:
-        import preflight
-    finally:
-        sys.path.remove(str(HOOKS))
+    preflight = load_preflight()
     for module in ("openai.bicep", "openai-images.bicep"):
         template = parsed(REPO / "infra" / "modules" / module)
         for resource in template["resources"].values():
@@ -497,3 +503,20 @@ def test_preflight_checks_the_sku_and_account_kind_the_templates_deploy() -> Non
         "imageRegions",
     ):
         assert name in sources
+
+
+def test_a_region_chosen_at_azds_prompt_is_read_from_the_environments_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """azd keeps a prompted parameter under infra.parameters in .azure/<env>/config.json, not as a variable."""
+    preflight = load_preflight()
+    monkeypatch.setattr(preflight, "REPO", tmp_path)
+    config = tmp_path / ".azure" / "dev" / "config.json"
+    config.parent.mkdir(parents=True)
+    config.write_text(json.dumps({"infra": {"parameters": {"openAiLocation": "swedencentral"}}}))
+    deployments, problems, notes = preflight.planned_deployments({"AZURE_ENV_NAME": "dev"})
+    assert problems == notes == []
+    assert {deployment.region for deployment in deployments} == {"swedencentral"}
+    # A value set with `azd env set` wins over the prompt's.
+    deployments, _, _ = preflight.planned_deployments({"AZURE_ENV_NAME": "dev", "AZURE_OPENAI_LOCATION": "westus3"})
+    assert {deployment.region for deployment in deployments} == {"westus3"}
