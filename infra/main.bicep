@@ -211,6 +211,30 @@ param grantUserAccess bool = true
 ])
 param principalType string = 'User'
 
+// VNet mode, as the Flex Consumption azd samples offer it: the app's outbound traffic goes through a
+// virtual network, and storage and every AI account accept calls only from their private endpoints
+// in it (public network access disabled). The app's own endpoint stays public: browsers, callers
+// of the API and Event Grid's webhook reach it from the internet.
+@description('Private networking (VNET_ENABLED): a virtual network, private endpoints and private DNS zones for storage and the AI accounts, whose public access is then disabled.')
+param vnetEnabled bool = false
+
+// 'storage' keeps Durable Functions' state in the storage account (queues, tables, blobs: the
+// default, nothing more to pay for); 'dts' moves it to a Durable Task Scheduler (README, "Durable
+// Task Scheduler").
+@description('Durable Functions backend (DURABLE_BACKEND): storage (the storage account) or dts (a Durable Task Scheduler, with its dashboard).')
+@allowed([
+  'storage'
+  'dts'
+])
+param durableBackend string = 'storage'
+
+@description('SKU of the Durable Task Scheduler when durableBackend is dts: Consumption (per action) or Dedicated (capacity units by the hour).')
+@allowed([
+  'Consumption'
+  'Dedicated'
+])
+param durableTaskSchedulerSku string = 'Consumption'
+
 // ---------------------------------------------------------------------------------------------
 // Names
 // ---------------------------------------------------------------------------------------------
@@ -255,6 +279,13 @@ var deploymentContainerName = 'app-package'
 // sets) land here as JSON blobs; the hook reads the container's id from the outputs.
 var deadLetterContainerName = 'eventgrid-deadletter'
 
+// host.json's extensions.durableTask.hubName; the scheduler's task hub has the same name.
+var durableTaskHubName = 'VariaHub'
+var useDurableTaskScheduler = durableBackend == 'dts'
+
+// VNet mode closes the public endpoints of storage and the AI accounts.
+var publicNetworkAccess = vnetEnabled ? 'Disabled' : 'Enabled'
+
 // ---------------------------------------------------------------------------------------------
 // Resources
 // ---------------------------------------------------------------------------------------------
@@ -298,6 +329,10 @@ module storage 'modules/storage.bicep' = {
     expiringContainerNames: expiringContainerNames
     retentionDays: intermediateRetentionDays
     systemTopicName: 'evgt-varia-${resourceToken}'
+    publicNetworkAccess: publicNetworkAccess
+    // Trusted Azure services (the Event Grid system topic) still pass the Deny.
+    networkDefaultAction: vnetEnabled ? 'Deny' : 'Allow'
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
   }
 }
 
@@ -316,6 +351,8 @@ module openAi 'modules/openai.bicep' = {
     imageModelName: imageModelName
     imageModelVersion: imageModelVersion
     imageCapacity: imageCapacity
+    publicNetworkAccess: publicNetworkAccess
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
   }
 }
 
@@ -335,6 +372,8 @@ module imageRegionAccounts 'modules/openai-images.bicep' = {
     appPrincipalId: identity.outputs.principalId
     userPrincipalId: grantUserAccess ? principalId : ''
     userPrincipalType: principalType
+    publicNetworkAccess: publicNetworkAccess
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
   }
 }
 
@@ -345,6 +384,8 @@ module vision 'modules/vision.bicep' = {
     name: 'cv-varia-${resourceToken}'
     location: visionLocation
     tags: tags
+    publicNetworkAccess: publicNetworkAccess
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
   }
 }
 
@@ -355,6 +396,8 @@ module contentSafety 'modules/contentsafety.bicep' = {
     name: 'cs-varia-${resourceToken}'
     location: contentSafetyLocation
     tags: tags
+    publicNetworkAccess: publicNetworkAccess
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
   }
 }
 
@@ -383,6 +426,76 @@ module userRoles 'modules/rbac.bicep' = if (grantUserAccess && !empty(principalI
     openAiAccountName: openAi.outputs.name
     visionAccountName: vision.outputs.name
     contentSafetyAccountName: contentSafety.outputs.name
+  }
+}
+
+// VNet mode: one private endpoint per storage service the host and the app use, and one per AI
+// account (each regional image account too), all in the function app's region.
+// (Listed one by one: Bicep refuses a runtime value in a variable's for-loop.)
+var storagePrivateEndpoints = [
+  {
+    name: '${storage.outputs.name}-blob'
+    resourceId: storage.outputs.id
+    groupId: 'blob'
+    zone: 'blob'
+  }
+  {
+    name: '${storage.outputs.name}-queue'
+    resourceId: storage.outputs.id
+    groupId: 'queue'
+    zone: 'queue'
+  }
+  {
+    name: '${storage.outputs.name}-table'
+    resourceId: storage.outputs.id
+    groupId: 'table'
+    zone: 'table'
+  }
+]
+var aiPrivateEndpoints = [
+  {
+    name: openAi.outputs.name
+    resourceId: openAi.outputs.id
+    groupId: 'account'
+    zone: 'openai'
+  }
+  {
+    name: vision.outputs.name
+    resourceId: vision.outputs.id
+    groupId: 'account'
+    zone: 'cognitiveservices'
+  }
+  {
+    name: contentSafety.outputs.name
+    resourceId: contentSafety.outputs.id
+    groupId: 'account'
+    zone: 'cognitiveservices'
+  }
+]
+
+module network 'modules/network.bicep' = if (vnetEnabled) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: 'vnet-varia-${resourceToken}'
+    location: location
+    tags: tags
+    endpoints: concat(storagePrivateEndpoints, aiPrivateEndpoints, imageRegionAccounts.outputs.privateEndpoints)
+  }
+}
+
+module durableTaskScheduler 'modules/durabletask.bicep' = if (useDurableTaskScheduler) {
+  name: 'durabletask'
+  scope: rg
+  params: {
+    name: 'dts-varia-${resourceToken}'
+    location: location
+    tags: tags
+    skuName: durableTaskSchedulerSku
+    taskHubName: durableTaskHubName
+    appPrincipalId: identity.outputs.principalId
+    userPrincipalId: grantUserAccess ? principalId : ''
+    userPrincipalType: principalType
   }
 }
 
@@ -455,10 +568,15 @@ module functionApp 'modules/functionapp.bicep' = {
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     appSettings: appSettings
+    virtualNetworkSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''
+    durableTaskSchedulerEndpoint: useDurableTaskScheduler ? durableTaskScheduler.outputs.endpoint : ''
+    durableTaskHubName: useDurableTaskScheduler ? durableTaskScheduler.outputs.taskHubName : ''
   }
-  // The host reaches storage with the identity as soon as it starts: grant the roles first.
+  // The host reaches storage with the identity as soon as it starts: grant the roles first (and,
+  // in VNet mode, let the private endpoints and their DNS records exist before it starts).
   dependsOn: [
     appRoles
+    network
   ]
 }
 
@@ -487,3 +605,7 @@ output AZURE_VISION_ENDPOINT string = vision.outputs.endpoint
 output AZURE_CONTENT_SAFETY_ENDPOINT string = contentSafety.outputs.endpoint
 output BLOB_TRIGGER_FUNCTION_NAME string = blobTriggerFunctionName
 output BLOB_TRIGGER_CONTAINER_NAME string = inputsContainerName
+output VNET_ENABLED bool = vnetEnabled
+output DURABLE_BACKEND string = durableBackend
+// The scheduler's dashboard for the task hub (dts only; your user has the role unless AZURE_GRANT_USER_ACCESS is false).
+output DURABLE_TASK_SCHEDULER_DASHBOARD_URL string = useDurableTaskScheduler ? durableTaskScheduler.outputs.dashboardUrl : ''

@@ -51,6 +51,7 @@ HOST_SETTING_PREFIXES = (
     "FUNCTIONS_",
     "AzureWebJobsFeatureFlags",
     "AzureFunctionsJobHost__",  # host.json overrides
+    "DURABLE_TASK_SCHEDULER_CONNECTION_STRING",  # the Durable extension's azureManaged provider (dts mode)
 )
 
 # Settings main.bicep pins to a value other than the code's default, and why it may.
@@ -127,8 +128,9 @@ def evaluate(template: Template, value: Any, **parameters: Any) -> Any:
     variables, or module and resource symbols as the dicts their properties would be).
 
     Literals, objects and arrays, '${name}' interpolation, parameters and variables, + - * /, ==,
-    !=, &&, `a.b` and `a[i]`, string(), min(), max(), length(), concat(), union(), split(),
-    replace(), toLower(), filter() and for-expressions: what the templates use to size quota.
+    !=, &&, `c ? a : b`, `a.b` and `a[i]`, string(), min(), max(), length(), concat(), union(),
+    split(), replace(), toLower(), empty(), filter() and for-expressions: what the templates use to
+    size quota and to switch the optional modes.
     """
     if isinstance(value, str):
         if value in parameters:
@@ -159,6 +161,10 @@ def evaluate(template: Template, value: Any, **parameters: Any) -> Any:
             for name in accessor_path(operands["operand_2"]):
                 found = found[name]
             return found
+        if operator["type"] == "conditional":
+            operands = operator["operands"]
+            branch = "true_value" if evaluate(template, operands["condition"], **parameters) else "false_value"
+            return evaluate(template, operands[branch], **parameters)
         left, right = (evaluate(template, v, **parameters) for v in operator["operands"].values())
         operations = {
             "add": lambda: left + right,
@@ -190,6 +196,7 @@ def evaluate(template: Template, value: Any, **parameters: Any) -> Any:
             "split": lambda: args[0].split(args[1]),
             "replace": lambda: args[0].replace(args[1], args[2]),
             "to_lower": lambda: args[0].lower(),
+            "empty": lambda: not args[0],
         }
         result = functions[function["type"]]()
         return [json.loads(item) for item in result] if function["type"] == "union" else result
@@ -226,7 +233,17 @@ def module_call(main: Template, path: str) -> dict[str, Any]:
 def test_infra_has_the_expected_templates() -> None:
     names = {path.relative_to(INFRA).as_posix() for path in BICEP_FILES}
     assert "main.bicep" in names
-    modules = ("storage", "functionapp", "openai", "openai-images", "vision", "contentsafety", "rbac")
+    modules = (
+        "storage",
+        "functionapp",
+        "openai",
+        "openai-images",
+        "vision",
+        "contentsafety",
+        "rbac",
+        "network",
+        "durabletask",
+    )
     assert {f"modules/{name}.bicep" for name in modules} <= names
 
 
@@ -238,6 +255,12 @@ def test_bicep_parses(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def checkov_report() -> dict[str, Any]:
+    """checkov over infra/ as it is: the default deployment (no virtual network)."""
+    return run_checkov(REPO)
+
+
+def run_checkov(root: Path) -> dict[str, Any]:
+    """checkov's JSON report of root/infra."""
     if not CHECKOV.exists():
         if os.environ.get("CI") == "true":
             pytest.fail(
@@ -251,7 +274,7 @@ def checkov_report() -> dict[str, Any]:
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true"}
     run = subprocess.run(
         [str(CHECKOV), "-d", "infra", "--framework", "bicep", "--skip-download", "--output", "json", "--compact"],
-        cwd=REPO,
+        cwd=root,
         env=env,
         capture_output=True,
         text=True,
@@ -638,7 +661,9 @@ def test_content_safety_is_keyless_in_a_region_that_serves_every_check_the_app_u
     """Content harms (text, image) and Prompt Shields: the regions of Microsoft's "Region availability" table."""
     account = only(templates["modules/contentsafety.bicep"], "Microsoft.CognitiveServices/accounts")
     assert account["properties"]["disableLocalAuth"] is True
-    assert account["properties"]["publicNetworkAccess"] == "Enabled"  # as the other AI accounts
+    # As the other AI accounts: public unless VNet mode closes it (test_vnet_mode_*).
+    assert account["properties"]["publicNetworkAccess"] == "publicNetworkAccess"
+    assert templates["modules/contentsafety.bicep"]["parameters"]["publicNetworkAccess"]["default"] == "Enabled"
     call = module_call(main, "modules/contentsafety.bicep")["params"]
     assert call["location"] == "contentSafetyLocation"
     regions = allowed_values(main, "contentSafetyLocation")
@@ -1203,3 +1228,343 @@ def test_image_regions_follow_the_main_image_deployment(main: Template) -> None:
     assert accessor_path(
         main["outputs"]["VARIA_IMAGE_DEPLOYMENTS"]["value"]["function"]["parameters"]["value_to_convert"]
     ) == ["imageDeployments"]
+
+
+# --- VNet mode (vnetEnabled): private endpoints for storage and every AI account ------------
+
+# The checks public mode skips, each with a reason starting "Public mode only": VNet mode must pass them.
+PUBLIC_MODE_ONLY_SKIP = re.compile(r"^\s*//\s*checkov:skip=(CKV2?_[A-Z]+_\d+):Public mode only \(vnetEnabled false\)")
+# Module parameters main.bicep sets from vnetEnabled, with their value in each mode (public, VNet).
+NETWORK_PARAMETERS = {"publicNetworkAccess": ("Enabled", "Disabled"), "networkDefaultAction": ("Allow", "Deny")}
+AI_MODULES = (
+    "modules/openai.bicep",
+    "modules/openai-images.bicep",
+    "modules/vision.bicep",
+    "modules/contentsafety.bicep",
+)
+DURABLE_TASK_DATA_CONTRIBUTOR = "0ad04412-c4d5-4796-b79c-f76d14c8d402"
+
+
+def call_params(main: Template, path: str) -> dict[str, Any]:
+    """The params main.bicep passes to a module, whether the call has a condition or not."""
+    call = module_call(main, path)
+    params: dict[str, Any] = call.get("config", call)["params"]
+    return params
+
+
+def test_optional_modes_are_off_by_default_and_set_from_azd(main: Template) -> None:
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["vnetEnabled"]["value"] == "${VNET_ENABLED=false}"
+    assert parameters["durableBackend"]["value"] == "${DURABLE_BACKEND=storage}"
+    assert parameters["durableTaskSchedulerSku"]["value"] == "${DURABLE_TASK_SCHEDULER_SKU=Consumption}"
+    assert main["parameters"]["vnetEnabled"]["default"] is False
+    assert main["parameters"]["durableBackend"]["default"] == "storage"
+    assert allowed_values(main, "durableBackend") == {"storage", "dts"}
+    assert allowed_values(main, "durableTaskSchedulerSku") == {"Consumption", "Dedicated"}
+    assert main["outputs"]["VNET_ENABLED"]["value"] == "vnetEnabled"
+    assert main["outputs"]["DURABLE_BACKEND"]["value"] == "durableBackend"
+
+
+def test_the_network_exists_only_in_vnet_mode_and_the_app_joins_it(
+    main: Template, templates: dict[str, Template]
+) -> None:
+    assert module_call(main, "modules/network.bicep")["condition"] == "vnetEnabled"
+    call = call_params(main, "modules/functionapp.bicep")
+    network = {"outputs": {"appSubnetId": "/subnets/app"}}
+    assert evaluate(main, call["virtualNetworkSubnetId"], vnetEnabled=False, network=network) == ""
+    assert evaluate(main, call["virtualNetworkSubnetId"], vnetEnabled=True, network=network) == "/subnets/app"
+    # The private endpoints and their DNS records exist before the host first starts.
+    app_call = module_call(main, "modules/functionapp.bicep")
+    assert {"appRoles", "network"} <= set(app_call["dependsOn"])
+
+    # Flex Consumption takes the subnet as the site's virtualNetworkSubnetId; none without one.
+    module = templates["modules/functionapp.bicep"]
+    site = only(module, "Microsoft.Web/sites")["properties"]
+    assert evaluate(module, site["virtualNetworkSubnetId"], virtualNetworkSubnetId="") is None
+    assert evaluate(module, site["virtualNetworkSubnetId"], virtualNetworkSubnetId="/subnets/app") == "/subnets/app"
+    assert module["parameters"]["virtualNetworkSubnetId"]["default"] == ""
+
+    subnets = {
+        s["name"]: s["properties"]
+        for s in only(templates["modules/network.bicep"], "Microsoft.Network/virtualNetworks")["properties"]["subnets"]
+    }
+    assert [d["properties"]["serviceName"] for d in subnets["app"]["delegations"]] == ["Microsoft.App/environments"]
+    assert subnets["private-endpoints"]["privateEndpointNetworkPolicies"] == "Disabled"
+    assert "delegations" not in subnets["private-endpoints"]
+    # The app's telemetry and the scheduler are public endpoints: its subnet keeps outbound access.
+    assert subnets["app"]["defaultOutboundAccess"] is True
+
+
+@pytest.mark.parametrize("vnet_enabled", [False, True])
+def test_storage_and_every_ai_account_close_their_public_endpoint_only_in_vnet_mode(
+    main: Template, templates: dict[str, Template], vnet_enabled: bool
+) -> None:
+    expected = {name: values[vnet_enabled] for name, values in NETWORK_PARAMETERS.items()}
+    storage_call = call_params(main, "modules/storage.bicep")
+    for name, value in expected.items():
+        assert evaluate(main, storage_call[name], vnetEnabled=vnet_enabled) == value, name
+    storage = only(templates["modules/storage.bicep"], "Microsoft.Storage/storageAccounts")["properties"]
+    assert storage["publicNetworkAccess"] == "publicNetworkAccess"
+    # Event Grid's system topic reads the blob events of a Deny account as a trusted service.
+    assert storage["networkAcls"] == {"bypass": "AzureServices", "defaultAction": "networkDefaultAction"}
+
+    for path in AI_MODULES:
+        module = templates[path]
+        value = evaluate(main, call_params(main, path)["publicNetworkAccess"], vnetEnabled=vnet_enabled)
+        assert value == expected["publicNetworkAccess"], path
+        account = next(iter(resources_of(module, "Microsoft.CognitiveServices/accounts").values()))["properties"]
+        assert account["publicNetworkAccess"] == "publicNetworkAccess", path
+        acls = evaluate({"variables": {}, **module}, account["networkAcls"], publicNetworkAccess=value)
+        assert acls == {"defaultAction": expected["networkDefaultAction"]}, path
+    # The modules' defaults are public mode, the one checkov scans as infra/ is.
+    for path in (*AI_MODULES, "modules/storage.bicep"):
+        for name, (public, _) in NETWORK_PARAMETERS.items():
+            if name in templates[path]["parameters"]:
+                assert templates[path]["parameters"][name]["default"] == public, (path, name)
+
+
+def test_private_endpoints_cover_storage_and_every_ai_account_each_in_its_zone(
+    main: Template, templates: dict[str, Template]
+) -> None:
+    images = templates["modules/openai-images.bicep"]
+    regions = ["swedencentral", "westus3"]
+    accounts = [{"name": f"oai-{r}", "id": f"/accounts/oai-{r}"} for r in regions]
+    regional = evaluate(images, images["outputs"]["privateEndpoints"]["value"], regions=regions, accounts=accounts)
+    bound = {
+        "storage": {"outputs": {"name": "stx", "id": "/storageAccounts/stx"}},
+        "openAi": {"outputs": {"name": "oai", "id": "/accounts/oai"}},
+        "vision": {"outputs": {"name": "cv", "id": "/accounts/cv"}},
+        "contentSafety": {"outputs": {"name": "cs", "id": "/accounts/cs"}},
+        "imageRegionAccounts": {"outputs": {"privateEndpoints": regional}},
+    }
+    endpoints = evaluate(main, call_params(main, "modules/network.bicep")["endpoints"], **bound)
+    targets = sorted((e["resourceId"], e["groupId"], e["zone"]) for e in endpoints)
+    assert targets == sorted(
+        [
+            ("/storageAccounts/stx", "blob", "blob"),
+            ("/storageAccounts/stx", "queue", "queue"),
+            ("/storageAccounts/stx", "table", "table"),
+            ("/accounts/oai", "account", "openai"),
+            ("/accounts/oai-swedencentral", "account", "openai"),
+            ("/accounts/oai-westus3", "account", "openai"),
+            ("/accounts/cv", "account", "cognitiveservices"),
+            ("/accounts/cs", "account", "cognitiveservices"),
+        ]
+    )
+    assert len({e["name"] for e in endpoints}) == len(endpoints), "private endpoint names must differ"
+
+    network = templates["modules/network.bicep"]
+    zones = resolve(network, "zones")
+    assert zones["openai"] == "privatelink.openai.azure.com"
+    assert zones["cognitiveservices"] == "privatelink.cognitiveservices.azure.com"
+    for service in ("blob", "queue", "table"):
+        assert zones[service] == f"privatelink.{service}.${{environment().suffixes.storage}}"
+    assert {e["zone"] for e in endpoints} == set(zones) == set(resolve(network, "zoneKeys"))
+    # Every zone is linked to the network, and each endpoint registers in its own zone.
+    link = resources_of(network, "Microsoft.Network/privateDnsZones/virtualNetworkLinks")["dnsZoneLinks"]
+    assert link["properties"]["registrationEnabled"] is False
+    assert accessor_path(link["properties"]["virtualNetwork"]["id"]) == ["vnet", "id"]
+    assert network["resources"]["dnsZoneLinks"]["config"]["loop_type"]["detail"]["array_name"] == "zoneKeys"
+    group = resources_of(network, "Microsoft.Network/privateEndpoints/privateDnsZoneGroups")["zoneGroups"]
+    zone_id = group["properties"]["privateDnsZoneConfigs"][0]["properties"]["privateDnsZoneId"]["function"]
+    assert zone_id["parameters"]["resource_type"] == "Microsoft.Network/privateDnsZones"
+    zone_name = zone_id["parameters"]["resource_name_1"]["operator"]
+    assert zone_name["type"] == "index_accessor" and zone_name["operands"]["operand_1"] == "zones"
+    assert accessor_path(zone_name["operands"]["operand_2"]) == ["endpoint", "zone"]
+    endpoint = resources_of(network, "Microsoft.Network/privateEndpoints")["privateEndpoints"]
+    connection = endpoint["properties"]["privateLinkServiceConnections"][0]["properties"]
+    assert accessor_path(connection["privateLinkServiceId"]) == ["endpoint", "resourceId"]
+    assert [accessor_path(g) for g in connection["groupIds"]] == [["endpoint", "groupId"]]
+
+
+@pytest.fixture(scope="module")
+def checkov_vnet_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """checkov over a copy of infra/ as VNet mode deploys it.
+
+    checkov reads a parameter's default but evaluates no condition, so the copy gets VNet mode's
+    values as the defaults of the module parameters main.bicep sets from vnetEnabled, and loses
+    the skips that only public mode needs: the checks they hide must pass.
+    """
+    root = tmp_path_factory.mktemp("vnet")
+    for path in BICEP_FILES:
+        target = root / "infra" / path.relative_to(INFRA)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lines = [line for line in path.read_text().splitlines(keepends=True) if not PUBLIC_MODE_ONLY_SKIP.match(line)]
+        text = "".join(lines)
+        for name, (public, private) in NETWORK_PARAMETERS.items():
+            text = text.replace(f"param {name} string = '{public}'", f"param {name} string = '{private}'")
+        text = text.replace("param vnetEnabled bool = false", "param vnetEnabled bool = true")
+        target.write_text(text)
+    return run_checkov(root)
+
+
+def public_mode_only_skips() -> set[tuple[str, str]]:
+    """(file, check id) of every skip that only public mode needs."""
+    found = set()
+    for path in BICEP_FILES:
+        for line in path.read_text().splitlines():
+            match = PUBLIC_MODE_ONLY_SKIP.match(line)
+            if match:
+                found.add((f"/{path.relative_to(INFRA).as_posix()}", match.group(1)))
+    return found
+
+
+def test_checkov_passes_in_vnet_mode_the_checks_public_mode_skips(checkov_vnet_report: dict[str, Any]) -> None:
+    assert checkov_vnet_report["summary"]["parsing_errors"] == 0
+    results = checkov_vnet_report["results"]
+    failed = [
+        f"{check['check_id']} {check['check_name']} ({check['resource']}, {check['file_path']})"
+        for check in results.get("failed_checks", [])
+    ]
+    assert failed == [], "checkov failed checks in VNet mode:\n" + "\n".join(failed)
+    skips = public_mode_only_skips()
+    # Storage's public access and default action, and every AI account's public access.
+    assert {check for _, check in skips} == {"CKV_AZURE_59", "CKV_AZURE_35", "CKV_AZURE_134"}
+    assert {f for f, _ in skips} == {"/modules/storage.bicep", *(f"/{path}" for path in AI_MODULES)}
+    passed = {(check["file_path"], check["check_id"]) for check in results.get("passed_checks", [])}
+    assert skips <= passed
+    skipped = {(check["file_path"], check["check_id"]) for check in results.get("skipped_checks", [])}
+    assert not skips & skipped
+
+
+def test_the_vnet_variant_checkov_scans_is_what_main_deploys(main: Template, templates: dict[str, Template]) -> None:
+    """The defaults the VNet scan swaps in are the values main.bicep passes when vnetEnabled is true."""
+    for path in (*AI_MODULES, "modules/storage.bicep"):
+        params = call_params(main, path)
+        for name, (public, private) in NETWORK_PARAMETERS.items():
+            if name in templates[path]["parameters"]:
+                assert f"param {name} string = '{public}'" in (INFRA / path).read_text(), (path, name)
+                assert evaluate(main, params[name], vnetEnabled=True) == private, (path, name)
+
+
+# --- Durable Task Scheduler backend (durableBackend 'dts') -----------------------------------
+
+DTS_SETTINGS = {
+    "AzureFunctionsJobHost__extensions__durableTask__storageProvider__type",
+    "AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName",
+    "AzureFunctionsJobHost__extensions__durableTask__hubName",
+    "DURABLE_TASK_SCHEDULER_CONNECTION_STRING",
+}
+
+
+def test_the_scheduler_exists_only_in_dts_mode(main: Template, templates: dict[str, Template]) -> None:
+    call = module_call(main, "modules/durabletask.bicep")
+    for backend, made in (("storage", False), ("dts", True)):
+        assert evaluate(main, call["condition"], durableBackend=backend) is made
+    module = templates["modules/durabletask.bicep"]
+    scheduler = module["resources"]["scheduler"]
+    assert (scheduler["type"], scheduler["api_version"]) == ("Microsoft.DurableTask/schedulers", "2025-11-01")
+    properties = scheduler["config"]["properties"]
+    # An empty allow list refuses every caller; the role decides who gets in.
+    assert properties["ipAllowlist"] == ["0.0.0.0/0"]
+    for sku in ("Consumption", "Dedicated"):
+        assert evaluate(module, properties["sku"], skuName=sku)["name"] == sku
+    assert evaluate(module, properties["sku"], skuName="Dedicated")["capacity"] == 1
+    assert "capacity" not in evaluate(module, properties["sku"], skuName="Consumption")
+    assert allowed_values(module, "skuName") == allowed_values(main, "durableTaskSchedulerSku")
+    hub = only(module, "Microsoft.DurableTask/schedulers/taskHubs")
+    assert module["resources"]["taskHub"]["api_version"] == "2025-11-01"
+    assert hub["name"] == "taskHubName" and hub["parent"] == "scheduler"
+    # The task hub is the one host.json names.
+    host = json.loads((REPO / "host.json").read_text())
+    assert call["config"]["params"]["taskHubName"] == "durableTaskHubName"
+    assert resolve(main, "durableTaskHubName") == host["extensions"]["durableTask"]["hubName"]
+
+
+def test_the_app_identity_gets_durable_task_data_contributor_on_the_scheduler(
+    main: Template, templates: dict[str, Template]
+) -> None:
+    module = templates["modules/durabletask.bicep"]
+    assert resolve(module, "durableTaskDataContributorRole") == DURABLE_TASK_DATA_CONTRIBUTOR
+    assignments = resources_of(module, "Microsoft.Authorization/roleAssignments")
+    assert set(assignments) == {"appDataContributor", "userDataContributor"}
+    for symbol, assignment in assignments.items():
+        assignment = assignment.get("config", assignment)  # the user's has a condition
+        assert assignment["scope"] == "scheduler", symbol
+        role = assignment["properties"]["roleDefinitionId"]["function"]["parameters"]
+        assert role["resource_type"] == "Microsoft.Authorization/roleDefinitions"
+        assert resolve(module, role["resource_name_1"]) == DURABLE_TASK_DATA_CONTRIBUTOR
+    assert assignments["appDataContributor"].get("condition") is None, (
+        "the app needs the role whenever there is a scheduler"
+    )
+    app = assignments["appDataContributor"]["properties"]
+    assert (app["principalId"], app["principalType"]) == ("appPrincipalId", "ServicePrincipal")
+    params = module_call(main, "modules/durabletask.bicep")["config"]["params"]
+    assert accessor_path(params["appPrincipalId"]) == ["identity", "outputs", "principalId"]
+    assert "grantUserAccess" in json.dumps(params["userPrincipalId"])
+    assert "userPrincipalId" in json.dumps(module["resources"]["userDataContributor"]["config"]["condition"])
+
+
+@pytest.mark.parametrize("backend", ["storage", "dts"])
+def test_the_app_settings_switch_the_durable_provider_only_in_dts_mode(
+    main: Template, templates: dict[str, Template], backend: str
+) -> None:
+    endpoint = "https://dts-varia-tok.eastus.durabletask.io"
+    call = call_params(main, "modules/functionapp.bicep")
+    bound = {
+        "durableBackend": backend,
+        "durableTaskScheduler": {"outputs": {"endpoint": endpoint, "taskHubName": "VariaHub"}},
+    }
+    passed_endpoint = evaluate(main, call["durableTaskSchedulerEndpoint"], **bound)
+    passed_hub = evaluate(main, call["durableTaskHubName"], **bound)
+    module = templates["modules/functionapp.bicep"]
+    settings = evaluate(
+        module,
+        module["variables"]["durableTaskSchedulerSettings"]["value"],
+        durableTaskSchedulerEndpoint=passed_endpoint,
+        durableTaskHubName=passed_hub,
+        identityClientId="client-id",
+    )
+    if backend == "storage":
+        assert (passed_endpoint, settings) == ("", {}), "host.json's default provider: Azure Storage"
+        return
+    assert set(settings) == DTS_SETTINGS
+    assert settings["AzureFunctionsJobHost__extensions__durableTask__storageProvider__type"] == "azureManaged"
+    name = settings["AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName"]
+    assert name == "DURABLE_TASK_SCHEDULER_CONNECTION_STRING"
+    # Keyless: the identity's client id, no secret.
+    assert settings[name] == f"Endpoint={endpoint};Authentication=ManagedIdentity;ClientID=client-id"
+    assert settings["AzureFunctionsJobHost__extensions__durableTask__hubName"] == "VariaHub"
+    # host.json stays the Azure Storage file for both modes; only the app settings differ.
+    host = json.loads((REPO / "host.json").read_text())
+    assert "storageProvider" not in host["extensions"]["durableTask"]
+    assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"  # azureManaged: bundle 4.32.0 and later
+    site = only(module, "Microsoft.Web/sites")
+    loop = site["properties"]["siteConfig"]["appSettings"]["loop_type"]["detail"]["object_name"]
+    assert "'durableTaskSchedulerSettings'" in loop
+
+
+# --- diagnostic settings: the AI accounts and blob storage log to the workspace --------------
+
+
+@pytest.mark.parametrize(
+    ("module", "scope", "metric"),
+    [
+        ("modules/openai.bicep", "account", "AllMetrics"),
+        ("modules/openai-images.bicep", "accounts", "AllMetrics"),
+        ("modules/vision.bicep", "account", "AllMetrics"),
+        ("modules/contentsafety.bicep", "account", "AllMetrics"),
+        ("modules/storage.bicep", "blobService", "Transaction"),
+    ],
+)
+def test_diagnostic_settings_send_every_log_to_the_workspace(
+    main: Template, templates: dict[str, Template], module: str, scope: str, metric: str
+) -> None:
+    template = templates[module]
+    setting = only(template, "Microsoft.Insights/diagnosticSettings")
+    target = setting["scope"]
+    if isinstance(target, dict):  # one setting per regional account: accounts[i]
+        assert target["operator"]["type"] == "index_accessor"
+        target = target["operator"]["operands"]["operand_1"]
+    assert target == scope
+    properties = setting["properties"]
+    assert properties["workspaceId"] == "logAnalyticsWorkspaceId"
+    assert properties["logs"] == [{"categoryGroup": "allLogs", "enabled": True}]
+    assert properties["metrics"] == [{"category": metric, "enabled": True}]
+    assert accessor_path(call_params(main, module)["logAnalyticsWorkspaceId"]) == [
+        "monitoring",
+        "outputs",
+        "logAnalyticsId",
+    ]
+    monitoring = templates["modules/monitoring.bicep"]
+    assert accessor_path(monitoring["outputs"]["logAnalyticsId"]["value"]) == ["logAnalytics", "id"]

@@ -56,6 +56,15 @@ param appSettings object
 @minValue(1)
 param maxConcurrentActivityFunctions int
 
+@description('VNet mode: the subnet (delegated to Microsoft.App/environments) the app sends its outbound traffic through; empty for none.')
+param virtualNetworkSubnetId string = ''
+
+@description('Durable Task Scheduler backend: the scheduler\'s endpoint; empty keeps host.json\'s default, Azure Storage.')
+param durableTaskSchedulerEndpoint string = ''
+
+@description('The scheduler\'s task hub (with durableTaskSchedulerEndpoint).')
+param durableTaskHubName string = ''
+
 resource storage 'Microsoft.Storage/storageAccounts@2024-01-01' existing = {
   name: storageAccountName
 }
@@ -78,6 +87,18 @@ var hostSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   AzureFunctionsJobHost__extensions__durableTask__maxConcurrentActivityFunctions: string(maxConcurrentActivityFunctions)
+}
+
+// The Durable Task Scheduler backend, written only when there is one. host.json is the same file in
+// both modes (Azure Storage, its default provider): these host.json overrides switch the provider
+// to azureManaged (Durable extension in bundle 4.32.0 and later; host.json asks for the newest 4.x)
+// and point it at the scheduler's task hub. The connection holds no secret: the app signs in with
+// its identity, which has Durable Task Data Contributor on the scheduler.
+var durableTaskSchedulerSettings = empty(durableTaskSchedulerEndpoint) ? {} : {
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__type: 'azureManaged'
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING'
+  AzureFunctionsJobHost__extensions__durableTask__hubName: durableTaskHubName
+  DURABLE_TASK_SCHEDULER_CONNECTION_STRING: 'Endpoint=${durableTaskSchedulerEndpoint};Authentication=ManagedIdentity;ClientID=${identityClientId}'
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -114,6 +135,9 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   }
   properties: {
     serverFarmId: plan.id
+    // VNet mode: every outbound call (storage, the AI accounts) leaves through this subnet and
+    // reaches the private endpoints; null leaves the app without VNet integration.
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     httpsOnly: true
     // Client certificates off: the callers are browsers and Event Grid, which present none.
     clientCertEnabled: false
@@ -127,7 +151,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       // Set with the site, not in a later config resource, so the host never starts without them.
       // No FUNCTIONS_WORKER_RUNTIME or FUNCTIONS_EXTENSION_VERSION: Flex Consumption rejects them
       // (the runtime comes from functionAppConfig).
-      appSettings: [for setting in items(union(hostSettings, appSettings)): {
+      appSettings: [for setting in items(union(hostSettings, durableTaskSchedulerSettings, appSettings)): {
         name: setting.key
         value: setting.value
       }]

@@ -47,3 +47,5 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
 
 output applicationInsightsName string = applicationInsights.name
 output logAnalyticsName string = logAnalytics.name
+// Where the diagnostic settings of the AI accounts and the storage account send their logs.
+output logAnalyticsId string = logAnalytics.id

@@ -25,6 +25,16 @@ param namePrefix string
 
 param tags object = {}
 
+@description('Enabled without a virtual network; Disabled in VNet mode (vnetEnabled), where the app reaches the account through a private endpoint.')
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+param publicNetworkAccess string = 'Enabled'
+
+@description('Log Analytics workspace that receives the account\'s logs and metrics (diagnostic settings).')
+param logAnalyticsWorkspaceId string
+
 param deploymentName string
 param modelName string
 param modelVersion string
@@ -49,7 +59,7 @@ param userPrincipalType string = 'User'
 var openAiUserRole = '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd'
 
 resource accounts 'Microsoft.CognitiveServices/accounts@2024-10-01' = [for region in regions: {
-  // checkov:skip=CKV_AZURE_134:No virtual network in this template: the Flex Consumption app calls the public endpoint, and disableLocalAuth makes every call need an Entra ID token.
+  // checkov:skip=CKV_AZURE_134:Public mode only (vnetEnabled false): without a virtual network the Flex Consumption app calls the public endpoint, and disableLocalAuth makes every call need an Entra ID token. VNet mode disables it.
   // checkov:skip=CKV_AZURE_238:The account calls no other resource, so it needs no managed identity of its own.
   name: '${namePrefix}-${region}'
   location: region
@@ -61,10 +71,11 @@ resource accounts 'Microsoft.CognitiveServices/accounts@2024-10-01' = [for regio
   properties: {
     customSubDomainName: '${namePrefix}-${region}'
     disableLocalAuth: true
-    // Reached from the Flex Consumption app, which has no virtual network in this template.
-    publicNetworkAccess: 'Enabled'
+    // Enabled: reached from the Flex Consumption app over the internet, with an Entra ID token.
+    // Disabled (VNet mode): only through the private endpoint in the app's virtual network.
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
-      defaultAction: 'Allow'
+      defaultAction: (publicNetworkAccess == 'Enabled') ? 'Allow' : 'Deny'
     }
   }
 }]
@@ -106,6 +117,27 @@ resource userOpenAiUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   }
 }]
 
+// Audit, request and trace logs and every metric, in the workspace Application Insights uses.
+resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = [for (region, i) in regions: {
+  name: 'to-log-analytics'
+  scope: accounts[i]
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        categoryGroup: 'allLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
+  }
+}]
+
 // One entry per region, in the order of `regions`, as VARIA_IMAGE_DEPLOYMENTS lists them.
 // One capacity unit of a GPT-image deployment is 3 requests per minute.
 output deployments array = [for (region, i) in regions: {
@@ -115,3 +147,10 @@ output deployments array = [for (region, i) in regions: {
 }]
 
 output names array = [for (region, i) in regions: accounts[i].name]
+// VNet mode: one private endpoint per account, in the shape modules/network.bicep takes.
+output privateEndpoints array = [for (region, i) in regions: {
+  name: accounts[i].name
+  resourceId: accounts[i].id
+  groupId: 'account'
+  zone: 'openai'
+}]

@@ -33,9 +33,28 @@ param softDeleteDays int = 7
 @description('Name of the Event Grid system topic that publishes this account\'s blob events.')
 param systemTopicName string
 
+// Two parameters rather than one bool: checkov reads a parameter's default but not a condition,
+// so tests/test_infra.py can scan the templates with VNet mode's values (main.bicep sets both).
+@description('Enabled without a virtual network; Disabled in VNet mode, where the private endpoints are the only way in.')
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+param publicNetworkAccess string = 'Enabled'
+
+@description('Allow without a virtual network; Deny in VNet mode (trusted Azure services such as Event Grid still pass).')
+@allowed([
+  'Allow'
+  'Deny'
+])
+param networkDefaultAction string = 'Allow'
+
+@description('Log Analytics workspace that receives the blob service\'s logs and transaction metrics (diagnostic settings).')
+param logAnalyticsWorkspaceId string
+
 resource storage 'Microsoft.Storage/storageAccounts@2024-01-01' = {
-  // checkov:skip=CKV_AZURE_59:No virtual network in this template: the Flex Consumption app reaches the account over its public endpoint; shared keys are disabled, so every request needs an Entra ID token.
-  // checkov:skip=CKV_AZURE_35:Same reason as CKV_AZURE_59: default action Allow is needed without a virtual network; access is by Entra ID only.
+  // checkov:skip=CKV_AZURE_59:Public mode only (vnetEnabled false): the Flex Consumption app reaches the account over its public endpoint; shared keys are disabled, so every request needs an Entra ID token. VNet mode disables it.
+  // checkov:skip=CKV_AZURE_35:Public mode only (vnetEnabled false): default action Allow is needed without a virtual network; access is by Entra ID only. VNet mode denies.
   // checkov:skip=CKV_AZURE_206:Locally redundant on purpose: inputs can be uploaded again and outputs regenerated; geo-replication would double the storage cost of a sample.
   name: name
   location: location
@@ -54,12 +73,14 @@ resource storage 'Microsoft.Storage/storageAccounts@2024-01-01' = {
     allowCrossTenantReplication: false
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    // Reachable from the internet (Flex Consumption without a virtual network), but only with an
-    // Entra ID token. The AzureServices bypass only matters once defaultAction becomes Deny.
-    publicNetworkAccess: 'Enabled'
+    // Public mode: reachable from the internet, but only with an Entra ID token. VNet mode: only
+    // through the blob, queue and table private endpoints, and from trusted Azure services: the
+    // AzureServices bypass lets the Event Grid system topic read the account's blob events for
+    // the blob trigger (infra/hooks/postdeploy.sh subscribes it).
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: networkDefaultAction
     }
   }
 }
@@ -77,6 +98,28 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2024-01-01'
       enabled: true
       days: softDeleteDays
     }
+  }
+}
+
+// Reads, writes and deletes of blobs (the app's, the host's and the users'), and transaction
+// metrics, in the workspace Application Insights uses. Blob services have no AllMetrics category.
+resource blobDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: blobService
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        categoryGroup: 'allLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'Transaction'
+        enabled: true
+      }
+    ]
   }
 }
 

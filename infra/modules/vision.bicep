@@ -9,8 +9,18 @@ param location string
 
 param tags object = {}
 
+@description('Enabled without a virtual network; Disabled in VNet mode (vnetEnabled), where the app reaches the account through a private endpoint.')
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+param publicNetworkAccess string = 'Enabled'
+
+@description('Log Analytics workspace that receives the account\'s logs and metrics (diagnostic settings).')
+param logAnalyticsWorkspaceId string
+
 resource account 'Microsoft.CognitiveServices/accounts@2024-10-01' = {
-  // checkov:skip=CKV_AZURE_134:No virtual network in this template: the Flex Consumption app calls the public endpoint, and disableLocalAuth makes every call need an Entra ID token.
+  // checkov:skip=CKV_AZURE_134:Public mode only (vnetEnabled false): without a virtual network the Flex Consumption app calls the public endpoint, and disableLocalAuth makes every call need an Entra ID token. VNet mode disables it.
   // checkov:skip=CKV_AZURE_238:The account calls no other resource, so it needs no managed identity of its own.
   name: name
   location: location
@@ -23,13 +33,36 @@ resource account 'Microsoft.CognitiveServices/accounts@2024-10-01' = {
   properties: {
     customSubDomainName: name
     disableLocalAuth: true
-    // Reached from the Flex Consumption app, which has no virtual network in this template.
-    publicNetworkAccess: 'Enabled'
+    // Enabled: reached from the Flex Consumption app over the internet, with an Entra ID token.
+    // Disabled (VNet mode): only through the private endpoint in the app's virtual network.
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
-      defaultAction: 'Allow'
+      defaultAction: (publicNetworkAccess == 'Enabled') ? 'Allow' : 'Deny'
     }
   }
 }
 
+// Audit, request and trace logs and every metric, in the workspace Application Insights uses.
+resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: account
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        categoryGroup: 'allLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
+  }
+}
+
 output name string = account.name
+output id string = account.id
 output endpoint string = account.properties.endpoint
