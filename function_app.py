@@ -2,6 +2,10 @@
 
 `AZURE_FUNCTIONS_ENVIRONMENT=Development` (set by local.settings.json for `func start` with
 Azurite) registers the polling blob trigger and anonymous API routes; Azure gets neither.
+
+Application Insights (OpenTelemetry, host.json `telemetryMode`) is set up by shared/telemetry.py
+when APPLICATIONINSIGHTS_CONNECTION_STRING is set, on the first invocation that records
+something: indexing the app imports none of it.
 """
 
 import os

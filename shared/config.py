@@ -477,6 +477,10 @@ HOST_LOCAL_SETTINGS = {
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
     "AzureWebJobsFeatureFlags": "EnableWorkerIndexing",
     "AZURE_FUNCTIONS_ENVIRONMENT": "Development",
+    # Empty: no telemetry. An Application Insights connection string turns it on (README, Monitoring);
+    # the worker then hands each invocation the host's trace context, as in Azure.
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "",
+    "PYTHON_ENABLE_OPENTELEMETRY": "true",
 }
 
 

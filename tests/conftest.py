@@ -25,6 +25,9 @@ from tests.fake_ai import FakeAzureAI
 from tests.images import scene_png
 from tests.support import REPO, NoCredential, free_port, offline_env
 
+# The tests never send telemetry: shared/telemetry.py turns Azure Monitor on only when this is set.
+os.environ.pop("APPLICATIONINSIGHTS_CONNECTION_STRING", None)
+
 AZURITE = REPO / "node_modules" / ".bin" / "azurite"
 # Azurite's well-known development account key (public, documented, for the emulator only).
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="

@@ -51,6 +51,7 @@ HOST_SETTING_PREFIXES = (
     "FUNCTIONS_",
     "AzureWebJobsFeatureFlags",
     "AzureFunctionsJobHost__",  # host.json overrides
+    "PYTHON_ENABLE_OPENTELEMETRY",  # the Python worker's OpenTelemetry (shared/telemetry.py)
     "DURABLE_TASK_SCHEDULER_CONNECTION_STRING",  # the Durable extension's azureManaged provider (dts mode)
 )
 

@@ -86,6 +86,11 @@ var hostSettings = {
   // component, the authentication string makes the host sign in with the app's identity.
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // host.json sets telemetryMode OpenTelemetry. With this, the Python worker passes each invocation
+  // the host's trace context and sends the app's telemetry itself (shared/telemetry.py sets up the
+  // Azure Monitor exporter, keyless with the authentication string above) instead of the host
+  // forwarding its logs twice.
+  PYTHON_ENABLE_OPENTELEMETRY: 'true'
   AzureFunctionsJobHost__extensions__durableTask__maxConcurrentActivityFunctions: string(maxConcurrentActivityFunctions)
 }
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+from shared import telemetry
 from shared.adapters.services import load_presets
 from shared.adapters.storage import UPLOADS, Storage, check_blob_name
 from shared.config import Settings
@@ -284,14 +285,23 @@ def request_from_blob(
 
 
 async def start_job(client: JobClient, request: JobRequest) -> bool:
-    """Start the job unless it exists. True if this call started it. Safe under concurrent duplicates."""
-    if await client.status(request.job_id) is not None:
-        return False
-    try:
-        await client.start(request)
-    except JobAlreadyExists:
-        return False  # another delivery won the race between our status check and start
-    return True
+    """Start the job unless it exists. True if this call started it. Safe under concurrent duplicates.
+
+    Its span ("start job", with the job id) is the trigger's, and the parent of the job's trace:
+    the Durable client passes the current trace context on to the orchestration.
+    """
+    with telemetry.job_span("start job", request.job_id, **{telemetry.ORIGIN: request.origin}) as span:
+        if await client.status(request.job_id) is not None:
+            created = False
+        else:
+            try:
+                await client.start(request)
+                created = True
+            except JobAlreadyExists:
+                created = False  # another delivery won the race between our status check and start
+        if span is not None:
+            span.set_attribute("varia.created", created)
+        return created
 
 
 class DurableJobClient:

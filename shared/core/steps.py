@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from shared import telemetry
 from shared.adapters.providers.base import (
     ComposeResult,
     ContentRefused,
@@ -435,6 +436,8 @@ def reserve(services: Services, work: ReserveInput) -> QuotaPlan:
     if quota is None:  # images cost nothing (offline): every variation at once, one request each
         return QuotaPlan(requests=[PlannedImageRequest(indices=[i]) for i in work.indices])
     planned = quota.plan(work.indices, work.avoid)
+    now = time.time()
+    telemetry.record_queue_wait([(p.deployment, p.at - now) for p in planned])
     return QuotaPlan(
         requests=[
             PlannedImageRequest(indices=list(p.indices), deployment=p.deployment, not_before=p.at) for p in planned
@@ -868,7 +871,9 @@ def persist(services: Services, job: JobRecord) -> Manifest:
     except (StorageFull, StorageReadOnly) as exc:
         # The manifest cannot be stored: the job's outcome (Durable keeps it) says why, with the code.
         _storage_fault("saving", request.job_id, exc)
-        return manifest.model_copy(update={"status": "failed", "code": exc.code, "message": str(exc)})
+        manifest = manifest.model_copy(update={"status": "failed", "code": exc.code, "message": str(exc)})
+    counts = {kind: getattr(paid, kind) for kind in kinds}
+    telemetry.record_job(manifest.status, manifest.code, request.origin, counts, prices)
     return manifest
 
 
@@ -944,6 +949,15 @@ def _generate_json(services: Services, payload: JSON) -> JSON:
     return Generated(variations=generate_request(services, work)).model_dump(mode="json")
 
 
+def _job_id_in(payload: JSON) -> str | None:
+    """The job a step's JSON input belongs to: its own or its request's job id, else its image's folder."""
+    for holder in (payload, payload.get("request")):
+        if isinstance(holder, dict) and isinstance(holder.get("job_id"), str):
+            return str(holder["job_id"])
+    image = payload.get("image")
+    return job_of(image["name"]) if isinstance(image, dict) and isinstance(image.get("name"), str) else None
+
+
 STEPS: dict[str, Callable[[Services, JSON], JSON]] = {
     "prepare": _json_step(JobRequest, prepare),
     "caption": _json_step(PreparedImage, caption),
@@ -951,6 +965,11 @@ STEPS: dict[str, Callable[[Services, JSON], JSON]] = {
     "reserve": _json_step(ReserveInput, reserve),
     "generate": _generate_json,
     "persist": _json_step(JobRecord, persist),
+}
+
+# Each step in a span of its own, its job current for every span and log record it makes.
+STEPS = {
+    name: telemetry.traced_step(name, _STAGES.get(name, "generating"), step, _job_id_in) for name, step in STEPS.items()
 }
 
 

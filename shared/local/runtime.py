@@ -42,6 +42,7 @@ from typing import Any
 
 from azure.durable_functions import DurableOrchestrationContext, Orchestrator
 
+from shared import telemetry
 from shared.core.jobs import JobAlreadyExists, JobState
 from shared.core.models import JobRequest
 from shared.local.store import InstanceStore
@@ -341,6 +342,9 @@ class LocalRuntime:
                 driver.finish()
             except Exception:  # noqa: BLE001 - storage is down too: the record stays unfinished
                 log.exception("Recording the failure of orchestration %s failed", inst.instance_id)
+        finally:
+            if driver.span is not None:
+                driver.span.end()
         if on_status:
             on_status(inst.runtime_status, inst.custom_status)
         inst.done.set()
@@ -363,6 +367,9 @@ class _Driver:
             p.task_id: p for p in map(_pending_from, recorded.get("pending", []))
         }
         self.dispatched = 0  # activities handed to the pool whose completion has not been taken
+        # As the Durable extension does: one span for the orchestration, child of whatever started it
+        # (the trigger's span), parent of its activities' spans. Made here, in the starting thread.
+        self.span = telemetry.start_span("orchestration", inst.instance_id)
         last = dt.datetime.fromisoformat(self.history[-1]["Timestamp"]) if self.history else None
         self.clock = max(dt.datetime.now(dt.UTC), last) if last else dt.datetime.now(dt.UTC)
 
@@ -505,7 +512,8 @@ class _Driver:
         limits = self.rt._limits
         try:
             with limits.running(attempt.name) if limits is not None else contextlib.nullcontext():
-                result = self.rt._activities[attempt.name](payload)
+                with telemetry.within(self.span):
+                    result = self.rt._activities[attempt.name](payload)
             self.completions.put((attempt, True, result))
         except Exception as exc:  # noqa: BLE001 - becomes a TaskFailed event, as in the host
             self.completions.put((attempt, False, exc))
