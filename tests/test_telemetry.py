@@ -35,7 +35,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from shared import telemetry
 from shared.adapters.services import Services, build_services
+from shared.adapters.storage import INPUTS
 from shared.config import Settings
+from shared.functions.blob_trigger import handle_blob
 from shared.functions.http_api import post_variation
 from shared.local.cli import make_runtime
 from shared.local.server import VariaServer
@@ -231,6 +233,25 @@ def test_jobs_started_over_http_each_have_their_own_trace_under_the_triggers_spa
     assert len(everything) == len(recorded.job_spans(first)) + len(recorded.job_spans(second))
 
 
+def test_a_job_from_a_dropped_blob_has_the_blob_triggers_span_over_its_own_trace(
+    recorded: Recorded, offline_services: Services
+) -> None:
+    offline_services.storage.put(INPUTS, "watercolor/cat.png", scene_png(), "image/png")
+    runtime = make_runtime(offline_services, retry_scale=0.001)
+    job_id = asyncio.run(handle_blob(INPUTS, "watercolor/cat.png", None, None, runtime, offline_services))
+    assert job_id is not None
+    instance = runtime.get(job_id)
+    assert instance is not None and instance.done.wait(30)
+    runtime.shutdown()
+
+    spans = recorded.job_spans(job_id)
+    _one_trace(spans)
+    (start,) = [s for s in spans if s.name == "start job"]
+    assert start.parent is None and start.attributes and start.attributes[telemetry.ORIGIN] == "blob"
+    assert {f"activity {a}" for a in ACTIVITIES} <= {s.name for s in spans}
+    assert recorded.total("varia.jobs", status="succeeded", origin="blob") == 1
+
+
 def test_the_trigger_span_is_the_child_of_the_trace_context_the_host_passes(
     recorded: Recorded, offline_services: Services
 ) -> None:
@@ -341,6 +362,8 @@ def test_azure_sends_telemetry_keyless_through_the_workers_opentelemetry() -> No
     """host.json in OpenTelemetry mode, the worker given the host's trace context, Entra ID only."""
     host = json.loads((REPO / "host.json").read_text())
     assert host["telemetryMode"] == "OpenTelemetry"
+    # Durable carries the trigger's trace context to the orchestration and its activities.
+    assert host["extensions"]["durableTask"]["tracing"] == {"DistributedTracingEnabled": True, "Version": "V2"}
     app = (REPO / "infra" / "modules" / "functionapp.bicep").read_text()
     assert "PYTHON_ENABLE_OPENTELEMETRY: 'true'" in app
     # The worker's other mode sets the distro up itself, without Varia's job-id processors.
