@@ -67,7 +67,8 @@ def test_full_job_makes_exactly_one_caption_one_compose_and_n_image_calls(
         "caption": {"attempted": 1, "delivered": 1, "rejected": 0},
         "compose": {"attempted": 1, "delivered": 1, "rejected": 0},
         "image": {"attempted": 3, "delivered": 3, "rejected": 0},
-        "moderation": {"attempted": 0, "delivered": 0, "rejected": 0},  # no Content Safety endpoint: the word check alone
+        # No Content Safety endpoint: the word check alone.
+        "moderation": {"attempted": 0, "delivered": 0, "rejected": 0},
     }
     assert manifest["caption"]["text"] == fake.caption_text
 
@@ -240,7 +241,8 @@ def test_caption_is_cached_by_image_hash(azure_services: Services, fake: FakeAzu
     second = run_job(azure_services, upload_request(azure_services, sample_png, prompt="as pop art", n=1)).output
     assert first["status"] == second["status"] == "succeeded"
     assert fake.count("vision.analyze") == 1
-    assert second["caption"]["cached"] is True and second["paid_calls"]["caption"] == {"attempted": 0, "delivered": 0, "rejected": 0}
+    assert second["caption"]["cached"] is True
+    assert second["paid_calls"]["caption"] == {"attempted": 0, "delivered": 0, "rejected": 0}
 
 
 def _drop(azurite: Azurite, name: str, data: bytes, metadata: dict[str, str] | None = None) -> str:
