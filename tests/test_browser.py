@@ -52,7 +52,9 @@ def _slowed(activity: Callable[[Any], Any]) -> Callable[[Any], Any]:
 def test_the_page_does_the_whole_job_in_headless_chromium(tmp_path: Path) -> None:
     require_browser()
 
-    services = build_services(Settings.from_env(offline_env(tmp_path)))
+    # Every page here is the same caller (127.0.0.1), and node runs the test files side by side on a machine with
+    # more cores: their jobs together may pass the per-caller limit, which tests/test_caller_limit.py covers.
+    services = build_services(Settings.from_env(offline_env(tmp_path, VARIA_MAX_JOBS_PER_CALLER="0")))
     activities = {name: _slowed(functools.partial(step, services)) for name, step in STEPS.items()}
     runtime = LocalRuntime(orchestrate_job, activities, retry_scale=0.001)
     server = VariaServer(services, runtime, port=0, poll_interval=None)

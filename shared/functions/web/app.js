@@ -319,6 +319,267 @@ function setFile(file) {
     h('strong', { class: 'file-name' }, file.name || 'Pasted picture'),
     h('span', {}, `${megabytes(file.size)} · `, h('span', { class: 'fake-link' }, 'change picture')),
   );
+  resetRegion(state.previewUrl);
+}
+
+// ---- the part to change: a mask painted on the picture ---------------------------------------------
+// What is painted is kept as a list of operations (strokes, rectangles, clears) drawn on a canvas the picture's
+// shape, at its natural size up to REGION_MOST_PX on the longer side (the server scales a mask to the picture
+// anyway). Undo drops the last operation and draws the rest again, so no copy of the pixels is kept per step.
+// The canvas holds opaque paint and CSS makes it translucent; the mask sent is its negative: painted pixels
+// transparent (change), the rest opaque (keep). Nothing painted, no mask: the whole picture may change.
+const REGION_MOST_PX = 1536;
+const REGION_PAINT = '#ff2d78';
+const REGION_PAINTED = 128; // alpha from which a pixel counts as painted, as the server reads the mask
+const region = { ops: [], stroke: null, ready: false, share: 0, token: 0 };
+
+function regionContext() {
+  return $('region-canvas').getContext('2d', { willReadFrequently: true });
+}
+
+function resetRegion(url) {
+  const token = ++region.token;
+  Object.assign(region, { ops: [], stroke: null, ready: false, share: 0 });
+  clearRegionError();
+  $('region').hidden = !url;
+  measureRegion();
+  if (!url) return;
+  const picture = $('region-picture');
+  picture.src = url;
+  picture.decode().then(() => {
+    if (token !== region.token) return; // another picture was chosen meanwhile
+    const scale = Math.min(1, REGION_MOST_PX / Math.max(picture.naturalWidth, picture.naturalHeight));
+    const canvas = $('region-canvas');
+    canvas.width = Math.max(1, Math.round(picture.naturalWidth * scale));
+    canvas.height = Math.max(1, Math.round(picture.naturalHeight * scale));
+    region.ready = true;
+    drawRegion();
+  }, () => {
+    if (token === region.token) $('region').hidden = true; // a picture the browser cannot show cannot be painted on
+  });
+}
+
+function regionActive() {
+  return region.ready && formValues().mode === 'edit' && !$('region').hidden;
+}
+
+function drawOp(ctx, op) {
+  ctx.globalCompositeOperation = op.erase ? 'destination-out' : 'source-over';
+  ctx.fillStyle = REGION_PAINT;
+  ctx.strokeStyle = REGION_PAINT;
+  if (op.kind === 'clear') {
+    ctx.clearRect(0, 0, ctx.canvas.width, ctx.canvas.height);
+  } else if (op.kind === 'rect') {
+    ctx.fillRect(op.x, op.y, op.w, op.h);
+  } else if (op.points.length === 1) {
+    const [[x, y]] = op.points;
+    ctx.beginPath();
+    ctx.arc(x, y, op.width / 2, 0, 2 * Math.PI);
+    ctx.fill();
+  } else {
+    ctx.lineWidth = op.width;
+    ctx.lineCap = 'round';
+    ctx.lineJoin = 'round';
+    ctx.beginPath();
+    ctx.moveTo(...op.points[0]);
+    for (const point of op.points.slice(1)) ctx.lineTo(...point);
+    ctx.stroke();
+  }
+  ctx.globalCompositeOperation = 'source-over';
+}
+
+function drawRegion() {
+  const ctx = regionContext();
+  ctx.clearRect(0, 0, ctx.canvas.width, ctx.canvas.height);
+  for (const op of region.ops) drawOp(ctx, op);
+  measureRegion();
+}
+
+// The share of the picture painted, as the server will count it, and what the page says about it.
+function measureRegion() {
+  let painted = 0;
+  if (region.ready) {
+    const ctx = regionContext();
+    const { data } = ctx.getImageData(0, 0, ctx.canvas.width, ctx.canvas.height);
+    for (let i = 3; i < data.length; i += 4) if (data[i] >= REGION_PAINTED) painted += 1;
+    region.share = painted / (ctx.canvas.width * ctx.canvas.height);
+  } else {
+    region.share = 0;
+  }
+  const percent = Math.round(region.share * 100);
+  const text = !painted ? 'Nothing painted: the whole picture can change.'
+    : percent < 1 ? 'Changing less than 1% of the picture.' : `Changing ${percent}% of the picture.`;
+  if ($('region-share').textContent !== text) $('region-share').textContent = text; // announce changes only
+  $('region-share').dataset.share = String(region.share);
+  syncRegion();
+}
+
+function addRegionOp(op) {
+  region.ops.push(op);
+  clearRegionError();
+  drawRegion();
+}
+
+function undoRegion() {
+  if (!region.ops.length) return;
+  region.ops.pop();
+  clearRegionError();
+  drawRegion();
+}
+
+function clearRegion() {
+  if (region.share > 0) addRegionOp({ kind: 'clear' });
+}
+
+// Controls follow the mode (a part can be chosen in edit mode only) and what there is to undo or clear.
+function syncRegion() {
+  const off = formValues().mode !== 'edit';
+  $('region-off').hidden = !off;
+  $('region-controls').disabled = off;
+  $('region-stage').classList.toggle('off', off);
+  $('region-canvas').setAttribute('aria-disabled', String(off));
+  $('region-undo').disabled = !region.ops.length;
+  $('region-clear').disabled = region.share === 0;
+}
+
+// A point of a pointer event in the canvas's own pixels, however CSS scales the canvas on the screen.
+function regionPoint(event) {
+  const canvas = $('region-canvas');
+  const box = canvas.getBoundingClientRect();
+  return [(event.clientX - box.left) * (canvas.width / box.width), (event.clientY - box.top) * (canvas.height / box.height)];
+}
+
+function regionTool() {
+  return document.querySelector('input[name="region-tool"]:checked')?.value || 'brush';
+}
+
+function wireRegion() {
+  const canvas = $('region-canvas');
+  // One pointer paints at a time (a second finger is ignored); mouse, pen and touch alike.
+  canvas.addEventListener('pointerdown', (event) => {
+    if (!regionActive() || region.stroke || (event.pointerType === 'mouse' && event.button !== 0)) return;
+    event.preventDefault();
+    canvas.setPointerCapture(event.pointerId);
+    const scale = canvas.width / canvas.getBoundingClientRect().width;
+    region.stroke = {
+      kind: 'stroke', erase: regionTool() === 'eraser', width: Number($('region-size').value) * scale,
+      points: [regionPoint(event)], pointerId: event.pointerId,
+    };
+    drawOp(regionContext(), region.stroke);
+  });
+  canvas.addEventListener('pointermove', (event) => {
+    const stroke = region.stroke;
+    if (!stroke || event.pointerId !== stroke.pointerId) return;
+    const ctx = regionContext();
+    for (const each of event.getCoalescedEvents?.() || [event]) {
+      const point = regionPoint(each);
+      drawOp(ctx, { ...stroke, points: [stroke.points.at(-1), point] });
+      stroke.points.push(point);
+    }
+  });
+  const finish = (event) => {
+    const stroke = region.stroke;
+    if (!stroke || event.pointerId !== stroke.pointerId) return;
+    region.stroke = null;
+    delete stroke.pointerId;
+    addRegionOp(stroke);
+  };
+  for (const type of ['pointerup', 'pointercancel', 'lostpointercapture']) canvas.addEventListener(type, finish);
+
+  const size = $('region-size');
+  size.addEventListener('input', () => {
+    $('region-size-value').textContent = size.value;
+  });
+  $('region-undo').addEventListener('click', undoRegion);
+  $('region-clear').addEventListener('click', clearRegion);
+  $('region').addEventListener('keydown', (event) => {
+    if (event.key.toLowerCase() === 'z' && (event.ctrlKey || event.metaKey) && !event.shiftKey
+        && !(event.target instanceof HTMLInputElement && event.target.type === 'number')) {
+      event.preventDefault();
+      undoRegion();
+    }
+  });
+
+  // The keyboard's way: a rectangle in percent of the picture, outlined on it while its fields have focus.
+  const box = $('region-box');
+  const fields = ['left', 'top', 'width', 'height'].map((name) => $(`region-${name}`));
+  box.addEventListener('focusin', showRegionRect);
+  box.addEventListener('input', showRegionRect);
+  box.addEventListener('focusout', (event) => {
+    if (!box.contains(event.relatedTarget)) $('region-rect').hidden = true;
+  });
+  for (const field of fields) {
+    field.addEventListener('keydown', (event) => {
+      if (event.key !== 'Enter') return;
+      event.preventDefault(); // Enter marks the rectangle; it does not send the form
+      markRegionRect(false);
+    });
+  }
+  $('region-mark').addEventListener('click', () => markRegionRect(false));
+  $('region-unmark').addEventListener('click', () => markRegionRect(true));
+}
+
+// The rectangle the fields say, in percent, kept inside the picture.
+function regionRect() {
+  const value = (name, low, high) => {
+    const number = Math.round(Number($(`region-${name}`).value));
+    return Math.min(high, Math.max(low, Number.isFinite(number) ? number : low));
+  };
+  const left = value('left', 0, 99);
+  const top = value('top', 0, 99);
+  return { left, top, width: value('width', 1, 100 - left), height: value('height', 1, 100 - top) };
+}
+
+function showRegionRect() {
+  const rect = regionRect();
+  const outline = $('region-rect');
+  outline.style.left = `${rect.left}%`;
+  outline.style.top = `${rect.top}%`;
+  outline.style.width = `${rect.width}%`;
+  outline.style.height = `${rect.height}%`;
+  outline.hidden = !region.ready;
+}
+
+function markRegionRect(erase) {
+  if (!regionActive()) return;
+  const rect = regionRect();
+  const { width, height } = $('region-canvas');
+  const x = Math.round((rect.left / 100) * width);
+  const y = Math.round((rect.top / 100) * height);
+  addRegionOp({
+    kind: 'rect', erase, x, y,
+    w: Math.round(((rect.left + rect.width) / 100) * width) - x, h: Math.round(((rect.top + rect.height) / 100) * height) - y,
+  });
+}
+
+// The mask for the server: painted = transparent (alpha 0, change), the rest opaque (keep). null: send none.
+function regionMask() {
+  if (!region.ready || region.share === 0) return Promise.resolve(null);
+  const paint = $('region-canvas');
+  const mask = document.createElement('canvas');
+  mask.width = paint.width;
+  mask.height = paint.height;
+  const ctx = mask.getContext('2d');
+  ctx.fillStyle = '#000';
+  ctx.fillRect(0, 0, mask.width, mask.height);
+  ctx.globalCompositeOperation = 'destination-out';
+  ctx.drawImage(paint, 0, 0);
+  return new Promise((resolve) => mask.toBlob(resolve, 'image/png'));
+}
+
+function showRegionError(message, advice) {
+  const el = $('region-error');
+  el.replaceChildren(
+    h('span', { class: 'form-message' }, message),
+    h('span', { class: 'form-advice', 'data-code': advice.code, 'data-who': advice.who }, ` ${advice.advice}`),
+  );
+  el.hidden = false;
+  el.focus();
+}
+
+function clearRegionError() {
+  $('region-error').hidden = true;
+  $('region-error').replaceChildren();
 }
 
 function renderPresets() {
@@ -452,7 +713,12 @@ async function submitJob(force = false) {
   if (force) body.append('force', 'true');
 
   setSending(true);
+  clearRegionError();
   try {
+    // A part painted on this picture is sent with an edit only: a new scene has no pixels to keep.
+    const mask = values.mode === 'edit' ? await regionMask() : null;
+    if (mask) body.append('mask', mask, 'mask.png');
+    const share = mask ? region.share : null;
     let response;
     try {
       response = await apiFetch(API, { method: 'POST', body });
@@ -461,6 +727,9 @@ async function submitJob(force = false) {
     }
     if (KEY_REFUSED(response.status)) return askForKey();
     const answer = await response.json().catch(() => ({}));
+    if (answer.code === 'mask_invalid' && !$('region').hidden) {
+      return showRegionError(answer.error || 'Varia could not use the part painted.', adviceFor(answer.code));
+    }
     if (response.status !== 202 || !JOB_ID.test(answer.job_id || '')) {
       // The refusal's own sentence, then the next step for its code.
       return showFormError(answer.error || `Varia answered with an error (${response.status}).`, null,
@@ -470,7 +739,7 @@ async function submitJob(force = false) {
     state.sentFiles.set(answer.job_id, file);
     if (answer.created === false) state.repeated.add(answer.job_id);
     else state.repeated.delete(answer.job_id);
-    updateJob(answer.job_id, { ...values, at: Date.now(), status: 'running' });
+    updateJob(answer.job_id, { ...values, region: share, at: Date.now(), status: 'running' });
     openJob(answer.job_id, true);
   } finally {
     setSending(false);
@@ -492,6 +761,7 @@ function redraw() {
   $('mode-generate').checked = true;
   syncPresets();
   syncProfile();
+  syncRegion();
   saveDraft();
   submitJob(false);
 }
@@ -630,7 +900,8 @@ function promptLine(job) {
   const parts = [];
   if (job.prompt) parts.push(h('q', {}, job.prompt));
   const meta = [job.profile ? profileName(job.profile) : null, job.n ? pictures(job.n) : null,
-    job.mode ? (job.mode === 'generate' ? 'new scene' : 'keeps the picture') : null].filter(Boolean);
+    job.mode ? (job.mode === 'generate' ? 'new scene' : 'keeps the picture') : null,
+    job.region ? `changes ${Math.max(1, Math.round(job.region * 100))}% of it` : null].filter(Boolean);
   if (meta.length) parts.push(h('span', { class: 'job-meta' }, meta.join(' · ')));
   return parts;
 }
@@ -888,6 +1159,7 @@ async function loadConfig() {
 async function start() {
   loadKey();
   wireDrop();
+  wireRegion();
   $('key').addEventListener('change', () => setKey($('key').value.trim()));
   $('make').addEventListener('submit', (event) => {
     event.preventDefault();
@@ -904,10 +1176,12 @@ async function start() {
   $('redraw').addEventListener('click', redraw);
   $('kids-redraw').addEventListener('click', () => {
     $('mode-generate').checked = true;
+    syncRegion();
     saveDraft();
     $('mode-generate').focus();
   });
   for (const input of document.querySelectorAll('input[name="profile"]')) input.addEventListener('change', syncProfile);
+  for (const input of document.querySelectorAll('input[name="mode"]')) input.addEventListener('change', syncRegion);
   const again = () => {
     $('make').scrollIntoView({ behavior: 'smooth', block: 'start' });
     $('prompt').focus({ preventScroll: true });
@@ -917,6 +1191,7 @@ async function start() {
   $('again-bottom').addEventListener('click', again);
   await loadConfig();
   restoreDraft();
+  syncRegion();
   $('make').addEventListener('input', saveDraft);
   $('make').addEventListener('change', saveDraft);
   renderHistory();
