@@ -37,6 +37,13 @@ GPT_IMAGE_2_PIXELS = 1536 * 864
 CLASSROOM_RATIO = 16 / 9
 
 
+def takes_input_fidelity(model: str) -> bool:
+    """Whether image edits on this model take `input_fidelity`: gpt-image-1, 1.5 and later (gpt-image-2 too),
+    not the -mini models (the Images API reference)."""
+    name = model.lower()
+    return name.startswith("gpt-image-") and "mini" not in name
+
+
 def flexible_sizes(model: str) -> bool:
     """True when the model takes any size within its rules (gpt-image-2), not a fixed list."""
     return model.startswith("gpt-image-2")

@@ -849,6 +849,10 @@ class FakeAzureAI:
                 picture = source.convert("RGB")
         except Exception:  # any decoding failure means a bad image from the client
             return _error(400, "invalid_image_format", "Invalid image file or mode for image 1.", param="image")
+        fidelity = call.form.get("input_fidelity")
+        if fidelity is not None and (fidelity not in ("high", "low") or "mini" in str(call.form.get("model", ""))):
+            message = f"Invalid 'input_fidelity': {fidelity!r} (high or low; gpt-image-1-mini takes none)."
+            return _error(400, "invalid_value", message, param="input_fidelity")
         masks = call.files.get("mask")
         if not masks:
             return self._images_reply([ImageOps.invert(picture).resize(size) for _ in range(n)], call.form)

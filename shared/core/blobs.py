@@ -25,6 +25,11 @@ def source_name(job_id: str) -> str:
     return f"{job_id}/source"
 
 
+def reference_name(job_id: str, number: int) -> str:
+    """Reference `number` (from 1), prepared like the source (JPEG, or PNG where transparent)."""
+    return f"{job_id}/reference-{number}"
+
+
 def mask_name(job_id: str) -> str:
     """The region edit's mask at the prepared image's size (RGBA PNG, transparent = change)."""
     return f"{job_id}/mask.png"

@@ -40,6 +40,13 @@ CODES: dict[str, Code] = {
             "Send a PNG whose transparent pixels mark the area to change, with mode=edit.",
             "user",
         ),
+        Code(
+            "reference_invalid",
+            "A reference picture cannot be used: not an image, damaged, more than 4, an unknown role, with "
+            "mode=generate, or (for a blob drop) a reference blob that is gone.",
+            "Send at most 4 JPEG, PNG, GIF or WEBP references, each 'style' or 'subject', with mode=edit.",
+            "user",
+        ),
         # Safety
         Code("word_check", "The word check refused the prompt or the captioned image.", "Change the prompt.", "user"),
         Code(
@@ -219,6 +226,7 @@ HTTP_STATUS: dict[str, int] = {
     "invalid_request": 400,
     "invalid_image": 400,
     "mask_invalid": 400,
+    "reference_invalid": 400,
     "malformed_body": 400,
     "body_incomplete": 400,
     "bad_request": 400,

@@ -12,7 +12,7 @@ import re
 import time
 import unicodedata
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -21,9 +21,19 @@ from shared.adapters.services import load_presets
 from shared.adapters.storage import UPLOADS, Storage, check_blob_name
 from shared.config import Settings
 from shared.core.blobs import upload_name
-from shared.core.images import InvalidImage, strip_metadata
+from shared.core.images import InvalidImage, check_header, strip_metadata
 from shared.core.masks import check_mask
-from shared.core.models import MAX_PROMPT_CHARS, BlobRef, JobRequest, Mode, Origin, Profile
+from shared.core.models import (
+    MAX_PROMPT_CHARS,
+    MAX_REFERENCES,
+    BlobRef,
+    JobRequest,
+    Mode,
+    Origin,
+    Profile,
+    Reference,
+    ReferenceRole,
+)
 from shared.core.orchestrator import ORCHESTRATOR_NAME
 from shared.core.safety import PROFILES
 
@@ -38,6 +48,12 @@ class MaskInvalid(RequestError):
     """The region edit's mask cannot be used: the message says what to send instead."""
 
     code = "mask_invalid"
+
+
+class ReferenceInvalid(RequestError):
+    """A reference picture cannot be used (not an image, too many, an unknown role, mode=generate)."""
+
+    code = "reference_invalid"
 
 
 PROFILE_LABELS = {"kids": "classroom (kids)", "general": "general"}
@@ -101,9 +117,11 @@ def request_job_id(
     mode: str,
     nonce: str = "",
     mask_sha256: str = "",
+    references: tuple[str, ...] = (),
 ) -> str:
     """Identical image + prompt + options (+ mask) give the same job, unless the caller forces a new one (nonce)."""
     parts = (image_sha256, prompt, profile, str(n), mode, nonce) + ((f"mask:{mask_sha256}",) if mask_sha256 else ())
+    parts += tuple(f"reference:{r}" for r in references)  # "role:sha256", in order
     return f"{origin}-" + _digest(*parts)
 
 
@@ -166,6 +184,7 @@ def request_for_upload(
     requested_profile: Profile | None = None,
     profile_enforced: bool = False,
     mask: bytes | None = None,
+    references: Sequence[tuple[bytes, str]] = (),
 ) -> JobRequest:
     """Keep an upload, stripped of its metadata, as uploads/{sha256}.{format}; describe its job (HTTP API and CLI).
 
@@ -180,6 +199,7 @@ def request_for_upload(
     A `mask` (a region edit) is checked (`masks.check_mask`) and kept beside the upload.
     """
     mask_ref = _store_mask(storage, mask, mode) if mask is not None else None
+    kept_references = _store_references(storage, references, mode)
     try:
         stripped = strip_metadata(data)
     except InvalidImage as exc:
@@ -193,9 +213,20 @@ def request_for_upload(
     upload = storage.put(UPLOADS, upload_name(digest, extension), stripped.data, content_type)
     mask_digest = mask_ref.sha256 or "" if mask_ref else ""
     return JobRequest(
-        job_id=request_job_id(origin, digest, prompt, profile, n, mode, nonce, mask_digest),
+        job_id=request_job_id(
+            origin,
+            digest,
+            prompt,
+            profile,
+            n,
+            mode,
+            nonce,
+            mask_digest,
+            tuple(f"{r.role}:{r.image.sha256}" for r in kept_references),
+        ),  # fmt: skip
         source=BlobRef(container=UPLOADS, name=upload.name, etag=upload.etag, sha256=digest),
         mask=mask_ref,
+        references=kept_references,
         prompt=prompt,
         profile=profile,
         profile_enforced=profile_enforced,
@@ -236,9 +267,49 @@ def prompt_for_blob(name: str, metadata: Mapping[str, str], settings: Settings) 
     return presets[settings.default_preset], f"preset:{settings.default_preset}"
 
 
-# Blobs in this folder of the inputs container are masks that other blobs' metadata name, not
-# pictures to vary: the blob trigger starts no job for them.
+def check_reference_role(role: str | None, number: int) -> ReferenceRole:
+    """A reference's role ('style' when none is given), or ReferenceInvalid."""
+    role = (role or "style").strip().lower()
+    if role not in ("style", "subject"):
+        raise ReferenceInvalid(
+            f"Reference {number} has the role {role[:40]!r}; use 'style' (borrow its look) or 'subject' (put what it "
+            "shows in the picture)."
+        )
+    return cast(ReferenceRole, role)
+
+
+def _check_references_mode(count: int, mode: Mode) -> None:
+    if count > MAX_REFERENCES:
+        raise ReferenceInvalid(f"{count} references were sent; send at most {MAX_REFERENCES}.")
+    if count and mode != "edit":
+        raise ReferenceInvalid("References go with an edit of your picture: send mode=edit with them.")
+
+
+def _store_references(storage: Storage, references: Sequence[tuple[bytes, str]], mode: Mode) -> list[Reference]:
+    """Keep each reference like an upload (stripped of its metadata, uploads/{sha256}.{format})."""
+    _check_references_mode(len(references), mode)
+    kept = []
+    for number, (data, role) in enumerate(references, start=1):
+        checked_role = check_reference_role(role, number)
+        try:
+            check_header(data)
+            stripped = strip_metadata(data)
+        except InvalidImage as exc:
+            raise ReferenceInvalid(f"Reference {number}: {exc} Nothing was stored.") from None
+        fmt = stripped.format or "PNG"
+        digest = hashlib.sha256(stripped.data).hexdigest()
+        extension = "jpg" if fmt == "JPEG" else fmt.lower()
+        ref = storage.put(UPLOADS, upload_name(digest, extension), stripped.data, f"image/{fmt.lower()}")
+        kept.append(
+            Reference(image=BlobRef(container=UPLOADS, name=ref.name, etag=ref.etag, sha256=digest), role=checked_role)
+        )
+    return kept
+
+
+# Blobs in these folders of the inputs container are masks and references that other blobs'
+# metadata name, not pictures to vary: the blob trigger starts no job for them.
 MASKS_FOLDER = "masks/"
+REFERENCES_FOLDER = "references/"
 
 
 def _blob_mask(container: str, name: str, metadata: Mapping[str, str], mode: Mode) -> BlobRef | None:
@@ -255,6 +326,29 @@ def _blob_mask(container: str, name: str, metadata: Mapping[str, str], mode: Mod
     if named == name:
         raise MaskInvalid("The metadata names the picture itself as its mask; name the mask blob, e.g. masks/sky.png.")
     return BlobRef(container=container, name=named)
+
+
+def _blob_references(container: str, name: str, metadata: Mapping[str, str], mode: Mode) -> list[Reference]:
+    """The reference blobs a drop's metadata names: `references` = "refs/a.jpg:style,refs/b.png:subject"."""
+    listed = [item.strip() for item in urllib.parse.unquote(metadata.get("references", "")).split(",") if item.strip()]
+    _check_references_mode(len(listed), mode)
+    found = []
+    for number, item in enumerate(listed, start=1):
+        blob, _, role = (
+            item.rpartition(":") if item.rsplit(":", 1)[-1].lower() in ("style", "subject") else (item, "", "")
+        )
+        try:
+            check_blob_name(blob)
+        except ValueError as exc:
+            raise ReferenceInvalid(
+                f"Reference {number} ({blob[:80]!r}) is not a blob name Varia reads: {exc}"
+            ) from None
+        if blob == name:
+            raise ReferenceInvalid(
+                f"Reference {number} is the picture itself; name another blob, e.g. references/style.jpg."
+            )
+        found.append(Reference(image=BlobRef(container=container, name=blob), role=check_reference_role(role, number)))
+    return found
 
 
 def request_from_blob(
@@ -281,6 +375,7 @@ def request_from_blob(
         origin="blob",
         filename=name,
         mask=_blob_mask(container, name, lowered, mode),
+        references=_blob_references(container, name, lowered, mode),
     )
 
 

@@ -109,6 +109,17 @@ class BlobRef(BaseModel):
     sha256: str | None = None
 
 
+ReferenceRole = Literal["style", "subject"]
+MAX_REFERENCES = 4
+
+
+class Reference(BaseModel):
+    """A picture that goes with the job: its style to borrow, or a subject to put in the scene."""
+
+    image: BlobRef
+    role: ReferenceRole = "style"
+
+
 class JobRequest(BaseModel):
     """One job: an image, what to do with it, and under which safety profile."""
 
@@ -127,6 +138,7 @@ class JobRequest(BaseModel):
     filename: Annotated[str | None, _clipped(240, keep_end=True)] = None
     # A region edit: a PNG whose transparent pixels mark the area to change (shared/core/masks.py).
     mask: BlobRef | None = None
+    references: Annotated[list[Reference], Field(max_length=MAX_REFERENCES)] = []
 
 
 class PreparedImage(BaseModel):
@@ -141,6 +153,8 @@ class PreparedImage(BaseModel):
     # marks for change; None without a mask.
     mask: BlobRef | None = None
     mask_share: float | None = None
+    # The references, prepared like the source (work/{job}/reference-{k}), in the request's order.
+    references: Annotated[list[Reference], Field(max_length=MAX_REFERENCES)] = []
 
 
 class Caption(BaseModel):
@@ -148,6 +162,8 @@ class Caption(BaseModel):
     tags: Annotated[list[str], _few(20, 40)] = []
     provider: str
     cached: bool = False
+    # The references' captions, in order: the word check and the composer read them with the source's.
+    references: Annotated[list[Annotated[str, _clipped(500)]], Field(max_length=MAX_REFERENCES)] = []
 
 
 class SubTasks(BaseModel):

@@ -47,6 +47,7 @@ from shared.core.blobs import (
     mask_name,
     moderation_name,
     moderation_prefix,
+    reference_name,
     source_name,
     unrated_name,
     variation_name,
@@ -74,6 +75,7 @@ from shared.core.models import (
     PreparedImage,
     Problem,
     QuotaPlan,
+    Reference,
     ReserveInput,
     Variation,
     cut_at_boundary,
@@ -131,6 +133,9 @@ def prepare(services: Services, request: JobRequest) -> PreparedImage | Problem:
     mask = _prepared_mask(services, request.mask, request.job_id, (image.width, image.height)) if request.mask else None
     if isinstance(mask, Problem):  # before any paid call
         return mask
+    references = _prepared_references(services, request)
+    if isinstance(references, Problem):
+        return references
     moderator = services.providers.moderator
     if moderator.paid:
         rated, failure = _moderated(
@@ -153,6 +158,7 @@ def prepare(services: Services, request: JobRequest) -> PreparedImage | Problem:
         original_bytes=len(data),
         mask=mask[0] if mask else None,
         mask_share=mask[1] if mask else None,
+        references=references,
     )
     return prepared
 
@@ -172,6 +178,26 @@ def _prepared_mask(
         return problem("failed", "mask_invalid", "preparing", f"{exc} The picture and the mask were left unchanged.")
     ref = services.storage.put(WORK, mask_name(job_id), mask.png, "image/png")
     return ref, mask.share
+
+
+def _prepared_references(services: Services, request: JobRequest) -> list[Reference] | Problem:
+    """Each reference read, checked and normalized like the source, as work/{job}/reference-{k}."""
+    prepared = []
+    for number, reference in enumerate(request.references, start=1):
+        where = reference.image
+        try:
+            data = services.storage.get(where.container, where.name)
+        except BlobNotFound:
+            message = f"Reference {number} ({where.name}) no longer exists. Send it again with the picture."
+            return problem("failed", "reference_invalid", "preparing", message)
+        try:
+            image = normalize(data)
+        except InvalidImage as exc:
+            message = f"Reference {number} ({where.name}): {exc} Nothing was changed."
+            return problem("failed", "reference_invalid", "preparing", message)
+        ref = services.storage.put(WORK, reference_name(request.job_id, number), image.data, image.content_type)
+        prepared.append(Reference(image=ref.model_copy(update={"sha256": image.sha256}), role=reference.role))
+    return prepared
 
 
 def display_name(request: JobRequest) -> str:
@@ -294,15 +320,30 @@ def _moderation_records(services: Services, job_id: str) -> list[ModerationRecor
 
 
 def caption(services: Services, prepared: PreparedImage) -> Caption | Problem:
-    """Caption the normalized image, from the cache when this image was captioned before."""
+    """Caption the normalized image and each reference (a paid call each), from the cache when an image
+    was captioned before; the references' captions go into the source's Caption, in order."""
+    found = _caption_of(services, prepared.image, "caption")
+    if isinstance(found, Problem) or not prepared.references:
+        return found
+    texts = []
+    for number, reference in enumerate(prepared.references, start=1):
+        of_reference = _caption_of(services, reference.image, f"caption-reference-{number}")
+        if isinstance(of_reference, Problem):
+            return of_reference
+        texts.append(of_reference.text)
+    return found.model_copy(update={"references": texts})
+
+
+def _caption_of(services: Services, image: BlobRef, call: str) -> Caption | Problem:
+    """One prepared image's caption: cached by the image's sha256, else one paid call (`call` in the budget)."""
     captioner = services.providers.captioner
-    cache_name = caption_cache_name(str(prepared.image.sha256), captioner.name)
+    cache_name = caption_cache_name(str(image.sha256), captioner.name)
     cached = _cached_caption(services, cache_name)
     if cached is not None:
         return cached
-    png = services.storage.get(prepared.image.container, prepared.image.name)
+    png = services.storage.get(image.container, image.name)
     if captioner.paid:
-        job_id = job_of(prepared.image.name)
+        job_id = job_of(image.name)
         # Single flight: of the jobs that reach an uncached image at once, the one that claims it
         # pays for the caption; the others wait for the cache (no longer than a call may take).
         claim = caption_claim_name(cache_name)
@@ -310,7 +351,7 @@ def caption(services: Services, prepared: PreparedImage) -> Caption | Problem:
             waited = _wait_for_caption(services, cache_name, claim)
             if waited is not None:
                 return waited
-        result, failure = _paid_call(services, job_id, "caption", "captioner", lambda: captioner.caption(png))
+        result, failure = _paid_call(services, job_id, call, "captioner", lambda: captioner.caption(png))
         if failure is not None:
             return _stopped("captioning", failure)
     else:
@@ -357,7 +398,8 @@ def compose(services: Services, work: ComposeInput) -> Composition | Problem:
     profile = get_profile(request.profile)
     composer = services.providers.composer
     moderator = services.providers.moderator
-    verdict = _word_check(services, request.job_id, found.text, profile.name, "caption")
+    described = _described(work)
+    verdict = _word_check(services, request.job_id, described, profile.name, "caption")
     if not verdict.allowed:
         return Composition(
             verdict="refuse", reason=verdict.reason, provider="word-check", profile=request.profile, code="word_check"
@@ -365,7 +407,11 @@ def compose(services: Services, work: ComposeInput) -> Composition | Problem:
     if moderator.paid:
         # Prompt Shields: the request as the user's prompt, the caption as a document the composer reads.
         shielded, failure = _moderated(
-            services, request.job_id, "caption", "shield", lambda: moderator.shield(request.prompt, [found.text])
+            services,
+            request.job_id,
+            "caption",
+            "shield",
+            lambda: moderator.shield(request.prompt, [found.text, *found.references]),
         )
         if failure is not None:
             return _stopped("composing", failure)
@@ -379,7 +425,7 @@ def compose(services: Services, work: ComposeInput) -> Composition | Problem:
             )
 
     def attempt() -> ComposeResult:
-        return composer.compose(found.text, request.prompt, profile)
+        return composer.compose(described, request.prompt, profile)
 
     if composer.paid:
         result, failure = _paid_call(services, request.job_id, "compose", "prompt composer", attempt)
@@ -424,6 +470,17 @@ def compose(services: Services, work: ComposeInput) -> Composition | Problem:
         profile=request.profile,
         code=code,
     )
+
+
+_ROLE_WORDS = {"style": "borrow its style", "subject": "put what it shows in the picture"}
+
+
+def _described(work: ComposeInput) -> str:
+    """The caption the composer reads: the picture's, then each reference's with what it is for."""
+    lines = [work.caption.text]
+    for number, (reference, text) in enumerate(zip(work.request.references, work.caption.references, strict=False), 1):
+        lines.append(f"Reference image {number} ({_ROLE_WORDS[reference.role]}): {text}")
+    return "\n".join(lines)
 
 
 def reserve(services: Services, work: ReserveInput) -> QuotaPlan:
@@ -604,6 +661,7 @@ def _draw(
     request, generator = work.request, services.providers.generator
     source = services.storage.get(work.prepared.image.container, work.prepared.image.name)
     mask = services.storage.get(work.prepared.mask.container, work.prepared.mask.name) if work.prepared.mask else None
+    references = [(services.storage.get(r.image.container, r.image.name), r.role) for r in work.prepared.references]
     deployment, gate = _wait_for_slot(services, work, len(drawing))
     shown = deployment if len(services.settings.image_deployments) > 1 else None
 
@@ -624,6 +682,7 @@ def _draw(
             deployment=deployment,
             before_send=gate,
             mask=mask,
+            references=references,
         )
 
     settled = False  # whether the attempt that failed is already recorded

@@ -24,9 +24,11 @@ from shared.adapters.services import Services, get_services
 from shared.adapters.storage import check_blob_name
 from shared.core.jobs import (
     MASKS_FOLDER,
+    REFERENCES_FOLDER,
     DurableJobClient,
     JobClient,
     MaskInvalid,
+    ReferenceInvalid,
     RequestError,
     blob_job_id,
     request_from_blob,
@@ -61,8 +63,8 @@ async def handle_blob(
             _record_failure, services, job_id, container, name, etag or "", "invalid_blob_name", str(exc)
         )
         return job_id
-    if name.startswith(MASKS_FOLDER):
-        log.info("Blob %s/%s is a mask for region edits (masks/): no job of its own.", container, name)
+    if name.startswith((MASKS_FOLDER, REFERENCES_FOLDER)):
+        log.info("Blob %s/%s is a mask or a reference that other drops name: no job of its own.", container, name)
         return None
     if etag is None or metadata is None:
         info = await asyncio.to_thread(services.storage.info, container, name)
@@ -86,7 +88,7 @@ async def handle_blob(
     except RequestError as exc:
         # Bad metadata still ends in a manifest that says what to fix; the blob stays where it is.
         job_id = blob_job_id(container, name, etag)
-        code = exc.code if isinstance(exc, MaskInvalid) else "invalid_request"
+        code = exc.code if isinstance(exc, MaskInvalid | ReferenceInvalid) else "invalid_request"
         await asyncio.to_thread(_record_failure, services, job_id, container, name, etag, code, f"{name}: {exc}")
         return job_id
     if await start_job(client, request):

@@ -47,6 +47,7 @@ from shared.core.jobs import (
     JobClient,
     MaskInvalid,
     ProfileEnforced,
+    ReferenceInvalid,
     RequestError,
     check_options,
     clean_prompt,
@@ -114,7 +115,7 @@ def max_body_bytes(settings: Settings) -> int:
 
     Servers refuse a larger declared Content-Length before reading the body (the local server does).
     """
-    return (settings.max_upload_bytes + MAX_MASK_BYTES) * 4 // 3 + 65_536
+    return (2 * settings.max_upload_bytes + MAX_MASK_BYTES) * 4 // 3 + 65_536  # references: one upload's worth
 
 
 def _shown(value: Any) -> str:
@@ -154,6 +155,24 @@ def _file_name(value: Any) -> str | None:
     return name or None
 
 
+def _decode_references(value: Any) -> list[tuple[bytes, str]]:
+    """References from a form (already (bytes, role) pairs) or JSON ([{"image": base64, "role": ...}])."""
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list):
+        raise ValueError('\'references\' must be a list of {"image": base64, "role": "style" or "subject"}.')
+    decoded = []
+    for item in value:
+        if isinstance(item, tuple):
+            decoded.append(item)
+            continue
+        if not isinstance(item, dict) or "image" not in item:
+            raise ValueError('Each reference must be {"image": base64, "role": "style" or "subject"}.')
+        role = item.get("role") or "style"
+        decoded.append((_decode_file("reference", "the reference")(item["image"]), str(role)))
+    return decoded
+
+
 class UploadRequest(BaseModel):
     """The body of POST /api/variations, from a multipart form or a JSON object.
 
@@ -167,6 +186,8 @@ class UploadRequest(BaseModel):
     image: Annotated[bytes, BeforeValidator(_decode_file("image", "the picture"))]
     # A region edit: a PNG whose transparent pixels mark the area to change (shared/core/masks.py).
     mask: Annotated[bytes | None, BeforeValidator(_decode_file("mask", "the mask"))] = None
+    # Pictures to borrow a style from or to put in the scene: (bytes, role), in order.
+    references: Annotated[list[tuple[bytes, str]], BeforeValidator(_decode_references)] = []
     prompt: str
     profile: Annotated[str | None, BeforeValidator(_blank_is_none)] = None
     n: Annotated[int | str | None, BeforeValidator(_blank_is_none)] = None
@@ -350,6 +371,8 @@ def _form_values(req: func.HttpRequest, options: dict[str, str]) -> dict[str, An
     mask = files.get("mask")
     if mask is not None:
         values["mask"] = mask.read()
+    pictures, roles = files.getlist("reference"), form.getlist("reference_role")
+    values["references"] = [(p.read(), roles[k] if k < len(roles) else "style") for k, p in enumerate(pictures)]
     return values
 
 
@@ -430,10 +453,12 @@ def _store_upload(upload: UploadRequest, fmt: str, services: Services) -> JobReq
             for_requests(services.storage), upload.image, fmt.lower(), prompt=upload.prompt,
             profile=upload.profile_name, n=upload.count, mode=upload.mode_name, origin="http",
             force=bool(upload.force), filename=upload.filename, requested_profile=upload.requested_profile_name,
-            profile_enforced=bool(settings.enforced_profile), mask=upload.mask,
+            profile_enforced=bool(settings.enforced_profile), mask=upload.mask, references=upload.references,
         )  # fmt: skip
     except MaskInvalid as exc:
         return error_response(400, str(exc), exc.code, [{"field": "mask", "problem": str(exc)}])
+    except ReferenceInvalid as exc:
+        return error_response(400, str(exc), exc.code, [{"field": "references", "problem": str(exc)}])
     except RequestError as exc:
         return error_response(400, str(exc), "invalid_image", [{"field": "image", "problem": str(exc)}])
     except StorageError as exc:

@@ -233,6 +233,14 @@ class _Progress:
             print(f"  [{time.monotonic() - self.started:5.1f}s] {stage}{counter}", file=self.stream, flush=True)
 
 
+def _reference(given: str) -> tuple[bytes, str]:
+    """--reference PATH or PATH:ROLE: the picture's bytes and its role."""
+    path, _, role = given.rpartition(":")
+    if not path or role.lower() not in ("style", "subject"):
+        path, role = given, "style"
+    return Path(path).read_bytes(), role
+
+
 def vary(args: argparse.Namespace, environ: dict[str, str]) -> int:
     env = dict(environ)
     if args.out:
@@ -243,6 +251,7 @@ def vary(args: argparse.Namespace, environ: dict[str, str]) -> int:
     image_path = Path(args.image)
     data = image_path.read_bytes()
     mask = Path(args.mask).read_bytes() if args.mask else None
+    references = [_reference(given) for given in args.reference or []]
     services = build_services(settings)
     storage = services.storage
     # The input is kept as given, as uploads/{sha256}.{suffix}; the job never modifies it.
@@ -261,6 +270,7 @@ def vary(args: argparse.Namespace, environ: dict[str, str]) -> int:
         requested_profile=args.profile,
         profile_enforced=bool(settings.enforced_profile),
         mask=mask,
+        references=references,
     )
     job_id = request.job_id
     enforced = ", enforced by VARIA_ENFORCED_PROFILE" if request.profile_enforced else ""
@@ -322,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--mode", choices=["edit", "generate"], default=None, help="edit keeps the subject (default)")
     v.add_argument("--out", default=None, help="write to this local folder (overrides VARIA_STORAGE)")
     v.add_argument("--mask", default=None, help="a region edit: a PNG whose transparent pixels mark the area to change")
+    v.add_argument(
+        "--reference",
+        action="append",
+        metavar="PATH[:style|subject]",
+        help="a picture to borrow the style of (default) or to put in the scene; up to 4",
+    )
     v.add_argument("--force", action="store_true", help="run again even if this exact job ran before")
     v.add_argument("--json", action="store_true", help="also print the manifest")
     return parser

@@ -10,7 +10,7 @@ import base64
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -386,12 +386,15 @@ class GptImageGenerator:
         deployment: str,
         before_send: Callable[[], None] | None = None,
         mask: bytes | None = None,
+        references: Sequence[tuple[bytes, str]] = (),
     ) -> list[bytes]:
         """One request for len(indices) images (`n`), on `deployment` (a quota key; "" = the first).
 
         `before_send` runs as the request leaves, after the SDK has built it (the quota's gate).
         A `mask` (PNG at the source's size, transparent = change) goes with an edit; the model
         redraws the whole picture anyway, and the generate step lays the kept pixels back.
+        `references` go as more input images after the source (the mask applies to the first);
+        with a subject among them, `input_fidelity` is high where the model takes it.
         """
         client, name = self._deployments.get(deployment) or next(iter(self._deployments.values()))
         _gate.before_send = before_send
@@ -403,9 +406,14 @@ class GptImageGenerator:
             with service_errors("image model", name):
                 if mode == "edit":
                     extra: dict[str, Any] = {"mask": ("mask.png", mask, "image/png")} if mask is not None else {}
+                    if any(role == "subject" for _, role in references) and ai_models.takes_input_fidelity(self._model):
+                        extra["input_fidelity"] = "high"  # keep the faces, logos and details of a subject
+                    images_in: Any = [upload_file(source)] + [
+                        upload_file(data, f"reference-{k}") for k, (data, _) in enumerate(references, 1)
+                    ]
                     response = client.images.edit(
                         model=name,
-                        image=upload_file(source),
+                        image=images_in if references else upload_file(source),
                         prompt=prompt,
                         n=n,
                         size=size,

@@ -15,7 +15,7 @@ from shared/core/codes.py and a message written for the person running the job:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -103,6 +103,7 @@ class ImageGenerator(Protocol):
         deployment: str,
         before_send: Callable[[], None] | None = None,
         mask: bytes | None = None,
+        references: Sequence[tuple[bytes, str]] = (),
     ) -> list[bytes]:
         """Variations `indices` of a job (PNG or JPEG bytes) in one request, on `deployment` (a quota key
         from shared/adapters/quota.py); `before_send` runs as the request leaves (the quota's gate).
@@ -112,6 +113,7 @@ class ImageGenerator(Protocol):
         return fewer images than asked (the service sent fewer); never more. A `mask` (a region edit:
         PNG at the source's size, transparent = change) is for generators that take one; whatever
         they draw, the generate step keeps every pixel outside it (shared/core/masks.py).
+        `references` are prepared pictures with their role ("style" or "subject"), in order.
         """
         ...
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from PIL import Image, ImageStat
 
@@ -138,7 +138,25 @@ class OfflineStylizer:
         deployment: str,
         before_send: Callable[[], None] | None = None,
         mask: bytes | None = None,
+        references: Sequence[tuple[bytes, str]] = (),
     ) -> list[bytes]:
-        return [
+        drawn = [
             self.generate(source, prompt, request=request, mode=mode, landscape=landscape, index=i) for i in indices
         ]
+        styles = [open_rgb(data) for data, role in references if role == "style"]
+        return [encode_png(palette_transfer(open_rgb(image), styles)) for image in drawn] if styles else drawn
+
+
+def palette_transfer(picture: Image.Image, styles: Sequence[Image.Image]) -> Image.Image:
+    """The picture recoloured toward the style references' palette: each RGB channel's mean and spread
+    matched to theirs (averaged over the references), the way a colour-transfer filter does."""
+    target = [ImageStat.Stat(style.convert("RGB")) for style in styles]
+    own = ImageStat.Stat(picture)
+    bands = []
+    for channel, band in enumerate(picture.split()):
+        mean = sum(t.mean[channel] for t in target) / len(target)
+        spread = sum(t.stddev[channel] for t in target) / len(target)
+        gain = spread / own.stddev[channel] if own.stddev[channel] > 1 else 1.0
+        offset = mean - own.mean[channel] * gain
+        bands.append(band.point(lambda v, g=gain, o=offset: max(0, min(255, round(v * g + o)))))
+    return Image.merge("RGB", bands)
