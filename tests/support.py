@@ -131,3 +131,25 @@ def post_form(fields: dict[str, str], image: bytes, **headers: str) -> func.Http
     body, content_type = multipart(fields, image)
     all_headers = {"Content-Type": content_type, "Content-Length": str(len(body)), **headers}
     return func.HttpRequest("POST", "/api/variations", headers=all_headers, body=body)
+
+
+class RuntimeJobClient:
+    """The local runtime as the JobClient the blob trigger uses, waiting for the jobs it starts."""
+
+    def __init__(self, services: Services) -> None:
+        self.runtime = make_runtime(services, retry_scale=0.001)
+        self.started: list[str] = []
+
+    async def status(self, job_id: str) -> Any:
+        return await self.runtime.status(job_id)
+
+    async def start(self, request: Any) -> None:
+        self.started.append(request.job_id)
+        await self.runtime.start(request)
+
+    def wait(self) -> None:
+        """Wait for every job started so far to end."""
+        for job_id in self.started:
+            instance = self.runtime.get(job_id)
+            assert instance is not None, job_id
+            instance.done.wait(30)

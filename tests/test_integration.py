@@ -21,11 +21,10 @@ from shared.config import Settings
 from shared.core.blobs import source_name
 from shared.functions.blob_trigger import handle_blob
 from shared.functions.http_api import post_variation
-from shared.local.cli import make_runtime
 from tests.conftest import Azurite
 from tests.fake_ai import FakeAzureAI
 from tests.images import has_gps, jpeg_with_exif, scene_png
-from tests.support import NoCredential, azure_env, run_job, upload_request
+from tests.support import NoCredential, RuntimeJobClient, azure_env, run_job, upload_request
 
 pytestmark = pytest.mark.azurite
 
@@ -254,30 +253,9 @@ def _drop(azurite: Azurite, name: str, data: bytes, metadata: dict[str, str] | N
     return etag
 
 
-class _RuntimeClient:
-    """The local runtime as the JobClient the blob trigger uses, waiting for jobs it starts."""
-
-    def __init__(self, services: Services) -> None:
-        self.runtime = make_runtime(services, retry_scale=0.001)
-        self.started: list[str] = []
-
-    async def status(self, job_id: str) -> Any:
-        return await self.runtime.status(job_id)
-
-    async def start(self, request: Any) -> None:
-        self.started.append(request.job_id)
-        await self.runtime.start(request)
-
-    def wait(self) -> None:
-        for job_id in self.started:
-            instance = self.runtime.get(job_id)
-            assert instance is not None, job_id
-            instance.done.wait(30)
-
-
 def _job_for_blob(services: Services, name: str, etag: str) -> dict[str, Any]:
     """Deliver the blob event once, run the job it starts to the end, and return its manifest."""
-    client = _RuntimeClient(services)
+    client = RuntimeJobClient(services)
     job_id = asyncio.run(handle_blob(INPUTS, name, etag, None, client, services))
     client.wait()
     client.runtime.shutdown()
@@ -290,7 +268,7 @@ def test_blob_event_delivered_twice_makes_one_job(
 ) -> None:
     prompt = "à l'aquarelle, façon carte postale"
     etag = _drop(azurite, "holiday/beach.png", sample_png, {"prompt": urllib.parse.quote(prompt), "n": "2"})
-    client = _RuntimeClient(azure_services)
+    client = RuntimeJobClient(azure_services)
 
     async def deliver_twice() -> list[str | None]:
         return [await handle_blob(INPUTS, "holiday/beach.png", etag, None, client, azure_services) for _ in range(2)]
@@ -338,7 +316,7 @@ def test_same_http_request_twice_pays_once(azure_services: Services, fake: FakeA
         body = json.dumps({"image": base64.b64encode(sample_png).decode(), "prompt": "as a cartoon", "n": 2}).encode()
         return func.HttpRequest("POST", "/api/variations", headers={"Content-Type": "application/json"}, body=body)
 
-    client = _RuntimeClient(azure_services)
+    client = RuntimeJobClient(azure_services)
     first = asyncio.run(post_variation(request(), client, azure_services))
     client.wait()
     second = asyncio.run(post_variation(request(), client, azure_services))

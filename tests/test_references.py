@@ -29,7 +29,7 @@ from shared.functions.http_api import post_variation
 from shared.local.cli import make_runtime
 from tests.fake_ai import FakeAzureAI
 from tests.images import scene_png
-from tests.support import NoCredential, azure_env, offline_env, run_job
+from tests.support import NoCredential, RuntimeJobClient, azure_env, offline_env, run_job
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -181,28 +181,20 @@ def test_a_reference_that_cannot_work_is_refused_before_anything_starts(
 
 
 def test_a_blob_drop_names_its_references_and_reference_blobs_start_no_job(offline_services: Services) -> None:
-    client_runtime = make_runtime(offline_services, retry_scale=0.001)
-
-    class Client:
-        async def status(self, job_id: str) -> Any:
-            return await client_runtime.status(job_id)
-
-        async def start(self, request: Any) -> None:
-            await client_runtime.start(request)
+    client = RuntimeJobClient(offline_services)
 
     def drop(name: str, data: bytes, metadata: dict[str, str]) -> str | None:
         ref = offline_services.storage.put(INPUTS, name, data, "image/png", metadata)
-        return asyncio.run(handle_blob(INPUTS, name, ref.etag, metadata, Client(), offline_services))
+        return asyncio.run(handle_blob(INPUTS, name, ref.etag, metadata, client, offline_services))
 
     try:
         assert drop("references/red.png", RED, {}) is None
-        job_id = drop(
-            "garden.png", scene_png(320, 240), {"prompt": "as pop art", "references": "references/red.png:style"}
-        )
+        metadata = {"prompt": "as pop art", "references": "references/red.png:style"}
+        job_id = drop("garden.png", scene_png(320, 240), metadata)
         assert job_id is not None
-        client_runtime.get(job_id).done.wait(30)  # type: ignore[union-attr]
+        client.wait()
     finally:
-        client_runtime.shutdown()
+        client.runtime.shutdown()
     manifest = json.loads(offline_services.storage.get(OUTPUTS, f"{job_id}/manifest.json"))
     assert manifest["status"] == "succeeded", manifest["message"]
     assert manifest["request"]["references"][0]["image"]["name"] == "references/red.png"

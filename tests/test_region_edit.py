@@ -32,7 +32,7 @@ from shared.functions.http_api import get_variation, post_variation
 from shared.local.cli import make_runtime
 from tests.fake_ai import FakeAzureAI
 from tests.images import scene_png
-from tests.support import NoCredential, azure_env, offline_env, run_job
+from tests.support import NoCredential, RuntimeJobClient, azure_env, offline_env, run_job
 
 SIZE = (480, 320)
 REPO = Path(__file__).resolve().parent.parent
@@ -205,29 +205,13 @@ def test_a_masked_job_is_another_job_than_the_same_picture_without_a_mask(offlin
     assert with_mask.job_id != without.job_id and without.mask is None
 
 
-class _Client:
-    """The local runtime as the blob trigger's job client."""
-
-    def __init__(self, services: Services) -> None:
-        self.runtime = make_runtime(services, retry_scale=0.001)
-        self.started: list[str] = []
-
-    async def status(self, job_id: str) -> Any:
-        return await self.runtime.status(job_id)
-
-    async def start(self, request: Any) -> None:
-        self.started.append(request.job_id)
-        await self.runtime.start(request)
-
-
 def _drop(services: Services, name: str, data: bytes, metadata: dict[str, str]) -> dict[str, Any] | None:
     """Drop a blob, deliver its event, run the job to the end: its manifest (None: no job)."""
     ref = services.storage.put(INPUTS, name, data, "image/png", metadata)
-    client = _Client(services)
+    client = RuntimeJobClient(services)
     try:
         job_id = asyncio.run(handle_blob(INPUTS, name, ref.etag, metadata, client, services))
-        for started in client.started:
-            client.runtime.get(started).done.wait(30)  # type: ignore[union-attr]
+        client.wait()
     finally:
         client.runtime.shutdown()
     if job_id is None:
