@@ -1,6 +1,6 @@
 """Scale and the quota: several instances (separate processes) sharing Azurite and one deployment's quota.
 
-    python -m bench.scale                # 1, 2 and 4 instances, 100 jobs x n=3 each run (about 8 minutes)
+    python -m bench.scale                # 1, 2 and 4 instances, 100 jobs x n=3 each run (about 11 minutes)
     python -m bench.scale --jobs 40      # a shorter run
 
 Production defaults, time-scaled by SCALE: the default GPT-image quota (6 requests a minute,
@@ -14,7 +14,9 @@ One line per run, as issue 11 asks:
     scale: instances=N jobs=J failed=F rejected=K quota_use=U
 then, for the same backlog, when jobs finished: p50 and p90 of job latency over the run's drain
 time (arrival order served first gives p50 near 0.5; every job waiting for the whole queue gives
-near 1). A last run gives each of 4 instances a schedule of its own (a folder each instead of
+near 1). One more run, on one instance, has images take 60 s instead of 30 (a high-quality image):
+the image workers are sized from the latency measured, so the quota stays used. A last run gives
+each of 4 instances a schedule of its own (a folder each instead of
 the shared account), which is what pacing in each process did before the schedule was shared:
 side by side, it shows what sharing buys.
 """
@@ -38,6 +40,7 @@ SCALE = 10  # 1 s here is 10 s in production
 RPM = 6 * SCALE  # the default quota (2 capacity units = 6 requests a minute), time-scaled
 WINDOW_S = 10 / SCALE  # Azure enforces it over 1-10 s windows: 1 request per 10 s window at 6 a minute
 IMAGE_S = 30 / SCALE  # a low-quality image takes 15-30 s
+SLOW_IMAGE_S = 60 / SCALE  # a high-quality one up to a minute: one more run, on one instance
 CAPTION_S, COMPOSE_S = 1.0 / SCALE, 3.0 / SCALE
 
 
@@ -68,13 +71,15 @@ def _child(instance: int, first: int, count: int, n: int) -> None:
     runtime.shutdown()
 
 
-def _run(instances: int, jobs: int, n: int, shared: bool, fake: Any, connection: str, folder: Path) -> dict[str, Any]:
+def _run(
+    instances: int, jobs: int, n: int, shared: bool, fake: Any, connection: str, folder: Path, image_s: float = IMAGE_S
+) -> dict[str, Any]:
     from tests.fake_ai import IMAGE_ROUTES
     from tests.support import azure_env
 
     fake.reset()
     fake.image_size_override = (64, 64)
-    fake.latency.update({"images.edit": IMAGE_S, "vision.analyze": CAPTION_S, "chat": COMPOSE_S})
+    fake.latency.update({"images.edit": image_s, "vision.analyze": CAPTION_S, "chat": COMPOSE_S})
     fake.limit_images(1, WINDOW_S)
     share = [jobs // instances + (1 if i < jobs % instances else 0) for i in range(instances)]
     procs = []
@@ -136,16 +141,19 @@ def run_all(jobs: int, n: int, instance_counts: list[int]) -> bool:
     from tests.fake_ai import FakeAzureAI
 
     results = []
-    runs = [(k, True) for k in instance_counts] + [(4, False)]
+    # (instances, one shared schedule, seconds an image takes)
+    runs = [(k, True, IMAGE_S) for k in instance_counts] + [(1, True, SLOW_IMAGE_S), (4, False, IMAGE_S)]
     with FakeAzureAI() as fake, tempfile.TemporaryDirectory() as folder:
         azurite = Azurite(Path(folder) / "azurite")
         azurite.start()
         try:
-            for instances, shared in runs:
+            for instances, shared, image_s in runs:
                 azurite.clear()
-                result = _run(instances, jobs, n, shared, fake, azurite.connection_string, Path(folder))
+                result = _run(instances, jobs, n, shared, fake, azurite.connection_string, Path(folder), image_s)
                 results.append(result)
                 label = "" if shared else " (a schedule per instance)"
+                if image_s != IMAGE_S:
+                    label += f" ({image_s * SCALE:.0f} s images)"
                 print(
                     f"scale: instances={result['instances']} jobs={result['jobs']} failed={result['failed']} "
                     f"rejected={result['rejected']} quota_use={result['quota_use']:.3f}{label}",
@@ -160,7 +168,7 @@ def run_all(jobs: int, n: int, instance_counts: list[int]) -> bool:
                 )
         finally:
             azurite.stop()
-    shared_runs = [r for r, (_, shared) in zip(results, runs, strict=True) if shared]
+    shared_runs = [r for r, (_, shared, _) in zip(results, runs, strict=True) if shared]
     return all(
         r["failed"] == 0 and r["rejected"] <= 0.05 * r["requests"] and r["quota_use"] >= 0.95 for r in shared_runs
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.adapters.quota import SCHEDULE, ImageQuota, interval_s
+from shared.adapters.quota import LATE_MARGIN_STEP, SCHEDULE, ImageQuota, interval_s
 from shared.adapters.services import Services, build_services
 from shared.adapters.storage import WORK, Storage
 from shared.config import ImageDeployment, Settings
@@ -41,7 +41,9 @@ def test_a_quota_bound_job_takes_one_slot_for_its_n_images(storage: Storage) -> 
     (request,) = quota.plan([0, 1, 2, 3])
     assert request.indices == (0, 1, 2, 3) and request.at == clock.now
     (second_job,) = quota.plan([0, 1])
-    assert second_job.at == pytest.approx(clock.now + interval_s(SWEDEN))  # the next job waits one slot, not four
+    assert second_job.at == pytest.approx(
+        clock.now + interval_s(SWEDEN), abs=1e-6
+    )  # the next job waits one slot, not four
 
 
 def test_counted_by_image_each_image_is_its_own_slot(storage: Storage) -> None:
@@ -85,27 +87,32 @@ def test_the_gate_spaces_calls_as_they_leave_even_when_one_starts_late(storage: 
     clock.now = a.at + 0.5
     assert quota.send_turn(SWEDEN.key) == clock.now  # A leaves now, late
     clock.now = b.at
-    assert quota.send_turn(SWEDEN.key) == pytest.approx(a.at + 0.5 + interval_s(SWEDEN))  # B: a spacing after A
+    assert quota.send_turn(SWEDEN.key) == pytest.approx(
+        a.at + 0.5 + interval_s(SWEDEN), abs=1e-6
+    )  # B: a spacing after A
     (c,) = quota.plan([0])  # and the slots still to hand out follow the calls
-    assert c.at == pytest.approx(a.at + 0.5 + 2 * interval_s(SWEDEN))
+    assert c.at == pytest.approx(a.at + 0.5 + 2 * interval_s(SWEDEN), abs=1e-6)
     quota.hold_off(SWEDEN.key, 30)  # a 429: nothing leaves for 30 s (and the margin widens: 5% of a slot)
-    assert quota.send_turn(SWEDEN.key) == pytest.approx(clock.now + 30 + 0.05 * interval_s(SWEDEN))
+    assert quota.send_turn(SWEDEN.key) == pytest.approx(clock.now + 30 + 0.05 * interval_s(SWEDEN), abs=1e-6)
 
 
 def test_a_request_that_leaves_late_moves_the_next_turn_after_it(storage: Storage) -> None:
-    """The schedule spaces the next request from when one really left, unless another has taken a turn since."""
+    """The schedule spaces the next request from when one really left, unless another has taken a turn since;
+    either way a late departure widens the margin (half a 429's step): the load that made it late delays
+    the next ones too."""
     clock = Clock()
     quota = ImageQuota(storage, [SWEDEN], clock=clock)
     spacing = interval_s(SWEDEN)
+    step = LATE_MARGIN_STEP * spacing
     first = quota.send_turn(SWEDEN.key)
     quota.left_late(SWEDEN.key, first, first + 0.4)  # its instance was busy: it left 0.4 s after its turn
     second = quota.send_turn(SWEDEN.key)
-    assert second == pytest.approx(first + 0.4 + spacing)
+    assert second - first == pytest.approx(0.4 + spacing + step, abs=1e-6)
     (planned,) = quota.plan([0])  # the slots still to hand out follow it too
-    assert planned.at == pytest.approx(second + spacing)
+    assert planned.at - second == pytest.approx(spacing, abs=1e-6)
     third = quota.send_turn(SWEDEN.key)
     quota.left_late(SWEDEN.key, second, second + 0.4)  # too late to move: the third has its turn already
-    assert quota.send_turn(SWEDEN.key) == pytest.approx(third + spacing)
+    assert quota.send_turn(SWEDEN.key) - third == pytest.approx(spacing + 2 * step, abs=1e-6)
 
 
 def test_the_gate_records_a_departure_later_than_its_turn(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,7 +139,8 @@ def test_the_gate_records_a_departure_later_than_its_turn(storage: Storage, monk
             break
         time.sleep(0.02)
     monkeypatch.undo()
-    assert quota.send_turn(SWEDEN.key) == pytest.approx(left + spacing, abs=0.1)  # not gate.turn + spacing
+    expected = left + spacing + LATE_MARGIN_STEP * spacing  # not gate.turn + spacing
+    assert quota.send_turn(SWEDEN.key) == pytest.approx(expected, abs=0.1)
 
 
 def test_a_request_answered_429_at_a_window_edge_leaves_again_in_its_own_turn(storage: Storage) -> None:
@@ -143,11 +151,11 @@ def test_a_request_answered_429_at_a_window_edge_leaves_again_in_its_own_turn(st
     clock.now += 0.3  # the 429 came back, asking for 0.5 s
     retry = quota.retry_turn(SWEDEN.key, 0.5, rejected)
     spacing, margin = interval_s(SWEDEN), 0.05 * interval_s(SWEDEN)  # the 429 widened the margin
-    assert retry == pytest.approx(clock.now + 0.5 + 0.02 * spacing + margin)
-    assert quota.send_turn(SWEDEN.key) == pytest.approx(retry + spacing + margin)  # the next one follows it
+    assert retry == pytest.approx(clock.now + 0.5 + 0.02 * spacing + margin, abs=1e-6)
+    assert quota.send_turn(SWEDEN.key) == pytest.approx(retry + spacing + margin, abs=1e-6)  # the next one follows it
     # Had another request left meanwhile, the retry would follow that one instead.
     other = quota.send_turn(SWEDEN.key)
-    assert quota.retry_turn(SWEDEN.key, 0.5, retry) == pytest.approx(other + spacing + 2 * margin)
+    assert quota.retry_turn(SWEDEN.key, 0.5, retry) == pytest.approx(other + spacing + 2 * margin, abs=1e-6)
 
 
 def test_429s_widen_the_gates_margin_and_delivered_calls_narrow_it(storage: Storage) -> None:
@@ -199,7 +207,9 @@ def test_an_unreadable_schedule_is_a_free_one(storage: Storage) -> None:
     clock = Clock()
     (planned,) = ImageQuota(storage, [SWEDEN], clock=clock).plan([0])
     assert planned.at == clock.now
-    assert json.loads(storage.get(WORK, SCHEDULE)) == {SWEDEN.key: pytest.approx(clock.now + interval_s(SWEDEN))}
+    assert json.loads(storage.get(WORK, SCHEDULE)) == {
+        SWEDEN.key: pytest.approx(clock.now + interval_s(SWEDEN), abs=1e-6)
+    }
 
 
 # --- whole jobs ------------------------------------------------------------------------------------------------------
@@ -358,7 +368,7 @@ def test_a_request_that_came_without_a_slot_takes_one_as_its_quota_counts(storag
     assert by_request.plan([]) == []
     by_image = ImageQuota(storage, [SWEDEN], unit="image", clock=clock)
     last = by_image.slot_for(3)  # after the first request's slot: three more, and it waits for the last
-    assert last.at == pytest.approx(clock.now + 3 * interval_s(SWEDEN))
+    assert last.at == pytest.approx(clock.now + 3 * interval_s(SWEDEN), abs=1e-6)
     by_image.hold_off("not-a-deployment", 30)  # a deployment no longer configured: nothing to hold off
     with pytest.raises(ValueError):
         ImageQuota(storage, [])

@@ -39,9 +39,12 @@ LATENCY_WEIGHT = 0.2  # each new measurement's share of the moving average
 # most), each delivered call narrows it by a tenth. Calls reach the service later than they leave
 # the gate by however long the instance and the network take, and that varies: 20 ms one minute,
 # 300 ms while an instance starts a hundred jobs. A fixed slack that covered the worst would cost
-# its share of the quota all the time; the margin costs it only while the 429s say so.
+# its share of the quota all the time; the margin costs it only while the 429s say so. A request
+# that left its gate late (its instance is busy: the same load delays the next ones on their way)
+# widens it by half a step, before any 429 has to say so.
 _MARGIN = "margin:"
 MARGIN_STEP, MARGIN_MAX, MARGIN_KEEP = 0.05, 0.25, 0.9
+LATE_MARGIN_STEP = MARGIN_STEP / 2
 # 2% over the exact spacing: a call reaches the service a few milliseconds after its slot, and
 # without slack that jitter would put one call too many in some windows.
 SLACK = 1.02
@@ -201,7 +204,8 @@ class ImageQuota:
         busy (the schedule's own update, a thread that wakes late). The next turn was measured from
         the one given, so it would come that much too soon. Unless another request has taken a
         turn since (it is then already spaced from this one's turn, and on its way), the schedule
-        takes the real departure instead.
+        takes the real departure instead. Either way the margin widens by LATE_MARGIN_STEP: the
+        load that made this request late delays the next ones on their way to the service too.
         """
         if deployment not in self.deployments:
             return
@@ -209,6 +213,7 @@ class ImageQuota:
 
         def change(raw: bytes | None) -> bytes:
             state = _read(raw)
+            _widen(state, deployment, spacing, LATE_MARGIN_STEP)
             if state.get(_SENT + deployment) == turn:
                 state[_SENT + deployment] = left
                 state[deployment] = max(state.get(deployment, 0.0), left + spacing)
@@ -273,9 +278,10 @@ class ImageQuota:
         return [(d, d.key in avoid) for d in self.deployments.values()]
 
 
-def _widen(state: dict[str, float], deployment: str, spacing: float) -> None:
-    """A 429 came though the gate spaced the calls: widen the deployment's margin by MARGIN_STEP (to MARGIN_MAX)."""
-    margin = state.get(_MARGIN + deployment, 0.0) + MARGIN_STEP * spacing
+def _widen(state: dict[str, float], deployment: str, spacing: float, step: float = MARGIN_STEP) -> None:
+    """A 429 came though the gate spaced the calls (or a request left late): widen the deployment's margin by
+    `step` of a slot (to MARGIN_MAX)."""
+    margin = state.get(_MARGIN + deployment, 0.0) + step * spacing
     state[_MARGIN + deployment] = min(margin, MARGIN_MAX * spacing)
 
 
