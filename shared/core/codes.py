@@ -148,7 +148,8 @@ CODES: dict[str, Code] = {
         Code(
             "form_too_large",
             "The form has more than 16 parts or a text field over 64 KB.",
-            "Send one image and the fields prompt, profile, n, mode and force.",
+            "Send one image, at most one mask and 4 references, and the fields prompt, profile, n, mode, force "
+            "and reference_role.",
             "user",
         ),
         Code(

@@ -353,7 +353,8 @@ def _form_values(req: func.HttpRequest, options: dict[str, str]) -> dict[str, An
             error_response(
                 413,
                 f"The form has more than {MAX_FORM_PARTS} parts or a text field over {MAX_FORM_FIELD_BYTES // 1024} KB;"
-                " send one 'image' file and the fields prompt, profile, n, mode and force.",
+                " send one 'image' file, at most one 'mask' and 4 'reference' files, and the fields prompt,"
+                " profile, n, mode, force and reference_role.",
                 "form_too_large",
             )
         ) from None
