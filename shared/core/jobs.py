@@ -205,12 +205,9 @@ def request_for_upload(
     except InvalidImage as exc:
         shown = f"{filename}: " if filename else ""
         raise RequestError(f"{shown}{exc} Nothing was stored.") from None
-    if stripped.format is not None:
-        extension = "jpg" if stripped.format == "JPEG" else stripped.format.lower()
-    digest = hashlib.sha256(stripped.data).hexdigest()
+    source = _keep_upload(storage, stripped.data, stripped.format, extension)
+    digest = str(source.sha256)
     nonce = str(time.time_ns()) if force else ""
-    content_type = f"image/{stripped.format.lower()}" if stripped.format else "application/octet-stream"
-    upload = storage.put(UPLOADS, upload_name(digest, extension), stripped.data, content_type)
     mask_digest = mask_ref.sha256 or "" if mask_ref else ""
     return JobRequest(
         job_id=request_job_id(
@@ -224,7 +221,7 @@ def request_for_upload(
             mask_digest,
             tuple(f"{r.role}:{r.image.sha256}" for r in kept_references),
         ),  # fmt: skip
-        source=BlobRef(container=UPLOADS, name=upload.name, etag=upload.etag, sha256=digest),
+        source=source,
         mask=mask_ref,
         references=kept_references,
         prompt=prompt,
@@ -238,6 +235,16 @@ def request_for_upload(
     )
 
 
+def _keep_upload(storage: Storage, data: bytes, fmt: str | None, extension: str) -> BlobRef:
+    """Keep bytes as uploads/{sha256}.{extension}, named and typed by their image format when they have one."""
+    if fmt is not None:
+        extension = "jpg" if fmt == "JPEG" else fmt.lower()
+    digest = hashlib.sha256(data).hexdigest()
+    content_type = f"image/{fmt.lower()}" if fmt else "application/octet-stream"
+    kept = storage.put(UPLOADS, upload_name(digest, extension), data, content_type)
+    return BlobRef(container=UPLOADS, name=kept.name, etag=kept.etag, sha256=digest)
+
+
 def _store_mask(storage: Storage, mask: bytes, mode: Mode) -> BlobRef:
     """Check a region edit's mask and keep it as uploads/{sha256}.png; RequestError says what is wrong."""
     if mode != "edit":
@@ -246,9 +253,7 @@ def _store_mask(storage: Storage, mask: bytes, mode: Mode) -> BlobRef:
         check_mask(mask)
     except InvalidImage as exc:
         raise MaskInvalid(f"{exc} Nothing was stored.") from None
-    digest = hashlib.sha256(mask).hexdigest()
-    kept = storage.put(UPLOADS, upload_name(digest, "png"), mask, "image/png")
-    return BlobRef(container=UPLOADS, name=kept.name, etag=kept.etag, sha256=digest)
+    return _keep_upload(storage, mask, "PNG", "png")
 
 
 def prompt_for_blob(name: str, metadata: Mapping[str, str], settings: Settings) -> tuple[str, str]:
@@ -296,13 +301,7 @@ def _store_references(storage: Storage, references: Sequence[tuple[bytes, str]],
             stripped = strip_metadata(data)
         except InvalidImage as exc:
             raise ReferenceInvalid(f"Reference {number}: {exc} Nothing was stored.") from None
-        fmt = stripped.format or "PNG"
-        digest = hashlib.sha256(stripped.data).hexdigest()
-        extension = "jpg" if fmt == "JPEG" else fmt.lower()
-        ref = storage.put(UPLOADS, upload_name(digest, extension), stripped.data, f"image/{fmt.lower()}")
-        kept.append(
-            Reference(image=BlobRef(container=UPLOADS, name=ref.name, etag=ref.etag, sha256=digest), role=checked_role)
-        )
+        kept.append(Reference(image=_keep_upload(storage, stripped.data, stripped.format, "png"), role=checked_role))
     return kept
 
 

@@ -36,6 +36,9 @@ class PreparedMask:
     share: float  # the share of the picture it marks for change, 0 < share <= 1
 
 
+_DAMAGED = "The mask PNG is damaged and cannot be read; export it again, or paint a new one."
+
+
 def _mask_alpha(data: bytes) -> Image.Image:
     """The mask's alpha channel (L), or InvalidImage saying what is wrong with the mask."""
     if len(data) > MAX_MASK_BYTES:
@@ -48,23 +51,25 @@ def _mask_alpha(data: bytes) -> Image.Image:
         what = f"a {fmt} image" if fmt else "not an image"
         raise InvalidImage(f"The mask is {what}; send a PNG where transparent pixels mark the area to change.")
     try:
-        with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
-            width, height = img.size
-            if width * height > MAX_MASK_PIXELS:
-                raise InvalidImage(
-                    f"The mask is {width}x{height} pixels; send one of at most 4096x4096 (it is scaled to the "
-                    "picture anyway)."
-                )
-            if "A" not in img.getbands() and "transparency" not in img.info:
-                raise InvalidImage(
-                    "The mask has no transparency, so it marks nothing to change; paint the area to change "
-                    "transparent (alpha 0) and keep the rest opaque."
-                )
-            return img.convert("RGBA").getchannel("A")
-    except InvalidImage:
-        raise
+        img = Image.open(io.BytesIO(data), formats=["PNG"])
     except Exception:  # noqa: BLE001 - Pillow raises many types for broken files
-        raise InvalidImage("The mask PNG is damaged and cannot be read; export it again, or paint a new one.") from None
+        raise InvalidImage(_DAMAGED) from None
+    with img:
+        width, height = img.size
+        if width * height > MAX_MASK_PIXELS:
+            raise InvalidImage(
+                f"The mask is {width}x{height} pixels; send one of at most 4096x4096 (it is scaled to the picture "
+                "anyway)."
+            )
+        if "A" not in img.getbands() and "transparency" not in img.info:
+            raise InvalidImage(
+                "The mask has no transparency, so it marks nothing to change; paint the area to change "
+                "transparent (alpha 0) and keep the rest opaque."
+            )
+        try:
+            return img.convert("RGBA").getchannel("A")
+        except Exception:  # noqa: BLE001 - a header that opens, pixels that do not decode
+            raise InvalidImage(_DAMAGED) from None
 
 
 def check_mask(data: bytes) -> None:
