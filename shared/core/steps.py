@@ -167,11 +167,9 @@ def _prepared_mask(
     services: Services, given: BlobRef, job_id: str, size: tuple[int, int]
 ) -> tuple[BlobRef, float] | Problem:
     """The region edit's mask scaled to the prepared image, stored as work/{job}/mask.png, with its share."""
-    try:
-        data = services.storage.get(given.container, given.name)
-    except BlobNotFound:
-        message = f"The mask {given.name} no longer exists. Send the mask again with the picture."
-        return problem("failed", "mask_invalid", "preparing", message)
+    data = _given(services, given, "mask_invalid", f"The mask {given.name}")
+    if isinstance(data, Problem):
+        return data
     try:
         mask = prepare_mask(data, size)
     except InvalidImage as exc:
@@ -180,16 +178,22 @@ def _prepared_mask(
     return ref, mask.share
 
 
+def _given(services: Services, where: BlobRef, code: str, what: str) -> bytes | Problem:
+    """A blob that came with the request (a mask, a reference), or the Problem saying it is gone."""
+    try:
+        return services.storage.get(where.container, where.name)
+    except BlobNotFound:
+        return problem("failed", code, "preparing", f"{what} no longer exists. Send it again with the picture.")
+
+
 def _prepared_references(services: Services, request: JobRequest) -> list[Reference] | Problem:
     """Each reference read, checked and normalized like the source, as work/{job}/reference-{k}."""
     prepared = []
     for number, reference in enumerate(request.references, start=1):
         where = reference.image
-        try:
-            data = services.storage.get(where.container, where.name)
-        except BlobNotFound:
-            message = f"Reference {number} ({where.name}) no longer exists. Send it again with the picture."
-            return problem("failed", "reference_invalid", "preparing", message)
+        data = _given(services, where, "reference_invalid", f"Reference {number} ({where.name})")
+        if isinstance(data, Problem):
+            return data
         try:
             image = normalize(data)
         except InvalidImage as exc:

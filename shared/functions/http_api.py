@@ -128,11 +128,11 @@ def _blank_is_none(value: Any) -> Any:
     return None if value is None or (isinstance(value, str) and not value.strip()) else value
 
 
-def _decode_file(field: str, what: str) -> Callable[[Any], Any]:
+def _decode_file(field: str, what: str, *, optional: bool = False) -> Callable[[Any], Any]:
     """A file field: bytes from a form's file part as they are, base64 text from JSON decoded."""
 
     def decode(value: Any) -> Any:
-        if value is None and field == "mask":
+        if value is None and optional:
             return None
         if isinstance(value, bytes | bytearray):
             return bytes(value)
@@ -185,7 +185,7 @@ class UploadRequest(BaseModel):
 
     image: Annotated[bytes, BeforeValidator(_decode_file("image", "the picture"))]
     # A region edit: a PNG whose transparent pixels mark the area to change (shared/core/masks.py).
-    mask: Annotated[bytes | None, BeforeValidator(_decode_file("mask", "the mask"))] = None
+    mask: Annotated[bytes | None, BeforeValidator(_decode_file("mask", "the mask", optional=True))] = None
     # Pictures to borrow a style from or to put in the scene: (bytes, role), in order.
     references: Annotated[list[tuple[bytes, str]], BeforeValidator(_decode_references)] = []
     prompt: str
