@@ -1236,6 +1236,8 @@ def test_image_regions_follow_the_main_image_deployment(main: Template) -> None:
 # The checks public mode skips, each with a reason starting "Public mode only": VNet mode must pass them.
 PUBLIC_MODE_ONLY_SKIP = re.compile(r"^\s*//\s*checkov:skip=(CKV2?_[A-Z]+_\d+):Public mode only \(vnetEnabled false\)")
 # Module parameters main.bicep sets from vnetEnabled, with their value in each mode (public, VNet).
+# `vnetEnabled ? 'Disabled' : 'Enabled'`: the VNet branch of a condition on the mode.
+VNET_CONDITION = re.compile(r"\bvnetEnabled \? ('[^']*') : '[^']*'")
 NETWORK_PARAMETERS = {"publicNetworkAccess": ("Enabled", "Disabled"), "networkDefaultAction": ("Allow", "Deny")}
 AI_MODULES = (
     "modules/openai.bicep",
@@ -1383,8 +1385,10 @@ def checkov_vnet_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     """checkov over a copy of infra/ as VNet mode deploys it.
 
     checkov reads a parameter's default but evaluates no condition, so the copy gets VNet mode's
-    values as the defaults of the module parameters main.bicep sets from vnetEnabled, and loses
-    the skips that only public mode needs: the checks they hide must pass.
+    values as the defaults of the module parameters main.bicep sets from vnetEnabled, main.bicep's
+    `vnetEnabled ? a : b` become a, and the copy loses the skips that only public mode needs: the
+    checks they hide must pass. (Left as a condition, the value checkov gives a module parameter
+    depends on the order the directory lists its files in: a fresh clone failed where this one passed.)
     """
     root = tmp_path_factory.mktemp("vnet")
     for path in BICEP_FILES:
@@ -1395,6 +1399,7 @@ def checkov_vnet_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
         for name, (public, private) in NETWORK_PARAMETERS.items():
             text = text.replace(f"param {name} string = '{public}'", f"param {name} string = '{private}'")
         text = text.replace("param vnetEnabled bool = false", "param vnetEnabled bool = true")
+        text = VNET_CONDITION.sub(r"\1", text)
         target.write_text(text)
     return run_checkov(root)
 
