@@ -120,6 +120,41 @@ class Reference(BaseModel):
     role: ReferenceRole = "style"
 
 
+# --- Iteration: a job that starts from a variation of an earlier job ----------------------------
+# new: from an upload or a blob; vary: the chosen result again, changed a little (subtle) or a lot
+# (strong); remix: the chosen result with a new prompt; refine: the chosen result re-rendered at a
+# higher quality (the draft-then-final loop).
+Action = Literal["new", "vary", "remix", "refine"]
+Strength = Literal["subtle", "strong"]
+Quality = Literal["low", "medium", "high", "auto"]
+Aspect = Literal["auto", "square", "landscape", "portrait"]
+OutputFormat = Literal["png", "jpeg"]
+Background = Literal["auto", "opaque", "transparent"]
+
+
+class Parent(BaseModel):
+    """The variation a job starts from: variation `index` of job `job_id`."""
+
+    job_id: str
+    index: int = Field(ge=0, le=9)
+
+
+class OutputOptions(BaseModel):
+    """How the images are rendered: quality, shape, file format and background.
+
+    `quality` None is VARIA_IMAGE_QUALITY (refine's default is high). `aspect` auto keeps the
+    source's shape; `size` is a custom WxH where the model takes one (gpt-image-2). `compression`
+    (0-100) applies to JPEG. A transparent background is drawn where the model supports it.
+    """
+
+    quality: Quality | None = None
+    aspect: Aspect = "auto"
+    size: str | None = Field(default=None, pattern=r"^[1-9][0-9]{2,3}x[1-9][0-9]{2,3}$")
+    format: OutputFormat = "png"
+    compression: int | None = Field(default=None, ge=0, le=100)
+    background: Background = "auto"
+
+
 class JobRequest(BaseModel):
     """One job: an image, what to do with it, and under which safety profile."""
 
@@ -139,6 +174,11 @@ class JobRequest(BaseModel):
     # A region edit: a PNG whose transparent pixels mark the area to change (shared/core/masks.py).
     mask: BlobRef | None = None
     references: Annotated[list[Reference], Field(max_length=MAX_REFERENCES)] = []
+    # Iteration: the variation this job starts from (its `source` is that image), and what to do to it.
+    parent: Parent | None = None
+    action: Action = "new"
+    strength: Strength | None = None  # vary only
+    output: OutputOptions = OutputOptions()
 
 
 class PreparedImage(BaseModel):

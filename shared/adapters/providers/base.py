@@ -87,6 +87,35 @@ class Composer(Protocol):
     def compose(self, caption: str, request: str, profile: SafetyProfile) -> ComposeResult: ...
 
 
+# A partial image as it arrives: (position in the request's batch, partial number from 0, image bytes).
+OnPartial = Callable[[int, int, bytes], None]
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """How one image request renders (from the job's OutputOptions and its action).
+
+    `quality` None is the generator's default (VARIA_IMAGE_QUALITY). `input_fidelity` ("high" or
+    "low") goes with an edit where the model takes it. `action` and `strength` say what the job
+    does to a parent variation (the offline painter measures its change by them). `aspect` and
+    `size` choose the output's shape ("auto": the source's). `output_format` is "png" or "jpeg"
+    (`output_compression` 0-100 for JPEG); `background` "transparent" where supported.
+    `partial_images` (0-3) asks for previews as the image is drawn; each is handed to `on_partial`.
+    """
+
+    quality: str | None = None
+    input_fidelity: str | None = None
+    action: str = "new"
+    strength: str | None = None
+    aspect: str = "auto"
+    size: str | None = None
+    output_format: str = "png"
+    output_compression: int | None = None
+    background: str = "auto"
+    partial_images: int = 0
+    on_partial: OnPartial | None = None
+
+
 class ImageGenerator(Protocol):
     name: str
     paid: bool
@@ -104,6 +133,7 @@ class ImageGenerator(Protocol):
         before_send: Callable[[], None] | None = None,
         mask: bytes | None = None,
         references: Sequence[tuple[bytes, str]] = (),
+        options: ImageOptions | None = None,
     ) -> list[bytes]:
         """Variations `indices` of a job (PNG or JPEG bytes) in one request, on `deployment` (a quota key
         from shared/adapters/quota.py); `before_send` runs as the request leaves (the quota's gate).
@@ -114,6 +144,7 @@ class ImageGenerator(Protocol):
         PNG at the source's size, transparent = change) is for generators that take one; whatever
         they draw, the generate step keeps every pixel outside it (shared/core/masks.py).
         `references` are prepared pictures with their role ("style" or "subject"), in order.
+        `options` (ImageOptions; None: the defaults) carry quality, shape, format, input fidelity and previews.
         """
         ...
 
