@@ -22,6 +22,7 @@ from shared.adapters.providers.base import (
     CaptionResult,
     ComposeResult,
     ContentRefused,
+    ImageOptions,
     PermanentServiceError,
     TransientServiceError,
 )
@@ -387,6 +388,7 @@ class GptImageGenerator:
         before_send: Callable[[], None] | None = None,
         mask: bytes | None = None,
         references: Sequence[tuple[bytes, str]] = (),
+        options: ImageOptions | None = None,
     ) -> list[bytes]:
         """One request for len(indices) images (`n`), on `deployment` (a quota key; "" = the first).
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from PIL import Image, ImageStat
 
-from shared.adapters.providers.base import CaptionResult, ComposeResult
+from shared.adapters.providers.base import CaptionResult, ComposeResult, ImageOptions
 from shared.adapters.providers.offline_styles import STYLES, detect_style, stylize
 from shared.core.images import encode_png, open_rgb
 from shared.core.models import Mode, SubTasks
@@ -139,6 +139,7 @@ class OfflineStylizer:
         before_send: Callable[[], None] | None = None,
         mask: bytes | None = None,
         references: Sequence[tuple[bytes, str]] = (),
+        options: ImageOptions | None = None,
     ) -> list[bytes]:
         drawn = [
             self.generate(source, prompt, request=request, mode=mode, landscape=landscape, index=i) for i in indices
