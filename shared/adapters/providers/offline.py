@@ -7,6 +7,7 @@ manifest names `offline` as the provider of every step.
 
 from __future__ import annotations
 
+import io
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -14,7 +15,16 @@ from collections.abc import Callable, Sequence
 from PIL import Image, ImageStat
 
 from shared.adapters.providers.base import CaptionResult, ComposeResult, ImageOptions
-from shared.adapters.providers.offline_styles import STYLES, detect_style, stylize
+from shared.adapters.providers.offline_styles import (
+    STYLES,
+    coarse,
+    detect_style,
+    paint_scene,
+    refine,
+    reshape,
+    stylize,
+    vary,
+)
 from shared.core.images import encode_png, open_rgb
 from shared.core.models import Mode, SubTasks
 from shared.core.safety import SafetyProfile, check_text
@@ -115,16 +125,19 @@ class OfflineComposer:
 
 
 class OfflineStylizer:
-    """Applies the requested style with Pillow; requests it cannot draw get a labelled preview."""
+    """Paints the requested style with Pillow; requests it cannot draw get a labelled preview.
+
+    It honours ImageOptions as far as Pillow can: `action` vary (`strength` subtle or strong), refine
+    and remix; mode "generate" paints a new scene from the picture's palette; `aspect`/`size` crop
+    the result, `output_format` and `output_compression` encode it, and `partial_images` hands coarse
+    previews to `on_partial`. A transparent background is not possible (offline_limits says so).
+    """
 
     name = "offline"
     paid = False
 
     def generate(self, source: bytes, prompt: str, *, request: str, mode: Mode, landscape: bool, index: int) -> bytes:
-        picture = open_rgb(source)  # JPEG, or PNG with transparency: painted on white
-        # The user's request, not the composed prompt: that one starts with the caption, and a
-        # caption such as "a black and white photo of a dog" must not pick the style.
-        return encode_png(stylize(picture, detect_style(request), index, request))
+        return encode_png(paint(open_rgb(source), request, mode, index, ImageOptions()))
 
     def generate_batch(
         self,
@@ -141,11 +154,105 @@ class OfflineStylizer:
         references: Sequence[tuple[bytes, str]] = (),
         options: ImageOptions | None = None,
     ) -> list[bytes]:
-        drawn = [
-            self.generate(source, prompt, request=request, mode=mode, landscape=landscape, index=i) for i in indices
-        ]
+        options = options or ImageOptions()
+        picture = open_rgb(source)  # JPEG, or PNG with transparency: painted on white
+        shaped = reshape(picture, options.aspect, options.size)
+        source = source if shaped is picture else encode_png(shaped)
         styles = [open_rgb(data) for data, role in references if role == "style"]
-        return [encode_png(palette_transfer(open_rgb(image), styles)) for image in drawn] if styles else drawn
+        images = []
+        for position, index in enumerate(indices):
+            data: bytes | None = None
+            if options.action in ("vary", "refine"):
+                drawn = paint(shaped, request, mode, index, options)
+            else:  # new, and remix (a new job on the chosen result): one variation as `generate` paints it
+                data = self.generate(source, prompt, request=request, mode=mode, landscape=landscape, index=index)
+                drawn = open_rgb(data)
+            if styles:
+                drawn, data = palette_transfer(drawn, styles), None
+            if options.on_partial is not None:
+                # Live previews, coarse to finer (1/16, 1/8, 1/4 of the size), as a model streams them.
+                for number in range(min(3, max(0, options.partial_images))):
+                    options.on_partial(position, number, encode_png(coarse(drawn, 16 >> number)))
+            images.append(data if data is not None and options.output_format != "jpeg" else encode(drawn, options))
+        return images
+
+
+def paint(picture: Image.Image, request: str, mode: Mode, index: int, options: ImageOptions) -> Image.Image:
+    """Variation `index` of a job on `picture` (RGB), as its action asks.
+
+    new and remix (a new job on the chosen result): the request's style painted on the picture, or
+    with mode "generate" on a new scene in the picture's colours. vary: the picture (the parent
+    variation) changed a little or a lot (`options.strength`). refine: the picture re-rendered with
+    less noise and more detail.
+    """
+    # The user's request, not the composed prompt: that one starts with the caption, and a
+    # caption such as "a black and white photo of a dog" must not pick the style.
+    style = detect_style(request)
+    if options.action == "vary":
+        return vary(picture, style, index, request, options.strength)
+    if options.action == "refine":
+        return refine(picture, index, options.quality)
+    base = paint_scene(picture, index, request) if mode == "generate" else picture
+    return stylize(base, style, index, request)
+
+
+JPEG_DEFAULT_QUALITY = 85
+
+
+def jpeg_quality(compression: int | None) -> int:
+    """Pillow's JPEG quality for an OpenAI-style `output_compression` (0-100, 100 = least compressed):
+    0 -> 10, 100 -> 95 (Pillow's advice for its top quality), None -> 85."""
+    if compression is None:
+        return JPEG_DEFAULT_QUALITY
+    return 10 + round(max(0, min(100, compression)) * 85 / 100)
+
+
+def encode(picture: Image.Image, options: ImageOptions) -> bytes:
+    """The image in the asked format: JPEG at the asked compression, else PNG (always opaque)."""
+    if options.output_format == "jpeg":
+        out = io.BytesIO()
+        picture.convert("RGB").save(out, format="JPEG", quality=jpeg_quality(options.output_compression))
+        return out.getvalue()
+    return encode_png(picture)
+
+
+def _listed(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def offline_limits(request: str, mode: str, options: ImageOptions | None) -> str | None:
+    """One sentence saying what the offline painter could not do of this request, or None when it can do it all.
+
+    It restyles, varies and refines pictures; it cannot add, remove or move subjects, cut out a
+    subject for a transparent background, or draw a described scene (mode "generate" gets a landscape
+    in the picture's colours). A request with no style it knows gets a labelled preview.
+    """
+    options = options or ImageOptions()
+    clauses: list[str] = []
+    if options.action != "refine":  # refine re-renders the chosen picture; the request plays no part
+        asked = split_request(request)
+        shown = [f'"{_clip(thing)}"' for thing in asked.add]
+        if shown:
+            clauses.append(f"cannot add {_listed(shown)}")
+        shown = [f'"{_clip(thing)}"' for thing in asked.remove]
+        if shown:
+            clauses.append(f"cannot remove {_listed(shown)}")
+        if asked.background:
+            clauses.append(f'cannot move the picture to "{_clip(asked.background)}"')
+    if options.background == "transparent":
+        clauses.append("cannot cut out a subject for a transparent background (the images stay opaque)")
+    new_scene = mode == "generate" and options.action in ("new", "remix")
+    if options.action != "refine" and detect_style(request) is None:
+        preview = "a labelled landscape in your picture's colours" if new_scene else "a labelled preview"
+        clauses.append(f"found no style it knows in the request, so it drew {preview}")
+    elif new_scene:
+        clauses.append("can draw a new scene only as a landscape in your picture's colours")
+    return f"The offline painter {_listed(clauses)}." if clauses else None
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
 def palette_transfer(picture: Image.Image, styles: Sequence[Image.Image]) -> Image.Image:

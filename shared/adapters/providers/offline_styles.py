@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import unicodedata
@@ -10,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps, ImageStat
 
 Colour = tuple[int, int, int]
 
@@ -476,14 +477,17 @@ def _caption_band(image: Image.Image, prompt: str) -> Image.Image:
     return out
 
 
-def _preview(image: Image.Image, variant: int, prompt: str) -> Image.Image:
-    # A gentle grade that differs per variant (hue, saturation, warmth), never the identity.
+def _grade(image: Image.Image, variant: int) -> Image.Image:
+    """A gentle grade that differs per variant (hue, saturation, warmth), never the identity."""
     rng = random.Random(f"preview:{variant}")
     hue = rng.choice((-1, 1)) * rng.uniform(10, 30)
     graded = ImageEnhance.Color(_shift_hue(image, hue)).enhance(rng.uniform(0.8, 1.3))
     warm = rng.randint(-20, 20)
-    graded = _channel_curves(graded, ((max(0, warm), 255), (0, 255), (max(0, -warm), 255)))
-    return _caption_band(graded, prompt)
+    return _channel_curves(graded, ((max(0, warm), 255), (0, 255), (max(0, -warm), 255)))
+
+
+def _preview(image: Image.Image, variant: int, prompt: str) -> Image.Image:
+    return _caption_band(_grade(image, variant), prompt)
 
 
 def stylize(image: Image.Image, style: str | None, variant: int, prompt: str) -> Image.Image:
@@ -500,3 +504,205 @@ def stylize(image: Image.Image, style: str | None, variant: int, prompt: str) ->
     if style is None:
         return _preview(rgb, variant, prompt)
     return STYLES[style].apply(rgb, variant)
+
+
+# --------------------------------------------------------------------------- iteration: vary, refine
+
+
+def _restyle(image: Image.Image, style: str | None, variant: int) -> Image.Image:
+    """The style's painter, or for a request with no known style the preview's grade (no band)."""
+    return _grade(image, variant) if style is None else STYLES[style].apply(image, variant)
+
+
+def _jitter(image: Image.Image, variant: int) -> Image.Image:
+    """A small per-variant nudge of hue, brightness and saturation."""
+    rng = random.Random(f"jitter:{variant}")
+    nudged = _shift_hue(image, rng.choice((-1, 1)) * rng.uniform(3, 8))
+    nudged = ImageEnhance.Brightness(nudged).enhance(rng.uniform(0.94, 1.06))
+    return ImageEnhance.Color(nudged).enhance(rng.uniform(0.9, 1.1))
+
+
+def _recompose(image: Image.Image, variant: int) -> Image.Image:
+    """The picture reframed: a shifted, tighter crop scaled back up, mirrored on odd variants, hue turned."""
+    rng = random.Random(f"recompose:{variant}")
+    width, height = image.size
+    kept = rng.uniform(0.7, 0.8)  # share of each side the new framing keeps
+    crop_w, crop_h = max(1, round(width * kept)), max(1, round(height * kept))
+    left, top = round((width - crop_w) * rng.random()), round((height - crop_h) * rng.random())
+    moved = image.crop((left, top, left + crop_w, top + crop_h)).resize(image.size, Image.Resampling.BICUBIC)
+    moved = ImageOps.mirror(moved) if variant % 2 else moved
+    return _shift_hue(moved, rng.choice((-1, 1)) * rng.uniform(25, 60))
+
+
+# Variant offset for a strong variation: 7 is not 0 modulo 2, 3, 4 or 5 (the painters' variant cycles), so a
+# strong variation never repeats the parameters of the variant with the same index.
+_STRONG_OFFSET = 7
+SUBTLE_BLEND = 0.3  # the largest share of the re-applied style in a subtle variation
+SUBTLE_CHANGE = 8.0  # the most a subtle variation's style moves a pixel on average (0-255)
+
+
+def vary(image: Image.Image, style: str | None, variant: int, prompt: str, strength: str | None) -> Image.Image:
+    """A variation of `image` (a variation Varia made before) in `style`, changed a little or a lot.
+
+    "subtle" (and None) blends a light re-application of the style into the picture and nudges its colours
+    per variant; "strong" reframes the picture (shifted crop, mirror, hue) and paints it again with another
+    variant of the style. style=None keeps the "Offline preview" band, so the result is still labelled.
+    """
+    if style is not None and style not in STYLES:
+        raise ValueError(f"unknown offline style {style!r}; known styles: {', '.join(STYLES)}")
+    rgb = _to_rgb(image)
+    if strength == "strong":
+        varied = _restyle(_recompose(rgb, variant), style, variant + _STRONG_OFFSET)
+    else:
+        restyled = _restyle(rgb, style, variant)
+        # A light re-application: at most SUBTLE_BLEND of it, less where the painter changes the picture a
+        # lot (pop art tiles it again), so the style moves the picture by about SUBTLE_CHANGE at most.
+        change = sum(ImageStat.Stat(ImageChops.difference(rgb, restyled)).mean) / 3
+        blend = min(SUBTLE_BLEND, SUBTLE_CHANGE / change) if change > 0 else 0.0
+        varied = _jitter(Image.blend(rgb, restyled, blend), variant)
+    return _caption_band(varied, prompt) if style is None else varied
+
+
+def refine(image: Image.Image, variant: int, quality: str | None = "high") -> Image.Image:
+    """`image` re-rendered at a higher quality: speckle noise taken out, then edges and fine detail sharpened.
+
+    The picture stays the same (a small, measurable change); `quality` "low" or "medium" sharpens less.
+    """
+    rgb = _to_rgb(image)
+    if min(rgb.size) < 3:
+        return ImageEnhance.Contrast(rgb).enhance(1.05)
+    # Denoise: some of a 3x3 median, which takes out isolated specks and keeps thin lines.
+    clean = Image.blend(rgb, rgb.filter(ImageFilter.MedianFilter(3)), 0.4)
+    radius = max(1.5, max(rgb.size) / 350) * (1.0, 1.3, 0.85)[variant % 3]
+    percent = {"low": 40, "medium": 70}.get(quality or "high", 110)
+    return clean.filter(ImageFilter.UnsharpMask(radius=radius, percent=percent, threshold=2))
+
+
+# --------------------------------------------------------------------------- a new scene from a picture's palette
+
+
+def _luma(colour: Colour) -> float:
+    return 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
+
+
+def _mix(a: Colour, b: Colour, t: float) -> Colour:
+    return (round(a[0] + (b[0] - a[0]) * t), round(a[1] + (b[1] - a[1]) * t), round(a[2] + (b[2] - a[2]) * t))
+
+
+def palette_of(image: Image.Image, count: int = 6) -> list[Colour]:
+    """The picture's main colours, dark to light (at least four: shades of the main one fill in)."""
+    indexed = _to_rgb(image).resize((64, 64), Image.Resampling.BOX).quantize(count, dither=Image.Dither.NONE)
+    flat = indexed.getpalette() or []
+    used = sorted(indexed.getcolors() or [], reverse=True)
+    colours: list[Colour] = []
+    for _count, index in used:
+        i = int(index)  # type: ignore[call-overload]  # P-mode indices
+        colour = (flat[3 * i], flat[3 * i + 1], flat[3 * i + 2])
+        if colour not in colours:
+            colours.append(colour)
+    main = colours[0] if colours else (128, 128, 128)
+    for shade in ((0, 0, 0), (255, 255, 255), (40, 40, 40), (230, 230, 230)):
+        if len(colours) >= 4:
+            break
+        colours.append(_mix(main, shade, 0.5))
+    return sorted(colours, key=_luma)
+
+
+def _ridge(width: int, base: float, amplitude: float, rng: random.Random) -> list[tuple[float, float]]:
+    """The top edge of a range of hills: two sine waves of random phase across the width."""
+    waves = [(rng.uniform(0.6, 1.6), rng.uniform(0, 6.3), 1.0), (rng.uniform(2.5, 4.5), rng.uniform(0, 6.3), 0.35)]
+    step = max(1, width // 48)
+    return [
+        (x, base + amplitude * sum(w * math.sin(2 * math.pi * f * x / max(1, width) + p) for f, p, w in waves))
+        for x in range(0, width + step, step)
+    ]
+
+
+def paint_scene(image: Image.Image, variant: int, seed: str = "") -> Image.Image:
+    """A new landscape in the picture's colours, at its size: sky, sun, clouds, three ranges of hills, trees.
+
+    None of the picture's pixels or layout are kept, only its palette: the offline way to "draw a new
+    scene". `variant` and `seed` (the request) place the sun, the hills and the trees.
+    """
+    rgb = _to_rgb(image)
+    width, height = rgb.size
+    colours = palette_of(rgb)
+    rng = random.Random(f"scene:{variant}:{seed}")
+    dark, light = colours[0], colours[-1]
+    vivid = max(colours, key=lambda c: max(c) - min(c))
+    horizon = colours[len(colours) // 2]
+    # Sky: light at the top by day, light at the horizon at dusk (odd variants).
+    stops = (
+        (light, _mix(light, horizon, 0.5), horizon) if variant % 2 == 0 else (horizon, _mix(light, horizon, 0.4), light)
+    )
+    canvas = _gradient_map(Image.linear_gradient("L").resize((width, height), Image.Resampling.BILINEAR), stops)
+    draw = ImageDraw.Draw(canvas)
+    unit = min(width, height)
+    sun_x, sun_y, radius = (
+        rng.uniform(0.15, 0.85) * width,
+        rng.uniform(0.1, 0.3) * height,
+        rng.uniform(0.06, 0.11) * unit,
+    )
+    draw.ellipse(
+        [sun_x - radius * 1.6, sun_y - radius * 1.6, sun_x + radius * 1.6, sun_y + radius * 1.6],
+        fill=_mix(vivid, light, 0.7),
+    )
+    draw.ellipse(
+        [sun_x - radius, sun_y - radius, sun_x + radius, sun_y + radius], fill=_mix(vivid, (255, 255, 255), 0.3)
+    )
+    for _ in range(rng.randint(2, 4)):
+        cx, cy, size = rng.uniform(0, width), rng.uniform(0.05, 0.35) * height, rng.uniform(0.05, 0.1) * unit
+        for dx in (-1.2, 0.0, 1.2):
+            draw.ellipse([cx + dx * size - size, cy - size * 0.6, cx + dx * size + size, cy + size * 0.6], fill=light)
+    # Hills, back to front: paler (further away) to darker.
+    hill_colours = [_mix(c, light, haze) for c, haze in zip(colours[1:4][::-1], (0.45, 0.25, 0.0), strict=False)]
+    front: list[tuple[float, float]] = []
+    for layer, colour in enumerate(hill_colours):
+        front = _ridge(width, height * (0.5 + 0.13 * layer), height * (0.09 - 0.015 * layer), rng)
+        draw.polygon([*front, (width, height), (0, height)], fill=colour)
+    # Trees on the nearest hill: trunks and triangular crowns in the darkest colour.
+    for _ in range(rng.randint(2, 5)):
+        x, y = front[rng.randrange(len(front))]
+        tall = rng.uniform(0.08, 0.16) * height
+        draw.rectangle([x - tall * 0.05, y - tall * 0.3, x + tall * 0.05, y + tall * 0.1], fill=dark)
+        draw.polygon(
+            [(x - tall * 0.25, y - tall * 0.25), (x, y - tall), (x + tall * 0.25, y - tall * 0.25)],
+            fill=_mix(dark, vivid, 0.3),
+        )
+    return canvas
+
+
+# --------------------------------------------------------------------------- output shape and previews
+
+ASPECTS: dict[str, tuple[int, int]] = {"square": (1, 1), "landscape": (3, 2), "portrait": (2, 3)}
+
+
+def _parse_size(size: str | None) -> tuple[int, int] | None:
+    match = re.fullmatch(r"([1-9][0-9]*)x([1-9][0-9]*)", size.strip().lower()) if size else None
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def reshape(image: Image.Image, aspect: str = "auto", size: str | None = None) -> Image.Image:
+    """`image` centre-cropped to the asked shape: `size` "WxH" (scaled down to it when the crop is larger,
+    never up), else `aspect` square (1:1), landscape (3:2) or portrait (2:3); "auto" keeps the image as it is."""
+    exact = _parse_size(size)
+    target = exact or ASPECTS.get(aspect)
+    if target is None:
+        return image
+    width, height = image.size
+    if width * target[1] > height * target[0]:  # wider than the target: keep the height
+        crop = (max(1, round(height * target[0] / target[1])), height)
+    else:
+        crop = (width, max(1, round(width * target[1] / target[0])))
+    left, top = (width - crop[0]) // 2, (height - crop[1]) // 2
+    out = image.crop((left, top, left + crop[0], top + crop[1])) if crop != image.size else image
+    if exact is not None and exact[0] <= crop[0] and exact[1] <= crop[1] and exact != crop:
+        out = out.resize(exact, Image.Resampling.LANCZOS)
+    return out
+
+
+def coarse(image: Image.Image, factor: int) -> Image.Image:
+    """A coarse preview of `image`: averaged down by `factor` and scaled back up to its size."""
+    width, height = image.size
+    small = image.resize((max(1, width // factor), max(1, height // factor)), Image.Resampling.BOX)
+    return small.resize(image.size, Image.Resampling.BILINEAR)
