@@ -543,7 +543,7 @@ var appSettings = {
   // requests a minute, and a caller may have 4 jobs in flight through the HTTP API.
   VARIA_IMAGE_QUOTA_UNIT: 'request'
   VARIA_MAX_JOBS_PER_CALLER: '4'
-  VARIA_PRICES_USD: 'caption=0.0015,compose=0.004,image=0.01,moderation=0.00075'
+  VARIA_PRICES_USD: 'caption=0.0015,compose=0.004,image=0.01,image.medium=0.04,image.high=0.17,moderation=0.00075'
 }
 
 module functionApp 'modules/functionapp.bicep' = {

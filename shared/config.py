@@ -211,6 +211,13 @@ class AppSettings(BaseModel):
     VARIA_MAX_VARIATIONS: int = Field(
         4, ge=1, le=10, description="Largest number of variations one job may ask for (1-10)"
     )
+    VARIA_PREVIEW_IMAGES: int = Field(
+        1,
+        ge=0,
+        le=3,
+        description="Partial images GPT-image streams while it draws a job's image (0-3), stored as previews the "
+        "status API links; each costs about 100 more output tokens (0: no previews)",
+    )
     VARIA_MAX_UPLOAD_MB: int = Field(
         20, ge=1, le=50, description="Largest accepted image in MB (AI Vision's limit is 20)"
     )
@@ -251,10 +258,11 @@ class AppSettings(BaseModel):
         "`too_many_jobs` until one ends (0: no limit)",
     )
     VARIA_PRICES_USD: Annotated[dict[str, float], BeforeValidator(_prices)] = Field(
-        "caption=0.0015,compose=0.004,image=0.01,moderation=0.00075",
+        "caption=0.0015,compose=0.004,image=0.01,image.medium=0.04,image.high=0.17,moderation=0.00075",
         validate_default=True,
-        description="Price of one call of each kind, for `estimated_cost_usd` in each manifest (moderation: one "
-        "Content Safety call; 0.00075 when not given)",
+        description="Price of one call of each kind, for `estimated_cost_usd` in each manifest and the estimate "
+        "before a job (moderation: one Content Safety call, 0.00075 when not given; `image.{quality}`: one image "
+        "at that quality, `image` when not given)",
     )
     VARIA_STORAGE: _choice("auto", "blob", "local") = Field(  # type: ignore[valid-type]
         "auto",
@@ -325,6 +333,7 @@ class Settings:
     default_preset: str
     default_variations: int
     max_variations: int
+    preview_images: int
     max_upload_bytes: int
     service_timeout_s: float
     image_rpm: int
@@ -431,6 +440,7 @@ class Settings:
             default_preset=app.VARIA_DEFAULT_PRESET,
             default_variations=app.VARIA_DEFAULT_VARIATIONS,
             max_variations=app.VARIA_MAX_VARIATIONS,
+            preview_images=app.VARIA_PREVIEW_IMAGES,
             max_upload_bytes=app.VARIA_MAX_UPLOAD_MB * 1024 * 1024,
             service_timeout_s=float(app.VARIA_SERVICE_TIMEOUT_SECONDS),
             image_rpm=app.VARIA_IMAGE_REQUESTS_PER_MINUTE,

@@ -7,11 +7,14 @@
   and `.json.claim` beside it, the job captioning it now
 - `work/{job}/attempts/{call}.json`: the attempts spent on each paid call (shared/core/budget.py)
 - `work/{job}/moderation/{what}-{check}.json`: each moderation verdict, for the manifest
+- `work/{job}/preview-{k}.png`: the latest partial image of variation k while it is drawn (the
+  status API links it while the job runs)
 - `work/{job}/unrated-{k}.png`: a generated image whose moderation has not answered yet, kept so a
   second attempt rates it instead of paying for a new one; emptied once it is rated
 - `work/orchestrations/{job}/{generation}.json` (and `.done`), `work/orchestrations.lock`: the
   local runtime's saved jobs and the lease on them (shared/local/store.py; local runs only)
-- `outputs/{job}/variation-{k}.png`: the images, then `outputs/{job}/manifest.json`, written last
+- `outputs/{job}/variation-{k}.png`: the images (PNG, or JPEG when the job asks for JPEG: the
+  blob's content type says which), then `outputs/{job}/manifest.json`, written last
 """
 
 from __future__ import annotations
@@ -70,6 +73,11 @@ def variation_prefix(job_id: str) -> str:
 
 def variation_name(job_id: str, index: int) -> str:
     return f"{variation_prefix(job_id)}{index}.png"
+
+
+def preview_name(job_id: str, index: int) -> str:
+    """The latest partial image of variation `index` while it is drawn (overwritten as partials arrive)."""
+    return f"{job_id}/preview-{index}.png"
 
 
 def manifest_name(job_id: str) -> str:

@@ -47,6 +47,27 @@ CODES: dict[str, Code] = {
             "Send at most 4 JPEG, PNG, GIF or WEBP references, each 'style' or 'subject', with mode=edit.",
             "user",
         ),
+        Code(
+            "parent_invalid",
+            "The variation a job should start from cannot be used: its job is unknown or not finished, it did not "
+            "deliver that variation, or the action or strength is unknown (a remix without a prompt).",
+            "Choose a delivered variation of a finished job, and action vary, remix or refine.",
+            "user",
+        ),
+        Code(
+            "output_invalid",
+            "An output option cannot be used: an unknown quality, aspect, format or background, a size the model "
+            "does not take, compression without JPEG, or a transparent JPEG.",
+            "Fix the option named.",
+            "user",
+        ),
+        Code(
+            "offline_limited",
+            "The job succeeded offline, but the offline painter could not do all that was asked (add or move "
+            "things, draw a described scene, a transparent background, a style it does not know).",
+            "Configure Azure OpenAI (see Configuration) to have it drawn as asked.",
+            "admin",
+        ),
         # Safety
         Code("word_check", "The word check refused the prompt or the captioned image.", "Change the prompt.", "user"),
         Code(
@@ -228,6 +249,8 @@ HTTP_STATUS: dict[str, int] = {
     "invalid_image": 400,
     "mask_invalid": 400,
     "reference_invalid": 400,
+    "parent_invalid": 400,
+    "output_invalid": 400,
     "malformed_body": 400,
     "body_incomplete": 400,
     "bad_request": 400,

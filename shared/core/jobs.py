@@ -30,6 +30,7 @@ from shared.core.models import (
     JobRequest,
     Mode,
     Origin,
+    OutputOptions,
     Profile,
     Reference,
     ReferenceRole,
@@ -118,10 +119,12 @@ def request_job_id(
     nonce: str = "",
     mask_sha256: str = "",
     references: tuple[str, ...] = (),
+    output: str = "",
 ) -> str:
     """Identical image + prompt + options (+ mask) give the same job, unless the caller forces a new one (nonce)."""
     parts = (image_sha256, prompt, profile, str(n), mode, nonce) + ((f"mask:{mask_sha256}",) if mask_sha256 else ())
     parts += tuple(f"reference:{r}" for r in references)  # "role:sha256", in order
+    parts += (output,) if output else ()  # OutputOptions.job_id_part(): "" for the defaults
     return f"{origin}-" + _digest(*parts)
 
 
@@ -185,6 +188,7 @@ def request_for_upload(
     profile_enforced: bool = False,
     mask: bytes | None = None,
     references: Sequence[tuple[bytes, str]] = (),
+    output: OutputOptions | None = None,
 ) -> JobRequest:
     """Keep an upload, stripped of its metadata, as uploads/{sha256}.{format}; describe its job (HTTP API and CLI).
 
@@ -220,6 +224,7 @@ def request_for_upload(
             nonce,
             mask_digest,
             tuple(f"{r.role}:{r.image.sha256}" for r in kept_references),
+            (output or OutputOptions()).job_id_part(),
         ),  # fmt: skip
         source=source,
         mask=mask_ref,
@@ -232,6 +237,7 @@ def request_for_upload(
         mode=mode,
         origin=origin,
         filename=filename,
+        output=output or OutputOptions(),
     )
 
 

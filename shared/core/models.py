@@ -154,6 +154,10 @@ class OutputOptions(BaseModel):
     compression: int | None = Field(default=None, ge=0, le=100)
     background: Background = "auto"
 
+    def job_id_part(self) -> str:
+        """A job-id part for non-default options ("" for the defaults, so the ids of other jobs stay as they were)."""
+        return "" if self == OutputOptions() else "output:" + self.model_dump_json(exclude_defaults=True)
+
 
 class JobRequest(BaseModel):
     """One job: an image, what to do with it, and under which safety profile."""
@@ -195,6 +199,8 @@ class PreparedImage(BaseModel):
     mask_share: float | None = None
     # The references, prepared like the source (work/{job}/reference-{k}), in the request's order.
     references: Annotated[list[Reference], Field(max_length=MAX_REFERENCES)] = []
+    # vary and refine: the caption and composed prompt are this parent job's (no caption or compose call).
+    inherits: Parent | None = None
 
 
 class Caption(BaseModel):
@@ -316,6 +322,9 @@ class Manifest(BaseModel):
     paid_calls: PaidCalls = PaidCalls()
     moderation: list[ModerationRecord] = []  # every verdict, in the order they were made
     estimated_cost_usd: float = 0.0  # every paid call attempted (a 429 aside), priced with VARIA_PRICES_USD
+    # Iteration: the variation this job started from and what it did to it (also in `request`).
+    parent: Parent | None = None
+    action: Action = "new"
     finished_at: str
     version: int = 1
 

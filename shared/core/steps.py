@@ -9,6 +9,8 @@ as Durable (and the local runtime) call them.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import logging
 import re
@@ -23,10 +25,12 @@ from shared import telemetry
 from shared.adapters.providers.base import (
     ComposeResult,
     ContentRefused,
+    ImageOptions,
     ModerationVerdict,
     ProviderError,
     TransientServiceError,
 )
+from shared.adapters.providers.offline import OfflineStylizer, offline_limits
 from shared.adapters.quota import SLACK, ImageQuota, interval_s
 from shared.adapters.services import Services, get_services
 from shared.adapters.storage import (
@@ -47,6 +51,7 @@ from shared.core.blobs import (
     mask_name,
     moderation_name,
     moderation_prefix,
+    preview_name,
     reference_name,
     source_name,
     unrated_name,
@@ -54,7 +59,17 @@ from shared.core.blobs import (
     variation_prefix,
 )
 from shared.core.codes import advice
-from shared.core.images import InvalidImage, encode_png, normalize, open_prepared, open_rgb
+from shared.core.images import (
+    JPEG_QUALITY,
+    InvalidImage,
+    content_type_of,
+    encode_png,
+    normalize,
+    open_prepared,
+    open_rgb,
+    sniff,
+)
+from shared.core.lineage import INHERITS_PROMPT, image_options, image_price, inherited_composition, parent_manifest
 from shared.core.masks import composite_back, prepare_mask
 from shared.core.models import (
     MAX_OUTPUT_PROMPT_BYTES,
@@ -159,6 +174,7 @@ def prepare(services: Services, request: JobRequest) -> PreparedImage | Problem:
         mask=mask[0] if mask else None,
         mask_share=mask[1] if mask else None,
         references=references,
+        inherits=request.parent if request.action in INHERITS_PROMPT else None,
     )
     return prepared
 
@@ -326,6 +342,10 @@ def _moderation_records(services: Services, job_id: str) -> list[ModerationRecor
 def caption(services: Services, prepared: PreparedImage) -> Caption | Problem:
     """Caption the normalized image and each reference (a paid call each), from the cache when an image
     was captioned before; the references' captions go into the source's Caption, in order."""
+    if prepared.inherits is not None:  # vary, refine: the parent's caption, no call
+        parent = parent_manifest(services.storage, prepared.inherits.job_id)
+        if parent is not None and parent.caption is not None:
+            return parent.caption.model_copy(update={"cached": True})
     found = _caption_of(services, prepared.image, "caption")
     if isinstance(found, Problem) or not prepared.references:
         return found
@@ -400,6 +420,10 @@ def compose(services: Services, work: ComposeInput) -> Composition | Problem:
     """Turn caption + request into the output prompt, or a refusal, under the job's safety profile."""
     request, found = work.request, work.caption
     profile = get_profile(request.profile)
+    if request.parent is not None and request.action in INHERITS_PROMPT:
+        inherited = _inherited(services, request)
+        if inherited is not None:
+            return inherited
     composer = services.providers.composer
     moderator = services.providers.moderator
     described = _described(work)
@@ -474,6 +498,21 @@ def compose(services: Services, work: ComposeInput) -> Composition | Problem:
         profile=request.profile,
         code=code,
     )
+
+
+def _inherited(services: Services, request: JobRequest) -> Composition | None:
+    """vary's and refine's prompt: the parent's composed prompt after the action's words, word-checked (free)."""
+    assert request.parent is not None  # noqa: S101 (compose checked it)
+    parent = parent_manifest(services.storage, request.parent.job_id)
+    if parent is None or parent.composition is None or parent.composition.verdict != "allow":
+        return None  # compose it as a new request would be
+    composition = inherited_composition(parent, request)
+    verdict = _word_check(services, request.job_id, composition.output_prompt, request.profile, "prompt")
+    if not verdict.allowed:
+        return composition.model_copy(
+            update={"verdict": "refuse", "reason": verdict.reason, "output_prompt": "", "code": "word_check"}
+        )
+    return composition
 
 
 _ROLE_WORDS = {"style": "borrow its style", "subject": "put what it shows in the picture"}
@@ -668,6 +707,7 @@ def _draw(
     references = [(services.storage.get(r.image.container, r.image.name), r.role) for r in work.prepared.references]
     deployment, gate = _wait_for_slot(services, work, len(drawing))
     shown = deployment if len(services.settings.image_deployments) > 1 else None
+    options = _options(services, work, drawing)
 
     def settle(index: int, code: str | None, message: str) -> None:
         if generator.paid:
@@ -687,6 +727,7 @@ def _draw(
             before_send=gate,
             mask=mask,
             references=references,
+            options=options,
         )
 
     settled = False  # whether the attempt that failed is already recorded
@@ -753,6 +794,7 @@ def _draw(
         settle(index, None, "")
         if mask is not None:  # a region edit: every pixel outside the mask is the source's (masks.py)
             images[k] = _kept_outside(source, images[k], mask)
+        images[k] = _in_format(images[k], options)
         if services.providers.moderator.paid and request.profile == "kids":
             drawn[index] = _rate_and_store(services, work, index, images[k])
         else:
@@ -760,6 +802,38 @@ def _draw(
             drawn[index] = Variation(index=index, status="succeeded", image=ref, provider=generator.name)
         drawn[index] = drawn[index].model_copy(update={"deployment": shown})
     return drawn
+
+
+def _options(services: Services, work: GenerateInput, drawing: list[int]) -> ImageOptions:
+    """The job's image options, with previews: each partial image is stored as the variation's preview."""
+    options = image_options(work.request, services.settings)
+    count = services.settings.preview_images
+    if count == 0:
+        return options
+    job_id = work.request.job_id
+
+    def on_partial(k: int, _number: int, image: bytes) -> None:
+        if k < len(drawing):
+            try:
+                services.storage.put(WORK, preview_name(job_id, drawing[k]), image, content_type_of(image))
+            except Exception:  # a preview is a courtesy: the image still comes  # noqa: BLE001
+                log.warning("Job %s: a preview of variation %s was not stored", job_id, drawing[k], exc_info=True)
+
+    return dataclasses.replace(options, partial_images=count, on_partial=on_partial)
+
+
+def _in_format(image: bytes, options: ImageOptions) -> bytes:
+    """The image in the format the job asked for (a generator or the mask's composite may give the other one)."""
+    wanted = "JPEG" if options.output_format == "jpeg" else "PNG"
+    if sniff(image) == wanted:
+        return image
+    picture = open_prepared(image)
+    if wanted == "PNG":
+        return encode_png(picture)
+    out = io.BytesIO()
+    quality = options.output_compression if options.output_compression is not None else JPEG_QUALITY
+    picture.convert("RGB").save(out, "JPEG", quality=max(1, min(95, quality)), optimize=True)
+    return out.getvalue()
 
 
 def _kept_outside(source: bytes, image: bytes, mask: bytes) -> bytes:
@@ -892,6 +966,11 @@ def persist(services: Services, job: JobRecord) -> Manifest:
         status, message = "refused", composition.reason
     else:
         status, code, message, partial = _outcome(checked, request.n)
+        if status == "succeeded" and not partial and services.providers.generator.name == OfflineStylizer.name:
+            # The headline must not promise what the offline painter could not draw: it says so.
+            limits = offline_limits(request.prompt, request.mode, image_options(request, services.settings))
+            if limits:
+                code, message = "offline_limited", f"{limits} {advice('offline_limited')}"
 
     providers = dict(services.providers.names())
     if composition is not None:
@@ -901,7 +980,9 @@ def persist(services: Services, job: JobRecord) -> Manifest:
     paid = _paid_calls(services, request.job_id)
     prices = services.settings.prices_usd
     kinds = ("caption", "compose", "image", "moderation")
-    cost = sum(getattr(paid, kind).billed * prices.get(kind, 0.0) for kind in kinds)
+    quality = request.output.quality or services.settings.image_quality
+    each = {kind: image_price(prices, quality) if kind == "image" else prices.get(kind, 0.0) for kind in kinds}
+    cost = sum(getattr(paid, kind).billed * each[kind] for kind in kinds)
     manifest = Manifest(
         job_id=request.job_id,
         status=status,  # type: ignore[arg-type]
@@ -918,6 +999,8 @@ def persist(services: Services, job: JobRecord) -> Manifest:
         moderation=_moderation_records(services, request.job_id),
         estimated_cost_usd=round(cost, 6),
         finished_at=job.finished_at,
+        parent=request.parent,
+        action=request.action,
     )
     body = json.dumps(manifest.model_dump(mode="json"), indent=2, ensure_ascii=False).encode("utf-8")
     log.info(
@@ -936,7 +1019,7 @@ def persist(services: Services, job: JobRecord) -> Manifest:
         _storage_fault("saving", request.job_id, exc)
         manifest = manifest.model_copy(update={"status": "failed", "code": exc.code, "message": str(exc)})
     counts = {kind: getattr(paid, kind) for kind in kinds}
-    telemetry.record_job(manifest.status, manifest.code, request.origin, counts, prices)
+    telemetry.record_job(manifest.status, manifest.code, request.origin, counts, each)
     return manifest
 
 

@@ -63,7 +63,8 @@ def http_blueprint(development: bool) -> df.Blueprint:
         from shared.adapters.services import get_services
         from shared.functions.http_api import get_image
 
-        return get_image(req.route_params["job_id"], req.route_params["which"], get_services())
+        download = req.params.get("download") in ("1", "true")
+        return get_image(req.route_params["job_id"], req.route_params["which"], get_services(), download)
 
     return bp
 

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Annotated, Any, cast
 
@@ -28,6 +29,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -40,7 +42,7 @@ from werkzeug.http import parse_options_header
 from shared.adapters.services import Services
 from shared.adapters.storage import OUTPUTS, WORK, BlobNotFound, StorageError, for_requests
 from shared.config import Settings
-from shared.core.blobs import manifest_name, source_name, variation_name
+from shared.core.blobs import manifest_name, preview_name, source_name, variation_name
 from shared.core.callers import Caller, Ticket, TooManyJobs, admit, caller_behind_host
 from shared.core.images import InvalidImage, check_header
 from shared.core.jobs import (
@@ -54,8 +56,17 @@ from shared.core.jobs import (
     request_for_upload,
     start_job,
 )
+from shared.core.lineage import (
+    OutputInvalid,
+    ParentInvalid,
+    check_action,
+    check_output,
+    chosen_parent,
+    estimate,
+    request_from_parent,
+)
 from shared.core.masks import MAX_MASK_BYTES
-from shared.core.models import JobRequest, Manifest, Mode, Profile
+from shared.core.models import BlobRef, JobRequest, Manifest, Mode, OutputOptions, Profile, Reference
 from shared.core.steps import delivered_so_far
 
 API_PREFIX = "/api/variations"
@@ -63,10 +74,15 @@ API_PREFIX = "/api/variations"
 
 # What a POST may hold. The form needs six parts (image, prompt, profile, n, mode, force); a body of
 # thousands of tiny parts is refused at the 17th instead of being parsed whole.
-MAX_FORM_PARTS = 16
+MAX_FORM_PARTS = 32  # image, mask, 4 references and their roles, and every text field
 MAX_FORM_FIELD_BYTES = 64 * 1024  # one text field; the prompt's limit is 1000 characters
 MAX_JSON_DEPTH = 32  # the contract is one flat object: nesting deeper than this is refused before parsing
 UPLOAD_FIELDS = ("prompt", "profile", "n", "mode", "force")
+OUTPUT_FIELDS = ("quality", "aspect", "size", "format", "compression", "background")
+# A job from a variation of an earlier one: JSON's "from": {"job_id", "index"}, or these form fields.
+LINEAGE_FIELDS = ("from_job_id", "from_index", "action", "strength")
+# The order an answer names bad fields in: as a form shows them.
+FIELD_ORDER = ("from", "action", "strength", "image", "mask", "references", "prompt", "profile", "n", "mode", "force")
 # A job id in a path: ASCII only, nothing after it (re's `$` would accept a trailing newline).
 _JOB_ID = re.compile(r"(?:blob|http|cli)-[0-9a-f]{32}")
 _IMAGE_INDEX = re.compile(r"[0-9]")  # variation indexes are 0 to 9 (VARIA_MAX_VARIATIONS is at most 10)
@@ -173,28 +189,37 @@ def _decode_references(value: Any) -> list[tuple[bytes, str]]:
     return decoded
 
 
-class UploadRequest(BaseModel):
-    """The body of POST /api/variations, from a multipart form or a JSON object.
+def _flag(value: Any, name: str) -> bool:
+    """A true/false field (JSON's booleans, or a form's 1/0, true/false, yes/no, on/off)."""
+    value = _blank_is_none(value)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    raise ValueError(f"{name}={_shown(value)} is neither true nor false.")
+
+
+class _JobFields(BaseModel):
+    """The fields every POST /api/variations takes: profile, n, force, dry_run and the output options.
 
     Validated with the settings as context (`n`'s range, the default or enforced profile and count),
     so one answer names every field that is wrong. Unknown fields are ignored. `profile` becomes the
     profile the job runs under; `requested_profile` keeps the one the request named, for the manifest.
+    The output options are checked afterwards by lineage.check_output, which knows the image model.
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True, validate_default=True)  # defaults come from the settings
 
-    image: Annotated[bytes, BeforeValidator(_decode_file("image", "the picture"))]
-    # A region edit: a PNG whose transparent pixels mark the area to change (shared/core/masks.py).
-    mask: Annotated[bytes | None, BeforeValidator(_decode_file("mask", "the mask", optional=True))] = None
-    # Pictures to borrow a style from or to put in the scene: (bytes, role), in order.
-    references: Annotated[list[tuple[bytes, str]], BeforeValidator(_decode_references)] = []
-    prompt: str
     profile: Annotated[str | None, BeforeValidator(_blank_is_none)] = None
     n: Annotated[int | str | None, BeforeValidator(_blank_is_none)] = None
-    mode: Annotated[str | None, BeforeValidator(_blank_is_none)] = None
     force: Annotated[bool | str | None, BeforeValidator(_blank_is_none)] = None
-    # The user's own name for the image (a form's file name, or JSON's "filename"), for messages.
-    filename: Annotated[str | None, BeforeValidator(_file_name)] = None
+    dry_run: Annotated[bool | str | None, BeforeValidator(_blank_is_none)] = None  # the estimate only
+    quality: Any = None
+    aspect: Any = None
+    size: Any = None
+    format: Any = None
+    compression: Any = None
+    background: Any = None
     requested_profile: str | None = None  # copied from `profile` before validation, never read from the body
 
     @model_validator(mode="before")
@@ -209,12 +234,11 @@ class UploadRequest(BaseModel):
     def _settings(info: ValidationInfo) -> Settings:
         settings = (info.context or {}).get("settings")
         if not isinstance(settings, Settings):
-            raise TypeError("validate UploadRequest with context={'settings': Settings}")
+            raise TypeError("validate the request with context={'settings': Settings}")
         return settings
 
-    @field_validator("prompt")
-    @classmethod
-    def _prompt(cls, value: str) -> str:
+    @staticmethod
+    def _clean_prompt(value: str) -> str:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
@@ -245,20 +269,10 @@ class UploadRequest(BaseModel):
             raise ValueError(f"n is out of range; ask for 1 to {settings.max_variations} variations.")
         return check_options(settings, None, value, None)[1]
 
-    @field_validator("mode")
+    @field_validator("force", "dry_run", mode="before")
     @classmethod
-    def _mode(cls, value: str | None, info: ValidationInfo) -> str:
-        return check_options(cls._settings(info), None, None, value)[2]
-
-    @field_validator("force", mode="before")
-    @classmethod
-    def _force(cls, value: Any) -> bool:
-        value = _blank_is_none(value)
-        if value is None or isinstance(value, bool):
-            return bool(value)
-        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            return value.strip().lower() in ("1", "true", "yes", "on")
-        raise ValueError(f"force={_shown(value)} is neither true nor false.")
+    def _flag(cls, value: Any, info: ValidationInfo) -> bool:
+        return _flag(value, str(info.field_name))
 
     @property
     def profile_name(self) -> Profile:
@@ -272,9 +286,65 @@ class UploadRequest(BaseModel):
     def count(self) -> int:
         return cast(int, self.n)
 
+
+class UploadRequest(_JobFields):
+    """The body of POST /api/variations with a picture, from a multipart form or a JSON object."""
+
+    image: Annotated[bytes, BeforeValidator(_decode_file("image", "the picture"))]
+    # A region edit: a PNG whose transparent pixels mark the area to change (shared/core/masks.py).
+    mask: Annotated[bytes | None, BeforeValidator(_decode_file("mask", "the mask", optional=True))] = None
+    # Pictures to borrow a style from or to put in the scene: (bytes, role), in order.
+    references: Annotated[list[tuple[bytes, str]], BeforeValidator(_decode_references)] = []
+    prompt: str
+    mode: Annotated[str | None, BeforeValidator(_blank_is_none)] = None
+    # The user's own name for the image (a form's file name, or JSON's "filename"), for messages.
+    filename: Annotated[str | None, BeforeValidator(_file_name)] = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        return cls._clean_prompt(value)
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str | None, info: ValidationInfo) -> str:
+        return check_options(cls._settings(info), None, None, value)[2]
+
     @property
     def mode_name(self) -> Mode:
         return cast(Mode, self.mode)
+
+
+def _from_field(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or "job_id" not in value:
+        raise ValueError('\'from\' must name the variation to start from: {"job_id": "http-…", "index": 0}.')
+    return {"job_id": value.get("job_id"), "index": 0 if value.get("index") in (None, "") else value.get("index")}
+
+
+class LineageRequest(_JobFields):
+    """The body of POST /api/variations that starts from variation `index` of an earlier job (no image).
+
+    JSON: `{"from": {"job_id", "index"}, "action": "vary" | "remix" | "refine", "strength", "prompt", ...}`;
+    a form sends `from_job_id` and `from_index`. Whether the parent exists and delivered that variation
+    is checked against its manifest after this.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, validate_default=True, populate_by_name=True)
+
+    parent: Annotated[dict[str, Any], BeforeValidator(_from_field), Field(alias="from")]
+    action: Annotated[str | None, BeforeValidator(_blank_is_none)] = None
+    strength: Annotated[str | None, BeforeValidator(_blank_is_none)] = None
+    prompt: Annotated[str | None, BeforeValidator(_blank_is_none)] = None  # remix: required
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str | None) -> str | None:
+        return None if value is None else cls._clean_prompt(value)
+
+    @model_validator(mode="after")
+    def _action(self) -> LineageRequest:
+        check_action(self.action, self.strength)  # ParentInvalid says what to send
+        return self
 
 
 _TYPE_PROBLEMS = {
@@ -298,7 +368,8 @@ def _field_problems(error: ValidationError) -> list[dict[str, str]]:
             problems[field] = "The prompt is missing; say how the image should change, e.g. 'as a watercolour'."
         else:
             problems[field] = _TYPE_PROBLEMS.get(field, f"'{field}': {item['msg']}.")
-    return [{"field": field, "problem": problem} for field, problem in problems.items()]
+    ordered = sorted(problems, key=lambda f: FIELD_ORDER.index(f) if f in FIELD_ORDER else len(FIELD_ORDER))
+    return [{"field": field, "problem": problems[field]} for field in ordered]
 
 
 class _Refused(Exception):
@@ -354,7 +425,7 @@ def _form_values(req: func.HttpRequest, options: dict[str, str]) -> dict[str, An
                 413,
                 f"The form has more than {MAX_FORM_PARTS} parts or a text field over {MAX_FORM_FIELD_BYTES // 1024} KB;"
                 " send one 'image' file, at most one 'mask' and 4 'reference' files, and the fields prompt,"
-                " profile, n, mode, force and reference_role.",
+                " profile, n, mode, force, reference_role, the output options and dry_run.",
                 "form_too_large",
             )
         ) from None
@@ -363,6 +434,10 @@ def _form_values(req: func.HttpRequest, options: dict[str, str]) -> dict[str, An
             error_response(400, "The multipart form could not be read; " + _READ_HINT, "malformed_body")
         ) from None
     values: dict[str, Any] = {k: form.get(k) for k in UPLOAD_FIELDS}
+    values |= {k: form.get(k) for k in (*OUTPUT_FIELDS, *LINEAGE_FIELDS, "dry_run") if form.get(k) is not None}
+    if values.get("from_job_id"):  # a job from an earlier variation: no picture
+        values["from"] = {"job_id": values.pop("from_job_id"), "index": values.pop("from_index", None)}
+        return {k: v for k, v in values.items() if v is not None}
     upload = files.get("image")
     if upload is None:
         fields = [{"field": "image", "problem": "The form has no 'image' file field."}]
@@ -394,8 +469,11 @@ def _json_values(req: func.HttpRequest) -> dict[str, Any]:
     return value
 
 
-def _read_upload(req: func.HttpRequest, settings: Settings) -> UploadRequest:
-    """The validated upload from a multipart form or a JSON body. Raises _Refused with the answer."""
+def _read_upload(req: func.HttpRequest, settings: Settings) -> UploadRequest | LineageRequest:
+    """The validated upload, or job from a parent variation, from a multipart form or a JSON body.
+
+    Raises _Refused with the answer.
+    """
     mimetype, options = parse_options_header(req.headers.get("content-type") or "")
     if mimetype == "multipart/form-data":
         values = _form_values(req, options)
@@ -404,8 +482,9 @@ def _read_upload(req: func.HttpRequest, settings: Settings) -> UploadRequest:
     else:
         # Only these two, so a browser on another site cannot send a job as text/plain without a preflight.
         raise _Refused(error_response(415, _READ_HINT, "unsupported_media_type"))
+    model: type[UploadRequest] | type[LineageRequest] = LineageRequest if "from" in values else UploadRequest
     try:
-        return UploadRequest.model_validate(values, context={"settings": settings})
+        return model.model_validate(values, context={"settings": settings})
     except ValidationError as exc:
         fields = _field_problems(exc)
         if len(fields) == 1:
@@ -416,11 +495,17 @@ def _read_upload(req: func.HttpRequest, settings: Settings) -> UploadRequest:
         enforced = any(isinstance((e.get("ctx") or {}).get("error"), ProfileEnforced) for e in exc.errors())
         if enforced:
             raise _Refused(error_response(409, message, ProfileEnforced.code, fields)) from None
-        raise _Refused(error_response(400, message, fields=fields)) from None
+        parent = any(isinstance((e.get("ctx") or {}).get("error"), ParentInvalid) for e in exc.errors())
+        code = ParentInvalid.code if parent else "invalid_request"
+        raise _Refused(error_response(400, message, code, fields)) from None
 
 
-def _checked_upload(req: func.HttpRequest, settings: Settings) -> tuple[UploadRequest, str] | func.HttpResponse:
-    """The upload and its image format, checked without storing anything; or the error response.
+Checked = tuple[UploadRequest, str, OutputOptions] | tuple[LineageRequest, None, OutputOptions]
+
+
+def _checked_upload(req: func.HttpRequest, settings: Settings) -> Checked | func.HttpResponse:
+    """The upload and its image format (or the job from a parent), checked without storing anything; or the error
+    response.
 
     Blocking work (parsing, the image header): the async handler runs it in a worker thread.
     """
@@ -433,6 +518,12 @@ def _checked_upload(req: func.HttpRequest, settings: Settings) -> tuple[UploadRe
         upload = _read_upload(req, settings)
     except _Refused as refused:
         return refused.response
+    try:
+        output = check_output(settings, upload.model_dump(), masked=getattr(upload, "mask", None) is not None)
+    except OutputInvalid as exc:
+        return error_response(400, str(exc), exc.code, [{"field": "output", "problem": str(exc)}])
+    if isinstance(upload, LineageRequest):
+        return upload, None, output
     data = upload.image
     if len(data) > limit:
         return _error(
@@ -443,10 +534,12 @@ def _checked_upload(req: func.HttpRequest, settings: Settings) -> tuple[UploadRe
     except InvalidImage as exc:
         fields = [{"field": "image", "problem": str(exc)}]
         return error_response(400, str(exc), "invalid_image", fields)
-    return upload, fmt
+    return upload, fmt, output
 
 
-def _store_upload(upload: UploadRequest, fmt: str, services: Services) -> JobRequest | func.HttpResponse:
+def _store_upload(
+    upload: UploadRequest, fmt: str, output: OutputOptions, services: Services
+) -> JobRequest | func.HttpResponse:
     """Store the checked upload in uploads/ (stripped of its metadata): the job it asks for, or the error response."""
     settings = services.settings
     try:
@@ -455,6 +548,7 @@ def _store_upload(upload: UploadRequest, fmt: str, services: Services) -> JobReq
             profile=upload.profile_name, n=upload.count, mode=upload.mode_name, origin="http",
             force=bool(upload.force), filename=upload.filename, requested_profile=upload.requested_profile_name,
             profile_enforced=bool(settings.enforced_profile), mask=upload.mask, references=upload.references,
+            output=output,
         )  # fmt: skip
     except MaskInvalid as exc:
         return error_response(400, str(exc), exc.code, [{"field": "mask", "problem": str(exc)}])
@@ -464,6 +558,46 @@ def _store_upload(upload: UploadRequest, fmt: str, services: Services) -> JobReq
         return error_response(400, str(exc), "invalid_image", [{"field": "image", "problem": str(exc)}])
     except StorageError as exc:
         return _storage_error(exc)
+
+
+def _lineage_job(ask: LineageRequest, output: OutputOptions, services: Services) -> JobRequest | func.HttpResponse:
+    """The job that takes a delivered variation of a finished job further, or the error response (nothing stored)."""
+    settings = services.settings
+    try:
+        parent, manifest = chosen_parent(for_requests(services.storage), ask.parent["job_id"], ask.parent["index"])
+        action, strength = check_action(ask.action, ask.strength)
+        return request_from_parent(
+            parent, manifest, action=action, strength=strength, prompt=ask.prompt,
+            profile=cast(Profile, ask.profile), n=cast(int, ask.n), output=output, origin="http",
+            force=bool(ask.force), requested_profile=cast(Profile | None, ask.requested_profile),
+            profile_enforced=bool(settings.enforced_profile),
+        )  # fmt: skip
+    except ParentInvalid as exc:
+        return error_response(400, str(exc), exc.code, [{"field": "from", "problem": str(exc)}])
+    except StorageError as exc:
+        return _storage_error(exc)
+
+
+def _dry_request(upload: UploadRequest, output: OutputOptions) -> JobRequest:
+    """The job an upload asks for, to estimate it: nothing is stored, so its source and id are placeholders."""
+    return JobRequest(
+        job_id="http-" + "0" * 32, source=BlobRef(container="uploads", name="(not stored)"), prompt=upload.prompt,
+        profile=upload.profile_name, n=upload.count, mode=upload.mode_name, origin="http",
+        references=[Reference(image=BlobRef(container="uploads", name="(not stored)"), role="style")]
+        * len(upload.references),
+        output=output,
+    )  # fmt: skip
+
+
+def _estimate(request: JobRequest, services: Services) -> dict[str, Any]:
+    providers = services.providers
+    paid = {
+        "caption": providers.captioner.paid,
+        "compose": providers.composer.paid,
+        "image": providers.generator.paid,
+        "moderation": providers.moderator.paid,
+    }
+    return estimate(request, services.settings, paid)
 
 
 def too_many_jobs_response(exc: TooManyJobs) -> func.HttpResponse:
@@ -487,7 +621,16 @@ async def post_variation(
     checked = await asyncio.to_thread(_checked_upload, req, services.settings)
     if isinstance(checked, func.HttpResponse):
         return checked
-    upload, fmt = checked
+    upload, fmt, output = checked
+    lineage: JobRequest | None = None
+    if isinstance(upload, LineageRequest):
+        found = await asyncio.to_thread(_lineage_job, upload, output, services)
+        if isinstance(found, func.HttpResponse):
+            return found
+        lineage = found
+    if upload.dry_run:  # the cost before anything is stored or started
+        asked = lineage if lineage is not None else _dry_request(cast(UploadRequest, upload), output)
+        return _json({"dry_run": True, "estimate": _estimate(asked, services)})
     ticket: Ticket | None = None
     limit = services.settings.max_jobs_per_caller
     if limit:
@@ -501,7 +644,10 @@ async def post_variation(
             return _storage_error(exc)
     request: JobRequest | None = None
     try:
-        stored = await asyncio.to_thread(_store_upload, upload, fmt, services)
+        if lineage is not None:
+            stored: JobRequest | func.HttpResponse = lineage
+        else:
+            stored = await asyncio.to_thread(_store_upload, cast(UploadRequest, upload), str(fmt), output, services)
         if isinstance(stored, func.HttpResponse):
             if ticket is not None:
                 await asyncio.to_thread(ticket.release)
@@ -521,13 +667,44 @@ async def post_variation(
         "created": created,
         "profile": request.profile,
         "profile_enforced": request.profile_enforced,
+        "estimate": _estimate(request, services),
     }
     return _json(body, 202, {"Location": status_url})
+
+
+def download_name(job_id: str, prompt: str, which: str, extension: str) -> str:
+    """A file name that says what the image is: varia-{the prompt's first words}-{job}-{which}.{ext}."""
+    ascii_words = unicodedata.normalize("NFKD", prompt).encode("ascii", "ignore").decode().lower()
+    words = re.findall(r"[a-z0-9]+", ascii_words)[:5]
+    slug = "-".join(words)[:40].strip("-") or "image"
+    short = job_id.split("-", 1)[-1][:8]
+    return f"varia-{slug}-{short}-{which}.{extension}"
+
+
+def _image_views(manifest: Manifest) -> list[dict[str, Any]]:
+    job_id, request = manifest.job_id, manifest.request
+    extension = "jpg" if request.output.format == "jpeg" else "png"
+    views = []
+    for v in manifest.variations:
+        url = f"{API_PREFIX}/{job_id}/images/{v.index}" if v.status == "succeeded" else None
+        views.append(
+            {
+                "index": v.index,
+                "status": v.status,
+                "reason": v.reason,
+                "code": v.code,
+                "url": url,
+                "download_url": f"{url}?download=1" if url else None,
+                "filename": download_name(job_id, request.prompt, str(v.index + 1), extension) if url else None,
+            }
+        )
+    return views
 
 
 def _manifest_view(manifest: Manifest) -> dict[str, Any]:
     job_id = manifest.job_id
     composition = manifest.composition
+    request = manifest.request
     return {
         "job_id": job_id,
         "stage": "done",
@@ -546,17 +723,14 @@ def _manifest_view(manifest: Manifest) -> dict[str, Any]:
         "subtasks": composition.subtasks.model_dump() if composition else None,
         "providers": manifest.providers,
         "source_url": f"{API_PREFIX}/{job_id}/images/source" if manifest.source else None,
-        "images": [
-            {
-                "index": v.index,
-                "status": v.status,
-                "reason": v.reason,
-                "code": v.code,
-                "url": f"{API_PREFIX}/{job_id}/images/{v.index}" if v.status == "succeeded" else None,
-            }
-            for v in manifest.variations
-        ],
+        "images": _image_views(manifest),
         "manifest_url": f"{API_PREFIX}/{job_id}/images/manifest",
+        "parent": request.parent.model_dump() if request.parent else None,
+        "action": request.action,
+        "strength": request.strength,
+        "output": request.output.model_dump(),
+        "paid_calls": manifest.paid_calls.model_dump(),
+        "estimated_cost_usd": manifest.estimated_cost_usd,
     }
 
 
@@ -602,9 +776,11 @@ async def _variation_view(job_id: str, client: JobClient, services: Services) ->
             }
         )
     stage, done = progress.get("stage", "queued"), progress.get("done", 0)
+    previews: list[dict[str, Any]] = []
     if stage == "generating":
         # The orchestrator waits for a whole round at once; storage knows what is already drawn.
         done = max(done, await asyncio.to_thread(delivered_so_far, for_requests(services.storage), job_id))
+        previews = await asyncio.to_thread(_previews, services, job_id)
     return _json(
         {
             "job_id": job_id,
@@ -613,11 +789,23 @@ async def _variation_view(job_id: str, client: JobClient, services: Services) ->
             "done": done,
             "total": progress.get("total", 0),
             "message": None,
+            "previews": previews,
         }
     )
 
 
-def get_image(job_id: str, which: str, services: Services) -> func.HttpResponse:
+def _previews(services: Services, job_id: str) -> list[dict[str, Any]]:
+    """The latest partial image of each variation being drawn (work/{job}/preview-{k}.png)."""
+    found = []
+    for name in for_requests(services.storage).list(WORK, f"{job_id}/preview-"):
+        index = name.rsplit("-", 1)[-1].split(".", 1)[0]
+        if _IMAGE_INDEX.fullmatch(index):
+            found.append({"index": int(index), "url": f"{API_PREFIX}/{job_id}/images/preview-{index}"})
+    return sorted(found, key=lambda p: p["index"])
+
+
+def get_image(job_id: str, which: str, services: Services, download: bool = False) -> func.HttpResponse:
+    """An image of a job (or its manifest), named for saving: inline, or an attachment when `download`."""
     if not is_job_id_path(job_id):
         return _error(404, "No such job: job ids look like 'http-' followed by 32 hex digits.", "job_not_found")
     if which == "manifest":
@@ -626,8 +814,14 @@ def get_image(job_id: str, which: str, services: Services) -> func.HttpResponse:
         container, name, mimetype = WORK, source_name(job_id), "image/png"
     elif _IMAGE_INDEX.fullmatch(which):
         container, name, mimetype = OUTPUTS, variation_name(job_id, int(which)), "image/png"
+    elif which.startswith("preview-") and _IMAGE_INDEX.fullmatch(which[8:]):
+        container, name, mimetype = WORK, preview_name(job_id, int(which[8:])), "image/png"
     else:
-        return _error(404, "Ask for 'source', 'manifest' or a variation index from 0 to 9.", "image_not_found")
+        return _error(
+            404,
+            "Ask for 'source', 'manifest', a variation index from 0 to 9, or 'preview-' and one.",
+            "image_not_found",
+        )
     storage = for_requests(services.storage)
     try:
         info = storage.info(container, name)
@@ -638,5 +832,21 @@ def get_image(job_id: str, which: str, services: Services) -> func.HttpResponse:
         return _storage_error(exc, job_id)
     if info is None:
         return _error(404, f"Job {job_id} has no {which} (yet): wait for the job to finish.", "image_not_found")
-    headers = {"Cache-Control": "private, max-age=3600", "ETag": info.etag, "X-Content-Type-Options": "nosniff"}
-    return func.HttpResponse(body, status_code=200, mimetype=info.content_type or mimetype, headers=headers)
+    content_type = info.content_type or mimetype
+    # A preview is overwritten as partial images arrive: never cached.
+    cache = "no-store" if which.startswith("preview-") else "private, max-age=3600"
+    headers = {"Cache-Control": cache, "ETag": info.etag, "X-Content-Type-Options": "nosniff"}
+    extension = {"application/json": "json", "image/jpeg": "jpg"}.get(content_type, "png")
+    shown = "manifest" if which == "manifest" else "source" if which == "source" else which
+    shown = str(int(which) + 1) if _IMAGE_INDEX.fullmatch(which) else shown
+    filename = download_name(job_id, _prompt_of(storage, job_id), shown, extension)
+    headers["Content-Disposition"] = f'{"attachment" if download else "inline"}; filename="{filename}"'
+    return func.HttpResponse(body, status_code=200, mimetype=content_type, headers=headers)
+
+
+def _prompt_of(storage: Any, job_id: str) -> str:
+    """The job's prompt for a file name, from its manifest ("" while it runs, or when it has none)."""
+    try:
+        return Manifest.model_validate_json(storage.get(OUTPUTS, manifest_name(job_id))).request.prompt
+    except (BlobNotFound, StorageError, ValueError):
+        return ""

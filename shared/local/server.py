@@ -278,7 +278,8 @@ class VariaServer:
             return await http_api.get_variation(req.route_params["job_id"], runtime, services)
 
         async def variation_image(req: func.HttpRequest) -> func.HttpResponse:
-            return http_api.get_image(req.route_params["job_id"], req.route_params["which"], services)
+            download = req.params.get("download") in ("1", "true")
+            return http_api.get_image(req.route_params["job_id"], req.route_params["which"], services, download)
 
         async def web_ui_file(req: func.HttpRequest) -> func.HttpResponse:
             name = req.route_params.get("file")

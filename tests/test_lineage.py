@@ -1,0 +1,269 @@
+"""Iteration over real HTTP on the local server (offline): vary, remix and refine from {job_id, index}.
+
+Each job starts from a variation of an earlier one, with no image sent: its manifest records the
+parent and the action, vary and refine pay for no caption or compose call, subtle changes the
+parent less than strong, the same request is the same job, and the cost is known before it starts.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageChops, ImageStat
+
+from shared.adapters.services import Services, build_services
+from shared.config import Settings
+from shared.core.lineage import TEMPLATES, check_output
+from shared.core.models import OutputOptions
+from shared.local.cli import make_runtime
+from shared.local.server import VariaServer
+from tests.images import scene_png
+from tests.support import multipart, offline_env
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Services:
+    return build_services(Settings.from_env(offline_env(tmp_path)))
+
+
+@pytest.fixture
+def server(services: Services) -> Iterator[VariaServer]:
+    srv = VariaServer(services, make_runtime(services, retry_scale=0.001), port=0, poll_interval=0.1)
+    srv.start()
+    yield srv
+    srv.close()
+
+
+def _call(server: VariaServer, method: str, path: str, body: bytes | None = None, **headers: str) -> Any:
+    request = urllib.request.Request(server.url + path, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def _post_json(server: VariaServer, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    status, _headers, data = _call(
+        server, "POST", "/api/variations", json.dumps(payload).encode(), **{"Content-Type": "application/json"}
+    )
+    return status, json.loads(data)
+
+
+def _finished(server: VariaServer, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = json.loads(_call(server, "GET", f"/api/variations/{job_id}")[2])
+        if view["status"] != "running":
+            return dict(view)
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+
+
+def _image(server: VariaServer, url: str) -> Image.Image:
+    return Image.open(io.BytesIO(_call(server, "GET", url)[2])).convert("RGB")
+
+
+def _manifest(server: VariaServer, view: dict[str, Any]) -> dict[str, Any]:
+    return dict(json.loads(_call(server, "GET", view["manifest_url"])[2]))
+
+
+def _change(a: Image.Image, b: Image.Image) -> float:
+    """Mean absolute difference per channel (0-255), b resized to a's size."""
+    return sum(ImageStat.Stat(ImageChops.difference(a, b.resize(a.size))).mean) / 3
+
+
+@pytest.fixture
+def drafts(server: VariaServer) -> dict[str, Any]:
+    """A first job: two cheap drafts of a picture as a watercolour."""
+    body, content_type = multipart({"prompt": "as a watercolour", "n": "2", "quality": "low"}, scene_png(480, 320))
+    status, _headers, data = _call(server, "POST", "/api/variations", body, **{"Content-Type": content_type})
+    assert status == 202, data
+    return _finished(server, json.loads(data)["job_id"])
+
+
+def test_vary_remix_and_refine_start_from_a_result_and_the_manifest_records_the_parent(
+    server: VariaServer, drafts: dict[str, Any]
+) -> None:
+    assert drafts["status"] == "succeeded"
+    parent = {"job_id": drafts["job_id"], "index": 1}
+    chosen = _image(server, drafts["images"][1]["url"])
+    changes = {}
+    for action, extra in (
+        ("vary", {"strength": "subtle"}),
+        ("vary", {"strength": "strong"}),
+        ("remix", {"prompt": "as pixel art"}),
+        ("refine", {}),
+    ):
+        status, answer = _post_json(server, {"from": parent, "action": action, "n": 1, **extra})
+        assert status == 202, answer
+        view = _finished(server, answer["job_id"])
+        assert view["status"] == "succeeded", view
+        assert view["parent"] == parent and view["action"] == action
+        manifest = _manifest(server, view)
+        assert manifest["parent"] == parent and manifest["action"] == action
+        assert manifest["request"]["source"]["name"] == f"{drafts['job_id']}/variation-1.png"
+        changes[(action, extra.get("strength"))] = _change(chosen, _image(server, view["images"][0]["url"]))
+    # Offline, a subtle variation changes the parent measurably less than a strong one.
+    assert 0 < changes[("vary", "subtle")] < changes[("vary", "strong")], changes
+
+
+def test_vary_and_refine_reuse_the_parents_prompt_and_refine_renders_at_high_quality(
+    server: VariaServer, drafts: dict[str, Any]
+) -> None:
+    parent = {"job_id": drafts["job_id"], "index": 0}
+    parent_manifest = _manifest(server, drafts)
+    status, answer = _post_json(server, {"from": parent, "action": "refine", "n": 1})
+    assert status == 202
+    manifest = _manifest(server, _finished(server, answer["job_id"]))
+    assert manifest["request"]["output"]["quality"] == "high"
+    assert manifest["request"]["prompt"] == "as a watercolour"
+    composed = manifest["composition"]["output_prompt"]
+    assert composed.startswith(TEMPLATES[("refine", None)])
+    assert parent_manifest["composition"]["output_prompt"][:60] in composed
+    assert manifest["composition"]["provider"] == "lineage"
+    assert manifest["caption"] == {**parent_manifest["caption"], "cached": True}
+
+
+def test_the_same_parent_action_and_options_are_the_same_job(server: VariaServer, drafts: dict[str, Any]) -> None:
+    ask = {"from": {"job_id": drafts["job_id"], "index": 0}, "action": "vary", "strength": "strong", "n": 1}
+    first_status, first = _post_json(server, ask)
+    second_status, second = _post_json(server, ask)
+    assert first_status == second_status == 202
+    assert first["job_id"] == second["job_id"] and second["created"] is False
+    _, other = _post_json(server, {**ask, "strength": "subtle"})
+    _, forced = _post_json(server, {**ask, "force": True})
+    assert len({first["job_id"], other["job_id"], forced["job_id"]}) == 3
+
+
+def test_a_form_takes_the_same_fields(server: VariaServer, drafts: dict[str, Any]) -> None:
+    fields = {"from_job_id": drafts["job_id"], "from_index": "1", "action": "vary", "strength": "subtle", "n": "1"}
+    boundary = "varia-lineage"
+    body = (
+        b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+            for k, v in fields.items()
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    status, _headers, data = _call(
+        server, "POST", "/api/variations", body, **{"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    assert status == 202, data
+    view = _finished(server, json.loads(data)["job_id"])
+    assert view["parent"] == {"job_id": drafts["job_id"], "index": 1} and view["strength"] == "subtle"
+
+
+@pytest.mark.parametrize(
+    ("ask", "says"),
+    [
+        ({"action": "vary", "index": 7}, "no variation 7"),
+        ({"action": "paint"}, "not an action"),
+        ({"action": "vary", "strength": "wild"}, "not a strength"),
+        ({"action": "remix"}, "new prompt"),
+        ({"action": "refine", "strength": "strong"}, "goes with action=vary"),
+    ],
+)
+def test_a_parent_that_cannot_be_used_is_refused_with_what_to_send(
+    server: VariaServer, drafts: dict[str, Any], ask: dict[str, Any], says: str
+) -> None:
+    index = ask.pop("index", 0)
+    status, answer = _post_json(server, {"from": {"job_id": drafts["job_id"], "index": index}, **ask})
+    assert status == 400 and answer["code"] == "parent_invalid" and says in answer["error"], answer
+
+
+def test_an_unknown_parent_job_is_refused(server: VariaServer) -> None:
+    status, answer = _post_json(server, {"from": {"job_id": "http-" + "a" * 32, "index": 0}, "action": "vary"})
+    assert status == 400 and answer["code"] == "parent_invalid" and "no finished result" in answer["error"]
+
+
+def test_the_estimate_comes_before_the_job_and_matches_the_paid_calls(
+    server: VariaServer, services: Services, drafts: dict[str, Any]
+) -> None:
+    """Offline nothing is paid: the estimate says so, and a dry run starts nothing."""
+    parent = {"job_id": drafts["job_id"], "index": 0}
+    status, dry = _post_json(server, {"from": parent, "action": "refine", "n": 2, "dry_run": True})
+    assert status == 200 and dry["dry_run"] is True
+    assert dry["estimate"]["paid_calls"] == {"caption": 0, "compose": 0, "image": 0, "moderation": 0}
+    assert dry["estimate"]["usd"] == 0 and dry["estimate"]["quality"] == "high"
+    assert services.storage.list("outputs", "http-") == services.storage.list("outputs", drafts["job_id"])
+    status, started = _post_json(server, {"from": parent, "action": "refine", "n": 2})
+    assert status == 202 and started["estimate"] == dry["estimate"]
+
+
+def test_images_are_named_for_saving_and_jpeg_is_delivered_as_asked(
+    server: VariaServer, drafts: dict[str, Any]
+) -> None:
+    image = drafts["images"][0]
+    status, headers, _body = _call(server, "GET", image["url"])
+    assert status == 200 and headers["Content-Disposition"] == f'inline; filename="{image["filename"]}"'
+    assert image["filename"].startswith("varia-as-a-watercolour-") and image["filename"].endswith("-1.png")
+    _status, headers, _body = _call(server, "GET", image["download_url"])
+    assert headers["Content-Disposition"].startswith("attachment;")
+
+    ask = {"from": {"job_id": drafts["job_id"], "index": 0}, "action": "refine", "n": 1}
+    status, answer = _post_json(server, {**ask, "format": "jpeg", "compression": 70, "aspect": "square"})
+    assert status == 202, answer
+    view = _finished(server, answer["job_id"])
+    status, headers, body = _call(server, "GET", view["images"][0]["url"])
+    assert headers["Content-Type"] == "image/jpeg" and body[:3] == b"\xff\xd8\xff"
+    assert view["images"][0]["filename"].endswith(".jpg")
+    assert view["output"]["format"] == "jpeg" and view["output"]["compression"] == 70
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"format": "gif"}, "format='gif' is not an option"),
+        ({"compression": 80}, "compression applies to JPEG"),
+        ({"format": "jpeg", "background": "transparent"}, "cannot be transparent"),
+        ({"size": "1000x1000"}, "not a size the image model takes"),
+        ({"aspect": "tall"}, "aspect='tall' is not an option"),
+    ],
+)
+def test_output_options_that_cannot_be_used_say_what_to_send(
+    services: Services, values: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(ValueError, match=says):
+        check_output(services.settings, values)
+
+
+def test_output_options_default_to_the_old_job_ids(services: Services) -> None:
+    assert check_output(services.settings, {}) == OutputOptions()
+    assert OutputOptions().job_id_part() == ""
+    assert check_output(services.settings, {"format": "JPG", "compression": "70"}).compression == 70
+
+
+def test_offline_the_headline_says_what_the_painter_could_not_do(server: VariaServer) -> None:
+    body, content_type = multipart({"prompt": "as a watercolour, add a red kite in the sky", "n": "1"}, scene_png())
+    status, _headers, data = _call(server, "POST", "/api/variations", body, **{"Content-Type": content_type})
+    assert status == 202, data
+    view = _finished(server, json.loads(data)["job_id"])
+    assert view["status"] == "succeeded" and view["partial"] is False
+    assert view["code"] == "offline_limited" and 'cannot add "red kite' in view["message"], view
+    body, content_type = multipart({"prompt": "as a watercolour", "n": "1"}, scene_png())
+    status, _headers, data = _call(server, "POST", "/api/variations", body, **{"Content-Type": content_type})
+    assert _finished(server, json.loads(data)["job_id"])["code"] is None
+
+
+def test_each_image_leaves_a_preview_the_api_serves(server: VariaServer, services: Services) -> None:
+    """The offline painter hands a coarse preview first; it is stored where the status API links it."""
+    body, content_type = multipart({"prompt": "as pixel art", "n": "2"}, scene_png())
+    status, _headers, data = _call(server, "POST", "/api/variations", body, **{"Content-Type": content_type})
+    job_id = json.loads(data)["job_id"]
+    _finished(server, job_id)
+    assert services.storage.list("work", f"{job_id}/preview-") == [f"{job_id}/preview-0.png", f"{job_id}/preview-1.png"]
+    status, headers, preview = _call(server, "GET", f"/api/variations/{job_id}/images/preview-1")
+    assert status == 200 and headers["Cache-Control"] == "no-store" and preview.startswith(b"\x89PNG")
+    final = _image(server, f"/api/variations/{job_id}/images/1")
+    assert (
+        Image.open(io.BytesIO(preview)).size == final.size
+        and _change(final, Image.open(io.BytesIO(preview)).convert("RGB")) > 0
+    )
