@@ -33,6 +33,7 @@ GPT_IMAGE_2_EDGE_STEP = 16
 GPT_IMAGE_2_MAX_RATIO = 3.0
 GPT_IMAGE_2_MIN_PIXELS = 655_360
 GPT_IMAGE_2_MAX_PIXELS = 8_294_400
+GPT_IMAGE_2_MAX_EDGE = 3840  # 3840x2160 is the largest size the API reference allows
 GPT_IMAGE_2_PIXELS = 1536 * 864
 CLASSROOM_RATIO = 16 / 9
 
@@ -60,22 +61,66 @@ def valid_gpt_image_2_size(width: int, height: int) -> bool:
         and height % GPT_IMAGE_2_EDGE_STEP == 0
         and max(width, height) <= GPT_IMAGE_2_MAX_RATIO * min(width, height)
         and GPT_IMAGE_2_MIN_PIXELS <= width * height <= GPT_IMAGE_2_MAX_PIXELS
+        and max(width, height) <= GPT_IMAGE_2_MAX_EDGE
     )
 
 
-def image_size(model: str, width: int, height: int, landscape: bool) -> str:
+def parse_size(size: str | None) -> tuple[int, int] | None:
+    """ "1536x864" -> (1536, 864); anything else (None, "auto", "big", "0x5") -> None."""
+    width, sep, height = (size or "").strip().lower().partition("x")
+    if not (sep and width.isdigit() and height.isdigit()) or int(width) <= 0 or int(height) <= 0:
+        return None
+    return int(width), int(height)
+
+
+def custom_size(model: str, size: str | None) -> str | None:
+    """`size` as `model` takes it, or None when it does not (the caller then uses the aspect rule).
+
+    gpt-image-2 takes any WxH within its rules; the gpt-image-1 family takes its three sizes only.
+    """
+    parsed = parse_size(size)
+    if parsed is None:
+        return None
+    text = f"{parsed[0]}x{parsed[1]}"
+    if flexible_sizes(model):
+        return text if valid_gpt_image_2_size(*parsed) else None
+    return text if text in (FIXED_SQUARE, FIXED_LANDSCAPE, FIXED_PORTRAIT) else None
+
+
+def image_size(
+    model: str, width: int, height: int, landscape: bool, *, aspect: str = "auto", size: str | None = None
+) -> str:
     """The size to ask `model` for, given the source's width and height.
 
-    `landscape` (the kids profile) asks for the classroom's 16:9 where the model allows it
-    (gpt-image-2: 1536x864), else the widest size it offers (1536x1024).
+    In order: `size` (a WxH) where the model takes it (see custom_size; one it does not take
+    falls through to the rest, never an error); then `aspect` "square", "landscape" or
+    "portrait"; with aspect "auto", `landscape` (the kids profile) asks for the classroom's 16:9
+    where the model allows it (gpt-image-2: 1536x864), else the widest size it offers
+    (1536x1024), and otherwise the source's shape. gpt-image-2 gets the same pixel budget
+    (GPT_IMAGE_2_PIXELS) whatever the shape: 1152x1152, 1536x864, 864x1536.
     """
+    chosen = custom_size(model, size)
+    if chosen is not None:
+        return chosen
+    if aspect == "square":
+        width, height, landscape = 1, 1, False
+    elif aspect == "landscape":
+        width, height, landscape = 1, 1, True
+    elif aspect == "portrait":
+        if not flexible_sizes(model):
+            return FIXED_PORTRAIT
+        return _flexible_size(1 / CLASSROOM_RATIO)
     if not flexible_sizes(model):
         if landscape or width > height * 1.2:
             return FIXED_LANDSCAPE
         if height > width * 1.2:
             return FIXED_PORTRAIT
         return FIXED_SQUARE
-    ratio = CLASSROOM_RATIO if landscape else width / max(1, height)
+    return _flexible_size(CLASSROOM_RATIO if landscape else width / max(1, height))
+
+
+def _flexible_size(ratio: float) -> str:
+    """gpt-image-2's size at `ratio` (width / height, clamped to 1:3..3:1) with GPT_IMAGE_2_PIXELS pixels."""
     stretch = min(GPT_IMAGE_2_MAX_RATIO, max(ratio, 1 / ratio))  # long edge / short edge, 1 to 3
     short = _round_edge(math.sqrt(GPT_IMAGE_2_PIXELS / stretch))
     long = _round_edge(short * stretch)

@@ -11,14 +11,18 @@ it is already there when the SDK call returns.  A call records what was asked (`
 counts 2xx answers).  Tests steer the fake with ``latency``, ``fail_next`` (queued faults with Azure's wire shapes:
 every fault and the routes it applies to are in FAULT_ROUTES, each shape in ``_fault_reply`` with its source),
 ``limit_images`` (a rate limit), ``hold`` (calls left in flight until ``release()``), and the reply knobs
-``caption_text``, ``tags``, ``compose_reply`` and ``image_size_override``.  ``reset()`` puts all of that back to the
-defaults.  Image sizes are checked as Azure checks them: the three gpt-image-1 sizes, or the gpt-image-2 rules for a
-deployment whose name contains "gpt-image-2".
+``caption_text``, ``tags``, ``compose_reply`` and ``image_size_override``.  Image calls also log their rendering
+options (``input_fidelity``, ``output_format``, ``output_compression``, ``background``, ``stream``,
+``partial_images``); JPEG is answered as JPEG, and a call with ``stream`` answers ``text/event-stream`` in OpenAI's
+wire format (``_stream_events``): coarse partial images, then the completed image, ``latency`` spread across them.
+The ``mid-stream`` fault ends such a stream with an error event (or a dropped connection) after some partials.
+``reset()`` puts all of that back to the defaults.  Image sizes are checked as Azure checks them: the three
+gpt-image-1 sizes, or the gpt-image-2 rules for a deployment whose name contains "gpt-image-2".
 
 How one request is handled (``_Handler._serve``): read the body -> pick the route -> check the credentials ->
-count the arrival (``arrived``) and wait while it is held -> wait ``latency[route]`` -> apply the next queued fault
-for the route, if any -> apply the image rate limit -> answer the route.  Standard library only, plus Pillow for
-the PNGs.
+count the arrival (``arrived``) and wait while it is held -> wait ``latency[route]`` (a stream spreads it across its
+events instead) -> apply the next queued fault for the route, if any -> apply the image rate limit -> answer the
+route.  Standard library only, plus Pillow for the images.
 """
 
 from __future__ import annotations
@@ -90,6 +94,11 @@ FAULT_ROUTES: dict[str, frozenset[str]] = {
     "contentFilter": IMAGE_ROUTES,
     "moderation_blocked": IMAGE_ROUTES,
     "minor": frozenset({"images.edit"}),  # edits of photos of minors are refused by default
+    # A failure after the stream has started (200, some partial images sent): options error=<another fault, the
+    # failure's body: "500" by default; "reset" drops the connection>, after=<partial images sent first, 1>,
+    # shape="nested" ({"type": "error", "error": {...}}, the default) or "flat" (the error's fields at the top).
+    # A call that does not stream gets the error's own HTTP answer instead.
+    "mid-stream": IMAGE_ROUTES,
     # AI Vision
     "InvalidImageSize": VISION_ROUTES,
     "NotSupportedImage": VISION_ROUTES,
@@ -129,6 +138,12 @@ GPT_IMAGE_2_PIXELS = (655_360, 8_294_400)
 GPT_IMAGE_2_MAX_RATIO = 3
 GPT_IMAGE_2_MAX_EDGE = 3840
 GPT_IMAGE_QUALITIES = ("low", "medium", "high", "auto")
+# Rendering options of the Images API as Azure takes them (the openai SDK's images.edit / images.generate reference;
+# Azure outputs PNG or JPEG, not WEBP, see shared/FACTS.md): output_compression 0-100 and for JPEG only, a transparent
+# background only where the format has alpha (PNG), partial_images 0-3 (previews of a streamed image).
+GPT_IMAGE_FORMATS = ("png", "jpeg")
+GPT_IMAGE_BACKGROUNDS = ("transparent", "opaque", "auto")
+GPT_IMAGE_MAX_PARTIALS = 3
 
 ACCESS_DENIED = (
     "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an "
@@ -218,6 +233,15 @@ class Call:
     model: str | None = None  # the request's `model` (the deployment name on the v1 endpoint)
     size: str | None = None  # image calls: the size asked for, as sent ("1536x1024", "auto"), None if not sent
     quality: str | None = None  # image calls: the quality asked for, None if not sent
+    # Image calls: the rendering options as sent (None if not sent).
+    input_fidelity: str | None = None
+    output_format: str | None = None
+    output_compression: str | None = None
+    background: str | None = None
+    stream: bool = False  # the call asked for a stream (stream=true)
+    partial_images: str | None = None
+    events: list[str] = field(default_factory=list)  # a stream's events, in the order they are sent
+    fault_options: dict[str, Any] = field(default_factory=dict, repr=False)  # the options of `fault`
     billed: bool = False  # whether Azure would bill this call (see BILLED_FAULTS)
     quota_key: Any = field(default=_NOT_COUNTED, repr=False)  # the image quota that counted it, if any
     counted: float = 0.0  # time.monotonic() of the arrival an image quota counted (0.0: not counted)
@@ -229,6 +253,9 @@ class _Reply:
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    # A stream instead of `body`: (seconds to wait first, SSE event name, data) per event; the name "reset" drops
+    # the connection there instead.
+    events: list[tuple[float, str, dict[str, Any]]] | None = None
 
 
 def _json_reply(status: int, obj: Any, headers: dict[str, str] | None = None) -> _Reply:
@@ -523,6 +550,86 @@ def _png(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and str(value).strip() != "" else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _flag(value: Any) -> bool | None:
+    """A boolean parameter as sent: JSON true/false, or "true"/"false" in a multipart form; None if neither."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+def _encode(image: Image.Image, fmt: str, compression: int | None, transparent: bool) -> bytes:
+    """The image in the format asked: PNG (with a transparent border as its background when asked), or JPEG at
+    output_compression (100 = the least compressed, the API's default)."""
+    if fmt == "jpeg":
+        out = io.BytesIO()
+        quality = max(1, min(95, compression if compression is not None else 95))
+        image.convert("RGB").save(out, format="JPEG", quality=quality)
+        return out.getvalue()
+    if transparent:
+        image = image.convert("RGBA")
+        alpha = Image.new("L", image.size, 0)
+        band_w, band_h = max(1, image.width // 8), max(1, image.height // 8)
+        alpha.paste(
+            255, (band_w, band_h, max(band_w + 1, image.width - band_w), max(band_h + 1, image.height - band_h))
+        )
+        image.putalpha(alpha)
+    return _png(image)
+
+
+def _coarse(image: Image.Image, factor: int) -> Image.Image:
+    """A preview of `image`: drawn `factor` times coarser, then blurred back to its size."""
+    small = image.resize((max(1, image.width // factor), max(1, image.height // factor)), Image.Resampling.BOX)
+    return small.resize(image.size, Image.Resampling.BILINEAR)
+
+
+def _check_rendering(params: dict[str, Any]) -> _Reply | None:
+    """The 400 Azure answers for rendering options it does not take (output_format, output_compression,
+    background, stream, partial_images), or None.  The messages follow the API's invalid_value answers."""
+
+    def invalid(param: str, message: str) -> _Reply:
+        return _error(400, "invalid_value", message, param=param, type="invalid_request_error")
+
+    fmt = params.get("output_format")
+    if fmt is not None and fmt not in GPT_IMAGE_FORMATS:
+        return invalid("output_format", f"Invalid value: '{fmt}'. Supported values are: 'png' and 'jpeg'.")
+    compression = params.get("output_compression")
+    if compression is not None:
+        level = _int_or_none(compression)
+        if level is None or not 0 <= level <= 100:
+            return invalid("output_compression", f"Invalid 'output_compression': {compression!r}. Must be 0-100.")
+        if fmt != "jpeg":
+            return invalid("output_compression", "output_compression is only supported for the jpeg output format.")
+    background = params.get("background")
+    if background is not None and background not in GPT_IMAGE_BACKGROUNDS:
+        message = f"Invalid value: '{background}'. Supported values are: 'transparent', 'opaque', and 'auto'."
+        return invalid("background", message)
+    if background == "transparent" and fmt == "jpeg":
+        return invalid("background", "Transparent background is not supported for the jpeg output format.")
+    stream = params.get("stream")
+    if stream is not None and _flag(stream) is None:
+        return invalid("stream", f"Invalid 'stream': {stream!r}. Expected a boolean.")
+    partials = params.get("partial_images")
+    if partials is not None:
+        count = _int_or_none(partials)
+        if count is None or not 0 <= count <= GPT_IMAGE_MAX_PARTIALS:
+            message = f"Invalid 'partial_images': {partials!r}. Value must be between 0 and {GPT_IMAGE_MAX_PARTIALS}."
+            return invalid("partial_images", message)
+    return None
+
+
 def _text_of(content: Any) -> str:
     """The text of a chat message's content (a string, or a list of parts)."""
     if isinstance(content, str):
@@ -789,25 +896,87 @@ class FakeAzureAI:
             )
         return _json_reply(200, _completion(call, {"content": content}, "stop", completion_tokens=len(content.split())))
 
-    def _images_reply(self, images: list[Image.Image], params: dict[str, Any]) -> _Reply:
+    def _images_reply(self, images: list[Image.Image], call: Call, params: dict[str, Any]) -> _Reply:
+        """The images, as JSON, or as a stream of events when the call asked for one."""
         width, height = images[0].size
         quality = params.get("quality")
-        return _json_reply(
-            200,
-            {
-                "created": int(time.time()),
-                "data": [{"b64_json": base64.b64encode(_png(im)).decode()} for im in images],
-                "usage": {
-                    "input_tokens": 50,
-                    "input_tokens_details": {"image_tokens": 0, "text_tokens": 50},
-                    "output_tokens": 1056 * len(images),
-                    "total_tokens": 50 + 1056 * len(images),
-                },
-                "output_format": "png",
-                "size": f"{width}x{height}",  # the size actually produced (image_size_override wins)
-                "quality": quality if quality in ("low", "medium", "high") else "medium",
-            },
-        )
+        fmt = str(params.get("output_format") or "png")
+        transparent = params.get("background") == "transparent"
+        compression = _int_or_none(params.get("output_compression"))
+        usage = {
+            "input_tokens": 50,
+            "input_tokens_details": {"image_tokens": 0, "text_tokens": 50},
+            "output_tokens": 1056 * len(images),
+            "total_tokens": 50 + 1056 * len(images),
+        }
+        rendered = {
+            "output_format": fmt,
+            "size": f"{width}x{height}",  # the size actually produced (image_size_override wins)
+            "quality": quality if quality in ("low", "medium", "high") else "medium",
+            "background": "transparent" if transparent else "opaque",
+        }
+        if call.stream:
+            return self._stream_events(images, call, params, rendered, usage)
+        data = [{"b64_json": _b64(_encode(im, fmt, compression, transparent))} for im in images]
+        return _json_reply(200, {"created": int(time.time()), "data": data, "usage": usage, **rendered})
+
+    def _stream_events(
+        self,
+        images: list[Image.Image],
+        call: Call,
+        params: dict[str, Any],
+        rendered: dict[str, Any],
+        usage: dict[str, Any],
+    ) -> _Reply:
+        """A stream, as OpenAI's Images API sends one (its "Image generation streaming events" and "Image edit
+        streaming events" reference): per image, `partial_images` previews (image_edit.partial_image or
+        image_generation.partial_image, each with partial_image_index from 0), then its *.completed event with the
+        usage.  Each preview is the final image drawn coarser (coarse to fine).  `latency` is spread evenly before
+        the events, so every preview arrives before the image it previews.  A `mid-stream` fault cuts the stream
+        after its `after` previews with an error event, or drops the connection (error="reset")."""
+        prefix = "image_edit" if call.route == "images.edit" else "image_generation"
+        partials = _int_or_none(params.get("partial_images")) or 0
+        fmt = str(rendered["output_format"])
+        compression = _int_or_none(params.get("output_compression"))
+        transparent = rendered["background"] == "transparent"
+        planned: list[tuple[str, dict[str, Any]]] = []
+        for image in images:
+            for k in range(partials):
+                preview = _coarse(image, 2 ** (partials - k + 1))
+                data = {"b64_json": _b64(_encode(preview, fmt, compression, transparent)), "partial_image_index": k}
+                planned.append((f"{prefix}.partial_image", data))
+            planned.append((f"{prefix}.completed", {"b64_json": _b64(_encode(image, fmt, compression, transparent))}))
+        if call.fault == "mid-stream":
+            after = int(call.fault_options.get("after", 1))
+            cut = next((i for i, (name, _) in enumerate(planned) if not name.endswith(".partial_image")), len(planned))
+            ending = "reset" if call.fault_options.get("error") == "reset" else "error"
+            planned = planned[: min(after, cut)] + [(ending, self._stream_error(call))]
+        step = self.latency.get(call.route, 0.0) / max(1, len(planned))
+        events: list[tuple[float, str, dict[str, Any]]] = []
+        for name, data in planned:
+            if name in ("error", "reset"):
+                events.append((step, name, data))
+                continue
+            body = {"type": name, **data, "created_at": int(time.time()), **rendered}
+            if name.endswith(".completed"):
+                body["usage"] = {**usage, "output_tokens": 1056, "total_tokens": 50 + 1056}
+            events.append((step, name, body))
+        call.events = [name for _, name, _ in events]
+        return _Reply(200, b"", {"cache-control": "no-cache"}, "text/event-stream", events=events)
+
+    def _stream_error(self, call: Call) -> dict[str, Any]:
+        """The error event that ends a stream cut by `mid-stream`: the chosen fault's error, in the shape asked."""
+        options = call.fault_options
+        fault = str(options.get("error", "500"))
+        if fault == "reset":
+            return {}
+        reply = _fault_reply(call, fault, options)
+        body = json.loads(reply.body) if reply is not None else {}
+        error = body.get("error") if isinstance(body, dict) else None
+        error = error if isinstance(error, dict) else {"code": fault, "message": "The stream failed."}
+        if options.get("shape", "nested") == "flat":  # as the Responses API's error event: the event's type wins
+            return {**{k: v for k, v in error.items() if k != "type"}, "type": "error"}
+        return {"type": "error", "error": error}
 
     def _check_image_params(self, params: dict[str, Any]) -> tuple[int, tuple[int, int]] | _Reply:
         """(n, output size) for an image request, or the 400 Azure answers for a bad one."""
@@ -826,6 +995,9 @@ class FakeAzureAI:
         size = _parse_size(params.get("size"), str(params.get("model") or ""))
         if isinstance(size, str):
             return _error(400, "invalid_value", size, param="size", type="invalid_request_error")
+        problem = _check_rendering(params)
+        if problem is not None:
+            return problem
         return n, self.image_size_override or size
 
     def _generate(self, call: Call) -> _Reply:
@@ -834,7 +1006,7 @@ class FakeAzureAI:
         if isinstance(checked, _Reply):
             return checked
         n, size = checked
-        return self._images_reply([Image.new("RGB", size, self._new_color()) for _ in range(n)], params)
+        return self._images_reply([Image.new("RGB", size, self._new_color()) for _ in range(n)], call, params)
 
     def _edit(self, call: Call) -> _Reply:
         checked = self._check_image_params(call.form)
@@ -855,7 +1027,7 @@ class FakeAzureAI:
             return _error(400, "invalid_value", message, param="input_fidelity")
         masks = call.files.get("mask")
         if not masks:
-            return self._images_reply([ImageOps.invert(picture).resize(size) for _ in range(n)], call.form)
+            return self._images_reply([ImageOps.invert(picture).resize(size) for _ in range(n)], call, call.form)
         try:
             with Image.open(io.BytesIO(masks[0])) as mask_image:
                 fmt, mask = mask_image.format, mask_image.convert("RGBA")
@@ -864,7 +1036,7 @@ class FakeAzureAI:
         if fmt != "PNG" or mask.size != picture.size:
             message = "Invalid mask image: it must be a PNG of the same dimensions as the image."
             return _error(400, "invalid_request_error", message, param="mask")
-        return self._images_reply([_soft_masked(picture, mask).resize(size) for _ in range(n)], call.form)
+        return self._images_reply([_soft_masked(picture, mask).resize(size) for _ in range(n)], call, call.form)
 
     def _analyze(self, call: Call) -> _Reply:
         if not call.query.get("api-version"):
@@ -985,6 +1157,10 @@ class _Handler(BaseHTTPRequestHandler):
         if call.route in IMAGE_ROUTES:
             call.size = str(params["size"]) if params.get("size") is not None else None
             call.quality = str(params["quality"]) if params.get("quality") is not None else None
+            for name in ("input_fidelity", "output_format", "output_compression", "background", "partial_images"):
+                if params.get(name) is not None:
+                    setattr(call, name, str(params[name]))
+            call.stream = _flag(params.get("stream")) is True
 
         reply = self._answer(call)
 
@@ -1013,18 +1189,29 @@ class _Handler(BaseHTTPRequestHandler):
                 call.fault = RATE_LIMIT_FAULT
                 headers = {"retry-after": str(max(1, math.ceil(wait))), "retry-after-ms": str(math.ceil(wait * 1000))}
                 return _rate_limited(call.route, headers, wait)
-        if not fake._sleep(fake.latency.get(call.route, 0.0)):
+        # A stream's latency is spread across its events (see _stream_events), unless a fault answers instead.
+        streaming = call.route in IMAGE_ROUTES and call.stream
+        if not streaming and not fake._sleep(fake.latency.get(call.route, 0.0)):
             return None  # the server is stopping
         queued = fake._next_fault(call.route)
+        if streaming and queued is not None and queued[0] != "mid-stream":
+            if not fake._sleep(fake.latency.get(call.route, 0.0)):
+                return None
         billed_as_answered = True  # decide from the answer's status, below
         if queued is not None:
             call.fault, options = queued
+            call.fault_options = options
             call.billed = bool(options.get("billed", call.fault in BILLED_FAULTS))
-            billed_as_answered = "billed" not in options and call.fault in ("timeout", "no-caption")
+            billed_as_answered = "billed" not in options and call.fault in ("timeout", "no-caption", "mid-stream")
             if call.fault == "timeout":
                 if not self._stall(float(options.get("seconds", 5))):
                     return None  # the client gave up (its timeout fired) or the server is stopping
-            elif call.fault != "no-caption":  # no-caption is the route's own answer, short of its caption
+            elif call.fault == "mid-stream" and not streaming:  # the failure's own answer
+                error = str(options.get("error", "500"))
+                if error == "reset":
+                    return None
+                return _fault_reply(call, error, options)
+            elif call.fault not in ("no-caption", "mid-stream"):  # those are the route's own answer, cut short
                 return _fault_reply(call, call.fault, options)
         handlers: dict[str, Callable[[Call], _Reply]] = {
             "chat": fake._chat,
@@ -1084,7 +1271,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
+            if reply.events is None:
+                self.send_header("Content-Length", str(len(reply.body)))
+            else:
+                self.send_header("Transfer-Encoding", "chunked")
             request_id = call.request_id or str(uuid.uuid4())
             self.send_header("x-request-id", request_id)
             self.send_header("apim-request-id", request_id)
@@ -1095,6 +1285,25 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(reply.body)
+            if reply.events is None:
+                self.wfile.write(reply.body)
+            else:
+                self._send_events(reply.events)
         except OSError:  # the client went away; nothing left to tell it
             self.close_connection = True
+
+    def _send_events(self, events: list[tuple[float, str, dict[str, Any]]]) -> None:
+        """Server-sent events, one HTTP chunk each (`event: <name>` and one `data:` line of JSON), each after its
+        wait; "reset" drops the connection instead, as a stream lost on the way does."""
+        for wait, name, data in events:
+            self.wfile.flush()
+            if not self.fake._sleep(wait):
+                self._drop_connection()  # the server is stopping
+                return
+            if name == "reset":
+                self._drop_connection()
+                return
+            chunk = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+            self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()

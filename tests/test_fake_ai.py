@@ -1016,3 +1016,122 @@ def test_vision_echoes_the_client_request_id(fake: FakeAzureAI) -> None:
     assert seen[0]["x-ms-client-request-id"] == call.headers["x-ms-client-request-id"]
     assert seen[0]["apim-request-id"] == call.request_id and "x-ms-region" not in seen[0]
     assert call.billed and fake.billed("vision.analyze") == fake.paid("vision.analyze") == 1
+
+
+# -- GPT-image rendering options and streamed previews ---------------------------------------------------------------
+
+
+def post_json(fake: FakeAzureAI, route: str, body: dict[str, Any]) -> urllib.request.Request:
+    return urllib.request.Request(
+        f"{fake.openai_base_url}{route}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "api-key": "x"},
+    )
+
+
+def test_a_stream_is_server_sent_events_in_the_images_api_wire_format(fake: FakeAzureAI) -> None:
+    fake.image_size_override = (32, 16)
+    fake.latency["images.generate"] = 0.6
+    body = {"model": "gpt-image-1.5", "prompt": "p", "stream": True, "partial_images": 2, "quality": "low"}
+    started = time.monotonic()
+    events: list[tuple[float, str, dict[str, Any]]] = []
+    with urllib.request.urlopen(post_json(fake, "images/generations", body), timeout=5) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/event-stream"
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        name = ""
+        for raw in response:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((time.monotonic() - started, name, json.loads(line.removeprefix("data: "))))
+    names = [name for _, name, _ in events]
+    assert names == ["image_generation.partial_image"] * 2 + ["image_generation.completed"]
+    for _, name, data in events:
+        assert data["type"] == name
+        assert {"b64_json", "created_at", "size", "quality", "background", "output_format"} <= set(data)
+        assert (data["size"], data["quality"], data["background"], data["output_format"]) == (
+            "32x16",
+            "low",
+            "opaque",
+            "png",
+        )
+    assert [data.get("partial_image_index") for _, _, data in events] == [0, 1, None]
+    usage = events[-1][2]["usage"]
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    # The latency is spread across the events: the previews come well before the image.
+    assert events[0][0] < events[1][0] < events[2][0] and events[2][0] >= 0.55 and events[1][0] < 0.5
+    partial, final = (decode_png(data["b64_json"]) for data in (events[0][2], events[2][2]))
+    assert partial.size == final.size == (32, 16)
+    call = only_call(fake, "images.generate")
+    assert call.stream and call.partial_images == "2" and call.events == names and call.billed
+
+
+def test_a_stream_of_several_images_previews_each_in_turn(fake: FakeAzureAI) -> None:
+    fake.image_size_override = (16, 16)
+    with make_openai(fake, max_retries=0) as client:
+        stream = client.images.edit(
+            model="gpt-image-1.5", image=("a.png", png_bytes(), "image/png"), prompt="p", n=2, stream=True,
+            partial_images=1,
+        )  # fmt: skip
+        kinds = [event.type for event in stream]
+    assert kinds == ["image_edit.partial_image", "image_edit.completed"] * 2
+    call = only_call(fake, "images.edit")
+    assert call.form["stream"] == "true" and call.stream and call.events == kinds
+
+
+def test_rendering_options_are_logged_and_jpeg_is_answered_as_jpeg(fake: FakeAzureAI) -> None:
+    fake.image_size_override = (16, 16)
+    with make_openai(fake, max_retries=0) as client:
+        reply = client.images.generate(
+            model="gpt-image-2", prompt="p", output_format="jpeg", output_compression=30, background="opaque"
+        )
+    assert reply.output_format == "jpeg" and reply.background == "opaque"
+    assert reply.data and base64.b64decode(reply.data[0].b64_json or "")[:3] == b"\xff\xd8\xff"
+    call = only_call(fake, "images.generate")
+    assert (call.output_format, call.output_compression, call.background, call.stream) == (
+        "jpeg",
+        "30",
+        "opaque",
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"stream": True, "partial_images": 4}, "partial_images"),
+        ({"stream": True, "partial_images": -1}, "partial_images"),
+        ({"output_format": "webp"}, "output_format"),
+        ({"output_format": "jpeg", "output_compression": 101}, "output_compression"),
+        ({"output_compression": 80}, "output_compression"),  # PNG takes no compression level
+        ({"output_format": "jpeg", "background": "transparent"}, "background"),
+        ({"background": "clear"}, "background"),
+    ],
+)
+def test_rendering_options_the_api_refuses_are_a_400(fake: FakeAzureAI, extra: dict[str, Any], param: str) -> None:
+    with make_openai(fake, max_retries=0) as client, pytest.raises(openai.BadRequestError) as info:
+        client.images.generate(model="gpt-image-1.5", prompt="p", **extra)
+    assert info.value.code == "invalid_value" and info.value.param == param
+    assert only_call(fake, "images.generate").status == 400 and fake.billed("images.generate") == 0
+
+
+def test_mid_stream_cuts_a_stream_and_is_the_errors_own_answer_otherwise(fake: FakeAzureAI) -> None:
+    fake.image_size_override = (16, 16)
+    fake.fail_next("images.generate", "mid-stream", error="503")
+    fake.fail_next("images.generate", "mid-stream", error="503", after=2)
+    with make_openai(fake, max_retries=0) as client:
+        with pytest.raises(openai.InternalServerError) as info:
+            client.images.generate(model="gpt-image-1.5", prompt="p")
+        assert info.value.status_code == 503
+        seen: list[str] = []
+        with pytest.raises(openai.APIError) as streamed:
+            for event in client.images.generate(model="gpt-image-1.5", prompt="p", stream=True, partial_images=3):
+                seen.append(event.type)
+    assert seen == ["image_generation.partial_image"] * 2
+    assert type(streamed.value) is openai.APIError and streamed.value.code == "ServiceUnavailable"
+    plain, cut = fake.calls
+    assert (plain.status, plain.billed, plain.fault) == (503, False, "mid-stream")
+    # A stream answers 200 before it fails: its previews were drawn, so it is billed.
+    assert (cut.status, cut.billed, cut.events[-1]) == (200, True, "error")

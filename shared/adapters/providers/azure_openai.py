@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -23,12 +25,15 @@ from shared.adapters.providers.base import (
     ComposeResult,
     ContentRefused,
     ImageOptions,
+    OnPartial,
     PermanentServiceError,
     TransientServiceError,
 )
 from shared.core.images import check_header, content_type_of, sniff, upload_file
 from shared.core.models import Mode, SubTasks
 from shared.core.safety import SafetyProfile, as_untrusted
+
+log = logging.getLogger("varia.providers")
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 # Codes of a content-filter refusal: Azure's (content_filter, content_policy_violation, contentFilter,
@@ -347,10 +352,76 @@ class ChatCaptioner:
         return CaptionResult(text=text)
 
 
-def image_size(source: bytes, landscape: bool, model: str) -> str:
-    """The size to ask `model` for: the source's shape, or the classroom's landscape (see shared/ai_models.py)."""
+def image_size(source: bytes, landscape: bool, model: str, *, aspect: str = "auto", size: str | None = None) -> str:
+    """The size to ask `model` for: a custom `size` it takes, an `aspect`, the classroom's landscape or the
+    source's shape (see shared/ai_models.py)."""
     _fmt, width, height = check_header(source)
-    return ai_models.image_size(model, width, height, landscape)
+    return ai_models.image_size(model, width, height, landscape, aspect=aspect, size=size)
+
+
+def _output_args(options: ImageOptions) -> dict[str, Any]:
+    """The format and background arguments: none for the defaults (PNG, background auto).
+
+    JPEG goes as output_format (with output_compression when given); a background is sent when
+    it is transparent or opaque, except transparent with JPEG, which the Images API refuses (a
+    JPEG has no alpha): the image is then drawn with the background the model picks.
+    """
+    args: dict[str, Any] = {}
+    jpeg = options.output_format == "jpeg"
+    if jpeg:
+        args["output_format"] = "jpeg"
+        if options.output_compression is not None:
+            args["output_compression"] = min(100, max(0, int(options.output_compression)))
+    if options.background == "opaque" or (options.background == "transparent" and not jpeg):
+        args["background"] = options.background
+    return args
+
+
+def _stream_status(error: dict[str, Any]) -> int:
+    """The HTTP status an error that came inside an image stream would have had as an answer of its own.
+
+    A stream has already answered 200 when the service reports a failure in an event, so the
+    event's codes decide: a refusal or a bad request is a 400, a rate limit a 429, and so on.
+    """
+    status = error.get("status")
+    if isinstance(status, int) and 400 <= status <= 599:
+        return status
+    codes = {str(error.get("code") or ""), str(error.get("type") or "")}
+    inner = error.get("inner_error") or error.get("innererror")
+    if isinstance(inner, dict):
+        codes.add(str(inner.get("code") or ""))
+    lowered = {code.lower() for code in codes}
+    if codes & _FILTER_CODES or lowered & {"invalid_request_error", "image_generation_user_error", "invalid_value"}:
+        return 400
+    if lowered & {"429", "rate_limit_exceeded", "too_many_requests", "ratelimitexceeded"}:
+        return 429
+    if lowered & {"401", "invalid_api_key", "unauthorized"}:
+        return 401
+    if lowered & {"403", "permissiondenied", "forbidden"}:
+        return 403
+    if lowered & {"404", "deploymentnotfound", "not_found"}:
+        return 404
+    return 500
+
+
+def _stream_error(error: Any, response: Any) -> openai.APIStatusError:
+    """An error reported inside an image stream, as the SDK error its status would have raised, so that
+    service_errors classifies it exactly as the same answer outside a stream. `response` is the stream's
+    HTTP response; the error gets one of the same class with the status it stands for."""
+    body: dict[str, Any] = dict(error) if isinstance(error, dict) else {"message": str(error)}
+    status = _stream_status(body)
+    message = str(body.get("message") or "An error occurred during streaming")
+    answer = type(response)(status, json={"error": body}, request=response.request)
+    errors: dict[int, type[openai.APIStatusError]] = {
+        400: openai.BadRequestError,
+        401: openai.AuthenticationError,
+        403: openai.PermissionDeniedError,
+        404: openai.NotFoundError,
+        429: openai.RateLimitError,
+    }
+    if status in errors:
+        return errors[status](message, response=answer, body={"error": body})
+    return openai.InternalServerError(message, response=answer, body={"error": body})
 
 
 class GptImageGenerator:
@@ -396,38 +467,58 @@ class GptImageGenerator:
         A `mask` (PNG at the source's size, transparent = change) goes with an edit; the model
         redraws the whole picture anyway, and the generate step lays the kept pixels back.
         `references` go as more input images after the source (the mask applies to the first);
-        with a subject among them, `input_fidelity` is high where the model takes it.
+        with a subject among them, `input_fidelity` is high where the model takes it, else the
+        options' input_fidelity is sent where the model takes it.
+
+        `options` choose the quality (and with it the timeout), the size (ai_models.image_size),
+        JPEG or PNG and the background. Previews: with `partial_images` > 0, an `on_partial` and
+        a batch of one image, the request streams (`stream=True`) and each partial image goes to
+        on_partial(0, partial number, bytes) as it arrives; the completed image is the result.
+        A batch of several images is one ordinary request without previews: a stream's events do
+        not say which image of the batch they belong to. Errors inside a stream are classified
+        as the same answer outside one (service_errors).
         """
+        opts = options or ImageOptions()
         client, name = self._deployments.get(deployment) or next(iter(self._deployments.values()))
         _gate.before_send = before_send
         try:
-            size: Any = image_size(source, landscape, self._model)
+            quality: Any = opts.quality or self._quality
+            size: Any = image_size(source, landscape, self._model, aspect=opts.aspect, size=opts.size)
             # Per request: high quality at a large size takes minutes, low quality under one.
-            timeout = ai_models.image_timeout_s(self._model, self._quality, size)
+            timeout = ai_models.image_timeout_s(self._model, quality, size)
             n = len(indices)
+            args: dict[str, Any] = {
+                "model": name,
+                "prompt": prompt,
+                "n": n,
+                "size": size,
+                "quality": quality,
+                "timeout": timeout,
+                **_output_args(opts),
+            }
+            previews = max(0, min(3, int(opts.partial_images)))
+            on_partial = opts.on_partial if previews > 0 and n == 1 else None
+            if on_partial is not None:
+                args.update(stream=True, partial_images=previews)
             with service_errors("image model", name):
                 if mode == "edit":
-                    extra: dict[str, Any] = {"mask": ("mask.png", mask, "image/png")} if mask is not None else {}
-                    if any(role == "subject" for _, role in references) and ai_models.takes_input_fidelity(self._model):
-                        extra["input_fidelity"] = "high"  # keep the faces, logos and details of a subject
+                    if mask is not None:
+                        args["mask"] = ("mask.png", mask, "image/png")
+                    if ai_models.takes_input_fidelity(self._model):
+                        if any(role == "subject" for _, role in references):
+                            args["input_fidelity"] = "high"  # keep the faces, logos and details of a subject
+                        elif opts.input_fidelity in ("high", "low"):
+                            args["input_fidelity"] = opts.input_fidelity
                     images_in: Any = [upload_file(source)] + [
                         upload_file(data, f"reference-{k}") for k, (data, _) in enumerate(references, 1)
                     ]
-                    response = client.images.edit(
-                        model=name,
-                        image=images_in if references else upload_file(source),
-                        prompt=prompt,
-                        n=n,
-                        size=size,
-                        quality=self._quality,
-                        timeout=timeout,
-                        **extra,
-                    )
+                    answer: Any = client.images.edit(image=images_in if references else upload_file(source), **args)
                 else:
-                    response = client.images.generate(
-                        model=name, prompt=prompt, n=n, size=size, quality=self._quality, timeout=timeout
-                    )
-                images = [base64.b64decode(item.b64_json) for item in response.data or [] if item.b64_json]
+                    answer = client.images.generate(**args)
+                if on_partial is not None:
+                    images = _read_stream(answer, on_partial, time.monotonic() + timeout)
+                else:
+                    images = [base64.b64decode(item.b64_json) for item in answer.data or [] if item.b64_json]
                 if not images:
                     raise TransientServiceError("The image model answered without an image.", "service_incomplete")
                 if any(sniff(image) not in ("PNG", "JPEG") for image in images):
@@ -435,3 +526,53 @@ class GptImageGenerator:
         finally:
             _gate.before_send = None
         return images  # fewer than asked when the service sent fewer: the caller marks the rest
+
+
+_IMAGE_EVENTS = (".partial_image", ".completed")
+
+
+def _read_stream(stream: Any, on_partial: OnPartial, deadline: float) -> list[bytes]:
+    """The completed images of an image stream (image_generation.* or image_edit.* events), handing each
+    partial image to `on_partial` on the way.
+
+    An error event raises the SDK error its status would have (see _stream_error); the SDK raises
+    one itself for an event with an `error` member. The call's timeout bounds each wait for an
+    event, and an event that arrives after `deadline` with no image yet ends the call as timed
+    out: previews, which keep the connection busy, do not stretch a call far past its timeout.
+    """
+    images: list[bytes] = []
+    with stream:
+        try:
+            for event in stream:
+                kind = str(getattr(event, "type", "") or "")
+                extra = getattr(event, "model_extra", None) or {}
+                if (
+                    kind == "error"
+                    or kind.endswith(".error")
+                    or (not kind.endswith(_IMAGE_EVENTS) and "message" in extra)
+                ):
+                    raise _stream_error(extra.get("error") or extra, stream.response)  # an error event's own fields
+                data = getattr(event, "b64_json", None)
+                if kind.endswith(".partial_image") and data:
+                    _hand_partial(on_partial, int(getattr(event, "partial_image_index", 0) or 0), data)
+                elif kind.endswith(".completed") and data:
+                    images.append(base64.b64decode(data))
+                if time.monotonic() > deadline and not images:
+                    raise openai.APITimeoutError(request=stream.response.request)
+        except openai.APIError as exc:
+            if type(exc) is not openai.APIError:  # a status, connection or timeout error: service_errors knows it
+                raise
+            raise _stream_error(exc.body, stream.response) from exc
+    return images
+
+
+def _hand_partial(on_partial: OnPartial, index: int, data: str) -> None:
+    """One preview to the caller. A preview is a courtesy: one that cannot be read or handed on is logged and
+    skipped, never the end of the paid call that is still drawing the image."""
+    try:
+        image = base64.b64decode(data)
+        if sniff(image) not in ("PNG", "JPEG"):
+            raise ValueError("a partial image is neither PNG nor JPEG")
+        on_partial(0, index, image)
+    except Exception:
+        log.warning("partial image %d was not handed on", index, exc_info=True)
