@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -25,7 +28,7 @@ from shared.core.models import OutputOptions
 from shared.local.cli import make_runtime
 from shared.local.server import VariaServer
 from tests.images import scene_png
-from tests.support import multipart, offline_env
+from tests.support import REPO, multipart, offline_env
 
 
 @pytest.fixture
@@ -267,3 +270,28 @@ def test_each_image_leaves_a_preview_the_api_serves(server: VariaServer, service
         Image.open(io.BytesIO(preview)).size == final.size
         and _change(final, Image.open(io.BytesIO(preview)).convert("RGB")) > 0
     )
+
+
+def test_the_cli_takes_a_result_further(tmp_path: Path) -> None:
+    """`vary --from JOB:K --action vary --strength strong`, remix with a prompt, a dry run, a wrong index."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "VARIA_", "AzureWebJobs"))}
+    env["PYTHONPATH"] = str(REPO)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "shared.cli", "vary", "--out", str(tmp_path / "out"), *args]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+    def manifest_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(Path(result.stdout.strip().splitlines()[-1].removeprefix("manifest: ")).read_text()))
+
+    first = manifest_of(cli("--n", "2"))
+    strong = manifest_of(cli("--from", f"{first['job_id']}:1", "--action", "vary", "--strength", "strong", "--n", "1"))
+    assert strong["parent"] == {"job_id": first["job_id"], "index": 1} and strong["action"] == "vary"
+    assert strong["request"]["strength"] == "strong"
+    remix = manifest_of(cli("--from", f"{first['job_id']}:0", "as pixel art", "--action", "remix", "--n", "1"))
+    assert remix["action"] == "remix" and remix["request"]["prompt"] == "as pixel art"
+    dry = cli("--from", f"{first['job_id']}:0", "--action", "refine", "--dry-run")
+    assert dry.returncode == 0 and "estimate: at most $0.0000" in dry.stdout and "manifest:" not in dry.stdout
+    wrong = cli("--from", f"{first['job_id']}:7")
+    assert wrong.returncode == 2 and "has no variation 7" in wrong.stderr

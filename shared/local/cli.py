@@ -23,13 +23,15 @@ from shared.adapters.services import Services, build_services
 from shared.adapters.storage import OUTPUTS, BlobNotFound, LocalStorage, Storage
 from shared.config import ConfigError, Settings, activity_concurrency
 from shared.core.jobs import JobState, ProfileEnforced, RequestError, check_options, clean_prompt, request_for_upload
-from shared.core.models import Manifest
+from shared.core.lineage import check_action, check_output, chosen_parent, estimate, request_from_parent
+from shared.core.models import JobRequest, Manifest
 from shared.core.orchestrator import orchestrate_job
 from shared.core.steps import STEPS, delivered_so_far, manifest_name
 from shared.local.runtime import Activity, Instance, LocalRuntime
 from shared.local.store import InstanceStore, StorageInUse, StorageLock, lock_storage
 
 SAMPLE_IMAGE = Path(__file__).parent / "assets" / "sample-meadow.png"
+DEFAULT_PROMPT = "as a watercolour"
 # What a stop does (LocalRuntime.shutdown): the running steps finish and are recorded with the job.
 STOPPING = (
     "Stopping: the running steps finish and are saved with their jobs, which resume where they stopped "
@@ -241,23 +243,43 @@ def _reference(given: str) -> tuple[bytes, str]:
     return Path(path).read_bytes(), role
 
 
-def vary(args: argparse.Namespace, environ: dict[str, str]) -> int:
-    env = dict(environ)
-    if args.out:
-        env["VARIA_STORAGE"], env["VARIA_LOCAL_DIR"] = "local", args.out
-    settings = Settings.from_env(env)
+def _output_values(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("quality", "aspect", "size", "format", "compression", "background")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _request(args: argparse.Namespace, settings: Settings, services: Services) -> tuple[JobRequest, str]:
+    """The job the command asks for, and what it starts from (a file, or a variation of an earlier job)."""
     profile, n, mode = check_options(settings, args.profile, args.n, args.mode)
-    prompt = clean_prompt(args.prompt)
-    image_path = Path(args.image)
+    if args.from_variation:
+        if args.image is not None and args.prompt is None:  # `vary --from J:K "new prompt"`: the one word is the prompt
+            args.image, args.prompt = None, args.image
+        if args.image is not None or args.mask or args.reference:
+            raise RequestError("--from starts from an earlier result: send no image, --mask or --reference with it.")
+        job, _, index = args.from_variation.rpartition(":")
+        if not job:
+            job, index = args.from_variation, "0"
+        parent, manifest = chosen_parent(services.storage, job, index)
+        action, strength = check_action(args.action or "vary", args.strength)
+        prompt = clean_prompt(args.prompt) if args.prompt else None
+        request = request_from_parent(
+            parent, manifest, action=action, strength=strength, prompt=prompt, profile=profile, n=n,
+            output=check_output(settings, _output_values(args)), origin="cli", force=args.force,
+            requested_profile=args.profile, profile_enforced=bool(settings.enforced_profile),
+        )  # fmt: skip
+        shown = f"{action}{f' ({strength})' if strength else ''} of variation {parent.index} of {parent.job_id}"
+        return request, shown
+    if args.action or args.strength:
+        raise RequestError("--action and --strength take an earlier result further: send --from JOB:INDEX with them.")
+    prompt = clean_prompt(args.prompt or DEFAULT_PROMPT)
+    image_path = Path(args.image or SAMPLE_IMAGE)
     data = image_path.read_bytes()
     mask = Path(args.mask).read_bytes() if args.mask else None
     references = [_reference(given) for given in args.reference or []]
-    services = build_services(settings)
-    storage = services.storage
     # The input is kept as given, as uploads/{sha256}.{suffix}; the job never modifies it.
     extension = "".join(c for c in image_path.suffix.lower() if c.isalnum())[:8] or "bin"
     request = request_for_upload(
-        storage,
+        services.storage,
         data,
         extension,
         prompt=prompt,
@@ -271,11 +293,34 @@ def vary(args: argparse.Namespace, environ: dict[str, str]) -> int:
         profile_enforced=bool(settings.enforced_profile),
         mask=mask,
         references=references,
+        output=check_output(settings, _output_values(args), masked=mask is not None),
     )
-    job_id = request.job_id
+    return request, image_path.name
+
+
+def vary(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    env = dict(environ)
+    if args.out:
+        env["VARIA_STORAGE"], env["VARIA_LOCAL_DIR"] = "local", args.out
+    settings = Settings.from_env(env)
+    services = build_services(settings)
+    storage = services.storage
+    request, source = _request(args, settings, services)
+    job_id, profile, n, mode = request.job_id, request.profile, request.n, request.mode
     enforced = ", enforced by VARIA_ENFORCED_PROFILE" if request.profile_enforced else ""
-    print(f"Varia job {job_id}: {prompt!r} on {image_path.name} (profile {profile}{enforced}, n={n}, mode {mode})")
+    print(f"Varia job {job_id}: {request.prompt!r} on {source} (profile {profile}{enforced}, n={n}, mode {mode})")
     print(f"  providers: {services.providers.names()}; storage: {storage.description}")
+    paid = {
+        "caption": services.providers.captioner.paid,
+        "compose": services.providers.composer.paid,
+        "image": services.providers.generator.paid,
+        "moderation": services.providers.moderator.paid,
+    }
+    cost = estimate(request, settings, paid)
+    calls = ", ".join(f"{count} {kind}" for kind, count in cost["paid_calls"].items() if count) or "none"
+    print(f"  estimate: at most ${cost['usd']:.4f} (paid calls: {calls}; images at {cost['quality']} quality)")
+    if args.dry_run:
+        return 0
 
     if storage.info(OUTPUTS, manifest_name(job_id)) is not None:
         print("  this exact job ran before: showing its manifest (no new calls; --force to run again)")
@@ -325,8 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m shared.cli", description="Varia: image variations from a prompt.")
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("vary", help="make variations of one image")
-    v.add_argument("image", nargs="?", default=str(SAMPLE_IMAGE), help="image file (default: the sample meadow)")
-    v.add_argument("prompt", nargs="?", default="as a watercolour", help="how the image should change")
+    v.add_argument("image", nargs="?", default=None, help="image file (default: the sample meadow)")
+    v.add_argument("prompt", nargs="?", default=None, help=f"how the image should change (default: {DEFAULT_PROMPT!r})")
     v.add_argument("--n", type=int, default=None, help="number of variations (default VARIA_DEFAULT_VARIATIONS)")
     v.add_argument("--profile", choices=["general", "kids"], default=None, help="safety profile")
     v.add_argument("--mode", choices=["edit", "generate"], default=None, help="edit keeps the subject (default)")
@@ -338,6 +383,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH[:style|subject]",
         help="a picture to borrow the style of (default) or to put in the scene; up to 4",
     )
+    v.add_argument(
+        "--from",
+        dest="from_variation",
+        metavar="JOB:INDEX",
+        help="start from variation INDEX (from 0) of an earlier job instead of an image",
+    )
+    v.add_argument("--action", choices=["vary", "remix", "refine"], help="with --from: what to do (default vary)")
+    v.add_argument("--strength", choices=["subtle", "strong"], help="with --action vary (default subtle)")
+    v.add_argument("--quality", choices=["low", "medium", "high", "auto"], help="image quality (refine: high)")
+    v.add_argument("--aspect", choices=["auto", "square", "landscape", "portrait"], help="the images' shape")
+    v.add_argument("--size", metavar="WxH", help="a custom size (gpt-image-2), e.g. 1536x864")
+    v.add_argument("--format", choices=["png", "jpeg"], help="image format (default png)")
+    v.add_argument("--compression", type=int, metavar="0-100", help="JPEG compression")
+    v.add_argument("--background", choices=["auto", "opaque", "transparent"], help="transparent where supported")
+    v.add_argument("--dry-run", action="store_true", help="print the cost estimate and start nothing")
     v.add_argument("--force", action="store_true", help="run again even if this exact job ran before")
     v.add_argument("--json", action="store_true", help="also print the manifest")
     return parser
