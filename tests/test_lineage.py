@@ -23,12 +23,14 @@ from PIL import Image, ImageChops, ImageStat
 
 from shared.adapters.services import Services, build_services
 from shared.config import Settings
-from shared.core.lineage import TEMPLATES, check_output
-from shared.core.models import OutputOptions
+from shared.core.jobs import request_for_upload
+from shared.core.lineage import TEMPLATES, check_action, check_output, chosen_parent, estimate, request_from_parent
+from shared.core.models import Manifest, OutputOptions
 from shared.local.cli import make_runtime
 from shared.local.server import VariaServer
+from tests.fake_ai import FakeAzureAI
 from tests.images import scene_png
-from tests.support import REPO, multipart, offline_env
+from tests.support import REPO, NoCredential, azure_env, multipart, offline_env
 
 
 @pytest.fixture
@@ -295,3 +297,53 @@ def test_the_cli_takes_a_result_further(tmp_path: Path) -> None:
     assert dry.returncode == 0 and "estimate: at most $0.0000" in dry.stdout and "manifest:" not in dry.stdout
     wrong = cli("--from", f"{first['job_id']}:7")
     assert wrong.returncode == 2 and "has no variation 7" in wrong.stderr
+
+
+def test_against_the_fake_vary_sends_the_parent_with_its_fidelity_refine_its_quality_and_previews_come_first(
+    fake: FakeAzureAI, tmp_path: Path
+) -> None:
+    """Through the real SDKs: the parent image goes to the edit, input_fidelity follows the strength, refine
+    asks for high quality, the one-image requests stream a preview before the image, and the cost estimate
+    given before each job is its paid calls × the prices."""
+    env = {**azure_env(fake, VARIA_PREVIEW_IMAGES="2"), **offline_env(tmp_path)}
+    services = build_services(Settings.from_env(env), NoCredential)
+    runtime = make_runtime(services, retry_scale=0.001)
+    paid = {"caption": True, "compose": True, "image": True, "moderation": False}
+    try:
+        first = request_for_upload(
+            services.storage, scene_png(480, 320), "png", prompt="as a watercolour", profile="general", n=2,
+            mode="edit", origin="cli",
+        )  # fmt: skip
+        drafts = Manifest.model_validate(runtime.run(first.job_id, first.model_dump(mode="json")).output)
+        assert drafts.status == "succeeded"
+        assert drafts.estimated_cost_usd == estimate(first, services.settings, paid)["usd"]
+        parent, manifest = chosen_parent(services.storage, first.job_id, 1)
+        parent_png = services.storage.get("outputs", f"{first.job_id}/variation-1.png")
+        for action, strength, fidelity, quality in (
+            ("vary", "subtle", "high", "low"),
+            ("vary", "strong", "low", "low"),
+            ("refine", None, "high", "high"),
+        ):
+            fake.calls.clear()
+            checked_action, checked_strength = check_action(action, strength)
+            request = request_from_parent(
+                parent, manifest, action=checked_action, strength=checked_strength, prompt=None, profile="general",
+                n=1, output=OutputOptions(), origin="cli",
+            )  # fmt: skip
+            expected = estimate(request, services.settings, paid)
+            done = Manifest.model_validate(runtime.run(request.job_id, request.model_dump(mode="json")).output)
+            assert done.status == "succeeded", done.message
+            assert [c.route for c in fake.calls] == ["images.edit"]  # no caption, no compose: the parent's
+            (edit,) = fake.calls
+            sent = Image.open(io.BytesIO(edit.files["image"][0])).convert("RGB")
+            assert _change(Image.open(io.BytesIO(parent_png)).convert("RGB"), sent) < 3  # the parent, re-encoded
+            assert (edit.input_fidelity, edit.quality) == (fidelity, quality)
+            assert edit.stream and edit.events[0].endswith("partial_image") and edit.events[-1].endswith("completed")
+            assert done.paid_calls.image.billed == expected["paid_calls"]["image"] == 1
+            assert (
+                done.estimated_cost_usd
+                == expected["usd"]
+                == services.settings.prices_usd["image.high" if quality == "high" else "image"]
+            )
+    finally:
+        runtime.shutdown()
