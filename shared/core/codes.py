@@ -65,7 +65,7 @@ CODES: dict[str, Code] = {
             "offline_limited",
             "The job succeeded offline, but the offline painter could not do all that was asked (add or move "
             "things, draw a described scene, a transparent background, a style it does not know).",
-            "Configure Azure OpenAI (see Configuration) to have it drawn as asked.",
+            "Set AZURE_OPENAI_ENDPOINT and an image deployment (see Settings) to have it drawn as asked.",
             "admin",
         ),
         # Safety
