@@ -30,7 +30,7 @@ def test_production_functions_and_bindings(monkeypatch: pytest.MonkeyPatch) -> N
     functions = _index(monkeypatch, "Production")
     assert set(functions) == {
         "orchestrate_job", "prepare", "caption", "compose", "reserve", "generate", "persist",
-        "start_variation", "variation_status", "variation_image", BLOB_FUNCTION_NAME,
+        "start_variation", "variation_status", "cancel_variation", "variation_image", BLOB_FUNCTION_NAME,
         "web_ui_index", "web_ui_file",
     }  # fmt: skip
     assert _binding(functions["orchestrate_job"], "orchestrationTrigger")["name"] == "context"

@@ -9,6 +9,8 @@
 - `work/{job}/moderation/{what}-{check}.json`: each moderation verdict, for the manifest
 - `work/{job}/preview-{k}.png`: the latest partial image of variation k while it is drawn (the
   status API links it while the job runs)
+- `work/{job}/cancel`: the job was cancelled (POST /api/variations/{job}/cancel): its next steps
+  make no paid call and it ends with code `cancelled`
 - `work/{job}/unrated-{k}.png`: a generated image whose moderation has not answered yet, kept so a
   second attempt rates it instead of paying for a new one; emptied once it is rated
 - `work/orchestrations/{job}/{generation}.json` (and `.done`), `work/orchestrations.lock`: the
@@ -73,6 +75,11 @@ def variation_prefix(job_id: str) -> str:
 
 def variation_name(job_id: str, index: int) -> str:
     return f"{variation_prefix(job_id)}{index}.png"
+
+
+def cancel_name(job_id: str) -> str:
+    """The mark of a job cancelled by its sender: the steps still to run see it and pay for nothing more."""
+    return f"{job_id}/cancel"
 
 
 def preview_name(job_id: str, index: int) -> str:

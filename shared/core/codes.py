@@ -62,6 +62,19 @@ CODES: dict[str, Code] = {
             "user",
         ),
         Code(
+            "cancelled",
+            "The job's sender cancelled it: the steps still to run made no paid call (images already drawn are "
+            "kept and delivered).",
+            "Send the job again with force=true to start over.",
+            "user",
+        ),
+        Code(
+            "job_finished",
+            "The job has already ended, so it cannot be cancelled.",
+            "Nothing to do: its result stays as it is.",
+            "user",
+        ),
+        Code(
             "offline_limited",
             "The job succeeded offline, but the offline painter could not do all that was asked (add or move "
             "things, draw a described scene, a transparent background, a style it does not know).",
@@ -250,6 +263,7 @@ HTTP_STATUS: dict[str, int] = {
     "mask_invalid": 400,
     "reference_invalid": 400,
     "parent_invalid": 400,
+    "job_finished": 409,
     "output_invalid": 400,
     "malformed_body": 400,
     "body_incomplete": 400,

@@ -44,6 +44,7 @@ from shared.adapters.storage import (
 )
 from shared.core import budget
 from shared.core.blobs import (
+    cancel_name,
     caption_cache_name,
     caption_claim_name,
     job_of,
@@ -112,11 +113,27 @@ def delivered_so_far(storage: Storage, job_id: str) -> int:
     return sum(1 for name in storage.list(OUTPUTS, prefix) if name.startswith(prefix))
 
 
+CANCELLED = (
+    "Cancelled at your request while {stage}: nothing more was paid for. Send it again with force=true to start over."
+)
+
+
+def cancelled(services: Services, job_id: str) -> bool:
+    """Whether the job's sender cancelled it (work/{job}/cancel): its remaining steps make no paid call."""
+    return services.storage.info(WORK, cancel_name(job_id)) is not None
+
+
+def _cancelled_problem(stage: str) -> Problem:
+    return problem("failed", "cancelled", stage, CANCELLED.format(stage=stage))
+
+
 def prepare(services: Services, request: JobRequest) -> PreparedImage | Problem:
     """Check the prompt (free), read, validate and normalize the image into work/{job}/source (JPEG, or
     PNG when it has transparency), then have Content Safety rate the prompt when it is configured (a paid
     call, made once the image is known good).
     """
+    if cancelled(services, request.job_id):
+        return _cancelled_problem("preparing")
     verdict = _word_check(services, request.job_id, request.prompt, request.profile, "request")
     if not verdict.allowed:
         return problem("refused", "word_check", "preparing", f"{verdict.reason} Change the prompt.")
@@ -342,6 +359,8 @@ def _moderation_records(services: Services, job_id: str) -> list[ModerationRecor
 def caption(services: Services, prepared: PreparedImage) -> Caption | Problem:
     """Caption the normalized image and each reference (a paid call each), from the cache when an image
     was captioned before; the references' captions go into the source's Caption, in order."""
+    if cancelled(services, job_of(prepared.image.name)):
+        return _cancelled_problem("captioning")
     if prepared.inherits is not None:  # vary, refine: the parent's caption, no call
         parent = parent_manifest(services.storage, prepared.inherits.job_id)
         if parent is not None and parent.caption is not None:
@@ -419,6 +438,8 @@ def _wait_for_caption(services: Services, cache_name: str, claim: str) -> Captio
 def compose(services: Services, work: ComposeInput) -> Composition | Problem:
     """Turn caption + request into the output prompt, or a refusal, under the job's safety profile."""
     request, found = work.request, work.caption
+    if cancelled(services, request.job_id):
+        return _cancelled_problem("composing")
     profile = get_profile(request.profile)
     if request.parent is not None and request.action in INHERITS_PROMPT:
         inherited = _inherited(services, request)
@@ -533,7 +554,9 @@ def reserve(services: Services, work: ReserveInput) -> QuotaPlan:
     durable timer, so no activity is held while a job waits its turn.
     """
     quota = services.quota
-    if quota is None:  # images cost nothing (offline): every variation at once, one request each
+    if quota is None or cancelled(services, work.job_id):
+        # Offline images cost nothing: every variation at once, one request each. A cancelled job
+        # takes no slot: its generate steps end at once.
         return QuotaPlan(requests=[PlannedImageRequest(indices=[i]) for i in work.indices])
     planned = quota.plan(work.indices, work.avoid)
     now = time.time()
@@ -583,6 +606,13 @@ def generate_request(services: Services, work: GenerateInput) -> list[Variation]
 def _generate_request(services: Services, work: GenerateInput) -> list[Variation]:
     request = work.request
     generator = services.providers.generator
+    if cancelled(services, request.job_id):
+        drawn = [_already_drawn(services, work, index) for index in work.drawn]
+        reason = "Cancelled at your request before this image was drawn: it was not paid for."
+        return [
+            done or Variation(index=index, status="failed", provider=generator.name, reason=reason, code="cancelled")
+            for index, done in zip(work.drawn, drawn, strict=True)
+        ]
     results: dict[int, Variation] = {}
     records: dict[int, budget.CallRecord] = {}
     for index in work.drawn:

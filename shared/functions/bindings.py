@@ -58,6 +58,16 @@ def http_blueprint(development: bool) -> df.Blueprint:
         services = await asyncio.to_thread(get_services)
         return await get_variation(req.route_params["job_id"], DurableJobClient(client), services)
 
+    @bp.route(route="variations/{job_id}/cancel", methods=["POST"], auth_level=auth)
+    @bp.durable_client_input(client_name="client")
+    async def cancel_variation(req: func.HttpRequest, client: Any) -> func.HttpResponse:
+        from shared.adapters.services import get_services
+        from shared.core.jobs import DurableJobClient
+        from shared.functions import http_api
+
+        services = await asyncio.to_thread(get_services)
+        return await http_api.cancel_variation(req.route_params["job_id"], DurableJobClient(client), services)
+
     @bp.route(route="variations/{job_id}/images/{which}", methods=["GET"], auth_level=auth)
     def variation_image(req: func.HttpRequest) -> func.HttpResponse:
         from shared.adapters.services import get_services

@@ -42,7 +42,7 @@ from werkzeug.http import parse_options_header
 from shared.adapters.services import Services
 from shared.adapters.storage import OUTPUTS, WORK, BlobNotFound, StorageError, for_requests
 from shared.config import Settings
-from shared.core.blobs import manifest_name, preview_name, source_name, variation_name
+from shared.core.blobs import cancel_name, manifest_name, preview_name, source_name, variation_name
 from shared.core.callers import Caller, Ticket, TooManyJobs, admit, caller_behind_host
 from shared.core.images import InvalidImage, check_header
 from shared.core.jobs import (
@@ -802,6 +802,30 @@ def _previews(services: Services, job_id: str) -> list[dict[str, Any]]:
         if _IMAGE_INDEX.fullmatch(index):
             found.append({"index": int(index), "url": f"{API_PREFIX}/{job_id}/images/preview-{index}"})
     return sorted(found, key=lambda p: p["index"])
+
+
+async def cancel_variation(job_id: str, client: JobClient, services: Services) -> func.HttpResponse:
+    """Cancel a running job: its remaining steps make no paid call, and it ends with code `cancelled`.
+
+    Images already drawn are kept and delivered (the job is then partial). A job that has ended
+    answers 409 `job_finished`; an unknown one 404.
+    """
+    if not is_job_id_path(job_id):
+        return _error(404, "No such job: job ids look like 'http-' followed by 32 hex digits.", "job_not_found")
+    try:
+        if await asyncio.to_thread(_stored_manifest, services, job_id) is not None:
+            return _error(409, f"Job {job_id} has already finished; nothing to cancel.", "job_finished")
+        state = await client.status(job_id)
+        if state is None:
+            return _error(404, f"No job {job_id}: check the id.", "job_not_found")
+        if state.runtime_status in ("Completed", "Failed", "Terminated"):
+            return _error(409, f"Job {job_id} has already ended; nothing to cancel.", "job_finished")
+        storage = for_requests(services.storage)
+        await asyncio.to_thread(storage.put, WORK, cancel_name(job_id), b"cancelled", "text/plain")
+    except StorageError as exc:
+        return _storage_error(exc, job_id)
+    status_url = f"{API_PREFIX}/{job_id}"
+    return _json({"job_id": job_id, "cancelling": True, "status_url": status_url}, 202, {"Location": status_url})
 
 
 def get_image(job_id: str, which: str, services: Services, download: bool = False) -> func.HttpResponse:

@@ -256,6 +256,7 @@ class VariaServer:
                 Rule("/", endpoint="root", methods=["GET"]),
                 Rule("/api/variations", endpoint="start", methods=["POST"], strict_slashes=False),
                 Rule("/api/variations/<job_id>", endpoint="status", methods=["GET"], strict_slashes=False),
+                Rule("/api/variations/<job_id>/cancel", endpoint="cancel", methods=["POST"], strict_slashes=False),
                 Rule(
                     "/api/variations/<job_id>/images/<which>", endpoint="image", methods=["GET"], strict_slashes=False
                 ),
@@ -277,6 +278,9 @@ class VariaServer:
         async def variation_status(req: func.HttpRequest) -> func.HttpResponse:
             return await http_api.get_variation(req.route_params["job_id"], runtime, services)
 
+        async def cancel_variation(req: func.HttpRequest) -> func.HttpResponse:
+            return await http_api.cancel_variation(req.route_params["job_id"], runtime, services)
+
         async def variation_image(req: func.HttpRequest) -> func.HttpResponse:
             download = req.params.get("download") in ("1", "true")
             return http_api.get_image(req.route_params["job_id"], req.route_params["which"], services, download)
@@ -288,6 +292,7 @@ class VariaServer:
         handlers: dict[str, Handler] = {
             "start": start_variation,
             "status": variation_status,
+            "cancel": cancel_variation,
             "image": variation_image,
             "ui": web_ui_file,
         }

@@ -26,7 +26,8 @@ from tests.worker.host import WorkerHost
 DEVELOPMENT = ENVIRONMENT == "Development"
 EXPECTED = {
     "orchestrate_job", "prepare", "caption", "compose", "reserve", "generate", "persist",
-    "start_variation", "variation_status", "variation_image", BLOB_FUNCTION_NAME, "web_ui_index", "web_ui_file",
+    "start_variation", "variation_status", "cancel_variation", "variation_image", BLOB_FUNCTION_NAME,
+    "web_ui_index", "web_ui_file",
 } | ({POLLING_FUNCTION_NAME} if DEVELOPMENT else set())  # fmt: skip
 BLOB_TRIGGERS = [BLOB_FUNCTION_NAME] + ([POLLING_FUNCTION_NAME] if DEVELOPMENT else [])
 
