@@ -2,7 +2,8 @@
 
 The server runs in this process on a free port with offline providers, and each activity is
 slowed down a little so that the page has stages to show (offline jobs otherwise finish in well
-under a second); one job's images take 15 s, for the polling test. Without /usr/bin/chromium the
+under a second); one job's images take 15 s, for the polling test and for the test that starts a
+second job while a first is running (tests/browser/states.test.mjs). Without /usr/bin/chromium the
 test is skipped, except in CI (CI=true), where `.ci/run` installs it and a missing browser is a
 failure.
 """
@@ -83,7 +84,7 @@ def test_the_page_does_the_whole_job_in_headless_chromium(tmp_path: Path) -> Non
             env=env,
             capture_output=True,
             text=True,
-            timeout=240,
+            timeout=600,  # node runs the files one after another on a 2-core machine
         )
     finally:
         server.close()

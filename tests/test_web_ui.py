@@ -40,6 +40,7 @@ def test_the_index_is_html_with_a_strict_content_security_policy(tmp_path: Path)
     ("name", "content_type"),
     [
         ("app.js", "text/javascript; charset=utf-8"),
+        ("i18n.js", "text/javascript; charset=utf-8"),
         ("app.css", "text/css; charset=utf-8"),
         ("favicon.svg", "image/svg+xml"),
     ],
@@ -138,3 +139,67 @@ def test_the_page_picks_its_advice_by_code_never_by_reading_the_message() -> Non
     assert not re.search(r"(message|reason|error)\S*\.(match|search)\(", script)
     assert "PICTURE_PROBLEM" not in script
     assert "adviceFor(view.code)" in script and "adviceFor(answer.code)" in script and "adviceFor(i.code)" in script
+
+
+def _dictionaries() -> dict[str, set[str]]:
+    """The keys of each language's dictionary in i18n.js (`const en = {` ... `};`, one `key: '...'` a line)."""
+    script = (WEB_DIR / "i18n.js").read_text()
+    found = {}
+    for language in ("en", "fr", "es", "ru"):
+        body = script.split(f"const {language} = {{\n", 1)[1].split("\n};", 1)[0]
+        found[language] = set(re.findall(r"^  '?([\w.\-]+)'?:", body, re.M))
+    return found
+
+
+def test_every_language_says_everything_the_page_says() -> None:
+    languages = _dictionaries()
+    english = languages["en"]
+    assert len(english) > 150
+    for language in ("fr", "es", "ru"):
+        assert english - languages[language] == set(), f"{language} lacks these texts"
+    # Every key the page names, in its HTML or its script, is in the English dictionary.
+    html = (WEB_DIR / "index.html").read_text()
+    script = (WEB_DIR / "app.js").read_text()
+    named = set(re.findall(r'data-i18n="([\w]+)"', html)) | set(re.findall(r"data-i18n-attr=\"[\w-]+:([\w]+)\"", html))
+    named |= set(re.findall(r"\bt\('([\w.]+)'", script))
+    assert named - english == set()
+    # No text for people is left in the script outside the dictionaries: every textContent is a t() or server text.
+    assert not re.search(r"textContent = '[A-Z]", script)
+
+
+def _css_colours() -> dict[str, str]:
+    css = (WEB_DIR / "app.css").read_text()
+    return dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-f]{6})", css))
+
+
+def _luminance(colour: str) -> float:
+    def channel(value: int) -> float:
+        c = value / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+
+def contrast(a: str, b: str) -> float:
+    light, dark = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_the_focus_ring_and_the_texts_meet_wcag_aa_contrast() -> None:
+    colours = _css_colours()
+    css = (WEB_DIR / "app.css").read_text()
+    white = "#ffffff"
+    # The focus indicator: 3:1 against what it sits next to (the cards, the page's background).
+    for background in (white, colours["bg"], colours["primary-soft"]):
+        assert contrast(colours["focus"], background) >= 3, background
+    # Text: 4.5:1.
+    assert contrast(colours["ink"], white) >= 4.5 and contrast(colours["muted"], white) >= 4.5
+    assert contrast(colours["muted"], colours["bg"]) >= 4.5
+    assert contrast(colours["warn"], colours["warn-soft"]) >= 4.5
+    assert contrast(colours["primary-dark"], white) >= 4.5
+    # The step numbers: white on each of their backgrounds.
+    step_backgrounds = [colours["primary"]] + re.findall(r"\.how li:nth-child\(\d\) \.how-num \{ background: (#[0-9a-f]{6}); \}", css)
+    assert len(step_backgrounds) == 3
+    for background in step_backgrounds:
+        assert contrast(white, background) >= 4.5, background

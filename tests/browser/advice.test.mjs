@@ -10,12 +10,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { BASE, IMAGE, fillForm, launch, open, recordProblems, waitForImages } from './chromium.mjs';
+import { BASE, IMAGE, field, fillForm, isDryRun, launch, open, recordProblems, waitForImages } from './chromium.mjs';
 
 const API = '/api/variations';
 const ARTIFACTS = process.env.VARIA_ARTIFACTS || 'test-artifacts';
 const JOB_A = `http-${'a'.repeat(32)}`;
 const JOB_B = `http-${'b'.repeat(32)}`;
+const ESTIMATE = { paid_calls: { caption: 1, compose: 1, image: 1, moderation: 0 }, usd: 0.02, quality: 'low' };
 
 let browser;
 let codes; // config.json's table: code -> { advice, who }
@@ -28,6 +29,7 @@ async function pageWith(jobs, views, refusal = null) {
   const queue = [...jobs];
   await context.route((url) => url.pathname === API, async (route, request) => {
     if (request.method() !== 'POST') return route.continue();
+    if (isDryRun(request)) return route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ dry_run: true, estimate: ESTIMATE }) });
     posts.push(request.postDataBuffer());
     if (refusal) return route.fulfill({ status: refusal.status, contentType: 'application/json', body: JSON.stringify(refusal.body) });
     const jobId = queue.shift();
@@ -43,15 +45,15 @@ async function pageWith(jobs, views, refusal = null) {
     return route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(views[jobId]) });
   });
   await context.addInitScript(() => {
-    window.variaPictures = []; // sha256 of the 'image' part of each POST the page sends
-    const send = window.fetch;
-    window.fetch = function fetch(resource, options) {
-      const image = options?.body instanceof FormData ? options.body.get('image') : null;
+    window.variaPictures = []; // sha256 of the 'image' part of each job the page sends (by XMLHttpRequest)
+    const send = XMLHttpRequest.prototype.send;
+    XMLHttpRequest.prototype.send = function hashed(body) {
+      const image = body instanceof FormData ? body.get('image') : null;
       if (image) {
         window.variaPictures.push(image.arrayBuffer().then((bytes) => crypto.subtle.digest('SHA-256', bytes))
           .then((digest) => [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('')));
       }
-      return send.call(this, resource, options);
+      return send.call(this, body);
     };
   });
   const page = await context.newPage();
@@ -69,11 +71,6 @@ function finished(jobId, fields) {
   };
 }
 
-// A multipart field's value in a POST body.
-function field(body, name) {
-  const match = body.toString('latin1').match(new RegExp(`name="${name}"\\r\\n\\r\\n([^\\r]*)\\r\\n`));
-  return match ? match[1] : null;
-}
 
 describe("the page's advice comes from the code", { concurrency: false }, () => {
   before(async () => {
@@ -168,7 +165,7 @@ describe("the page's advice comes from the code", { concurrency: false }, () => 
     assert.equal(field(posts[1], 'prompt'), prompt);
     assert.equal(field(posts[1], 'profile'), 'kids');
     assert.equal(field(posts[1], 'n'), '1');
-    // The network layer does not show file parts: the page's own fetch says which picture each POST carried.
+    // The network layer does not show file parts: the page's own request says which picture each POST carried.
     const pictures = await page.evaluate(() => Promise.all(window.variaPictures));
     const expected = createHash('sha256').update(readFileSync(IMAGE)).digest('hex');
     assert.deepEqual(pictures, [expected, expected], 'the same picture is sent again');

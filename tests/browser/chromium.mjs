@@ -45,12 +45,25 @@ export async function fillForm(page, prompt, n = N) {
   await page.click(`label[for="n-${n}"]`);
 }
 
-// Every picture of the gallery (before and after, `count` pairs) decoded and shown.
+// Every picture of the results grid (`count` results, and the source when the job has one) decoded and shown.
 export async function waitForImages(page, count) {
   await page.waitForFunction((n) => {
     const imgs = [...document.querySelectorAll('#gallery img')];
-    return imgs.length === 2 * n && imgs.every((img) => img.complete && img.naturalWidth > 0);
+    const results = document.querySelectorAll('#gallery img.variation').length;
+    return results === n && imgs.every((img) => img.complete && img.naturalWidth > 0);
   }, count, { timeout: 15000 });
+}
+
+// A POST that only asks what a job would cost (dry_run): the page sends one whenever the form or a result changes.
+export function isDryRun(request) {
+  const body = request.postDataBuffer();
+  return Boolean(body && (body.includes('name="dry_run"') || body.includes('"dry_run":true')));
+}
+
+// A multipart field's value in a POST body, or null when the form did not send it.
+export function field(body, name) {
+  const match = body.toString('latin1').match(new RegExp(`name="${name}"\\r\\n\\r\\n([^\\r]*)\\r\\n`));
+  return match ? match[1] : null;
 }
 
 // Clicks a download link; the file's suggested name and the bytes the browser saved.

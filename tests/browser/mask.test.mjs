@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { BASE, IMAGE, launch, open, recordProblems } from './chromium.mjs';
+import { BASE, IMAGE, isDryRun, launch, open, recordProblems } from './chromium.mjs';
 
 const ARTIFACTS = process.env.VARIA_ARTIFACTS || 'test-artifacts';
 const API = '/api/variations';
@@ -27,7 +27,7 @@ async function pageIn(options) {
   const posts = [];
   let reply = null;
   await context.route((url) => url.pathname === API, (route, request) => {
-    if (request.method() !== 'POST') return route.continue();
+    if (request.method() !== 'POST' || isDryRun(request)) return route.continue(); // a dry run starts nothing
     posts.push(request.postDataBuffer()?.toString('latin1') || '');
     if (!reply) return route.continue();
     return route.fulfill({ status: reply.status, contentType: 'application/json', body: JSON.stringify(reply.body) });

@@ -79,7 +79,8 @@ describe('the Varia page', { concurrency: false }, () => {
   async function waitForImages(count) {
     await page.waitForFunction((n) => {
       const imgs = [...document.querySelectorAll('#gallery img')];
-      return imgs.length === 2 * n && imgs.every((img) => img.complete && img.naturalWidth > 0);
+      return document.querySelectorAll('#gallery img.variation').length === n
+        && imgs.every((img) => img.complete && img.naturalWidth > 0);
     }, count, { timeout: 15000 });
   }
 
@@ -120,24 +121,26 @@ describe('the Varia page', { concurrency: false }, () => {
     await waitForImages(N);
     const variations = await renderedVariations();
     assert.equal(variations.length, N);
-    const caption = (await page.textContent('#facts dd')).trim();
+    const caption = (await page.textContent('#facts dd[data-fact="caption"]')).trim();
     assert.ok(caption.length > 10, 'the caption is shown');
     for (const image of variations) {
       assert.ok(image.width > 0, 'the variation image is rendered');
       assert.ok(image.alt.includes(caption), `alt text carries the caption: ${image.alt}`);
     }
     const sources = await page.$$eval('#gallery img.source', (imgs) => imgs.map((img) => img.alt));
-    assert.equal(sources.length, N, 'the source is shown beside each variation');
+    assert.equal(sources.length, 1, 'the source is shown once, first in the grid, not repeated beside each result');
+    assert.equal(await page.getAttribute('#about', 'open'), null, 'what was done and why is folded away');
     assert.match(await page.textContent('#facts'), /watercolour/i); // output prompt and sub-tasks
     assert.ok(await page.locator('#subtasks li').count() >= 1, 'the sub-tasks are listed');
 
-    // Every download link is ready (a blob: URL of the fetched file), and downloads the file.
+    // Every download link points at its stored file (no key here: the API's own address), and downloads it under
+    // the name the server gives it: what the picture is, not "0".
     await page.waitForFunction((count) => {
       const links = [...document.querySelectorAll('#result a[download]')];
-      return links.length === count && links.every((a) => a.href.startsWith('blob:'));
+      return links.length === count && links.every((a) => new URL(a.href).pathname.startsWith('/api/variations/'));
     }, N + 2);
     const picture = await downloaded(page.locator('#gallery a.download').first());
-    assert.match(picture.name, /^varia-[0-9a-f]{8}-1\.png$/);
+    assert.match(picture.name, /^varia-as-a-soft-watercolour[a-z-]*-[0-9a-f]{8}-1\.png$/);
     assert.deepEqual([...picture.bytes.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG');
     const manifest = JSON.parse((await downloaded(page.locator('#downloads a[download]').last())).bytes.toString());
     assert.equal(manifest.status, 'succeeded');

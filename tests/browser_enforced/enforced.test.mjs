@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { fillForm, launch, open, recordProblems } from '../browser/chromium.mjs';
+import { fillForm, isDryRun, launch, open, recordProblems } from '../browser/chromium.mjs';
 
 const ENFORCED = process.env.VARIA_ENFORCED_URL;
 const KIDS_DEFAULT = process.env.VARIA_KIDS_DEFAULT_URL;
@@ -26,7 +26,7 @@ async function pageWithStaleDraft(base) {
   }, STALE_DRAFT);
   const posts = [];
   await context.route((url) => url.pathname === '/api/variations', (route, request) => {
-    if (request.method() === 'POST') posts.push(request.postDataBuffer());
+    if (request.method() === 'POST' && !isDryRun(request)) posts.push(request.postDataBuffer()); // not a dry run
     return route.continue();
   });
   const page = await context.newPage();
