@@ -153,6 +153,10 @@ async function theLoop({ page, jobs, dryRuns, status }, touch, name) {
   assert.match(await page.textContent('#facts dd[data-fact="parent"]'), /Refine: picture 1 of job #2/);
   assert.match(await page.textContent('#facts dd[data-fact="pictures"]'), /Picture 1: made/);
 
+  // "Save image as" on a result: the picture is shown from its own address, which names it (not "0").
+  const shown = await page.getAttribute('#gallery img.variation', 'src');
+  const disposition = (await page.request.get(new URL(shown, BASE).href)).headers()['content-disposition'];
+  assert.match(disposition, /^inline; filename="varia-as-a-pencil-sketch[a-z-]*-[0-9a-f]{8}-1\.png"$/);
   // Download: the stored picture, under a name that says what it is.
   const picture = await downloaded(page, page.locator('#gallery a.download').first());
   assert.match(picture.name, /^varia-as-a-pencil-sketch[a-z-]*-[0-9a-f]{8}-1\.png$/);

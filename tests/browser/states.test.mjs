@@ -201,6 +201,31 @@ describe("the page's job states", { concurrency: false }, () => {
     await context.close();
   });
 
+  test('a job from the history runs again with no picture to pick: its stored source is sent', { timeout: 40000 }, async () => {
+    const { context, page, problems } = await fresh();
+    const jobs = holdJobs(context);
+    await open(page, `${BASE}/api/ui`);
+    await fillForm(page, 'as a pixel art scene from an old game', 1);
+    await page.click('#go');
+    await page.waitForSelector('#result:not([hidden])[data-status="succeeded"]', { timeout: 30000 });
+    const first = await page.evaluate(() => localStorage.getItem('varia.current.v1'));
+    await page.reload(); // the page no longer has the picture that was picked
+    await page.waitForSelector('html[data-ready="true"]');
+    await page.click(`#history [data-job="${first}"] .history-open`);
+    await page.waitForSelector('#result:not([hidden])[data-status="succeeded"] #rerun');
+    await page.click('#rerun');
+    await page.waitForFunction((before) => {
+      const current = localStorage.getItem('varia.current.v1');
+      return current !== before && document.getElementById('result').dataset.status === 'succeeded';
+    }, first, { timeout: 30000 });
+    assert.equal(jobs.posts.length, 2);
+    assert.equal(field(jobs.posts[1], 'force'), 'true');
+    assert.equal(field(jobs.posts[1], 'prompt'), 'as a pixel art scene from an old game');
+    assert.ok(jobs.posts[1].includes(`filename="varia-${first.slice(-8)}-source.png"`), 'the stored source was sent');
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   test('Try again on a lost job sends the same request without force; "Make new pictures" asks for new ones', { timeout: 30000 }, async () => {
     const lost = { status: 404, body: { error: `No job ${JOB_X}`, code: 'job_not_found' } };
     const { context, page, problems, posts } = await mocked(() => lost);
@@ -262,26 +287,52 @@ describe("the page's job states", { concurrency: false }, () => {
     await context.close();
   });
 
-  test("the offline painter's limits are the headline, not \"Here is your new picture!\"", { timeout: 30000 }, async () => {
-    const message = 'The offline painter cannot put a party hat on the dog: it restyled the picture instead.';
-    const done = {
+  test('Cancel this job asks the server to cancel it; the result says so and offers new pictures', { timeout: 30000 }, async () => {
+    let cancelled = false;
+    const running = { body: { job_id: JOB_X, status: 'running', stage: 'captioning', done: 0, total: 1, message: null } };
+    const ended = {
       body: {
-        job_id: JOB_X, status: 'succeeded', stage: 'done', code: null, message, partial: false, done: 1, total: 1,
-        prompt: 'put a party hat on the dog', profile: 'general', caption: 'a dog', output_prompt: 'a dog with a hat',
-        subtasks: null, providers: { caption: 'offline', compose: 'offline', image: 'offline' },
-        source_url: `${API}/${JOB_X}/images/source`, manifest_url: `${API}/${JOB_X}/images/manifest`,
-        images: [{ index: 0, status: 'succeeded', reason: null, code: null, url: `${API}/${JOB_X}/images/0`, download_url: `${API}/${JOB_X}/images/0?download=1`, filename: 'varia-put-a-party-hat-on-cccccccc-1.png' }],
-        paid_calls: { caption: 0, compose: 0, image: 0, moderation: 0 }, estimated_cost_usd: 0,
+        job_id: JOB_X, status: 'failed', stage: 'done', code: 'cancelled', partial: false, done: 0, total: 1,
+        message: 'The job was cancelled at captioning: no paid call was made after that.', prompt: 'as a watercolour',
+        profile: 'general', providers: {}, source_url: `${API}/${JOB_X}/images/source`, images: [],
       },
     };
-    const { context, page, problems } = await mocked(() => done);
-    await fillForm(page, 'put a party hat on the dog', 1);
+    const { context, page, problems, posts } = await mocked(() => (cancelled ? ended : running));
+    const cancels = [];
+    await context.route((url) => url.pathname === `${API}/${JOB_X}/cancel`, (route, request) => {
+      cancels.push(request.method());
+      cancelled = true;
+      return route.fulfill({ status: 202, contentType: 'application/json', body: JSON.stringify({ job_id: JOB_X, cancelling: true }) });
+    });
+    await fillForm(page, 'as a watercolour', 1);
     await page.click('#go');
-    await page.waitForSelector('#result:not([hidden])[data-status="succeeded"]');
+    await page.waitForSelector('#progress:not([hidden])');
+    await page.click('#cancel-job');
+    await page.waitForSelector('#result:not([hidden])[data-status="failed"]');
+    assert.deepEqual(cancels, ['POST']);
+    assert.equal(await page.textContent('#result-title'), 'You cancelled this job');
+    assert.equal(await page.isVisible('#renew'), true);
+    assert.equal(await page.isVisible('#retry'), false);
+    await page.click('#renew');
+    await until(() => posts.length === 2, 5000, 'Make new pictures sent nothing');
+    assert.equal(field(posts[1], 'force'), 'true');
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  test("the offline painter's limits are the headline, not \"Here is your new picture!\"", { timeout: 30000 }, async () => {
+    const { context, page, problems } = await fresh();
+    await open(page, `${BASE}/api/ui`);
+    await fillForm(page, 'put a party hat on the dog', 1); // the offline painter adds nothing to a picture
+    await page.click('#go');
+    await page.waitForSelector('#result:not([hidden])[data-status="succeeded"]', { timeout: 30000 });
     assert.equal(await page.textContent('#result-title'), "Varia's offline painter could not do all you asked");
-    assert.equal(await page.textContent('#notice-text'), message);
-    assert.equal(await page.getAttribute('#gallery a.download', 'download'), 'varia-put-a-party-hat-on-cccccccc-1.png');
-    assert.match(await page.textContent('#facts dd[data-fact="paid"]'), /pictures: 0.*estimated cost \$0/);
+    assert.match(await page.textContent('#notice-text'), /offline painter/, "the server's sentence says what it could not do");
+    assert.equal(await page.getAttribute('#notice-help', 'data-codes'), 'offline_limited');
+    assert.match(await page.getAttribute('#gallery a.download', 'download'), /^varia-put-a-party-hat[a-z-]*-[0-9a-f]{8}-1\.png$/);
+    assert.match(await page.textContent('#facts dd[data-fact="paid"]'), /pictures: 0/);
+    await page.selectOption('#lang', 'fr');
+    assert.equal(await page.textContent('#result-title'), 'Le peintre hors ligne de Varia n’a pas pu tout faire');
     assert.deepEqual(problems, []);
     await context.close();
   });

@@ -756,6 +756,7 @@ function outputFields(values) {
 
 // `body`: a job's JSON (a lineage request) or its form (a picture, which the server needs to say what a new job costs).
 async function dryRun(body) {
+  if (!$('key-box').hidden && !state.key) return null; // the API has asked for a key nobody has typed yet
   let request;
   if (body instanceof FormData) {
     body.append('dry_run', 'true');
@@ -765,6 +766,7 @@ async function dryRun(body) {
   }
   try {
     const response = await apiFetch(API, request);
+    if (KEY_REFUSED(response.status)) $('key-box').hidden = false; // the key is asked for before the job is sent
     if (!response.ok) return null;
     const answer = await response.json();
     return answer && typeof answer.estimate === 'object' ? answer.estimate : null;
@@ -1157,6 +1159,22 @@ function unwatch(id) {
   state.watchers.delete(id);
 }
 
+// Cancels the job on the server: its steps still to run make no paid call; the page follows it to its end.
+async function cancelJob() {
+  const id = state.current;
+  if (!id) return;
+  $('cancel-job').disabled = true;
+  $('status-line').textContent = t('cancelling');
+  try {
+    const response = await apiFetch(`${API}/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
+    if (KEY_REFUSED(response.status)) askForKey();
+    // 409 job_finished: it ended meanwhile, and its result is on the way.
+  } catch {
+    $('status-line').textContent = t('unreachable_polling');
+    $('cancel-job').disabled = false;
+  }
+}
+
 function stopWaiting() {
   const id = state.current;
   if (!id) return;
@@ -1278,6 +1296,8 @@ function percent(view) {
 }
 
 function showProgress(job, view) {
+  if ($('progress').hidden || $('progress').dataset.job !== job.id) $('cancel-job').disabled = false;
+  $('progress').dataset.job = job.id;
   showOnly('progress');
   const stage = view.stage || 'queued';
   const box = $('progress');
@@ -1468,7 +1488,12 @@ function showResult(job, view) {
   const worthRetrying = (advices) => advices.some((a) => a.who === 'later');
   const canRedraw = hasPicture && (!record.action || record.action === 'new');
   const note = status === 'succeeded' ? plainMessage(view.message) : '';
-  if (status === 'succeeded' && !partial && note) {
+  if (view.code === 'cancelled') {
+    // Cancelled by its sender: nothing went wrong, and new pictures are one press away.
+    $('result-title').textContent = t('title_cancelled');
+    showNotice('info', t('what_happened'), serverMessage(view.code, view.message), t('cancelled_help'), [view.code],
+      { renew: hasPicture || Boolean(record.parent) });
+  } else if (status === 'succeeded' && !partial && note) {
     // The job ended, but not as asked (the offline painter could not draw it): the headline says so.
     $('result-title').textContent = offlineOnly(view.providers) ? t('title_offline_short') : t('title_not_all');
     showNotice('partial', t('title_why'), serverMessage(view.code, view.message), adviceText(view.code ? [adviceFor(view.code)] : []),
@@ -1550,6 +1575,10 @@ function renderGallery(job, view, images) {
 
 function renderDownloads(job, view, made) {
   const parts = [];
+  // Run again from the history with no picture to pick: the stored source (or the parent's result) is sent.
+  if (view.status === 'succeeded' && $('renew').hidden) {
+    parts.push(h('button', { type: 'button', class: 'ghost act', id: 'rerun', onclick: () => sendAgain(true) }, t('rerun')));
+  }
   if (made.length > 1) {
     parts.push(h('button', { type: 'button', class: 'ghost', id: 'download-all', onclick: () => downloadAll(job, made) }, t('download_all', { n: made.length })));
   }
@@ -1599,7 +1628,10 @@ function renderAbout(job, view, images) {
     output.background === 'transparent' ? t('transparent') : null].filter(Boolean);
   if (outputs.length) facts.push(...fact('output', t('fact_output_options'), outputs.join(' · ')));
   if (view.paid_calls) {
-    const calls = Object.entries(view.paid_calls).filter(([, count]) => typeof count === 'number')
+    // Each kind of call as a count, or as {attempted, delivered, rejected}: the attempts are what is billed.
+    const calls = Object.entries(view.paid_calls)
+      .map(([kind, count]) => [kind, typeof count === 'number' ? count : count?.attempted])
+      .filter(([, count]) => typeof count === 'number')
       .map(([kind, count]) => `${t(`call.${kind}`, {}, kind)}: ${count}`);
     const cost = typeof view.estimated_cost_usd === 'number' ? ` · ${t('fact_cost', { cost: usd(view.estimated_cost_usd) })}` : '';
     facts.push(...fact('paid', t('fact_paid'), `${calls.join(', ') || '0'}${cost}`));
@@ -1795,6 +1827,7 @@ async function start() {
   $('renew').addEventListener('click', () => sendAgain(true));
   $('redraw').addEventListener('click', redraw);
   $('stop').addEventListener('click', stopWaiting);
+  $('cancel-job').addEventListener('click', cancelJob);
   $('cancel-send').addEventListener('click', () => {
     if (state.sending) state.sending.xhr?.abort();
   });
