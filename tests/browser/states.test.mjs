@@ -168,6 +168,29 @@ describe("the page's job states", { concurrency: false }, () => {
     await context.close();
   });
 
+  test("the upload's progress is reported, and a file the server refuses is said next to the picture field", { timeout: 30000 }, async () => {
+    const { context, page, problems } = await fresh();
+    await open(page, `${BASE}/api/ui`);
+    await page.evaluate(() => {
+      window.uploadLines = [];
+      const line = document.getElementById('upload-line');
+      new MutationObserver(() => window.uploadLines.push(line.textContent))
+        .observe(line, { childList: true, characterData: true, subtree: true });
+    });
+    // 15 MB that call themselves a PNG: the page lets them go (the server is the judge of what is a picture).
+    await page.setInputFiles('#file', { name: 'big.png', mimeType: 'image/png', buffer: Buffer.alloc(15e6, 7) });
+    await page.fill('#prompt', 'as a watercolour');
+    await page.click('#go');
+    await page.waitForSelector('#file-error:not([hidden])', { timeout: 20000 });
+    const lines = await page.evaluate(() => window.uploadLines);
+    assert.ok(lines.length > 0 && /^Sent/.test(lines.at(-1)), `the upload's progress was shown: ${lines}`);
+    assert.match(await page.textContent('#file-error .form-message'), /Not an image/);
+    assert.equal(await page.isVisible('#form-error'), false);
+    assert.equal(await page.isVisible('#welcome'), true, 'no job: the panel is as it was');
+    assert.deepEqual(problems.filter((p) => !p.includes('400')), []);
+    await context.close();
+  });
+
   test('starting job B does not stop checking job A, and a reload checks every running job', { timeout: SLOW_MS + 60000 }, async () => {
     assert.ok(SLOW_PROMPT && SLOW_MS >= 10000, 'VARIA_SLOW_PROMPT and VARIA_SLOW_SECONDS must be set');
     const { context, page, problems } = await fresh();
