@@ -117,6 +117,20 @@ async function theLoop({ page, jobs, dryRuns, status }, touch, name) {
   await page.waitForSelector('#next-cost:not([hidden])', { timeout: 10000 });
   assert.match(await page.textContent('#next-cost'), /^Vary: draft quality, .* · Refine: best quality, /);
   if (status.previews) assert.ok(await page.evaluate(() => window.variaPreviewsShown) > 0, 'the previews the API gave were shown');
+  if (!touch) {
+    // Download all: each draft, under its own name.
+    const names = [];
+    const saving = new Promise((resolve) => {
+      page.on('download', (download) => {
+        names.push(download.suggestedFilename());
+        if (names.length === 2) resolve();
+      });
+    });
+    await page.click('#download-all');
+    await saving;
+    assert.deepEqual(names.map((n) => n.replace(/-[0-9a-f]{8}-/, '-{job}-')).sort(),
+      ['varia-as-a-pencil-sketch-for-{job}-1.png', 'varia-as-a-pencil-sketch-for-{job}-2.png']);
+  }
 
   // Enlarge: a dialog, Esc closes it, focus goes back to the picture.
   const second = page.locator('#gallery .shot-after[data-index="1"]');

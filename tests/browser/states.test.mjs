@@ -249,6 +249,36 @@ describe("the page's job states", { concurrency: false }, () => {
     await context.close();
   });
 
+  test('the output options: a square JPEG at the compression chosen; no transparency with JPEG', { timeout: 40000 }, async () => {
+    const { context, page, problems } = await fresh();
+    const jobs = holdJobs(context);
+    await open(page, `${BASE}/api/ui`);
+    await fillForm(page, 'as a postcard with faded colours', 1);
+    assert.equal(await page.isVisible('#compression-box'), false, 'no compression for a PNG');
+    await page.click('label[for="transparent"]');
+    await page.click('label[for="format-jpeg"]');
+    assert.equal(await page.isVisible('#compression-box'), true);
+    assert.equal(await page.isDisabled('#transparent'), true, 'a JPEG has no transparency');
+    assert.equal(await page.isChecked('#transparent'), false);
+    assert.equal(await page.isVisible('#transparent-hint'), true);
+    await page.click('label[for="aspect-square"]');
+    await page.fill('#compression', '60'); // a range input takes fill
+    assert.equal(await page.textContent('#compression-value'), '60%');
+    await page.click('#go');
+    await page.waitForSelector('#result:not([hidden])[data-status="succeeded"]', { timeout: 30000 });
+    const sent = jobs.posts.at(-1);
+    assert.deepEqual(['format', 'compression', 'aspect', 'background', 'quality'].map((name) => field(sent, name)),
+      ['jpeg', '60', 'square', 'auto', 'low']);
+    assert.match(await page.getAttribute('#gallery a.download', 'download'), /\.jpg$/);
+    await page.click('#about summary');
+    assert.match(await page.textContent('#facts dd[data-fact="output"]'), /square · JPEG \(60%\)/);
+    await page.waitForFunction(() => document.querySelector('#gallery img.variation').naturalWidth > 0);
+    const { width, height } = await page.$eval('#gallery img.variation', (img) => ({ width: img.naturalWidth, height: img.naturalHeight }));
+    assert.equal(width, height, 'a square picture');
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   test('Try again on a lost job sends the same request without force; "Make new pictures" asks for new ones', { timeout: 30000 }, async () => {
     const lost = { status: 404, body: { error: `No job ${JOB_X}`, code: 'job_not_found' } };
     const { context, page, problems, posts } = await mocked(() => lost);
