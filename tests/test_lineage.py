@@ -347,3 +347,36 @@ def test_against_the_fake_vary_sends_the_parent_with_its_fidelity_refine_its_qua
             )
     finally:
         runtime.shutdown()
+
+
+def test_a_dry_run_needs_no_picture_and_counts_what_the_options_ask(fake: FakeAzureAI, tmp_path: Path) -> None:
+    """The page's cost line before a picture is chosen: JSON or a form without an image, nothing stored."""
+    env = {**azure_env(fake), **offline_env(tmp_path)}
+    services = build_services(Settings.from_env(env), NoCredential)
+    server = VariaServer(services, make_runtime(services, retry_scale=0.001), port=0)
+    server.start()
+    try:
+        status, dry = _post_json(server, {"prompt": "as a watercolour", "n": 3, "quality": "high", "dry_run": True})
+        assert status == 200 and dry["dry_run"] is True
+        prices = services.settings.prices_usd
+        assert dry["estimate"]["paid_calls"] == {"caption": 1, "compose": 1, "image": 3, "moderation": 0}
+        assert dry["estimate"]["usd"] == round(prices["caption"] + prices["compose"] + 3 * prices["image.high"], 6)
+        _, with_references = _post_json(server, {"n": 1, "references": 2, "dry_run": "true"})
+        assert with_references["estimate"]["paid_calls"]["caption"] == 3  # the picture and each reference
+        boundary = "varia-estimate"
+        body = (
+            b"".join(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                for k, v in {"n": "2", "dry_run": "1"}.items()
+            )
+            + f"--{boundary}--\r\n".encode()
+        )
+        status, _headers, data = _call(
+            server, "POST", "/api/variations", body, **{"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        )
+        assert status == 200 and json.loads(data)["estimate"]["paid_calls"]["image"] == 2
+        assert services.storage.list("uploads") == []
+        status, refused = _post_json(server, {"prompt": "as a watercolour"})  # not a dry run: the picture is needed
+        assert status == 400 and refused["fields"][0]["field"] == "image"
+    finally:
+        server.close()

@@ -65,7 +65,7 @@ CODES: dict[str, Code] = {
             "cancelled",
             "The job's sender cancelled it: the steps still to run made no paid call (images already drawn are "
             "kept and delivered).",
-            "Send the job again with force=true to start over.",
+            "Start the job again to make new pictures (over the API, send it with force=true).",
             "user",
         ),
         Code(

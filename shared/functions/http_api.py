@@ -66,7 +66,7 @@ from shared.core.lineage import (
     request_from_parent,
 )
 from shared.core.masks import MAX_MASK_BYTES
-from shared.core.models import BlobRef, JobRequest, Manifest, Mode, OutputOptions, Profile, Reference
+from shared.core.models import MAX_REFERENCES, BlobRef, JobRequest, Manifest, Mode, OutputOptions, Profile, Reference
 from shared.core.steps import delivered_so_far
 
 API_PREFIX = "/api/variations"
@@ -347,6 +347,29 @@ class LineageRequest(_JobFields):
         return self
 
 
+def _reference_count(value: Any) -> int:
+    """How many references a job would send: a count, or the list itself."""
+    if isinstance(value, list):
+        return len(value)
+    if value in (None, ""):
+        return 0
+    if isinstance(value, bool) or not str(value).isdigit():
+        raise ValueError(f"references={_shown(value)} is neither a list nor a count.")
+    return int(str(value))
+
+
+class EstimateRequest(_JobFields):
+    """A dry run with no picture yet (the page's cost line): what a job with these options would cost."""
+
+    mode: Annotated[str | None, BeforeValidator(_blank_is_none)] = None
+    references: Annotated[int, BeforeValidator(_reference_count), Field(ge=0, le=MAX_REFERENCES)] = 0
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str | None, info: ValidationInfo) -> str:
+        return check_options(cls._settings(info), None, None, value)[2]
+
+
 _TYPE_PROBLEMS = {
     "image": "'image' is missing: send the picture as base64 text.",
     "prompt": "'prompt' must be text saying how the image should change, e.g. 'as a watercolour'.",
@@ -439,6 +462,9 @@ def _form_values(req: func.HttpRequest, options: dict[str, str]) -> dict[str, An
         values["from"] = {"job_id": values.pop("from_job_id"), "index": values.pop("from_index", None)}
         return {k: v for k, v in values.items() if v is not None}
     upload = files.get("image")
+    if upload is None and _is_true(values.get("dry_run")):  # the cost of a job before a picture is chosen
+        values["references"] = len(files.getlist("reference"))
+        return {k: v for k, v in values.items() if v is not None}
     if upload is None:
         fields = [{"field": "image", "problem": "The form has no 'image' file field."}]
         raise _Refused(error_response(400, "The form has no 'image' file field.", fields=fields))
@@ -469,7 +495,14 @@ def _json_values(req: func.HttpRequest) -> dict[str, Any]:
     return value
 
 
-def _read_upload(req: func.HttpRequest, settings: Settings) -> UploadRequest | LineageRequest:
+def _is_true(value: Any) -> bool:
+    try:
+        return _flag(value, "dry_run")
+    except ValueError:
+        return False
+
+
+def _read_upload(req: func.HttpRequest, settings: Settings) -> UploadRequest | LineageRequest | EstimateRequest:
     """The validated upload, or job from a parent variation, from a multipart form or a JSON body.
 
     Raises _Refused with the answer.
@@ -482,7 +515,11 @@ def _read_upload(req: func.HttpRequest, settings: Settings) -> UploadRequest | L
     else:
         # Only these two, so a browser on another site cannot send a job as text/plain without a preflight.
         raise _Refused(error_response(415, _READ_HINT, "unsupported_media_type"))
-    model: type[UploadRequest] | type[LineageRequest] = LineageRequest if "from" in values else UploadRequest
+    model: type[UploadRequest] | type[LineageRequest] | type[EstimateRequest] = UploadRequest
+    if "from" in values:
+        model = LineageRequest
+    elif values.get("image") in (None, "") and _is_true(values.get("dry_run")):
+        model = EstimateRequest
     try:
         return model.model_validate(values, context={"settings": settings})
     except ValidationError as exc:
@@ -500,7 +537,7 @@ def _read_upload(req: func.HttpRequest, settings: Settings) -> UploadRequest | L
         raise _Refused(error_response(400, message, code, fields)) from None
 
 
-Checked = tuple[UploadRequest, str, OutputOptions] | tuple[LineageRequest, None, OutputOptions]
+Checked = tuple[UploadRequest, str, OutputOptions] | tuple[LineageRequest | EstimateRequest, None, OutputOptions]
 
 
 def _checked_upload(req: func.HttpRequest, settings: Settings) -> Checked | func.HttpResponse:
@@ -522,7 +559,7 @@ def _checked_upload(req: func.HttpRequest, settings: Settings) -> Checked | func
         output = check_output(settings, upload.model_dump(), masked=getattr(upload, "mask", None) is not None)
     except OutputInvalid as exc:
         return error_response(400, str(exc), exc.code, [{"field": "output", "problem": str(exc)}])
-    if isinstance(upload, LineageRequest):
+    if isinstance(upload, LineageRequest | EstimateRequest):
         return upload, None, output
     data = upload.image
     if len(data) > limit:
@@ -578,13 +615,14 @@ def _lineage_job(ask: LineageRequest, output: OutputOptions, services: Services)
         return _storage_error(exc)
 
 
-def _dry_request(upload: UploadRequest, output: OutputOptions) -> JobRequest:
+def _dry_request(upload: UploadRequest | EstimateRequest, output: OutputOptions) -> JobRequest:
     """The job an upload asks for, to estimate it: nothing is stored, so its source and id are placeholders."""
+    count = upload.references if isinstance(upload, EstimateRequest) else len(upload.references)
     return JobRequest(
-        job_id="http-" + "0" * 32, source=BlobRef(container="uploads", name="(not stored)"), prompt=upload.prompt,
-        profile=upload.profile_name, n=upload.count, mode=upload.mode_name, origin="http",
-        references=[Reference(image=BlobRef(container="uploads", name="(not stored)"), role="style")]
-        * len(upload.references),
+        job_id="http-" + "0" * 32, source=BlobRef(container="uploads", name="(not stored)"),
+        prompt=upload.prompt if isinstance(upload, UploadRequest) else "(estimate)",
+        profile=upload.profile_name, n=upload.count, mode=cast(Mode, upload.mode), origin="http",
+        references=[Reference(image=BlobRef(container="uploads", name="(not stored)"), role="style")] * count,
         output=output,
     )  # fmt: skip
 
@@ -629,7 +667,7 @@ async def post_variation(
             return found
         lineage = found
     if upload.dry_run:  # the cost before anything is stored or started
-        asked = lineage if lineage is not None else _dry_request(cast(UploadRequest, upload), output)
+        asked = lineage if lineage is not None else _dry_request(cast(UploadRequest | EstimateRequest, upload), output)
         return _json({"dry_run": True, "estimate": _estimate(asked, services)})
     ticket: Ticket | None = None
     limit = services.settings.max_jobs_per_caller
