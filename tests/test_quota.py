@@ -158,6 +158,25 @@ def test_a_request_answered_429_at_a_window_edge_leaves_again_in_its_own_turn(st
     assert quota.retry_turn(SWEDEN.key, 0.5, retry) == pytest.approx(other + spacing + 2 * margin, abs=1e-6)
 
 
+def test_a_request_that_left_late_and_got_a_429_retries_in_its_own_place(storage: Storage) -> None:
+    """The schedule recorded the rejected request's late departure (left_late): that departure, not its turn,
+    is the place its retry takes; the retry does not wait a whole spacing behind its own first attempt."""
+    from shared.core.steps import _Gate
+
+    deployment = ImageDeployment("https://one.openai.azure.com", "gpt-image-2", 60)
+    quota = ImageQuota(storage, [deployment])
+    spacing = interval_s(deployment)
+    gate = _Gate(quota, deployment.key)
+    gate()
+    assert gate.turn is not None and gate.left_at is not None
+    gate.left_at = gate.turn + 0.3  # it left 0.3 s after its turn (a busy instance) ...
+    quota.left_late(deployment.key, gate.turn, gate.left_at)  # ... as the gate's thread records
+    gate.retry_after = 0.05  # the 429 at the window's edge asked for 50 ms
+    asked = time.time()
+    gate()
+    assert gate.turn < asked + 0.05 + 0.5 * spacing  # soon after the window has room, not a spacing later
+
+
 def test_429s_widen_the_gates_margin_and_delivered_calls_narrow_it(storage: Storage) -> None:
     clock = Clock()
     quota = ImageQuota(storage, [SWEDEN], clock=clock)

@@ -683,17 +683,20 @@ class _Gate:
         self.turn: float | None = None  # the quota's turn the request last left at (Unix seconds)
         self.retry_after: float | None = None  # set after a 429 at a window's edge: the next pass is its retry
         self.left: float | None = None  # time.monotonic() when the request last left
+        self.left_at: float | None = None  # the same, in Unix seconds
 
     def __call__(self) -> None:
         if self.retry_after is not None and self.turn is not None:
-            self.turn = self.quota.retry_turn(self.deployment, self.retry_after, self.turn)
+            # The rejected request's place: its turn, or when it really left if later (left_late recorded that).
+            rejected = max(self.turn, self.left_at or 0.0)
+            self.turn = self.quota.retry_turn(self.deployment, self.retry_after, rejected)
         else:
             self.turn = self.quota.send_turn(self.deployment)
         delay = self.turn - time.time()
         if delay > 0:
             time.sleep(delay)
         self.left = time.monotonic()
-        left = time.time()
+        left = self.left_at = time.time()
         if left - self.turn > LATE_SHARE * interval_s(self.quota.deployments[self.deployment]):
             # Recorded beside the request, not before it: a write here would make it later still.
             threading.Thread(
