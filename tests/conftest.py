@@ -156,6 +156,18 @@ def offline_services(tmp_path: Path) -> Services:
 
 
 @pytest.fixture
+def offline_server(offline_services: Services) -> Iterator[Any]:
+    """The local server on a free port of 127.0.0.1 over `offline_services`, its job retries scaled down."""
+    from shared.local.cli import make_runtime
+    from shared.local.server import VariaServer
+
+    server = VariaServer(offline_services, make_runtime(offline_services, retry_scale=0.001), port=0, poll_interval=0.1)
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
 def sample_png() -> bytes:
     return scene_png()
 

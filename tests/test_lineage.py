@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +33,8 @@ from tests.support import REPO, NoCredential, azure_env, multipart, offline_env
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Services:
-    return build_services(Settings.from_env(offline_env(tmp_path)))
-
-
-@pytest.fixture
-def server(services: Services) -> Iterator[VariaServer]:
-    srv = VariaServer(services, make_runtime(services, retry_scale=0.001), port=0, poll_interval=0.1)
-    srv.start()
-    yield srv
-    srv.close()
+def server(offline_server: VariaServer) -> VariaServer:
+    return offline_server
 
 
 def _call(server: VariaServer, method: str, path: str, body: bytes | None = None, **headers: str) -> Any:
@@ -190,7 +181,7 @@ def test_an_unknown_parent_job_is_refused(server: VariaServer) -> None:
 
 
 def test_the_estimate_comes_before_the_job_and_matches_the_paid_calls(
-    server: VariaServer, services: Services, drafts: dict[str, Any]
+    server: VariaServer, offline_services: Services, drafts: dict[str, Any]
 ) -> None:
     """Offline nothing is paid: the estimate says so, and a dry run starts nothing."""
     parent = {"job_id": drafts["job_id"], "index": 0}
@@ -198,7 +189,9 @@ def test_the_estimate_comes_before_the_job_and_matches_the_paid_calls(
     assert status == 200 and dry["dry_run"] is True
     assert dry["estimate"]["paid_calls"] == {"caption": 0, "compose": 0, "image": 0, "moderation": 0}
     assert dry["estimate"]["usd"] == 0 and dry["estimate"]["quality"] == "high"
-    assert services.storage.list("outputs", "http-") == services.storage.list("outputs", drafts["job_id"])
+    assert offline_services.storage.list("outputs", "http-") == offline_services.storage.list(
+        "outputs", drafts["job_id"]
+    )
     status, started = _post_json(server, {"from": parent, "action": "refine", "n": 2})
     assert status == 202 and started["estimate"] == dry["estimate"]
 
@@ -234,16 +227,16 @@ def test_images_are_named_for_saving_and_jpeg_is_delivered_as_asked(
     ],
 )
 def test_output_options_that_cannot_be_used_say_what_to_send(
-    services: Services, values: dict[str, Any], says: str
+    offline_services: Services, values: dict[str, Any], says: str
 ) -> None:
     with pytest.raises(ValueError, match=says):
-        check_output(services.settings, values)
+        check_output(offline_services.settings, values)
 
 
-def test_output_options_default_to_the_old_job_ids(services: Services) -> None:
-    assert check_output(services.settings, {}) == OutputOptions()
+def test_output_options_default_to_the_old_job_ids(offline_services: Services) -> None:
+    assert check_output(offline_services.settings, {}) == OutputOptions()
     assert OutputOptions().job_id_part() == ""
-    assert check_output(services.settings, {"format": "JPG", "compression": "70"}).compression == 70
+    assert check_output(offline_services.settings, {"format": "JPG", "compression": "70"}).compression == 70
 
 
 def test_offline_the_headline_says_what_the_painter_could_not_do(server: VariaServer) -> None:
@@ -258,13 +251,16 @@ def test_offline_the_headline_says_what_the_painter_could_not_do(server: VariaSe
     assert _finished(server, json.loads(data)["job_id"])["code"] is None
 
 
-def test_each_image_leaves_a_preview_the_api_serves(server: VariaServer, services: Services) -> None:
+def test_each_image_leaves_a_preview_the_api_serves(server: VariaServer, offline_services: Services) -> None:
     """The offline painter hands a coarse preview first; it is stored where the status API links it."""
     body, content_type = multipart({"prompt": "as pixel art", "n": "2"}, scene_png())
     status, _headers, data = _call(server, "POST", "/api/variations", body, **{"Content-Type": content_type})
     job_id = json.loads(data)["job_id"]
     _finished(server, job_id)
-    assert services.storage.list("work", f"{job_id}/preview-") == [f"{job_id}/preview-0.png", f"{job_id}/preview-1.png"]
+    assert offline_services.storage.list("work", f"{job_id}/preview-") == [
+        f"{job_id}/preview-0.png",
+        f"{job_id}/preview-1.png",
+    ]
     status, headers, preview = _call(server, "GET", f"/api/variations/{job_id}/images/preview-1")
     assert status == 200 and headers["Cache-Control"] == "no-store" and preview.startswith(b"\x89PNG")
     final = _image(server, f"/api/variations/{job_id}/images/1")

@@ -13,16 +13,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shared.adapters.services import Services, build_services, load_presets
+from shared.adapters.services import Services, load_presets
 from shared.adapters.storage import INPUTS, OUTPUTS
-from shared.config import Settings
 from shared.core.jobs import blob_job_id
 from shared.core.steps import manifest_name
 from shared.local.cli import make_runtime
@@ -34,16 +32,13 @@ STAGES = ["queued", "preparing", "captioning", "composing", "generating", "savin
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Services:
-    return build_services(Settings.from_env(offline_env(tmp_path)))
+def services(offline_services: Services) -> Services:
+    return offline_services
 
 
 @pytest.fixture
-def server(services: Services) -> Iterator[VariaServer]:
-    srv = VariaServer(services, make_runtime(services, retry_scale=0.001), port=0, poll_interval=0.1)
-    srv.start()
-    yield srv
-    srv.close()
+def server(offline_server: VariaServer) -> VariaServer:
+    return offline_server
 
 
 @dataclass
