@@ -376,3 +376,14 @@ def test_a_dry_run_needs_no_picture_and_counts_what_the_options_ask(fake: FakeAz
         assert status == 400 and refused["fields"][0]["field"] == "image"
     finally:
         server.close()
+
+
+def test_the_page_offers_an_exact_size_only_where_the_model_takes_one(fake: FakeAzureAI, tmp_path: Path) -> None:
+    from shared.functions.web_ui import page_config
+
+    offline = Settings.from_env(offline_env(tmp_path))
+    flexible = Settings.from_env({**azure_env(fake, AZURE_OPENAI_IMAGE_MODEL="gpt-image-2"), **offline_env(tmp_path)})
+    fixed = Settings.from_env({**azure_env(fake, AZURE_OPENAI_IMAGE_MODEL="gpt-image-1.5"), **offline_env(tmp_path)})
+    assert [page_config(s)["custom_sizes"] for s in (offline, flexible, fixed)] == [True, True, False]
+    with pytest.raises(ValueError, match="takes three sizes only"):
+        check_output(fixed, {"size": "1536x864"})

@@ -199,7 +199,8 @@ def test_the_focus_ring_and_the_texts_meet_wcag_aa_contrast() -> None:
     assert contrast(colours["warn"], colours["warn-soft"]) >= 4.5
     assert contrast(colours["primary-dark"], white) >= 4.5
     # The step numbers: white on each of their backgrounds.
-    step_backgrounds = [colours["primary"]] + re.findall(r"\.how li:nth-child\(\d\) \.how-num \{ background: (#[0-9a-f]{6}); \}", css)
+    step_rule = r"\.how li:nth-child\(\d\) \.how-num \{ background: (#[0-9a-f]{6}); \}"
+    step_backgrounds = [colours["primary"]] + re.findall(step_rule, css)
     assert len(step_backgrounds) == 3
     for background in step_backgrounds:
         assert contrast(white, background) >= 4.5, background

@@ -18,6 +18,7 @@ from pathlib import Path
 import azure.functions as func
 
 from shared.adapters.services import load_presets
+from shared.ai_models import flexible_sizes
 from shared.config import Settings
 from shared.core.codes import page_table
 from shared.core.safety import PROFILES
@@ -66,6 +67,8 @@ def page_config(settings: Settings) -> dict[str, object]:
         "enforced_profile": settings.enforced_profile or None,
         "default_variations": settings.default_variations,
         "max_variations": settings.max_variations,
+        # Whether a job may ask for a custom WxH (gpt-image-2, or the offline painter, which crops to it).
+        "custom_sizes": settings.image_provider != "gpt-image" or flexible_sizes(settings.image_model),
         "max_upload_mb": settings.max_upload_bytes // (1024 * 1024),
         "codes": page_table(),
     }

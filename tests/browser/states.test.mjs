@@ -279,6 +279,23 @@ describe("the page's job states", { concurrency: false }, () => {
     await context.close();
   });
 
+  test('an exact size: sent as the form field size, and the picture comes back in that shape', { timeout: 40000 }, async () => {
+    const { context, page, problems } = await fresh();
+    const jobs = holdJobs(context);
+    await open(page, `${BASE}/api/ui`);
+    await fillForm(page, 'as a postcard with faded colours', 1);
+    assert.equal(await page.isVisible('#size'), true, 'offline, the painter crops to any size the rules allow');
+    await page.fill('#size', '768x1024');
+    await page.click('#go');
+    await page.waitForSelector('#result:not([hidden])[data-status="succeeded"]', { timeout: 30000 });
+    assert.equal(field(jobs.posts.at(-1), 'size'), '768x1024');
+    await page.waitForFunction(() => document.querySelector('#gallery img.variation').naturalWidth > 0);
+    const { width, height } = await page.$eval('#gallery img.variation', (img) => ({ width: img.naturalWidth, height: img.naturalHeight }));
+    assert.ok(Math.abs(width / height - 0.75) < 0.02, `a 3:4 picture, not ${width}x${height}`);
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   test('Try again on a lost job sends the same request without force; "Make new pictures" asks for new ones', { timeout: 30000 }, async () => {
     const lost = { status: 404, body: { error: `No job ${JOB_X}`, code: 'job_not_found' } };
     const { context, page, problems, posts } = await mocked(() => lost);

@@ -31,7 +31,7 @@ const FINAL_QUALITY = 'high';
 
 const FALLBACK_CONFIG = {
   presets: {}, profiles: ['general', 'kids'], default_profile: 'general', enforced_profile: null,
-  default_variations: 2, max_variations: 4, max_upload_mb: 20, codes: {},
+  default_variations: 2, max_variations: 4, max_upload_mb: 20, codes: {}, custom_sizes: false,
 };
 
 // What to do next is chosen by the answer's `code`, from the table config.json carries (shared/core/codes.py),
@@ -659,6 +659,7 @@ function enforcedProfile() {
 
 function applyConfig() {
   $('max-mb').textContent = String(state.config.max_upload_mb);
+  $('size-box').hidden = !state.config.custom_sizes; // an exact WxH: gpt-image-2 (or offline, cropped to it)
   const enforced = enforcedProfile();
   const chosen = enforced || state.config.default_profile;
   const profile = document.querySelector(`input[name="profile"][value="${chosen}"]`);
@@ -740,13 +741,14 @@ function formValues() {
     format,
     compression: format === 'jpeg' ? Number($('compression').value) : null,
     background: $('transparent').checked && format === 'png' ? 'transparent' : 'auto',
+    size: !$('size-box').hidden && $('size').value.trim() ? $('size').value.trim().toLowerCase() : null,
   };
 }
 
 // The output options a job request carries (null ones left out).
 function outputFields(values) {
   const out = {};
-  for (const name of ['quality', 'aspect', 'format', 'compression', 'background']) {
+  for (const name of ['quality', 'aspect', 'size', 'format', 'compression', 'background']) {
     if (values[name] !== null && values[name] !== undefined) out[name] = values[name];
   }
   return out;
