@@ -534,6 +534,7 @@ var appSettings = {
   VARIA_DEFAULT_PRESET: 'watercolor'
   VARIA_DEFAULT_VARIATIONS: '2'
   VARIA_MAX_VARIATIONS: '4'
+  VARIA_PREVIEW_IMAGES: '1'
   VARIA_MAX_UPLOAD_MB: '20'
   VARIA_SERVICE_TIMEOUT_SECONDS: '120'
   // What the main region's image deployment allows (the app's fallback when the list is empty).
