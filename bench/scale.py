@@ -2,8 +2,9 @@
 
     python -m bench.scale                # 1, 2 and 4 instances, 100 jobs x n=3 each run (about 11 minutes)
     python -m bench.scale --jobs 40      # a shorter run
+    python -m bench.scale --scale 5      # time-scaled by 5 instead of 10: slower, and less of a slot is jitter
 
-Production defaults, time-scaled by SCALE: the default GPT-image quota (6 requests a minute,
+Production defaults, time-scaled (by 10 unless --scale says): the default GPT-image quota (6 requests a minute,
 enforced over 10 s windows) and 30 s images become 60 a minute over 1 s windows and 3 s images.
 The fake server enforces that quota per deployment, counted when a call arrives, and answers
 429 beyond it. Every instance is its own process with its own local runtime and thread pool,
@@ -31,17 +32,43 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-SCALE = 10  # 1 s here is 10 s in production
-RPM = 6 * SCALE  # the default quota (2 capacity units = 6 requests a minute), time-scaled
-WINDOW_S = 10 / SCALE  # Azure enforces it over 1-10 s windows: 1 request per 10 s window at 6 a minute
-IMAGE_S = 30 / SCALE  # a low-quality image takes 15-30 s
-SLOW_IMAGE_S = 60 / SCALE  # a high-quality one up to a minute: one more run, on one instance
-CAPTION_S, COMPOSE_S = 1.0 / SCALE, 3.0 / SCALE
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Production's times divided by `scale`: at 10, 1 s here is 10 s in production."""
+
+    scale: float = 10.0
+
+    @property
+    def rpm(self) -> int:  # the default quota (2 capacity units = 6 requests a minute), time-scaled
+        return round(6 * self.scale)
+
+    @property
+    def window_s(self) -> float:  # Azure enforces it over 1-10 s windows: 1 request per 10 s window at 6 a minute
+        return 10 / self.scale
+
+    @property
+    def image_s(self) -> float:  # a low-quality image takes 15-30 s
+        return 30 / self.scale
+
+    @property
+    def slow_image_s(self) -> float:  # a high-quality one up to a minute: one more run, on one instance
+        return 60 / self.scale
+
+    @property
+    def caption_s(self) -> float:
+        return 1.0 / self.scale
+
+    @property
+    def compose_s(self) -> float:
+        return 3.0 / self.scale
 
 
 def _child(instance: int, first: int, count: int, n: int) -> None:
@@ -72,20 +99,29 @@ def _child(instance: int, first: int, count: int, n: int) -> None:
 
 
 def _run(
-    instances: int, jobs: int, n: int, shared: bool, fake: Any, connection: str, folder: Path, image_s: float = IMAGE_S
+    instances: int,
+    jobs: int,
+    n: int,
+    shared: bool,
+    fake: Any,
+    connection: str,
+    folder: Path,
+    timing: Timing,
+    image_s: float | None = None,
 ) -> dict[str, Any]:
     from tests.fake_ai import IMAGE_ROUTES
     from tests.support import azure_env
 
     fake.reset()
     fake.image_size_override = (64, 64)
-    fake.latency.update({"images.edit": image_s, "vision.analyze": CAPTION_S, "chat": COMPOSE_S})
-    fake.limit_images(1, WINDOW_S)
+    image_s = timing.image_s if image_s is None else image_s
+    fake.latency.update({"images.edit": image_s, "vision.analyze": timing.caption_s, "chat": timing.compose_s})
+    fake.limit_images(1, timing.window_s)
     share = [jobs // instances + (1 if i < jobs % instances else 0) for i in range(instances)]
     procs = []
     first = 0
     for i, count in enumerate(share):
-        env = azure_env(fake, VARIA_IMAGE_REQUESTS_PER_MINUTE=str(RPM), VARIA_SERVICE_TIMEOUT_SECONDS="60")
+        env = azure_env(fake, VARIA_IMAGE_REQUESTS_PER_MINUTE=str(timing.rpm), VARIA_SERVICE_TIMEOUT_SECONDS="60")
         if shared:
             env["AzureWebJobsStorage"] = connection
         else:
@@ -102,7 +138,7 @@ def _run(
     granted = sorted(c.started for c in calls if c.status == 200)
     rejected = sum(1 for c in calls if c.status == 429)
     span = granted[-1] - granted[0] if len(granted) > 1 else 0.0
-    quota_use = (len(granted) - 1) / span * WINDOW_S if span else 0.0
+    quota_use = (len(granted) - 1) / span * timing.window_s if span else 0.0
     arrived = min(line["arrived"] for line in lines)
     latencies = sorted(line["finished"] - arrived for line in lines)
     drain = latencies[-1]
@@ -124,36 +160,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=100)
     parser.add_argument("--n", type=int, default=3)
     parser.add_argument("--instances", default="1,2,4")
+    parser.add_argument("--scale", type=float, default=10.0, help="production's times divided by this (default 10)")
     parser.add_argument("--child", nargs=4, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         _child(*args.child)
         return 0
 
-    met = run_all(args.jobs, args.n, [int(k) for k in args.instances.split(",")])
+    met = run_all(args.jobs, args.n, [int(k) for k in args.instances.split(",")], Timing(args.scale))
     print(f"scale: goals (failed=0, rejected <= 5%, quota_use >= 0.95) {'met' if met else 'NOT met'}")
     return 0 if met else 1
 
 
-def run_all(jobs: int, n: int, instance_counts: list[int]) -> bool:
+def run_all(jobs: int, n: int, instance_counts: list[int], timing: Timing | None = None) -> bool:
     """Run each instance count on a shared schedule, then 4 instances with one each; print; True if the goals hold."""
     from tests.conftest import Azurite
     from tests.fake_ai import FakeAzureAI
 
+    timing = timing or Timing()
+    print(f"scale: production's times divided by {timing.scale:g} (quota {timing.rpm} a minute here)", flush=True)
     results = []
     # (instances, one shared schedule, seconds an image takes)
-    runs = [(k, True, IMAGE_S) for k in instance_counts] + [(1, True, SLOW_IMAGE_S), (4, False, IMAGE_S)]
+    runs = [(k, True, timing.image_s) for k in instance_counts]
+    runs += [(1, True, timing.slow_image_s), (4, False, timing.image_s)]
     with FakeAzureAI() as fake, tempfile.TemporaryDirectory() as folder:
         azurite = Azurite(Path(folder) / "azurite")
         azurite.start()
         try:
             for instances, shared, image_s in runs:
                 azurite.clear()
-                result = _run(instances, jobs, n, shared, fake, azurite.connection_string, Path(folder), image_s)
+                connection = azurite.connection_string
+                result = _run(instances, jobs, n, shared, fake, connection, Path(folder), timing, image_s)
                 results.append(result)
                 label = "" if shared else " (a schedule per instance)"
-                if image_s != IMAGE_S:
-                    label += f" ({image_s * SCALE:.0f} s images)"
+                if image_s != timing.image_s:
+                    label += f" ({image_s * timing.scale:.0f} s images)"
                 print(
                     f"scale: instances={result['instances']} jobs={result['jobs']} failed={result['failed']} "
                     f"rejected={result['rejected']} quota_use={result['quota_use']:.3f}{label}",
