@@ -132,6 +132,7 @@ def test_offline_mode_builds_no_azure_credential_or_client(tmp_path: Path) -> No
 
     services = build_services(Settings.from_env({"VARIA_LOCAL_DIR": str(tmp_path)}), no_credential)
     assert services.providers.names() == {"caption": "offline", "compose": "offline", "image": "offline"}
+    assert services.providers.paid() == {"caption": False, "compose": False, "image": False, "moderation": False}
 
 
 def test_keyless_azure_asks_for_one_credential_and_no_token_at_build_time(tmp_path: Path) -> None:
@@ -152,6 +153,7 @@ def test_keyless_azure_asks_for_one_credential_and_no_token_at_build_time(tmp_pa
     }
     services = build_services(Settings.from_env(env), factory)
     assert services.providers.names()["image"] == "azure-openai-gpt-image"
+    assert services.providers.paid() == {"caption": True, "compose": True, "image": True, "moderation": False}
     assert len(built) == 1  # one credential shared by Vision and OpenAI
 
 

@@ -628,14 +628,7 @@ def _dry_request(upload: UploadRequest | EstimateRequest, output: OutputOptions)
 
 
 def _estimate(request: JobRequest, services: Services) -> dict[str, Any]:
-    providers = services.providers
-    paid = {
-        "caption": providers.captioner.paid,
-        "compose": providers.composer.paid,
-        "image": providers.generator.paid,
-        "moderation": providers.moderator.paid,
-    }
-    return estimate(request, services.settings, paid)
+    return estimate(request, services.settings, services.providers.paid())
 
 
 def too_many_jobs_response(exc: TooManyJobs) -> func.HttpResponse:

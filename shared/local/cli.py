@@ -310,13 +310,7 @@ def vary(args: argparse.Namespace, environ: dict[str, str]) -> int:
     enforced = ", enforced by VARIA_ENFORCED_PROFILE" if request.profile_enforced else ""
     print(f"Varia job {job_id}: {request.prompt!r} on {source} (profile {profile}{enforced}, n={n}, mode {mode})")
     print(f"  providers: {services.providers.names()}; storage: {storage.description}")
-    paid = {
-        "caption": services.providers.captioner.paid,
-        "compose": services.providers.composer.paid,
-        "image": services.providers.generator.paid,
-        "moderation": services.providers.moderator.paid,
-    }
-    cost = estimate(request, settings, paid)
+    cost = estimate(request, settings, services.providers.paid())
     calls = ", ".join(f"{count} {kind}" for kind, count in cost["paid_calls"].items() if count) or "none"
     print(f"  estimate: at most ${cost['usd']:.4f} (paid calls: {calls}; images at {cost['quality']} quality)")
     if args.dry_run:

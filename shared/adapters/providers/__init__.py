@@ -30,6 +30,15 @@ class Providers:
     def names(self) -> dict[str, str]:
         return {"caption": self.captioner.name, "compose": self.composer.name, "image": self.generator.name}
 
+    def paid(self) -> dict[str, bool]:
+        """Which steps' providers bill a call: the `paid` argument of `estimate` (shared/core/lineage.py)."""
+        return {
+            "caption": self.captioner.paid,
+            "compose": self.composer.paid,
+            "image": self.generator.paid,
+            "moderation": self.moderator.paid,
+        }
+
 
 def default_credential(settings: Settings) -> Any:
     """Keyless auth: managed identity in Azure (AZURE_CLIENT_ID), developer sign-in locally."""
