@@ -284,7 +284,7 @@ def inherited_composition(parent: Manifest, request: JobRequest) -> Composition:
     )
 
 
-def image_options(request: JobRequest, settings: Settings) -> ImageOptions:
+def image_options(request: JobRequest) -> ImageOptions:
     """What one image request of this job asks the generator for (without previews)."""
     key = (request.action, request.strength)
     out = request.output

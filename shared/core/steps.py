@@ -839,7 +839,7 @@ def _draw(
 
 def _options(services: Services, work: GenerateInput, drawing: list[int]) -> ImageOptions:
     """The job's image options, with previews: each partial image is stored as the variation's preview."""
-    options = image_options(work.request, services.settings)
+    options = image_options(work.request)
     count = services.settings.preview_images
     if count == 0:
         return options
@@ -1001,7 +1001,7 @@ def persist(services: Services, job: JobRecord) -> Manifest:
         status, code, message, partial = _outcome(checked, request.n)
         if status == "succeeded" and not partial and services.providers.generator.name == OfflineStylizer.name:
             # The headline must not promise what the offline painter could not draw: it says so.
-            limits = offline_limits(request.prompt, request.mode, image_options(request, services.settings))
+            limits = offline_limits(request.prompt, request.mode, image_options(request))
             if limits:
                 code, message = "offline_limited", f"{limits} {advice('offline_limited')}"
 
