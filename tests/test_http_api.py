@@ -77,6 +77,46 @@ def test_multipart_upload_starts_a_job_and_the_status_shows_the_result(
     assert status == 200 and manifest["job_id"] == job_id and manifest["status"] == "succeeded"
 
 
+def test_inline_images_name_their_file_without_reading_the_manifest_each(
+    runtime: LocalRuntime, offline_services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page loads each image of a job (and its history's thumbnails): the prompt in their file
+    names is read from the manifest once per process at most, and not at all after the job's status."""
+    storage = offline_services.storage
+    reads: list[str] = []
+    real_get = storage.get
+
+    def counting_get(container: str, name: str) -> bytes:
+        reads.append(name)
+        return real_get(container, name)
+
+    monkeypatch.setattr(storage, "get", counting_get)
+    jobs = []
+    for prompt in ("as pixel art", "as charcoal"):  # forced: new jobs, their prompts kept nowhere yet
+        form = post_form({"prompt": prompt, "n": "3", "force": "true"}, scene_png())
+        status, body = call(post_variation(form, runtime, offline_services))
+        assert status == 202
+        wait_done(runtime, body["job_id"])
+        jobs.append(body["job_id"])
+
+    def manifest_reads(job_id: str, *which: str) -> int:
+        reads.clear()
+        for name in which:
+            response = get_image(job_id, name, offline_services)
+            assert response.status_code == 200
+            assert response.headers["Content-Disposition"].startswith('inline; filename="varia-as-')
+        return reads.count(f"{job_id}/manifest.json")
+
+    cold, warm = jobs
+    assert manifest_reads(cold, "0", "1", "2", "source") == 1
+    assert manifest_reads(cold, "0", "1", "2") == 0
+    status, view = call(get_variation(warm, runtime, offline_services))
+    assert status == 200 and view["images"][0]["filename"].startswith("varia-as-charcoal-")
+    assert manifest_reads(warm, "0", "1", "2", "source") == 0
+    response = get_image(warm, "0", offline_services)
+    assert response.headers["Content-Disposition"] == f'inline; filename="{view["images"][0]["filename"]}"'
+
+
 def test_json_base64_upload_is_accepted(runtime: LocalRuntime, offline_services: Services) -> None:
     image = "data:image/png;base64," + base64.b64encode(scene_png()).decode()
     status, body = call(

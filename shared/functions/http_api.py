@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import threading
 import unicodedata
 from collections.abc import Callable
 from typing import Annotated, Any, cast
@@ -767,9 +768,11 @@ def _manifest_view(manifest: Manifest) -> dict[str, Any]:
 
 def _stored_manifest(services: Services, job_id: str) -> Manifest | None:
     try:  # a finished job has its manifest; the page polls this, so one storage call, not two
-        return Manifest.model_validate_json(for_requests(services.storage).get(OUTPUTS, manifest_name(job_id)))
+        manifest = Manifest.model_validate_json(for_requests(services.storage).get(OUTPUTS, manifest_name(job_id)))
     except BlobNotFound:
         return None
+    _remember_prompt(job_id, manifest.request.prompt)  # for the file names of the images the page asks for next
+    return manifest
 
 
 def is_job_id_path(value: str) -> bool:
@@ -899,9 +902,32 @@ def get_image(job_id: str, which: str, services: Services, download: bool = Fals
     return func.HttpResponse(body, status_code=200, mimetype=content_type, headers=headers)
 
 
+# The prompts of finished jobs, for their images' file names. A manifest is written when its job ends,
+# and a job id stands for one request (its prompt and options, or one blob version: shared/core/jobs.py),
+# so a prompt kept here stays true.
+# The page loads every image of a job, and the thumbnails of its history, one request each: they read
+# the job's manifest once per process at most, and not at all after the status that showed the job.
+_PROMPTS_KEPT = 1024
+_prompts: dict[str, str] = {}
+_prompts_lock = threading.Lock()
+
+
+def _remember_prompt(job_id: str, prompt: str) -> None:
+    with _prompts_lock:
+        if job_id not in _prompts and len(_prompts) >= _PROMPTS_KEPT:
+            del _prompts[next(iter(_prompts))]  # the oldest kept
+        _prompts[job_id] = prompt
+
+
 def _prompt_of(storage: Any, job_id: str) -> str:
     """The job's prompt for a file name, from its manifest ("" while it runs, or when it has none)."""
+    with _prompts_lock:
+        kept = _prompts.get(job_id)
+    if kept is not None:
+        return kept
     try:
-        return Manifest.model_validate_json(storage.get(OUTPUTS, manifest_name(job_id))).request.prompt
+        manifest = Manifest.model_validate_json(storage.get(OUTPUTS, manifest_name(job_id)))
     except (BlobNotFound, StorageError, ValueError):
         return ""
+    _remember_prompt(job_id, manifest.request.prompt)
+    return manifest.request.prompt
