@@ -224,6 +224,11 @@ def test_images_are_named_for_saving_and_jpeg_is_delivered_as_asked(
         ({"format": "jpeg", "background": "transparent"}, "cannot be transparent"),
         ({"size": "1000x1000"}, "not a size the image model takes"),
         ({"aspect": "tall"}, "aspect='tall' is not an option"),
+        ({"quality": "best"}, "quality='best' is not an option; use one of: low, medium, high, auto[.]"),
+        ({"format": "jpeg", "compression": "101"}, "compression='101' is not a whole number from 0 to 100"),
+        ({"format": "jpeg", "compression": True}, "compression='True' is not a whole number"),  # not 1
+        ({"format": "jpeg", "compression": 70.0}, "compression='70.0' is not a whole number"),
+        ({"size": "big"}, "size='big' is not a size the image model takes"),
     ],
 )
 def test_output_options_that_cannot_be_used_say_what_to_send(

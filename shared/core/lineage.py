@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from shared.adapters.providers.base import ImageOptions
 from shared.adapters.storage import OUTPUTS, BlobNotFound, Storage
@@ -88,53 +89,66 @@ class OutputInvalid(RequestError):
 
 # --- Output options -------------------------------------------------------------------------------
 
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "quality": ("low", "medium", "high", "auto"),
-    "aspect": ("auto", "square", "landscape", "portrait"),
-    "format": ("png", "jpeg"),
-    "background": ("auto", "opaque", "transparent"),
-}
-
 
 def check_output(settings: Settings, values: Mapping[str, Any], *, masked: bool = False) -> OutputOptions:
-    """OutputOptions from a request's fields (absent or blank: the default), or OutputInvalid saying what to send."""
+    """OutputOptions from a request's fields (absent or blank: the default), or OutputInvalid saying what to send.
+
+    The model checks each field (its choices, compression's range, size's shape); this adds what it
+    cannot: whole-number text for compression, the rules between fields, and the image model's sizes.
+    """
     given = {key: values.get(key) for key in ("quality", "aspect", "size", "format", "compression", "background")}
     given = {key: (value.strip().lower() if isinstance(value, str) else value) for key, value in given.items()}
     given = {key: value for key, value in given.items() if value not in (None, "")}
     if given.get("format") == "jpg":
         given["format"] = "jpeg"
-    for key, choices in _CHOICES.items():
-        if key in given and given[key] not in choices:
-            raise OutputInvalid(f"{key}={str(given[key])[:40]!r} is not an option; use one of: {', '.join(choices)}.")
+    try:
+        options = OutputOptions.model_validate(given)
+    except ValidationError as exc:
+        raise OutputInvalid(_said(exc.errors())) from None
     compression = given.get("compression")
-    if compression is not None:
-        text = str(compression)
-        if isinstance(compression, bool) or not text.isdigit() or not 0 <= int(text) <= 100:
-            raise OutputInvalid(f"compression={text[:20]!r} is not a whole number from 0 to 100.")
-        if given.get("format") != "jpeg":
-            raise OutputInvalid("compression applies to JPEG: send format=jpeg with it, or no compression.")
-        given["compression"] = int(text)
-    if given.get("background") == "transparent" and given.get("format") == "jpeg":
+    # The model's int also takes true, 70.0 and "7_0": a request's compression is digits.
+    if compression is not None and (isinstance(compression, bool) or not str(compression).isdigit()):
+        raise OutputInvalid(_COMPRESSION_RULE.format(str(compression)[:20]))
+    if options.compression is not None and options.format != "jpeg":
+        raise OutputInvalid("compression applies to JPEG: send format=jpeg with it, or no compression.")
+    if options.background == "transparent" and options.format == "jpeg":
         raise OutputInvalid("A JPEG cannot be transparent: send format=png with background=transparent.")
-    size = given.get("size")
-    if size is not None:
-        width, _, height = str(size).partition("x")
-        if not (width.isdigit() and height.isdigit() and valid_gpt_image_2_size(int(width), int(height))):
-            raise OutputInvalid(
-                f"size={str(size)[:20]!r} is not a size the image model takes: WxH with both edges multiples of 16, "
-                "the long edge at most 3 times the short one, and 655,360 to 8,294,400 pixels (e.g. 1536x864)."
-            )
+    if options.size is not None:
+        width, _, height = options.size.partition("x")
+        if not valid_gpt_image_2_size(int(width), int(height)):
+            raise OutputInvalid(_SIZE_RULE.format(options.size))
         if settings.image_provider == "gpt-image" and not flexible_sizes(settings.image_model):
             raise OutputInvalid(
                 f"{settings.image_model} takes three sizes only: send aspect=square, landscape or portrait instead "
                 "of size (custom sizes need gpt-image-2)."
             )
-    if masked and (given.get("aspect", "auto") != "auto" or size is not None):
+    if masked and (options.aspect != "auto" or options.size is not None):
         raise OutputInvalid("A region edit keeps the picture's shape: send the mask without aspect or size.")
-    try:
-        return OutputOptions.model_validate(given)
-    except ValidationError as exc:  # every field was checked above; this says which one slipped through
-        raise OutputInvalid(f"The output options are not valid: {exc.errors()[0]['msg']}.") from None
+    return options
+
+
+_COMPRESSION_RULE = "compression={!r} is not a whole number from 0 to 100."
+_SIZE_RULE = (
+    "size={!r} is not a size the image model takes: WxH with both edges multiples of 16, "
+    "the long edge at most 3 times the short one, and 655,360 to 8,294,400 pixels (e.g. 1536x864)."
+)
+
+
+def _said(errors: list[ErrorDetails]) -> str:
+    """OutputOptions' validation errors in a request's words: the field, what it was sent, what to send.
+
+    One is said: an unknown choice first, then compression, then the rest in the model's order.
+    """
+    error = min(errors, key=lambda e: (e["type"] != "literal_error", e["loc"] != ("compression",)))
+    field, sent = str(error["loc"][0]), str(error["input"])
+    if error["type"] == "literal_error":
+        choices = str(error.get("ctx", {}).get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return f"{field}={sent[:40]!r} is not an option; use one of: {choices}."
+    if field == "compression":
+        return _COMPRESSION_RULE.format(sent[:20])
+    if field == "size":
+        return _SIZE_RULE.format(sent[:20])
+    return f"The output options are not valid: {error['msg']}."
 
 
 # --- Jobs from a parent ---------------------------------------------------------------------------
