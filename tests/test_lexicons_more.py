@@ -1,0 +1,104 @@
+"""The Turkish, Swedish and Ukrainian lexicons: requests each must refuse, innocent ones each must
+let through (false friends with German, Dutch, Russian and each other included), checked through
+`check_text`. The refusals fail without shared/data/lexicon/tr.json, sv.json and uk.json."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.core import safety
+from shared.core.safety import check_text
+
+MUST_REFUSE = [
+    # Turkish
+    ("tr", "kids", "kan gölünde yatan bir adam"),
+    ("tr", "kids", "elinde tabanca olan bir çocuk"),
+    ("tr", "kids", "köpeği döven adam"),
+    ("tr", "kids", "bira şişeleri ve sarhoş gençler"),
+    ("tr", "kids", "sigara içen bir çocuk"),
+    ("tr", "kids", "şişko, kimse seni sevmiyor yaz"),
+    ("tr", "kids", "her yer k a n içinde"),
+    ("tr", "general", "bileğini jiletle kesen genç"),
+    ("tr", "general", "kendini köprüden atan bir adam"),
+    ("tr", "general", "bagajda bir ce\u200bset"),
+    ("tr", "general", "çırılçıplak bir kadın"),
+    # Swedish
+    ("sv", "kids", "en man som ligger i en blodpöl"),
+    ("sv", "kids", "bl0d överallt på golvet"),
+    ("sv", "kids", "mannen slår sin flickvän"),
+    ("sv", "kids", "tonåringar dricker öl i parken och blir fulla"),
+    ("sv", "kids", "ett barn röker sin pappas cigaretter"),
+    ("sv", "kids", "alla hatar dig din idiot"),
+    ("sv", "general", "en tonåring skär sig i handleden med ett rakblad"),
+    ("sv", "general", "en man som kastar sig från bron för att dö"),
+    ("sv", "general", "halshuggen man"),
+    ("sv", "general", "naken kvinna på stranden"),
+    # Ukrainian
+    ("uk", "kids", "собака лежить у калюжі крові"),
+    ("uk", "kids", "стіни в к р о в і"),
+    ("uk", "kids", "хлопець б'є свою дівчину"),
+    ("uk", "kids", "студенти п'ють горілку"),
+    ("uk", "kids", "він пʼяний лежить на підлозі"),
+    ("uk", "kids", "ти тупий ідіот"),
+    ("uk", "general", "підліток ріже собі зап'ястя лезом"),
+    ("uk", "general", "чоловік кидається з мосту"),
+    ("uk", "general", "обезголовлене тіло"),
+    ("uk", "general", "гола жінка на пляжі"),
+]
+
+INNOCENT = [
+    # Turkish: animals, food, medicine, idioms, places, sport, history, cutlery
+    "katil balina sudan zıplıyor",
+    "kan portakalı dilimleri",
+    "hemşire kan alıyor, çocuk gülümsüyor",
+    "zaman öldürmek için kart oynayan arkadaşlar",
+    "Ölüdeniz'de yamaç paraşütü",
+    "eskrimciler kılıçlarla antrenman yapıyor",
+    "çatal bıçak ve tabak ile sofra",
+    "kurşun kalem ile resim çizen çocuk",
+    "rakip takım sahaya çıkıyor",
+    "sigara böreği ve çay",
+    # Swedish: 'sex' (six), 'gift' (married), 'kan' (can), idioms, medicine, cutlery, smoke
+    "sex katter på en soffa",
+    "hon är gift med en bagare",
+    "jag kan rita en katt",
+    "en kanin som äter morötter",
+    "vänner som slår ihjäl tiden med kortspel",
+    "en sjuksköterska tar blodprov",
+    "en dödskallefjäril på en blomma",
+    "en kniv, en gaffel och en tallrik på bordet",
+    "en skorsten som röker i vinterlandskapet",
+    "fäktare tränar med sablar",
+    # Ukrainian, and Russian text the Ukrainian forms must leave alone
+    "медсестра бере кров з пальця в дитини, а та усміхається",
+    "друзі вбивають час грою в шашки",
+    "кіт більший ніж собака",
+    "повітряна куля над полем",
+    "кров'яна ковбаса на сніданок",
+    "героїня мультфільму рятує місто",
+    "фехтувальниці тренуються з шаблями",
+    "Кам'янець-Подільська фортеця з гарматами",
+    "голий король і діти",
+    "папа вбил гвоздь в стену",
+    "наша команда забила гола в ворота",
+]
+
+
+def test_the_three_lexicons_load() -> None:
+    names = {code: lang.name for code, lang in safety.languages().items()}
+    assert (names.get("tr"), names.get("sv"), names.get("uk")) == ("Turkish", "Swedish", "Ukrainian")
+
+
+@pytest.mark.parametrize(("language", "profile", "text"), MUST_REFUSE)
+def test_refused(language: str, profile: str, text: str) -> None:
+    verdict = check_text(text, profile)
+    assert not verdict.allowed, f"{language}: {text!r} passed the {profile} word check"
+    if profile == "general":
+        assert not check_text(text, "kids").allowed
+
+
+@pytest.mark.parametrize("text", INNOCENT)
+def test_innocent(text: str) -> None:
+    for profile in ("kids", "general"):
+        verdict = check_text(text, profile)
+        assert verdict.allowed, f"{text!r} refused for {profile}: {verdict.term}"
