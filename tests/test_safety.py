@@ -475,3 +475,28 @@ def test_kids_profile_asks_for_landscape_colour() -> None:
     kids = PROFILES["kids"]
     assert kids.landscape and "16:9" in kids.meta_prompt and "children" in kids.meta_prompt
     assert "colourful" in kids.prompt_suffix
+
+
+def test_letters_spaced_out_join_in_cyrillic_with_a_one_letter_word_before_them() -> None:
+    # "в" is a Russian word (a marker of ru.json): the letters after it are the word.
+    assert "стены в крови" in {r.text for r in safety.readings("стены в к р о в и")}
+    assert not check_text("стены в к р о в и", "kids").allowed
+
+
+def test_a_devanagari_vowel_sign_typed_alone_joins_the_letters_around_it() -> None:
+    assert safety.readings("दीवारों पर ख ू न ही ख ू न")[0].text == "दीवारो पर खून ही खून"
+    assert not check_text("दीवारों पर ख ू न ही ख ू न", "kids").allowed
+
+
+def test_a_hiragana_term_also_matches_in_katakana_and_halfwidth_katakana(tmp_path: Path) -> None:
+    path = _lexicon(tmp_path, kids=["じさつ*", "しね"], general=[], false_friends={})
+    texts = {t.text for t in load_language(path).terms}
+    assert {"じさつ", "ジサツ", "しね"} <= texts and "シネ" not in texts  # two kana: "シネマ" is a cinema
+    assert safety.plain("ｼﾞｻﾂ") == "ジサツ"  # the halfwidth voicing mark makes one letter with its kana
+
+
+def test_a_long_term_misspelt_by_one_like_letter_is_refused_in_its_own_language() -> None:
+    verdict = check_text("he hid a revolber in the drawer", "kids")
+    assert not verdict.allowed and verdict.term == "revolver" and "revolber" in verdict.reason
+    assert check_text("la carta fue recordada y la foto también", "kids").allowed  # Spanish "recortada"
+    assert check_text("a palestra in the city", "kids").allowed  # the first letters stay: not "balestra"

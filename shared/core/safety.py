@@ -8,14 +8,26 @@ then, naming its path (the tests load every file).
 
 The text is normalized before matching (`readings`): NFKC, case fold, accents stripped, format
 characters (zero-width, soft hyphen) and variation selectors removed, Cyrillic/Greek/Latin
-look-alikes mapped within a mixed-script word, leetspeak ("bl00d", "k!ll", "@lcohol"), letters
-stretched ("bloooood"), letters spaced out ("b l o o d", "b.l.o.o.d") and words broken by
-punctuation ("kn-ife") joined. Obvious base64 chunks are decoded and checked too.
+look-alikes mapped within a mixed-script word, leetspeak ("bl00d", "k!ll", "@lcohol", "m4t3"),
+letters stretched ("bloooood"), letters spaced out ("b l o o d", "b.l.o.o.d", "в к р о в и" read
+"в крови" too, a one-letter word of some lexicon's markers staying a word; a Devanagari vowel sign
+typed alone, "ख ू न", joined to its letters) and words broken by punctuation ("kn-ife") joined;
+halfwidth katakana becomes katakana, its voicing marks composed ("ｼﾞｻﾂ": "ジサツ"). Obvious base64
+chunks are decoded and checked too.
 
 Each language's terms match at the start of a word (a term ending in "*" is a stem, a word ending
 in "+" takes the language's `inflections`, a term starting with "*" is a compound head matched
 inside a word, "{a|b}" spells alternatives, "@name" one of the lexicon's `classes` of words; any
-other term is a whole word or phrase). Chinese and Japanese, written without spaces, match anywhere.
+other term is a whole word or phrase). Chinese and Japanese, written without spaces, match anywhere;
+a Japanese term of three kana or more written in hiragana also matches in katakana ("じさつ", "ジサツ").
+A lexicon may list terms in another script than its own (romanised Hindi, "khoon"): every term is
+looked for in every text.
+
+When no term is written right, a word of the text one misspelling from a long one-word term of the
+language the text reads as (by its markers) is that term: one letter swapped for a like one ("l"/"r",
+"о"/"а", "س"/"ص"), a doubled letter, a Devanagari sign left out ("revórver", "писталет",
+"आत्महतया"). Not in the first three letters, nor for short terms: the lengths are those at which the
+50,000 commonest words of each language have no innocent word so close to a term of the same language.
 
 Words innocent alone can be refused together, and words risky alone made innocent by their
 neighbours, so that a rule covers the next case and not only the last one:
@@ -239,10 +251,23 @@ def _terms(
             folded = plain(form)
             _require(folded != "" and "*" not in folded and "+" not in folded, path, f"'{raw}' is empty after folding")
             out.append(Term(folded, stem, language, profile, inside=inside))
+            if _hiragana_word(folded):
+                out.append(Term(_katakana(folded), stem, language, profile, inside=inside))  # "ころす": "コロス"
             squeezed = plain(_PUNCTUATION.sub("", form)) if profile == "allow" else folded
             if squeezed != folded and squeezed:
                 out.append(Term(squeezed, stem, language, profile, inside=inside))  # "bomb-proof": "bombproof"
     return out
+
+
+def _hiragana_word(text: str) -> bool:
+    """Whether a term is a word of three kana or more written in hiragana, which people also write in
+    katakana ("じさつ", "ジサツ", "ｼﾞｻﾂ"). Shorter ones are not twinned: "しね" is inside "シネマ"."""
+    return len(text) >= 3 and all("\u3041" <= ch <= "\u3096" or ch in "\u3099\u309a\u30fc" for ch in text)
+
+
+def _katakana(text: str) -> str:
+    """Hiragana spelled in katakana (the two blocks are 0x60 apart)."""
+    return "".join(chr(ord(ch) + 0x60) if "\u3041" <= ch <= "\u3096" else ch for ch in text)
 
 
 def load_language(path: Path) -> Language:
@@ -501,9 +526,31 @@ def _fold_chars(text: str) -> list[Char]:
         elif not _dropped(c):  # a combining mark
             if c == "\u0306" and out and out[-1][0] == "и":
                 out[-1] = ("й", out[-1][1])
-            elif out and script_of(out[-1][0]) not in _STRIP_MARKS_AFTER:
+            elif out and script_of(_last_letter(out)) not in _STRIP_MARKS_AFTER:
                 out.append((c, i))  # Devanagari signs, kana voicing marks: part of the letter
+        if out and out[-1][0] in _KANA_VOICING and len(out) > 1:
+            out[-2:] = _composed(out[-2], out[-1])
     return out
+
+
+# The kana voicing marks, combining or as halfwidth katakana writes them ("ｼﾞ" is "シ" and "ﾞ").
+_KANA_VOICING = {"\u3099", "\u309a", "\u309b", "\u309c"}
+
+
+def _composed(letter: Char, mark: Char) -> list[Char]:
+    """A kana and the voicing mark after it as the one letter they make ("シ" + "ﾞ": "ジ"), when they make one."""
+    combining = {"\u309b": "\u3099", "\u309c": "\u309a"}.get(mark[0], mark[0])
+    one = unicodedata.normalize("NFC", letter[0] + combining)
+    return [(one, letter[1])] if len(one) == 1 else [letter, mark]
+
+
+def _last_letter(out: list[Char]) -> str:
+    """The last character folded so far, looking past spaces: a vowel sign typed alone between
+    spaces ("ख ू न") belongs to the letters around it, and is kept for `_glued_marks` to join."""
+    for ch, _ in reversed(out):
+        if not ch.isspace():
+            return ch
+    return ""
 
 
 def _is_word_char(ch: str) -> bool:
@@ -607,8 +654,37 @@ def _stretched_at(word: Word, k: int) -> bool:
     return hi - lo >= 2
 
 
+@cache
+def _one_letter_words() -> frozenset[str]:
+    """Letters that are words on their own: a few Latin ones, and every lexicon's one-letter markers
+    (Russian "в", Polish "w", ...), so that "в к р о в и" is also read "в крови"."""
+    markers = {m for lang in languages().values() for m in lang.markers if len(m) == 1}
+    return frozenset(_ONE_LETTER_WORDS | markers)
+
+
+def _glued_marks(tokens: list[Word]) -> list[Word]:
+    """A token of combining marks alone, a vowel sign typed between spaces ("ख ू न"), joins the token
+    before it and, when the token after it is a single letter, that one too: "खून"."""
+    out: list[Word] = []
+    k = 0
+    while k < len(tokens):
+        token = tokens[k]
+        if out and all(unicodedata.category(ch).startswith("M") for ch, _ in token):
+            out[-1] = out[-1] + token
+            after = tokens[k + 1] if k + 1 < len(tokens) else []
+            if sum(not unicodedata.category(ch).startswith("M") for ch, _ in after) == 1 and after[0][0].isalpha():
+                out[-1] = out[-1] + after
+                k += 1
+        else:
+            out.append(token)
+        k += 1
+    return out
+
+
 def _joined(words: list[Word], split_first: bool) -> list[Word]:
-    """Runs of three or more one-letter words ("b l o o d") become one word."""
+    """Runs of three or more one-letter words ("b l o o d") become one word; with `split_first`, a
+    first letter that is a word on its own stays one ("add a k n i f e": "a knife")."""
+    one_letter_words = _one_letter_words()
     out: list[Word] = []
     k = 0
     while k < len(words):
@@ -617,7 +693,7 @@ def _joined(words: list[Word], split_first: bool) -> list[Word]:
             end += 1
         if end - k >= 3:
             run = words[k:end]
-            if split_first and run[0][0][0] in _ONE_LETTER_WORDS and end - k >= 4:
+            if split_first and run[0][0][0] in one_letter_words and end - k >= 4:
                 out.append(run[0])
                 run = run[1:]
             out.append([c for w in run for c in w])
@@ -651,7 +727,7 @@ def _reading(words: list[Word]) -> Reading:
 
 def readings(text: str) -> list[Reading]:
     """Every reading of the text the word check looks at, the plain one first. Indexes are into NFC(text)."""
-    tokens = _tokens(_fold_chars(unicodedata.normalize("NFC", text)))
+    tokens = _glued_marks(_tokens(_fold_chars(unicodedata.normalize("NFC", text))))
     word_lists: list[list[Word]] = []
     for split in (_plain, _squeezed, lambda t: _leet(t, _LEET_I), lambda t: _leet(t, _LEET_L)):
         word_lists.append([w for t in tokens for w in split(t)])
@@ -1032,6 +1108,7 @@ class _Compiled:
     emoji: tuple[str, ...]
     contexts: tuple[_ContextMatcher, ...]  # every language's: a risky word made innocent by its neighbours
     places: Places  # every language's place-name words, links and endings
+    misspelt: _Misspellings  # the long one-word terms, for a word one misspelling away
 
 
 def _allow_pattern(entries: list[Term], anywhere: bool) -> re.Pattern[str] | None:
@@ -1069,7 +1146,8 @@ def _compiled(profile: str) -> _Compiled:
         tuple(sorted({e for lang in langs for e in lang.places.endings})),
     )
     allow, anywhere = _allow_pattern(spaced, False), _allow_pattern(unspaced, True)
-    return _Compiled(matchers, allow, anywhere, emoji, contexts, places)
+    misspelt = _misspellings([t for m in matchers if not m.language.substring for ts in m.table.values() for t in ts])
+    return _Compiled(matchers, allow, anywhere, emoji, contexts, places, misspelt)
 
 
 def _marker_counts(text: str) -> dict[str, int]:
@@ -1117,11 +1195,13 @@ def _find(text: str, profile: str) -> tuple[Term, str] | None:
             return Term(emoji, False, "emoji", profile), emoji
     all_readings = readings(text)
     counts = _marker_counts(all_readings[0].text) if all_readings else {}
+    looked_at: list[tuple[Reading, str]] = []
     for reading in all_readings:
         masked = _masked(reading.text, compiled.allow)
         masked = _masked(masked, compiled.allow_anywhere)
         masked, named = _without_place_names(masked, reading, original, compiled.places)
         masked = _without_contexts(masked, reading.text, compiled.contexts)
+        looked_at.append((reading, masked))
         stops = _clause_stops(reading, original)
         # a term named on its own is quoted before a pair of words that starts at the same place
         found = [
@@ -1134,6 +1214,94 @@ def _find(text: str, profile: str) -> tuple[Term, str] | None:
         if found:
             *_, hit, substring = min(found, key=lambda f: f[:4])
             return hit.term, _quote(original, reading, hit.start, hit.end, not substring)
+    for reading, masked in looked_at:  # only when no term is written right
+        misspelt = _misspelt_hit(compiled.misspelt, masked, counts)
+        if misspelt is not None:
+            return misspelt.term, _quote(original, reading, misspelt.start, misspelt.end, True)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Misspellings
+# ---------------------------------------------------------------------------------------------
+
+# Letters people write for one another: a word one of these away from a long term is the term
+# ("писталет", "revórver", "आत्महतया"). Latin d and t are not among them: "recordada" (remembered)
+# and "recortada" (sawn-off), "ausgeweitet" (widened) and "ausgeweidet" (disembowelled).
+_ALIKE_CLASSES = ("lr", "bv", "ckq", "sz", "gj", "iy", "оа", "еи", "дт", "сз", "سص", "تط", "دض", "زذظ", "िी", "ुू", "शषस")
+_ALIKE: dict[str, frozenset[str]] = {
+    a: frozenset(b for c in _ALIKE_CLASSES if a in c for b in c if b != a) for a in "".join(_ALIKE_CLASSES)
+}
+_DEVANAGARI_SIGNS = "\u094d\u093c\u0902\u0901"  # virama, nukta, anusvara, candrabindu: often left out
+_VIRAMA = "\u094d"
+# How long a term must be, by script, for a misspelling of it to count: with these lengths, the 50,000
+# commonest words of each language have no innocent word one misspelling from a term of the same
+# language (Arabic words are short: at four letters, "صلاح" and "سلاح" are one letter apart).
+_MISSPELT_MIN = {"Latin": 8, "Cyrillic": 7, "Arabic": 5, "Devanagari": 6}
+_MISSPELT_KEEP = 3  # the first letters stay as written: "palestra" (gym) is not "balestra" (crossbow)
+
+
+@dataclass(frozen=True)
+class _Misspellings:
+    """The one-word terms long enough to be recognised misspelt: whole words and stems, by text."""
+
+    words: dict[str, tuple[Term, ...]]
+    stems: dict[str, tuple[Term, ...]]
+    stem_lengths: tuple[int, ...]
+
+
+def _misspellings(terms: list[Term]) -> _Misspellings:
+    """The terms of the languages written with spaces that a misspelling of may be recognised."""
+    words: dict[str, list[Term]] = {}
+    stems: dict[str, list[Term]] = {}
+    for t in terms:
+        least = _MISSPELT_MIN.get(script_of(t.text[0]))
+        if least is not None and " " not in t.text and not t.inside and len(t.text) >= least:
+            (stems if t.stem else words).setdefault(t.text, []).append(t)
+    return _Misspellings(
+        {k: tuple(v) for k, v in words.items()},
+        {k: tuple(v) for k, v in stems.items()},
+        tuple(sorted({len(k) for k in stems})),
+    )
+
+
+def _misspelt_forms(word: str) -> set[str]:
+    """What the word may be a misspelling of: one letter swapped for a like one (`_ALIKE`), a doubled
+    letter written once or a letter doubled, a Devanagari sign left out or added; never in the first
+    `_MISSPELT_KEEP` letters."""
+    forms: set[str] = set()
+    for k in range(_MISSPELT_KEEP, len(word)):
+        ch = word[k]
+        forms.update(word[:k] + other + word[k + 1 :] for other in _ALIKE.get(ch, ()))
+        if ch == word[k - 1] or ch in _DEVANAGARI_SIGNS:
+            forms.add(word[:k] + word[k + 1 :])
+        if script_of(ch) in ("Latin", "Cyrillic"):
+            forms.add(word[:k] + ch + word[k:])
+        if "\u0915" <= ch <= "\u0939":  # a Devanagari consonant: a conjunct written without its virama
+            forms.add(word[: k + 1] + _VIRAMA + word[k + 1 :])
+    forms.discard(word)
+    return forms
+
+
+def _reads_as(code: str, counts: dict[str, int]) -> bool:
+    """Whether the text reads as the language (it has as many of its markers as of any language's):
+    a word one letter from a term of another language is more likely a word of the text's own."""
+    return counts.get(code, 0) > 0 and counts[code] == max(counts.values())
+
+
+def _misspelt_hit(m: _Misspellings, text: str, counts: dict[str, int]) -> _Hit | None:
+    """The first word of the text one misspelling from a long term of the language the text reads as."""
+    start = 0
+    for word in text.split(" "):
+        at, start = start, start + len(word) + 1
+        least = _MISSPELT_MIN.get(script_of(word[:1]))
+        if least is None or len(word) < least:
+            continue
+        for form in sorted(_misspelt_forms(word)):
+            found = list(m.words.get(form, ())) + [t for n in m.stem_lengths for t in m.stems.get(form[:n], ())]
+            for term in found:
+                if _reads_as(term.language, counts) and _applies(term, counts):
+                    return _Hit(term, at, at + len(word))
     return None
 
 
