@@ -495,6 +495,12 @@ def test_a_hiragana_term_also_matches_in_katakana_and_halfwidth_katakana(tmp_pat
     assert safety.plain("ｼﾞｻﾂ") == "ジサツ"  # the halfwidth voicing mark makes one letter with its kana
 
 
+def test_a_text_of_emoji_and_spaces_alone_is_checked_without_error() -> None:
+    # its words are all taken out before the misspelling match, which then meets empty words
+    assert check_text("➕🔪 ✋", "general").allowed
+    assert not check_text("➕🔪 ✋", "kids").allowed
+
+
 def test_a_long_term_misspelt_by_one_like_letter_is_refused_in_its_own_language() -> None:
     verdict = check_text("he hid a revolber in the drawer", "kids")
     assert not verdict.allowed and verdict.term == "revolver" and "revolber" in verdict.reason

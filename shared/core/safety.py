@@ -1294,7 +1294,7 @@ def _misspelt_hit(m: _Misspellings, text: str, counts: dict[str, int]) -> _Hit |
     start = 0
     for word in text.split(" "):
         at, start = start, start + len(word) + 1
-        least = _MISSPELT_MIN.get(script_of(word[:1]))
+        least = _MISSPELT_MIN.get(script_of(word[0])) if word else None  # two spaces make an empty word
         if least is None or len(word) < least:
             continue
         for form in sorted(_misspelt_forms(word)):
