@@ -1,8 +1,7 @@
 """The word check's rates over the corpora: the classroom's goals, general's policy, and the README's figures.
 
-The goals are asserted over the original, held-out, unseen and fresh corpora together (the lexicons
-were tuned on them); the blind pair, written without reading the lexicons, is measured and shown in
-the README but never tuned on.
+The goals are asserted over the pairs the lexicons were tuned on (GOALS) together; the untuned pair,
+written without reading the lexicons, is measured and shown in the README but never tuned on.
 """
 
 from __future__ import annotations
@@ -15,7 +14,8 @@ from shared.core.safety import check_text
 from tests.word_check_rates import GOALS, PAIRS, UNTUNED, Measurement, Report, load, readme_table, report
 
 LANGUAGES_WITH_A_LEXICON = {"en", "fr", "es", "de", "it", "pt", "nl", "pl", "ru", "ar", "zh", "ja", "ko", "hi"}
-SMALLEST = {"original": 300, "held-out": 150, "unseen": 80, "fresh": 80, "blind": 80}  # cases in each file of the pair
+# cases in each file of the pair
+SMALLEST = {"original": 300, "held-out": 150, "unseen": 80, "fresh": 80, "blind": 300, "sealed": 300}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_each_corpus_has_enough_cases_in_8_languages_with_a_lexicon(pair: str) -
 
 
 def test_no_case_is_in_two_corpora() -> None:
-    # a held-out, unseen, fresh or blind case that repeats an earlier one measures nothing new
+    # a case of a later pair that repeats an earlier one measures nothing new
     seen: dict[str, str] = {}
     for must, innocent in PAIRS.values():
         for name in (must, innocent):
@@ -57,7 +57,7 @@ def test_no_case_is_in_two_corpora() -> None:
                 assert seen.setdefault(key, name) == name, (c["text"], seen[key], name)
 
 
-# The blind pair's author named some evasions their own way.
+# The later pairs' authors named some evasions their own way.
 EVASION_ALIASES = {"spacing": "spaced", "leetspeak": "leet", "repeated": "stretched", "mixed-script": "homoglyph"}
 
 

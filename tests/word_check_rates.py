@@ -12,10 +12,15 @@ requests no profile should refuse:
 - fresh (fresh_*.jsonl): written after that second widening and measured untuned at 75.9% refused
   and 14.2% wrongly refused for kids, then tuned on in the third widening (word classes, context
   rules, place names), which was checked against it;
-- blind (blind_*.jsonl): written by someone who had not read the lexicons, and never tuned on: the
-  honest estimate for new text.
+- blind (blind_*.jsonl): written by someone who had not read the lexicons, measured untuned at
+  66.3% refused and 13.3% wrongly refused for kids, then tuned on in the fourth widening (families
+  of self-harm, violence, gore, insults; medicine, sport, idiom and history senses; Turkish, Swedish
+  and Ukrainian lexicons; misspellings and spaced letters in every script), which was checked
+  against it;
+- sealed (sealed_*.jsonl): written by someone who had not read the lexicons nor the corpora, and
+  never tuned on: the honest estimate for new text.
 
-tests/test_word_check_rates.py asserts the goals over original + held-out + unseen + fresh and that
+tests/test_word_check_rates.py asserts the goals over the tuned pairs (GOALS) together and that
 the README's table shows every figure; `python -m tests.word_check_rates` rewrites that table.
 """
 
@@ -41,9 +46,10 @@ PAIRS = {
     "unseen": ("unseen_must_refuse.jsonl", "unseen_innocent.jsonl"),
     "fresh": ("fresh_must_refuse.jsonl", "fresh_innocent.jsonl"),
     "blind": ("blind_must_refuse.jsonl", "blind_innocent.jsonl"),
+    "sealed": ("sealed_must_refuse.jsonl", "sealed_innocent.jsonl"),
 }
-GOALS = ("original", "held-out", "unseen", "fresh")  # the goals are asserted over these together
-UNTUNED = "blind"  # measured and shown, never tuned on
+GOALS = ("original", "held-out", "unseen", "fresh", "blind")  # the goals are asserted over these together
+UNTUNED = "sealed"  # measured and shown, never tuned on
 
 
 def load(name: str) -> list[dict[str, str]]:
