@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { BASE, IMAGE, field, fillForm, isDryRun, launch, open, recordProblems, waitForImages } from './chromium.mjs';
+import { BASE, IMAGE, field, fillForm, isDryRun, launch, newPage, open, waitForImages } from './chromium.mjs';
 
 const API = '/api/variations';
 const ARTIFACTS = process.env.VARIA_ARTIFACTS || 'test-artifacts';
@@ -24,7 +24,7 @@ let codes; // config.json's table: code -> { advice, who }
 // One page in a fresh context (no jobs remembered), whose POSTs start the jobs `jobs` lists in turn and whose
 // status requests get `views[job]`. The multipart body of every POST is kept, to check what was sent.
 async function pageWith(jobs, views, refusal = null) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const { context, page, problems } = await newPage(browser, { viewport: { width: 1280, height: 900 } });
   const posts = [];
   const queue = [...jobs];
   await context.route((url) => url.pathname === API, async (route, request) => {
@@ -56,8 +56,6 @@ async function pageWith(jobs, views, refusal = null) {
       return send.call(this, body);
     };
   });
-  const page = await context.newPage();
-  const problems = recordProblems(page);
   await open(page, `${BASE}/api/ui`);
   return { page, posts, problems };
 }

@@ -1,5 +1,6 @@
-// What the browser test files share: Debian's Chromium launched headless by playwright-core, a page that records
-// its errors, and the helpers that pick a picture and download a link. Not a test file itself (no .test.mjs).
+// What the browser test files share: Debian's Chromium launched headless by playwright-core, a page in a fresh
+// context that records its errors, and the helpers that fill the form and download a link. Not a test file
+// itself (no .test.mjs).
 
 import { readFileSync } from 'node:fs';
 
@@ -37,6 +38,22 @@ export function recordProblems(page) {
 export async function open(page, address) {
   await page.goto(address);
   await page.waitForSelector('html[data-ready="true"]');
+}
+
+// A page in a fresh context of `browser` (no jobs remembered), its problems recorded; not opened yet, so that
+// routes, init scripts and listeners can be added to the context or the page before it is.
+export async function newPage(browser, options = {}) {
+  const context = await browser.newContext(options);
+  const page = await context.newPage();
+  const problems = recordProblems(page);
+  return { context, page, problems };
+}
+
+// A new page (as newPage) opened at `address`: the page itself unless said.
+export async function openPage(browser, options = {}, address = `${BASE}/api/ui`) {
+  const opened = await newPage(browser, options);
+  await open(opened.page, address);
+  return opened;
 }
 
 export async function fillForm(page, prompt, n = N) {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  BASE, IMAGE, N, PNG_SIGNATURE, downloaded, fillForm, isDryRun, launch, open, recordProblems, waitForImages,
+  BASE, IMAGE, N, PNG_SIGNATURE, downloaded, fillForm, isDryRun, launch, newPage, open, waitForImages,
 } from './chromium.mjs';
 
 const KEY = 'vk_9Qm2TzLr4wXa7Hs3NcPe_Bd6Yu8Gf1Jk-Zo5Wi0Vx=='; // the shape of a Functions key, base64-ish
@@ -40,10 +40,10 @@ function assertNoKey(urls, where) {
   }
 }
 
-// A context whose API needs the key, as in Azure; `requests` gets every request, `api` every API call with the key
-// header it carried.
-async function keyedContext() {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+// A page (not opened yet) whose API needs the key, as in Azure; `requests` gets every request of its context, `api`
+// every API call with the key header it carried.
+async function keyedPage() {
+  const { context, page, problems } = await newPage(browser, { viewport: { width: 1280, height: 900 } });
   const requests = [];
   const api = [];
   context.on('request', (request) => requests.push(request.url()));
@@ -53,7 +53,7 @@ async function keyedContext() {
     if (key !== KEY) return route.fulfill({ status: 401, body: '' }); // what the Functions host answers
     return route.continue();
   });
-  return { context, requests, api };
+  return { context, page, problems, requests, api };
 }
 
 describe('the function key', { concurrency: false }, () => {
@@ -67,9 +67,7 @@ describe('the function key', { concurrency: false }, () => {
   });
 
   test('a whole job with the key: the key is only ever in the x-functions-key header', { timeout: 60000 }, async () => {
-    const { context, requests, api } = await keyedContext();
-    const page = await context.newPage();
-    const problems = recordProblems(page);
+    const { context, page, problems, requests, api } = await keyedPage();
     await open(page, `${BASE}/api/ui#code=${encodeURIComponent(KEY)}`);
     assert.equal(page.url(), `${BASE}/api/ui`, 'the key is taken out of the address bar');
     assert.equal(await page.evaluate(() => sessionStorage.getItem('varia.key.v1')), KEY, 'this tab keeps the key');
@@ -123,9 +121,7 @@ describe('the function key', { concurrency: false }, () => {
   });
 
   test('without the key the page asks for it, then sends it in the header', { timeout: 60000 }, async () => {
-    const { context, requests, api } = await keyedContext();
-    const page = await context.newPage();
-    const problems = recordProblems(page);
+    const { context, page, problems, requests, api } = await keyedPage();
     await open(page, `${BASE}/api/ui`);
     assert.equal(await page.isVisible('#key-box'), false, 'no key field until the API asks for a key');
 

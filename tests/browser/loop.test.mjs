@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { BASE, IMAGE, PNG_SIGNATURE, downloaded, field, isDryRun, launch, open, recordProblems, waitForImages } from './chromium.mjs';
+import { BASE, IMAGE, PNG_SIGNATURE, downloaded, field, isDryRun, launch, newPage, open, waitForImages } from './chromium.mjs';
 
 const ARTIFACTS = process.env.VARIA_ARTIFACTS || 'test-artifacts';
 const AXE = readFileSync(new URL('../../node_modules/axe-core/axe.min.js', import.meta.url), 'utf8');
@@ -21,7 +21,7 @@ let browser;
 
 // A page whose job POSTs (not the dry runs) are kept, parsed, and whose status answers are watched for previews.
 async function loopPage(options) {
-  const context = await browser.newContext({ ...options, locale: 'en-US' });
+  const { context, page, problems } = await newPage(browser, { ...options, locale: 'en-US' });
   const jobs = [];
   const dryRuns = [];
   const status = { previews: 0 };
@@ -29,7 +29,6 @@ async function loopPage(options) {
     if (request.method() === 'POST') (isDryRun(request) ? dryRuns : jobs).push(request.postDataBuffer());
     return route.continue();
   });
-  const page = await context.newPage();
   page.on('response', async (response) => {
     if (!/\/api\/variations\/[^/]+$/.test(new URL(response.url()).pathname)) return;
     try {
@@ -39,7 +38,6 @@ async function loopPage(options) {
       // not JSON: nothing to count
     }
   });
-  const problems = recordProblems(page);
   await open(page, `${BASE}/api/ui`);
   // Whether a preview picture was ever in the panel while a job ran.
   await page.evaluate(() => {

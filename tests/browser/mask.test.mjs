@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { BASE, IMAGE, isDryRun, launch, open, recordProblems } from './chromium.mjs';
+import { BASE, IMAGE, fillForm, isDryRun, launch, newPage, open } from './chromium.mjs';
 
 const ARTIFACTS = process.env.VARIA_ARTIFACTS || 'test-artifacts';
 const API = '/api/variations';
@@ -23,7 +23,7 @@ let browser;
 // A page in a fresh context, with its problems recorded and the body of every job POST it sends. The POSTs reach
 // the server, unless `answer(reply)` says how playwright answers them instead ({ status, body }; null: the server).
 async function pageIn(options) {
-  const context = await browser.newContext(options);
+  const { context, page, problems } = await newPage(browser, options);
   const posts = [];
   let reply = null;
   await context.route((url) => url.pathname === API, (route, request) => {
@@ -32,17 +32,13 @@ async function pageIn(options) {
     if (!reply) return route.continue();
     return route.fulfill({ status: reply.status, contentType: 'application/json', body: JSON.stringify(reply.body) });
   });
-  const page = await context.newPage();
-  const problems = recordProblems(page);
   await open(page, `${BASE}/api/ui`);
   return { context, page, problems, posts, answer: (next) => { reply = next; } };
 }
 
 // Picks the picture and waits until its painting canvas has the picture's natural size.
 async function choosePicture(page, prompt, n = 1) {
-  await page.setInputFiles('#file', IMAGE);
-  await page.fill('#prompt', prompt);
-  await page.click(`label[for="n-${n}"]`);
+  await fillForm(page, prompt, n);
   await page.waitForFunction((width) => {
     const canvas = document.getElementById('region-canvas');
     return !document.getElementById('region').hidden && canvas.width === width;

@@ -12,14 +12,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { chromium } from 'playwright-core';
+import { BASE, IMAGE, N, launch, open } from './chromium.mjs';
 
-const BASE = process.env.VARIA_URL;
-const IMAGE = process.env.VARIA_IMAGE;
 const BROKEN_IMAGE = process.env.VARIA_BROKEN_IMAGE; // a PNG cut short: its header is fine, its pixels are not
 const ARTIFACTS = process.env.VARIA_ARTIFACTS || 'test-artifacts';
-const N = Number(process.env.VARIA_N || '2');
-const CHROMIUM = process.env.VARIA_CHROMIUM || '/usr/bin/chromium';
 const STAGE_ORDER = ['queued', 'preparing', 'captioning', 'composing', 'generating', 'saving', 'done'];
 const PROMPT_OK = 'as a soft watercolour painting with gentle washes of colour'; // the watercolor preset
 const PROMPT_REFUSED = 'with a bloody sword';
@@ -32,14 +28,7 @@ const stages = []; // every stage the page showed, as the page set it
 describe('the Varia page', { concurrency: false }, () => {
   before(async () => {
     assert.ok(BASE && IMAGE && BROKEN_IMAGE, 'VARIA_URL and the VARIA_*IMAGE paths must be set (tests/test_browser.py does it)');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-        '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic',
-      ],
-    });
+    browser = await launch();
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     page = await context.newPage();
     page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
@@ -47,8 +36,7 @@ describe('the Varia page', { concurrency: false }, () => {
       if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
     });
     await page.exposeFunction('reportStage', (stage) => stages.push(stage));
-    await page.goto(`${BASE}/api/ui`);
-    await page.waitForSelector('html[data-ready="true"]');
+    await open(page, `${BASE}/api/ui`);
   });
 
   after(async () => {

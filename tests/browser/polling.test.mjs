@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { BASE, fillForm, launch, open, recordProblems } from './chromium.mjs';
+import { fillForm, launch, openPage } from './chromium.mjs';
 
 const SLOW_PROMPT = process.env.VARIA_SLOW_PROMPT;
 const SLOW_MS = 1000 * Number(process.env.VARIA_SLOW_SECONDS || '0');
@@ -19,9 +19,7 @@ describe('polling a slow job', { concurrency: false }, () => {
   before(async () => {
     assert.ok(SLOW_PROMPT && SLOW_MS >= 10000, 'VARIA_SLOW_PROMPT and VARIA_SLOW_SECONDS (>= 10) must be set');
     browser = await launch();
-    page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
-    problems = recordProblems(page);
-    await open(page, `${BASE}/api/ui`);
+    ({ page, problems } = await openPage(browser, { viewport: { width: 1280, height: 900 } }));
   });
 
   after(async () => {

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 
-import { BASE, IMAGE, field, fillForm, isDryRun, launch, open, recordProblems, waitForImages } from './chromium.mjs';
+import { BASE, IMAGE, field, fillForm, isDryRun, launch, newPage, open, openPage, waitForImages } from './chromium.mjs';
 
 const API = '/api/variations';
 const SLOW_PROMPT = process.env.VARIA_SLOW_PROMPT;
@@ -18,13 +18,6 @@ const JOB_X = `http-${'c'.repeat(32)}`;
 const DESKTOP = { viewport: { width: 1440, height: 900 }, locale: 'en-US' };
 
 let browser;
-
-async function fresh(options = DESKTOP) {
-  const context = await browser.newContext(options);
-  const page = await context.newPage();
-  const problems = recordProblems(page);
-  return { context, page, problems };
-}
 
 // Job POSTs (dry runs aside) playwright holds until the test lets them go.
 function holdJobs(context) {
@@ -60,7 +53,7 @@ function countPolls(page, id) {
 
 // A page whose API is played by playwright: POSTs start JOB_X (the bodies are kept), its status is `view()`.
 async function mocked(view, options = DESKTOP) {
-  const { context, page, problems } = await fresh(options);
+  const { context, page, problems } = await newPage(browser, options);
   const posts = [];
   await context.route((url) => url.pathname === API, (route, request) => {
     if (request.method() !== 'POST') return route.continue();
@@ -99,8 +92,7 @@ describe("the page's job states", { concurrency: false }, () => {
   });
 
   test('no picture, no prompt, a field the server refused: each said next to its field', { timeout: 30000 }, async () => {
-    const { context, page, problems } = await fresh();
-    await open(page, `${BASE}/api/ui`);
+    const { context, page, problems } = await openPage(browser, DESKTOP);
     await page.click('#go');
     assert.equal(await page.isVisible('#file-error'), true, 'a visible message next to the picture field');
     assert.equal(await page.textContent('#file-error'), 'First pick a picture (step 1).');
@@ -131,7 +123,7 @@ describe("the page's job states", { concurrency: false }, () => {
   });
 
   test("while job B is sent the panel shows B's sending, not A; Cancel sending stops it", { timeout: 60000 }, async () => {
-    const { context, page, problems } = await fresh();
+    const { context, page, problems } = await newPage(browser, DESKTOP);
     const jobs = holdJobs(context);
     await open(page, `${BASE}/api/ui`);
     await fillForm(page, 'as an old photo with warm sepia tones', 1);
@@ -169,8 +161,7 @@ describe("the page's job states", { concurrency: false }, () => {
   });
 
   test("the upload's progress is reported, and a file the server refuses is said next to the picture field", { timeout: 30000 }, async () => {
-    const { context, page, problems } = await fresh();
-    await open(page, `${BASE}/api/ui`);
+    const { context, page, problems } = await openPage(browser, DESKTOP);
     await page.evaluate(() => {
       window.uploadLines = [];
       const line = document.getElementById('upload-line');
@@ -193,8 +184,7 @@ describe("the page's job states", { concurrency: false }, () => {
 
   test('starting job B does not stop checking job A, and a reload checks every running job', { timeout: SLOW_MS + 60000 }, async () => {
     assert.ok(SLOW_PROMPT && SLOW_MS >= 10000, 'VARIA_SLOW_PROMPT and VARIA_SLOW_SECONDS must be set');
-    const { context, page, problems } = await fresh();
-    await open(page, `${BASE}/api/ui`);
+    const { context, page, problems } = await openPage(browser, DESKTOP);
     await fillForm(page, SLOW_PROMPT, 2); // two pictures: not the polling test's job (one picture)
     await page.click('#go');
     await page.waitForSelector('#progress:not([hidden])[data-stage="generating"]', { timeout: 20000 });
@@ -225,7 +215,7 @@ describe("the page's job states", { concurrency: false }, () => {
   });
 
   test('a job from the history runs again with no picture to pick: its stored source is sent', { timeout: 40000 }, async () => {
-    const { context, page, problems } = await fresh();
+    const { context, page, problems } = await newPage(browser, DESKTOP);
     const jobs = holdJobs(context);
     await open(page, `${BASE}/api/ui`);
     await fillForm(page, 'as a pixel art scene from an old game', 1);
@@ -250,7 +240,7 @@ describe("the page's job states", { concurrency: false }, () => {
   });
 
   test('the output options: a square JPEG at the compression chosen; no transparency with JPEG', { timeout: 40000 }, async () => {
-    const { context, page, problems } = await fresh();
+    const { context, page, problems } = await newPage(browser, DESKTOP);
     const jobs = holdJobs(context);
     await open(page, `${BASE}/api/ui`);
     await fillForm(page, 'as a postcard with faded colours', 1);
@@ -280,7 +270,7 @@ describe("the page's job states", { concurrency: false }, () => {
   });
 
   test('an exact size: sent as the form field size, and the picture comes back in that shape', { timeout: 40000 }, async () => {
-    const { context, page, problems } = await fresh();
+    const { context, page, problems } = await newPage(browser, DESKTOP);
     const jobs = holdJobs(context);
     await open(page, `${BASE}/api/ui`);
     await fillForm(page, 'as a postcard with faded colours', 1);
@@ -391,8 +381,7 @@ describe("the page's job states", { concurrency: false }, () => {
   });
 
   test("the offline painter's limits are the headline, not \"Here is your new picture!\"", { timeout: 30000 }, async () => {
-    const { context, page, problems } = await fresh();
-    await open(page, `${BASE}/api/ui`);
+    const { context, page, problems } = await openPage(browser, DESKTOP);
     await fillForm(page, 'put a party hat on the dog', 1); // the offline painter adds nothing to a picture
     await page.click('#go');
     await page.waitForSelector('#result:not([hidden])[data-status="succeeded"]', { timeout: 30000 });
@@ -408,8 +397,7 @@ describe("the page's job states", { concurrency: false }, () => {
   });
 
   test('a refusal in French, Spanish and Russian quotes the word the person wrote', { timeout: 30000 }, async () => {
-    const { context, page, problems } = await fresh({ ...DESKTOP, locale: 'fr-FR' });
-    await open(page, `${BASE}/api/ui`);
+    const { context, page, problems } = await openPage(browser, { ...DESKTOP, locale: 'fr-FR' });
     assert.equal(await page.inputValue('#lang'), 'fr', "the browser's language is the page's");
     assert.equal(await page.textContent('#make-title'), 'Créer de nouvelles images');
     await fillForm(page, 'avec une épée sanglante et du bloody', 1);

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { fillForm, isDryRun, launch, open, recordProblems } from '../browser/chromium.mjs';
+import { field, fillForm, isDryRun, launch, newPage, open } from '../browser/chromium.mjs';
 
 const ENFORCED = process.env.VARIA_ENFORCED_URL;
 const KIDS_DEFAULT = process.env.VARIA_KIDS_DEFAULT_URL;
@@ -17,7 +17,7 @@ let browser;
 // A fresh browser profile whose localStorage holds the stale draft before the page's own script runs, and the
 // multipart body of every POST the page sends.
 async function pageWithStaleDraft(base) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const { context, page, problems } = await newPage(browser, { viewport: { width: 1280, height: 900 } });
   await context.addInitScript((draft) => {
     if (!sessionStorage.getItem('draft-planted')) { // planted once: a reload keeps what the page saved since
       localStorage.setItem('varia.draft.v1', draft);
@@ -29,16 +29,8 @@ async function pageWithStaleDraft(base) {
     if (request.method() === 'POST' && !isDryRun(request)) posts.push(request.postDataBuffer()); // not a dry run
     return route.continue();
   });
-  const page = await context.newPage();
-  const problems = recordProblems(page);
   await open(page, `${base}/api/ui`);
   return { page, problems, posts };
-}
-
-// A multipart field's value in a POST body, or null when the form did not send it.
-function field(body, name) {
-  const match = body.toString('latin1').match(new RegExp(`name="${name}"\\r\\n\\r\\n([^\\r]*)\\r\\n`));
-  return match ? match[1] : null;
 }
 
 const checkedProfile = (page) => page.evaluate(() => document.querySelector('input[name="profile"]:checked')?.value);
