@@ -46,8 +46,15 @@ neighbours, so that a rule covers the next case and not only the last one:
   blood, English past of sing) is refused only when the text does not read as the language where
   it is innocent.
 
+An emoji refused alone is innocent where an emoji of its innocent sense stands right beside it
+(emoji.json's `innocent_beside`: a knife among vegetables "🔪🥕", "😂💀"); anywhere else it is refused.
+
 Offline, the kids profile fails closed: a request in a script no lexicon covers (Thai, Hebrew,
-Greek, ...) is refused with a message saying so. `check_text(..., fail_closed=False)` leaves that
+Greek, ...) is refused with a message saying so, and so is a request in Latin or Cyrillic script that
+reads as a language no lexicon covers: letters no lexicon writes (nor writes the accents of, "č",
+"ő", "ј") in one word in four or more, capitalised names aside, or four words or more none of which
+is a word some lexicon knows (a marker, a word of a term, rule or allow-listed phrase) nor has a
+letter telling one of their languages ("ł", "ы"). `check_text(..., fail_closed=False)` leaves that
 decision to a moderation service.
 """
 
@@ -163,6 +170,7 @@ class Language:
     near: tuple[Near, ...] = ()  # a word of one list followed closely by a word of another
     contexts: tuple[Context, ...] = ()  # a risky word made innocent by its neighbours
     places: Places = Places()
+    letters: frozenset[str] = frozenset()  # every letter its words are written with (lower case)
 
 
 def _require(condition: bool, path: Path, message: str) -> None:
@@ -323,7 +331,24 @@ def load_language(path: Path) -> Language:
         near=_near_rules(data.get("near", []), read),
         contexts=_contexts(data.get("contexts", []), read),
         places=_places(data.get("places", {}), path),
+        letters=frozenset(
+            c for text in _texts(data) for c in unicodedata.normalize("NFC", text).lower() if c.isalpha()
+        ),
     )
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """Every string of a lexicon's data but its prose (`about`), keys included (false friends)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key != "about":
+                yield key
+                yield from _texts(item)
 
 
 def _classes(value: Any, path: Path) -> dict[str, list[str]]:
@@ -447,6 +472,23 @@ def load_emoji(path: Path) -> dict[str, tuple[str, ...]]:
         _require(all(entries), path, f"'{profile}' has an entry that is only modifiers")
         emoji[profile] = entries
     return emoji
+
+
+def load_emoji_beside(path: Path) -> dict[str, frozenset[str]]:
+    """The emoji file's `innocent_beside`: an emoji refused alone, and the emoji that show its
+    innocent sense when one stands right before or after it (🔪 among 🥕🥒, 😂💀)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    beside = data.get("innocent_beside", {})
+    _require(isinstance(beside, dict), path, "'innocent_beside' must be an object")
+    out: dict[str, frozenset[str]] = {}
+    for key, value in beside.items():
+        _require(
+            isinstance(value, str) and value != "", path, f"'innocent_beside' of '{key}' must be a string of emoji"
+        )
+        bare = _bare_emoji(key)
+        _require(len(bare) == 1, path, f"'innocent_beside': '{key}' must be one emoji")
+        out[bare] = frozenset(_bare_emoji(value)) - {" "}
+    return out
 
 
 def load_languages(folder: Path) -> dict[str, Language]:
@@ -1047,6 +1089,11 @@ def emoji_lists() -> dict[str, tuple[str, ...]]:
 
 
 @cache
+def emoji_beside() -> dict[str, frozenset[str]]:
+    return load_emoji_beside(EMOJI_FILE)
+
+
+@cache
 def readable_scripts() -> frozenset[str]:
     """The scripts some lexicon reads."""
     return frozenset(s for lang in languages().values() for s in lang.scripts)
@@ -1185,13 +1232,30 @@ def _hidden(c: str) -> bool:
     return _dropped(c) or c in "@$|€+-._*"
 
 
+def _innocent_emoji(emoji: str, bare: str) -> bool:
+    """Whether every place the emoji stands has, right before or after it (spaces skipped), an emoji
+    of its `innocent_beside` list: "🔪🥕🥒", "😂😂💀", but not "🔪 in his back"."""
+    innocent = emoji_beside().get(emoji)
+    if innocent is None:
+        return False
+    squeezed = bare.replace(" ", "")
+    at = squeezed.find(emoji)
+    while at >= 0:
+        before = squeezed[at - 1] if at > 0 else ""
+        after = squeezed[at + 1] if at + 1 < len(squeezed) else ""
+        if before not in innocent and after not in innocent:
+            return False
+        at = squeezed.find(emoji, at + 1)
+    return True
+
+
 def _find(text: str, profile: str) -> tuple[Term, str] | None:
     """The first term (or emoji) the text names under the profile, with the user's words for it."""
     original = unicodedata.normalize("NFC", text)
     compiled = _compiled(profile)
     bare = _bare_emoji(original)
     for emoji in compiled.emoji:
-        if emoji in bare:
+        if emoji in bare and not _innocent_emoji(emoji, bare):
             return Term(emoji, False, "emoji", profile), emoji
     all_readings = readings(text)
     counts = _marker_counts(all_readings[0].text) if all_readings else {}
@@ -1338,6 +1402,86 @@ def _unreadable_script(text: str) -> str | None:
     return None
 
 
+# Scripts shared by read and unread languages: a text in them may be in a language no lexicon covers.
+_SHARED_SCRIPTS = ("Latin", "Cyrillic")
+_UNREAD_LETTER_SHARE = 4  # at least one word in this many has a letter no lexicon uses ("ư", "ő", "ј")
+_UNREAD_WORDS = 4  # this many words, none of them known to any lexicon, are a language none reads
+# Letters that show a text is in one of the lexicons' languages, not in a language written with the
+# same script that none covers: Polish "ł", Turkish "ş", Russian "ы", Ukrainian "ї", ...
+_TELLING_LETTERS = frozenset("łąęśźżćńğşıñßœãõёыэіїєґ")
+
+
+@cache
+def _lexicon_letters() -> frozenset[str]:
+    """Every letter some lexicon writes its words with."""
+    return frozenset(c for lang in languages().values() for c in lang.letters)
+
+
+@cache
+def _lexicon_marks() -> frozenset[str]:
+    """Every accent some lexicon writes a letter with (acute, ogonek, horn, ...)."""
+    return frozenset(m for c in _lexicon_letters() for m in unicodedata.normalize("NFD", c)[1:])
+
+
+@lru_cache(maxsize=4096)
+def _read_letter(c: str) -> bool:
+    """Whether the lexicons write this letter, or its bare letter and accents ("ś": "s" and the acute of
+    "é"), so that a lexicon written without some accents still reads its language's letters."""
+    if c in _lexicon_letters():
+        return True
+    parts = unicodedata.normalize("NFD", c)
+    base, marks = parts[0], parts[1:]
+    return marks != "" and base in _lexicon_letters() and all(m in _lexicon_marks() for m in marks)
+
+
+@cache
+def _known_words() -> tuple[frozenset[str], tuple[str, ...]]:
+    """The folded words the lexicons know (markers, and the words of terms, allow-listed phrases,
+    rules and place names), and their stems of four letters or more."""
+    words: set[str] = set()
+    stems: set[str] = set()
+    for lang in languages().values():
+        words |= lang.markers | lang.places.words | lang.places.links
+        rules = [t for n in lang.near for t in n.first + n.then + n.last]
+        rules += [t for c in lang.contexts for t in c.terms + c.context]
+        for t in [*lang.terms, *lang.allow, *rules]:
+            words.update(t.text.split())
+            if t.stem and " " not in t.text and len(t.text) >= 4:
+                stems.add(t.text)
+    return frozenset(words), tuple(sorted(stems))
+
+
+def _known(word: str) -> bool:
+    words, stems = _known_words()
+    return word in words or any(word.startswith(s) for s in stems)
+
+
+def _unread_language(text: str) -> str | None:
+    """Why a text in Latin or Cyrillic script reads as a language no lexicon covers, or None: letters
+    no lexicon uses in one word in `_UNREAD_LETTER_SHARE` or more (Vietnamese "ư", "ơ", "ạ"; capitalised
+    words past the first, names, do not count), or `_UNREAD_WORDS` words or more none of which is a
+    word some lexicon knows nor has a letter telling one of their languages."""
+    original = [w.strip(_TRAILING + "\"'«»“”„()[]") for w in unicodedata.normalize("NFC", text).split()]
+    original = [w for w in original if any(c.isalpha() for c in w)]
+    if not original or any(script_of(c) not in _SHARED_SCRIPTS for w in original for c in w if c.isalpha()):
+        return None
+    unread = [
+        w
+        for k, w in enumerate(original)
+        if (k == 0 or not w[0].isupper()) and any(c.isalpha() and not _read_letter(c) for c in w.lower())
+    ]
+    if unread and len(unread) * _UNREAD_LETTER_SHARE >= len(original):
+        shown = sorted({c for w in unread for c in w.lower() if c.isalpha() and not _read_letter(c)})[:3]
+        return "letters no lexicon uses (" + ", ".join(f"'{c}'" for c in shown) + ")"
+    if any(c in _TELLING_LETTERS for w in original for c in w.lower()):
+        return None
+    read = readings(text)
+    words = read[0].text.split() if read else []
+    if len(words) >= _UNREAD_WORDS and not any(_known(w) for w in words):
+        return "no word any lexicon knows"
+    return None
+
+
 def _languages_phrase() -> str:
     names = readable_languages()
     return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
@@ -1372,6 +1516,14 @@ def check_text(text: str, profile: str, *, what: str = "request", fail_closed: b
             return Verdict(
                 False,
                 f"The {what} is written in {script} script, which Varia's offline word check cannot read. "
+                f"Write it in {_languages_phrase()}, or ask the teacher.",
+                None,
+            )
+        why = _unread_language(text)
+        if why is not None:
+            return Verdict(
+                False,
+                f"The {what} seems to be in a language Varia's offline word check cannot read ({why}). "
                 f"Write it in {_languages_phrase()}, or ask the teacher.",
                 None,
             )
