@@ -17,8 +17,12 @@ requests no profile should refuse:
   of self-harm, violence, gore, insults; medicine, sport, idiom and history senses; Turkish, Swedish
   and Ukrainian lexicons; misspellings and spaced letters in every script), which was checked
   against it;
-- sealed (sealed_*.jsonl): written by someone who had not read the lexicons nor the corpora, and
-  never tuned on: the honest estimate for new text.
+- sealed (sealed_*.jsonl): written by someone who had not read the lexicons nor the corpora,
+  measured untuned at 72.0% refused and 10.1% wrongly refused for kids, then tuned on in the fifth
+  widening (dangerous stunts, bullying, sexual innuendo, hate described; Vietnamese and Indonesian
+  lexicons; the classroom failing closed on a language no lexicon reads), checked against it;
+- untouched (untouched_*.jsonl): written by someone else who had read neither, and never tuned on:
+  the honest estimate for new text.
 
 tests/test_word_check_rates.py asserts the goals over the tuned pairs (GOALS) together and that
 the README's table shows every figure; `python -m tests.word_check_rates` rewrites that table.
@@ -47,9 +51,11 @@ PAIRS = {
     "fresh": ("fresh_must_refuse.jsonl", "fresh_innocent.jsonl"),
     "blind": ("blind_must_refuse.jsonl", "blind_innocent.jsonl"),
     "sealed": ("sealed_must_refuse.jsonl", "sealed_innocent.jsonl"),
+    "untouched": ("untouched_must_refuse.jsonl", "untouched_innocent.jsonl"),
 }
-GOALS = ("original", "held-out", "unseen", "fresh", "blind")  # the goals are asserted over these together
-UNTUNED = "sealed"  # measured and shown, never tuned on
+# the goals are asserted over these together
+GOALS = ("original", "held-out", "unseen", "fresh", "blind", "sealed")
+UNTUNED = "untouched"  # measured and shown, never tuned on
 
 
 def load(name: str) -> list[dict[str, str]]:
