@@ -31,7 +31,7 @@ test: $(VENV)/.dev node_modules/.installed .venv-infra/bin/checkov .venv-worker/
 	AZURE_FUNCTIONS_ENVIRONMENT=Production $(WORKER_PY) -m pytest tests/worker
 	AZURE_FUNCTIONS_ENVIRONMENT=Development $(WORKER_PY) -m pytest tests/worker
 
-## bench: the benchmarks (critical path, quota, cold start, prepare, first request, cost, scale), about fifteen minutes
+## bench: the benchmarks (critical path, quota, cold start, prepare, first request, cost, scale), about thirty minutes
 bench: $(VENV)/.dev node_modules/.installed
 	$(PY) -m bench.run
 

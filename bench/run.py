@@ -1,6 +1,6 @@
 """Varia's benchmarks: each prints a ratio measured side by side in one run, against its goal.
 
-    python -m bench.run            # all of them, about fifteen minutes (scale alone takes eight)
+    python -m bench.run            # all of them, about thirty minutes (scale alone takes twenty)
     python -m bench.run quota      # one of: critical-path, quota, cold-start, prepare, prepare-formats,
                                    # first-request, cost, scale
 
@@ -565,9 +565,9 @@ def bench_scale() -> Result:
         "see the scale: lines",
         "failed=0, rejected <= 5%, quota_use >= 0.95",
         met,
-        "instances are processes sharing Azurite and one deployment (6 a minute over 10 s windows, 30 s images, "
-        "time-scaled by 10); the last run gives each of 4 instances a schedule of its own, as pacing in each "
-        "process did",
+        "instances are processes sharing Azurite and one deployment (6 a minute over 10 s windows, 30 and 60 s "
+        "images, time-scaled by 5); the last run gives each of 4 instances a schedule of its own, as pacing in "
+        "each process did",
     )
 
 
