@@ -98,6 +98,15 @@ INNOCENT = [
     "barnen hoppar från bryggan",
     "голими руками зловив м'яч",
     "зроби плакат для шкільної акції здачі крові",
+    # idioms, history lessons, weather and place names
+    "die Straße ist total breit",
+    "das Lied war ein Killer, mach ein Plakat für die Party",
+    "Bombenwetter am Badesee",
+    "Hel is een dorpje in Polen aan zee",
+    "martwa natura z jabłkami i dzbanem",
+    "нарисуй Куликовскую битву для урока истории",
+    "сделай бурю над морем страшнее",
+    "я помер від сміху, намалюй смайлики",
 ]
 
 
