@@ -601,3 +601,11 @@ def test_the_new_phrases_keep_their_innocent_neighbours_innocent() -> None:
     ):
         assert check_text(innocent, "kids").allowed, innocent
         assert not check_text(refused, "kids").allowed, refused
+
+
+def test_a_digit_typed_between_letters_is_read_without_it() -> None:
+    # "kr3wi" is "krwi" (Polish: blood) with a 3 pushed in; leetspeak alone reads it "krewi"
+    verdict = check_text("dodaj dużo kr3wi na podłodze", "kids")
+    assert not verdict.allowed and verdict.term == "krwi"
+    for innocent in ("an mp3 player and a bottle of h2o", "a 4x4 car at the b2b fair"):
+        assert check_text(innocent, "kids").allowed

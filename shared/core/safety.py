@@ -8,7 +8,8 @@ then, naming its path (the tests load every file).
 
 The text is normalized before matching (`readings`): NFKC, case fold, accents stripped, format
 characters (zero-width, soft hyphen) and variation selectors removed, Cyrillic/Greek/Latin
-look-alikes mapped within a mixed-script word, leetspeak ("bl00d", "k!ll", "@lcohol", "m4t3"),
+look-alikes mapped within a mixed-script word, leetspeak ("bl00d", "k!ll", "@lcohol", "m4t3") or a
+digit typed between letters left out ("kr3wi"),
 letters stretched ("bloooood"), letters spaced out ("b l o o d", "b.l.o.o.d", "в к р о в и" read
 "в крови" too, a one-letter word of some lexicon's markers staying a word; a Devanagari vowel sign
 typed alone, "ख ू न", joined to its letters) and words broken by punctuation ("kn-ife") joined;
@@ -654,6 +655,17 @@ def _leet(token: Word, table: dict[str, str]) -> list[Word]:
     return _squeezed(word)
 
 
+def _digit_dropped(token: Word) -> list[Word]:
+    """The word without a digit typed between two of its letters ("kr3wi": "krwi")."""
+    word = [(ch, i) for ch, i in token if _is_word_char(ch)]
+    kept = [
+        (ch, i)
+        for k, (ch, i) in enumerate(word)
+        if not (ch.isdigit() and 0 < k < len(word) - 1 and word[k - 1][0].isalpha() and word[k + 1][0].isalpha())
+    ]
+    return [kept] if kept else []
+
+
 def _majority_script(word: Word) -> Word:
     scripts = [script_of(ch) for ch, _ in word]
     latin = scripts.count("Latin")
@@ -771,7 +783,7 @@ def readings(text: str) -> list[Reading]:
     """Every reading of the text the word check looks at, the plain one first. Indexes are into NFC(text)."""
     tokens = _glued_marks(_tokens(_fold_chars(unicodedata.normalize("NFC", text))))
     word_lists: list[list[Word]] = []
-    for split in (_plain, _squeezed, lambda t: _leet(t, _LEET_I), lambda t: _leet(t, _LEET_L)):
+    for split in (_plain, _squeezed, _digit_dropped, lambda t: _leet(t, _LEET_I), lambda t: _leet(t, _LEET_L)):
         word_lists.append([w for t in tokens for w in split(t)])
     more: list[list[Word]] = []
     for words in word_lists:
