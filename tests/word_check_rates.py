@@ -21,8 +21,12 @@ requests no profile should refuse:
   measured untuned at 72.0% refused and 10.1% wrongly refused for kids, then tuned on in the fifth
   widening (dangerous stunts, bullying, sexual innuendo, hate described; Vietnamese and Indonesian
   lexicons; the classroom failing closed on a language no lexicon reads), checked against it;
-- untouched (untouched_*.jsonl): written by someone else who had read neither, and never tuned on:
-  the honest estimate for new text.
+- untouched (untouched_*.jsonl): written by someone else who had read neither, measured untuned at
+  84.8% refused and 6.2% wrongly refused for kids, then tuned on in the sixth widening (death
+  euphemisms, undressing a named person, hate slogans against a named group, insults written on
+  someone, drunk and high slang; history battles and idioms kept innocent), checked against it;
+- unread (unread_*.jsonl): written by someone else again, who had read none of it, and never tuned
+  on: the honest estimate for new text.
 
 tests/test_word_check_rates.py asserts the goals over the tuned pairs (GOALS) together and that
 the README's table shows every figure; `python -m tests.word_check_rates` rewrites that table.
@@ -52,10 +56,11 @@ PAIRS = {
     "blind": ("blind_must_refuse.jsonl", "blind_innocent.jsonl"),
     "sealed": ("sealed_must_refuse.jsonl", "sealed_innocent.jsonl"),
     "untouched": ("untouched_must_refuse.jsonl", "untouched_innocent.jsonl"),
+    "unread": ("unread_must_refuse.jsonl", "unread_innocent.jsonl"),
 }
 # the goals are asserted over these together
-GOALS = ("original", "held-out", "unseen", "fresh", "blind", "sealed")
-UNTUNED = "untouched"  # measured and shown, never tuned on
+GOALS = ("original", "held-out", "unseen", "fresh", "blind", "sealed", "untouched")
+UNTUNED = "unread"  # measured and shown, never tuned on
 
 
 def load(name: str) -> list[dict[str, str]]:
