@@ -483,6 +483,16 @@ def test_letters_spaced_out_join_in_cyrillic_with_a_one_letter_word_before_them(
     assert not check_text("стены в к р о в и", "kids").allowed
 
 
+def test_hangul_letters_typed_one_by_one_are_read_as_the_syllables_they_spell() -> None:
+    assert safety.readings("손에 ㅊ ㅗ ㅇ 들려줘")[0].text == "손에 총 들려줘"
+    assert safety.readings("ㅈ ㅜ ㄱ ㅇ ㅕ")[0].text == "죽여"  # "ㄱ" ends a syllable, "ㅇ" starts the next
+    assert safety.readings("ㄷ ㅏ ㄺ ㄱ ㅗ ㄱ ㅣ")[0].text == "닭고기"  # a chicken: a final pair of letters
+    verdict = check_text("손에 ㅊ ㅗ ㅇ 들려줘", "kids")
+    assert not verdict.allowed and "'ㅊ ㅗ ㅇ'" in verdict.reason  # the user's letters are quoted
+    assert not check_text("ㅊㅗㅇ 들고 있는 사진", "kids").allowed  # typed apart without spaces too
+    assert check_text("ㅋㅋㅋ 웃긴 사진으로 ㄱ ㅏ ㅁ ㅅ ㅏ 카드", "kids").allowed  # laughter, "감사" (thanks)
+
+
 def test_a_devanagari_vowel_sign_typed_alone_joins_the_letters_around_it() -> None:
     assert safety.readings("दीवारों पर ख ू न ही ख ू न")[0].text == "दीवारो पर खून ही खून"
     assert not check_text("दीवारों पर ख ू न ही ख ू न", "kids").allowed
@@ -532,6 +542,7 @@ def test_kids_fail_closed_on_a_language_no_lexicon_reads_in_a_script_they_read(t
         "открытка «ни пуха ни пера» перед экзаменом",  # a Russian letter
         "kula śnieżna na półce",  # the Polish lexicon need not write 'ś' for 'ś' to be read
         "a poster for Dvořák and Janáček at school",  # capitalised names past the first word do not count
+        "храм Василия Блаженного зимой",  # two words and two names: too few words to tell
         "smørrebrød in Copenhagen with friends",  # one word in five with an unknown letter
     ):
         assert check_text(read, "kids").allowed, (read, check_text(read, "kids").reason)

@@ -13,6 +13,7 @@ digit typed between letters left out ("kr3wi"),
 letters stretched ("bloooood"), letters spaced out ("b l o o d", "b.l.o.o.d", "в к р о в и" read
 "в крови" too, a one-letter word of some lexicon's markers staying a word; a Devanagari vowel sign
 typed alone, "ख ू न", joined to its letters) and words broken by punctuation ("kn-ife") joined;
+Hangul letters typed one by one become the syllables they spell ("ㅊ ㅗ ㅇ", "ㅊㅗㅇ": "총");
 halfwidth katakana becomes katakana, its voicing marks composed ("ｼﾞｻﾂ": "ジサツ"). Obvious base64
 chunks are decoded and checked too.
 
@@ -53,10 +54,10 @@ An emoji refused alone is innocent where an emoji of its innocent sense stands r
 Offline, the kids profile fails closed: a request in a script no lexicon covers (Thai, Hebrew,
 Greek, ...) is refused with a message saying so, and so is a request in Latin or Cyrillic script that
 reads as a language no lexicon covers: letters no lexicon writes (nor writes the accents of, "č",
-"ő", "ј") in one word in four or more, capitalised names aside, or four words or more none of which
-is a word some lexicon knows (a marker, a word of a term, rule or allow-listed phrase) nor has a
-letter telling one of their languages ("ł", "ы"). `check_text(..., fail_closed=False)` leaves that
-decision to a moderation service.
+"ő", "ј") in one word in four or more, or four words or more none of which is a word some lexicon
+knows (a marker, a word of a term, rule or allow-listed phrase) nor has a letter telling one of
+their languages ("ł", "ы"); capitalised names past the first word count in neither.
+`check_text(..., fail_closed=False)` leaves that decision to a moderation service.
 """
 
 from __future__ import annotations
@@ -758,6 +759,47 @@ def _joined(words: list[Word], split_first: bool) -> list[Word]:
     return out
 
 
+# Hangul letters as Unicode folds the ones typed apart ("ㅊ ㅗ ㅇ"): leading consonants, vowels, and the
+# final consonants a leading one stands for at the end of a syllable (NFKC makes "ㅇ" a leading "ᄋ").
+_LEADING = "ᄀᄁᄂᄃᄄᄅᄆᄇᄈᄉᄊᄋᄌᄍᄎᄏᄐᄑᄒ"
+_FINAL = "ᆨᆩᆪᆫᆬᆭᆮᆯᆰᆱᆲᆳᆴᆵᆶᆷᆸᆹᆺᆻᆼᆽᆾᆿᇀᇁᇂ"
+_FINAL_OF = dict(zip("ᄀᄁᄂᄃᄅᄆᄇᄉᄊᄋᄌᄎᄏᄐᄑᄒ", "ᆨᆩᆫᆮᆯᆷᆸᆺᆻᆼᆽᆾᆿᇀᇁᇂ", strict=True))
+
+
+def _vowel(ch: str) -> bool:
+    return 0x1161 <= ord(ch) <= 0x1175
+
+
+def _typed_apart(ch: str) -> bool:
+    """A Hangul letter typed on its own (compatibility jamo), not in a syllable."""
+    return len(ch) == 1 and 0x3131 <= ord(ch) <= 0x318E
+
+
+def _hangul_syllables(word: Word) -> Word:
+    """Hangul letters typed one by one ("ㅊ ㅗ ㅇ", joined by `_joined`, or "ㅊㅗㅇ") as the syllables
+    they spell ("총"): a consonant and a vowel make a syllable, and a consonant after them that no
+    vowel follows ends it."""
+    if not any(0x1100 <= ord(ch) <= 0x11FF for ch, _ in word):
+        return word
+    out: Word = []
+    k = 0
+    while k < len(word):
+        ch, i = word[k]
+        if ch not in _LEADING or k + 1 == len(word) or not _vowel(word[k + 1][0]):
+            out.append(word[k])
+            k += 1
+            continue
+        final = 0
+        nxt = word[k + 2][0] if k + 2 < len(word) else ""
+        vowel_after = k + 3 < len(word) and _vowel(word[k + 3][0])
+        if nxt and (nxt in _FINAL or (nxt in _FINAL_OF and not vowel_after)):
+            final = _FINAL.index(_FINAL_OF.get(nxt, nxt)) + 1
+        syllable = 0xAC00 + (_LEADING.index(ch) * 21 + ord(word[k + 1][0]) - 0x1161) * 28 + final
+        out.append((chr(syllable), i))
+        k += 3 if final else 2
+    return out
+
+
 @dataclass(frozen=True)
 class Reading:
     """One way of reading the text: words separated by single spaces, each character's source index."""
@@ -799,7 +841,7 @@ def readings(text: str) -> list[Reading]:
     seen: dict[str, Reading] = {}
     for words in stretched:
         for split_first in (False, True):
-            r = _reading(_joined(words, split_first))
+            r = _reading([_hangul_syllables(w) for w in _joined(words, split_first)])
             seen.setdefault(r.text, r)
     return list(seen.values())
 
@@ -1225,6 +1267,11 @@ def _quote(original: str, reading: Reading, start: int, end: int, whole_words: b
     """The user's own word(s) behind a match: the original text, not the folded term."""
     indexes = [i for i in reading.index[start:end] if i >= 0]
     lo, hi = min(indexes), max(indexes) + 1
+    if _typed_apart(original[lo]):  # a syllable of letters typed apart: quote them all ("ㅊ ㅗ ㅇ")
+        while hi < len(original) and (
+            _typed_apart(original[hi]) or (original[hi] == " " and _typed_apart(original[hi + 1 : hi + 2]))
+        ):
+            hi += 1
     if whole_words:
         while (
             lo > 0 and not original[lo - 1].isspace() and (_is_word_char(original[lo - 1]) or _hidden(original[lo - 1]))
@@ -1472,7 +1519,8 @@ def _unread_language(text: str) -> str | None:
     """Why a text in Latin or Cyrillic script reads as a language no lexicon covers, or None: letters
     no lexicon uses in one word in `_UNREAD_LETTER_SHARE` or more (Vietnamese "ư", "ơ", "ạ"; capitalised
     words past the first, names, do not count), or `_UNREAD_WORDS` words or more none of which is a
-    word some lexicon knows nor has a letter telling one of their languages."""
+    word some lexicon knows nor has a letter telling one of their languages (capitalised words past the
+    first, names, do not count either: "храм Василия Блаженного зимой" is two words and two names)."""
     original = [w.strip(_TRAILING + "\"'«»“”„()[]") for w in unicodedata.normalize("NFC", text).split()]
     original = [w for w in original if any(c.isalpha() for c in w)]
     if not original or any(script_of(c) not in _SHARED_SCRIPTS for w in original for c in w if c.isalpha()):
@@ -1487,8 +1535,9 @@ def _unread_language(text: str) -> str | None:
         return "letters no lexicon uses (" + ", ".join(f"'{c}'" for c in shown) + ")"
     if any(c in _TELLING_LETTERS for w in original for c in w.lower()):
         return None
+    names = {plain(w) for k, w in enumerate(original) if k > 0 and w[0].isupper()}
     read = readings(text)
-    words = read[0].text.split() if read else []
+    words = [w for w in (read[0].text.split() if read else []) if w not in names]
     if len(words) >= _UNREAD_WORDS and not any(_known(w) for w in words):
         return "no word any lexicon knows"
     return None
