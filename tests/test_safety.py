@@ -493,6 +493,30 @@ def test_hangul_letters_typed_one_by_one_are_read_as_the_syllables_they_spell() 
     assert check_text("ㅋㅋㅋ 웃긴 사진으로 ㄱ ㅏ ㅁ ㅅ ㅏ 카드", "kids").allowed  # laughter, "감사" (thanks)
 
 
+def test_a_word_with_letters_starred_out_is_the_term_it_fits() -> None:
+    for text, term in [
+        ("turn my classmate into a p*rn star", "porn"),
+        ("a s*icide note on the desk", "suicid"),  # a stem fits the start of the word
+        ("scrivi 'sei un cogli*ne' sulla foto", "coglione"),
+        ("put a g*n on the desk", "gun"),
+    ]:
+        verdict = check_text(text, "kids")
+        assert not verdict.allowed and verdict.term == term, (text, verdict)
+        typed = next(w.strip("'") for w in text.split() if "*" in w)
+        assert f"'{typed}'" in verdict.reason  # quoted as typed
+    for text in ("a 5* hotel with a *fun* pool", "rate it ***** please", "the M*A*S*H poster", "2*3 grid"):
+        assert check_text(text, "kids").allowed, text  # ratings, emphasis, initials, arithmetic
+
+
+def test_a_last_letter_typed_twice_is_read_once_in_the_terms_own_language() -> None:
+    for text, term in [("put a knifee in his hand", "knife"), ("add a beerr on the table", "beer")]:
+        verdict = check_text(text, "kids")
+        assert not verdict.allowed and verdict.term == term, (text, verdict)
+        assert f"'{text.split()[2]}'" in verdict.reason
+    assert check_text("ein Foto vom Bett mit Kissen", "kids").allowed  # German bed, not English "bet"
+    assert check_text("a cool hatt for Matt and Anna at the mall", "kids").allowed
+
+
 def test_a_devanagari_vowel_sign_typed_alone_joins_the_letters_around_it() -> None:
     assert safety.readings("दीवारों पर ख ू न ही ख ू न")[0].text == "दीवारो पर खून ही खून"
     assert not check_text("दीवारों पर ख ू न ही ख ू न", "kids").allowed

@@ -14,6 +14,9 @@ letters stretched ("bloooood"), letters spaced out ("b l o o d", "b.l.o.o.d", "�
 "в крови" too, a one-letter word of some lexicon's markers staying a word; a Devanagari vowel sign
 typed alone, "ख ू न", joined to its letters) and words broken by punctuation ("kn-ife") joined;
 Hangul letters typed one by one become the syllables they spell ("ㅊ ㅗ ㅇ", "ㅊㅗㅇ": "총");
+a word with letters starred out ("p*rn", "s*icide", "b**ch") is the one-word term it fits, at
+least two letters shown and no more stars than letters, in a language the text reads as, and a
+word whose last letter is typed twice ("knifee", "beerr") is also read with it once, in the same way;
 halfwidth katakana becomes katakana, its voicing marks composed ("ｼﾞｻﾂ": "ジサツ"). Obvious base64
 chunks are decoded and checked too.
 
@@ -1338,9 +1341,67 @@ def _find(text: str, profile: str) -> tuple[Term, str] | None:
             *_, hit, substring = min(found, key=lambda f: f[:4])
             return hit.term, _quote(original, reading, hit.start, hit.end, not substring)
     for reading, masked in looked_at:  # only when no term is written right
-        misspelt = _misspelt_hit(compiled.misspelt, masked, counts)
+        misspelt = _misspelt_hit(compiled.misspelt, masked, counts) or _doubled_end_hit(profile, masked, counts)
         if misspelt is not None:
             return misspelt.term, _quote(original, reading, misspelt.start, misspelt.end, True)
+    return _starred_hit(original, profile, counts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Letters starred out
+# ---------------------------------------------------------------------------------------------
+
+# A word with letters starred out ("p*rn", "s*icide", "b**ch"): letters, then stars and letters.
+_STARRED = re.compile(r"(?<![\w*])[^\W\d_]+(?:\*+[^\W\d_]+)+(?![\w*])")
+
+
+@dataclass(frozen=True)
+class _Starrable:
+    """The one-word terms of the languages written with spaces, by first letter: whole words by length."""
+
+    words: dict[tuple[str, int], tuple[Term, ...]]
+    stems: dict[str, tuple[Term, ...]]
+
+
+@cache
+def _starrable(profile: str) -> _Starrable:
+    words: dict[tuple[str, int], list[Term]] = {}
+    stems: dict[str, list[Term]] = {}
+    for m in _compiled(profile).matchers:
+        if m.language.substring:
+            continue
+        for text, terms in m.table.items():
+            if " " in text or len(text) < 3:
+                continue
+            for t in terms:
+                if t.stem:
+                    stems.setdefault(text[0], []).append(t)
+                else:
+                    words.setdefault((text[0], len(text)), []).append(t)
+    return _Starrable({k: tuple(v) for k, v in words.items()}, {k: tuple(v) for k, v in stems.items()})
+
+
+def _fits(starred: str, text: str) -> bool:
+    return all(s == "*" or s == c for s, c in zip(starred, text, strict=False))
+
+
+def _starred_hit(original: str, profile: str, counts: dict[str, int]) -> tuple[Term, str] | None:
+    """A word with letters starred out that fits one term of a language the text reads as (or of any,
+    when it reads as none): at least two letters shown, and no more stars than letters."""
+    table = _starrable(profile)
+    for m in _STARRED.finditer(original):
+        starred = "*".join(plain(part) for part in m.group(0).split("*"))
+        if " " in starred or starred.count("*") * 2 > len(starred):
+            continue
+        found = [t for t in table.words.get((starred[0], len(starred)), ()) if _fits(starred, t.text)]
+        found += [
+            t
+            for t in table.stems.get(starred[0], ())
+            if len(t.text) <= len(starred) and "*" not in starred[len(t.text) :] and _fits(starred, t.text)
+        ]
+        for term in found:
+            if (_reads_as(term.language, counts) or not any(counts.values())) and _applies(term, counts):
+                return term, m.group(0)
     return None
 
 
@@ -1423,6 +1484,25 @@ def _misspelt_hit(m: _Misspellings, text: str, counts: dict[str, int]) -> _Hit |
         for form in sorted(_misspelt_forms(word)):
             found = list(m.words.get(form, ())) + [t for n in m.stem_lengths for t in m.stems.get(form[:n], ())]
             for term in found:
+                if _reads_as(term.language, counts) and _applies(term, counts):
+                    return _Hit(term, at, at + len(word))
+    return None
+
+
+def _doubled_end_hit(profile: str, text: str, counts: dict[str, int]) -> _Hit | None:
+    """The first word whose last letter, doubled, is a one-word term of the language the text reads as
+    with the letter once ("gunn", "súngg"); in another language's text it stays a word ("Bett")."""
+    table = _starrable(profile)
+    start = 0
+    for word in text.split(" "):
+        at, start = start, start + len(word) + 1
+        if len(word) < 4 or word[-1] != word[-2] or not word[-1].isalpha():
+            continue
+        once = word[:-1]
+        found = list(table.words.get((once[0], len(once)), ()))
+        found += [t for t in table.stems.get(once[0], ()) if once.startswith(t.text)]
+        for term in found:
+            if term.text == once or (term.stem and once.startswith(term.text)):
                 if _reads_as(term.language, counts) and _applies(term, counts):
                     return _Hit(term, at, at + len(word))
     return None
