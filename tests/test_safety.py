@@ -517,6 +517,20 @@ def test_a_last_letter_typed_twice_is_read_once_in_the_terms_own_language() -> N
     assert check_text("a cool hatt for Matt and Anna at the mall", "kids").allowed
 
 
+def test_a_compound_head_counts_inside_a_word_of_its_own_language_only() -> None:
+    verdict = check_text("een keukenmes in zijn hand", "kids")  # Dutch: a kitchen knife
+    assert not verdict.allowed and verdict.term == "mes"
+    assert not check_text("ein Küchenmesser im Rücken", "kids").allowed
+    assert check_text("make the chili look spicy with little cartoon flames", "kids").allowed  # not "fla-mes"
+
+
+def test_an_elided_article_is_a_word_of_its_own() -> None:
+    assert safety.readings("une couverture d'Agatha Christie")[-1].text == "une couverture d agatha christie"
+    assert check_text("une couverture pour 'Mort sur le Nil' d'Agatha Christie", "general").allowed  # not "daga"
+    assert not check_text("mets l'arme dans sa main", "kids").allowed
+    assert not check_text("put a kn-ife in his hand", "kids").allowed  # a word broken by a hyphen still joins
+
+
 def test_a_devanagari_vowel_sign_typed_alone_joins_the_letters_around_it() -> None:
     assert safety.readings("दीवारों पर ख ू न ही ख ू न")[0].text == "दीवारो पर खून ही खून"
     assert not check_text("दीवारों पर ख ू न ही ख ू न", "kids").allowed

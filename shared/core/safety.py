@@ -12,7 +12,8 @@ look-alikes mapped within a mixed-script word, leetspeak ("bl00d", "k!ll", "@lco
 digit typed between letters left out ("kr3wi"),
 letters stretched ("bloooood"), letters spaced out ("b l o o d", "b.l.o.o.d", "в к р о в и" read
 "в крови" too, a one-letter word of some lexicon's markers staying a word; a Devanagari vowel sign
-typed alone, "ख ू न", joined to its letters) and words broken by punctuation ("kn-ife") joined;
+typed alone, "ख ू न", joined to its letters) and words broken by punctuation ("kn-ife") joined
+(not an elided article: "d'Agatha" is "d agatha");
 Hangul letters typed one by one become the syllables they spell ("ㅊ ㅗ ㅇ", "ㅊㅗㅇ": "총");
 a word with letters starred out ("p*rn", "s*icide", "b**ch") is the one-word term it fits, at
 least two letters shown and no more stars than letters, in a language the text reads as, and a
@@ -46,6 +47,8 @@ neighbours, so that a rule covers the next case and not only the last one:
   knife among the cutlery ("Messer, Gabel und Teller"), a toy or a costume ("a toy sword");
 - `places` take out capitalised place names: a word before a place word ("Slaughter Beach"),
   after one ("Vallée de la Mort"), or with a place-name ending ("Killington", "Teufelsberg");
+- a compound head ("*mes", "*messer") found inside a word counts only in a text of its language, or
+  of none the markers tell: "keukenmes" and "Küchenmesser", not English "flames";
 - an allow-listed phrase ("blood orange", "killer whale", "черепаха") is taken out before the
   terms are looked for, so the rest of the text is still checked. A false friend ("sang": French
   blood, English past of sing) is refused only when the text does not read as the language where
@@ -643,7 +646,16 @@ def _plain(token: Word) -> list[Word]:
     return [w for w in words if w]
 
 
+# An elided article or pronoun before an apostrophe: French "d'", "l'", "qu'", Italian "un'", ...
+_ELISION = re.compile(r"[^\W\d_]{1,2}['’]")
+
+
 def _squeezed(token: Word) -> list[Word]:
+    """The token's letters and digits as one word ("kn-ife": "knife"), an elided article aside: "d'Agatha"
+    is "d" and "agatha", not "dagatha"."""
+    elided = _ELISION.match("".join(ch for ch, _ in token))
+    if elided is not None and elided.end() < len(token):
+        return _squeezed(token[: elided.end() - 1]) + _squeezed(token[elided.end() :])
     word = [(ch, i) for ch, i in token if _is_word_char(ch)]
     return [word] if word else []
 
@@ -661,13 +673,15 @@ def _leet(token: Word, table: dict[str, str]) -> list[Word]:
 
 def _digit_dropped(token: Word) -> list[Word]:
     """The word without a digit typed between two of its letters ("kr3wi": "krwi")."""
-    word = [(ch, i) for ch, i in token if _is_word_char(ch)]
-    kept = [
-        (ch, i)
-        for k, (ch, i) in enumerate(word)
-        if not (ch.isdigit() and 0 < k < len(word) - 1 and word[k - 1][0].isalpha() and word[k + 1][0].isalpha())
-    ]
-    return [kept] if kept else []
+    out: list[Word] = []
+    for word in _squeezed(token):
+        kept = [
+            (ch, i)
+            for k, (ch, i) in enumerate(word)
+            if not (ch.isdigit() and 0 < k < len(word) - 1 and word[k - 1][0].isalpha() and word[k + 1][0].isalpha())
+        ]
+        out += [kept] if kept else []
+    return out
 
 
 def _majority_script(word: Word) -> Word:
@@ -1259,6 +1273,14 @@ def _marker_counts(text: str) -> dict[str, int]:
     return {code: sum(w in lang.markers for w in words) for code, lang in languages().items()}
 
 
+def _compounds(hit: _Hit, text: str, counts: dict[str, int]) -> bool:
+    """A term found inside a word, the head of a compound ("Küchenmesser"), counts in a text of its own
+    language or of none the markers tell: other languages build no such compounds ("flames" is not
+    the Dutch "mes")."""
+    inside_word = hit.start > 0 and text[hit.start - 1] != " "
+    return not (hit.term.inside and inside_word) or _reads_as(hit.term.language, counts) or not any(counts.values())
+
+
 def _applies(term: Term, counts: dict[str, int]) -> bool:
     """A false friend is refused unless the text reads as a language where the word is innocent."""
     if not term.innocent_in:
@@ -1335,7 +1357,7 @@ def _find(text: str, profile: str) -> tuple[Term, str] | None:
             for k, matcher in enumerate(compiled.matchers)
             for near, hits in ((False, _hits(matcher, masked)), (True, _near_hits(matcher, masked, stops)))
             for hit in hits
-            if _applies(hit.term, counts) and hit.end > named.get(hit.start, -1)
+            if _applies(hit.term, counts) and hit.end > named.get(hit.start, -1) and _compounds(hit, masked, counts)
         ]
         if found:
             *_, hit, substring = min(found, key=lambda f: f[:4])
