@@ -269,6 +269,8 @@ def test_innocent_idioms_and_compounds_pass_for_kids(prompt: str) -> None:
         ({"places": {"words": ["beach"], "capitals": ["Paris"]}}, "'places': unknown keys"),
         ({"places": {"words": ["state park"]}}, "single words"),
         ({"kids": ["{hit|{kick} him"]}, "unbalanced braces|two alternatives"),
+        ({"telling_letters": ["ł"]}, "'telling_letters' must be a string"),
+        ({"telling_letters": "ł, ą"}, "letters only"),
     ],
 )
 def test_a_malformed_lexicon_fails_loudly_with_its_path(
@@ -584,6 +586,13 @@ def test_kids_fail_closed_on_a_language_no_lexicon_reads_in_a_script_they_read(t
         "smørrebrød in Copenhagen with friends",  # one word in five with an unknown letter
     ):
         assert check_text(read, "kids").allowed, (read, check_text(read, "kids").reason)
+
+
+def test_a_letter_a_lexicon_names_as_telling_shows_the_text_is_read() -> None:
+    assert not check_text("zzq qzzx xqqz zqxq", "kids").allowed  # four words no lexicon knows
+    assert check_text("zzq qzzx xqqz zqxł", "kids").allowed  # Polish's telling_letters has 'ł'
+    assert {"ł", "ы", "ß"} <= safety._telling_letters()
+    assert "č" not in safety._telling_letters()  # Czech has no lexicon
 
 
 def test_an_emoji_refused_alone_is_innocent_beside_an_emoji_of_its_innocent_sense() -> None:

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from shared.core.safety import check_text
+from shared.core.safety import check_text, languages
 from tests.word_check_rates import GOALS, PAIRS, UNTUNED, Measurement, Report, load, readme_table, report
 
 LANGUAGES_WITH_A_LEXICON = {"en", "fr", "es", "de", "it", "pt", "nl", "pl", "ru", "ar", "zh", "ja", "ko", "hi"}
@@ -24,6 +24,8 @@ SMALLEST = {
     "sealed": 300,
     "untouched": 300,
     "unread": 300,
+    "unheard": 380,
+    "unsent": 400,
 }
 
 
@@ -101,8 +103,12 @@ def test_each_corpus_the_goals_cover_meets_them_on_its_own(measured: Report, pai
     assert m.kids_refused.share >= 0.95 and m.kids_wrongly_refused.share <= 0.03, (pair, m.rows)
 
 
-def test_every_language_meets_the_classroom_goals(goals: Measurement) -> None:
+def test_every_language_with_a_lexicon_meets_the_classroom_goals(goals: Measurement) -> None:
+    # A language without one is checked with the others' terms when it cannot be told apart from
+    # them (Danish, Romanian); it counts in the totals, not here.
     for code, (refused, wrong) in goals.by_language.items():
+        if code not in languages() and code != "emoji":
+            continue
         assert refused.total == 0 or refused.share >= 0.9, (code, refused)
         assert wrong.total == 0 or wrong.share <= 0.1, (code, wrong)
 
@@ -110,7 +116,7 @@ def test_every_language_meets_the_classroom_goals(goals: Measurement) -> None:
 def test_the_readme_shows_the_measured_rates_of_every_corpus(measured: Report) -> None:
     table = readme_table()
     assert table == measured.table(), "run `python -m tests.word_check_rates` and review the README diff"
-    assert f"{UNTUNED} (never tuned on)" in table.splitlines()[0]
+    assert any(line.startswith(f"| {UNTUNED} (never tuned on) |") for line in table.splitlines())
     assert UNTUNED not in GOALS  # the honest estimate is shown, never asserted
 
 

@@ -1,33 +1,20 @@
-"""The word check measured both ways, over five pairs of corpora in tests/corpora.
+"""The word check measured both ways, over ten pairs of corpora in tests/corpora.
 
 Each pair is a file of requests a classroom must refuse (`profile` is the mildest profile that
 must refuse it: "general", both profiles; "kids", the classroom only) and a file of innocent
-requests no profile should refuse:
+requests no profile should refuse (none in a language no lexicon reads: the classroom refuses
+those by design, see test_word_check_rates.py):
 
 - original (must_refuse.jsonl, innocent.jsonl): written together with the lexicons;
-- held-out (heldout_*.jsonl): written before the lexicons were widened and measured first;
-  the widening was then checked against it, so it is no longer unseen;
-- unseen (unseen_*.jsonl): written after that widening and measured before the next one, which was
-  checked against it (violent verbs aimed at a person or animal, gore, self-harm, cutlery);
-- fresh (fresh_*.jsonl): written after that second widening and measured untuned at 75.9% refused
-  and 14.2% wrongly refused for kids, then tuned on in the third widening (word classes, context
-  rules, place names), which was checked against it;
-- blind (blind_*.jsonl): written by someone who had not read the lexicons, measured untuned at
-  66.3% refused and 13.3% wrongly refused for kids, then tuned on in the fourth widening (families
-  of self-harm, violence, gore, insults; medicine, sport, idiom and history senses; Turkish, Swedish
-  and Ukrainian lexicons; misspellings and spaced letters in every script), which was checked
-  against it;
-- sealed (sealed_*.jsonl): written by someone who had not read the lexicons nor the corpora,
-  measured untuned at 72.0% refused and 10.1% wrongly refused for kids, then tuned on in the fifth
-  widening (dangerous stunts, bullying, sexual innuendo, hate described; Vietnamese and Indonesian
-  lexicons; the classroom failing closed on a language no lexicon reads), checked against it;
-- untouched (untouched_*.jsonl): written by someone else who had read neither, measured untuned at
-  84.8% refused and 6.2% wrongly refused for kids, then tuned on in the sixth widening (death
-  euphemisms, undressing a named person, hate slogans against a named group, insults written on
-  someone, drunk and high slang; history battles and idioms kept innocent), checked against it;
-- unread (unread_*.jsonl): written by someone else again, who had read none of it, and never tuned
-  on: the honest estimate for new text.
+- held-out, unseen, fresh (heldout_*, unseen_*, fresh_*.jsonl): each written after a widening,
+  measured, then tuned on in the next one;
+- blind, sealed, untouched, unread, unheard (*.jsonl of those names): each written by someone who
+  had read neither the lexicons nor the other corpora, measured untuned, then tuned on in the next
+  widening (the fourth to the eighth), which the next pair measured;
+- unsent (unsent_*.jsonl): written the same way after the seventh widening and never tuned on:
+  the honest estimate for new text.
 
+The README's word-check section gives each pair's untuned figures and what each widening added.
 tests/test_word_check_rates.py asserts the goals over the tuned pairs (GOALS) together and that
 the README's table shows every figure; `python -m tests.word_check_rates` rewrites that table.
 """
@@ -57,10 +44,12 @@ PAIRS = {
     "sealed": ("sealed_must_refuse.jsonl", "sealed_innocent.jsonl"),
     "untouched": ("untouched_must_refuse.jsonl", "untouched_innocent.jsonl"),
     "unread": ("unread_must_refuse.jsonl", "unread_innocent.jsonl"),
+    "unheard": ("unheard_must_refuse.jsonl", "unheard_innocent.jsonl"),
+    "unsent": ("unsent_must_refuse.jsonl", "unsent_innocent.jsonl"),
 }
 # the goals are asserted over these together
-GOALS = ("original", "held-out", "unseen", "fresh", "blind", "sealed", "untouched")
-UNTUNED = "unread"  # measured and shown, never tuned on
+GOALS = ("original", "held-out", "unseen", "fresh", "blind", "sealed", "untouched", "unread", "unheard")
+UNTUNED = "unsent"  # measured and shown, never tuned on
 
 
 def load(name: str) -> list[dict[str, str]]:
@@ -139,17 +128,18 @@ def measure(names: tuple[str, ...] = GOALS) -> Measurement:
 class Report:
     """Every corpus pair on its own, the union the goals are asserted over, and that union by language."""
 
-    columns: dict[str, Measurement]  # column title -> measurement
+    columns: dict[str, Measurement]  # row title -> measurement
     goals: Measurement
 
     def table(self) -> str:
+        """A row per corpus pair (and the union of the goals'), a column per rate."""
         lines = [
-            "| measured over tests/corpora | " + " | ".join(self.columns) + " |",
-            "|---|" + "---|" * len(self.columns),
+            "| corpus pair | " + " | ".join(label for label, _ in self.goals.rows) + " |",
+            "|---|" + "---|" * len(self.goals.rows),
         ]
-        for k, (label, _) in enumerate(self.goals.rows):
-            lines.append(f"| {label} | " + " | ".join(str(m.rows[k][1]) for m in self.columns.values()) + " |")
-        lines += ["", f"| language ({' + '.join(GOALS)}) | kids: refused | kids: wrongly refused |", "|---|---|---|"]
+        for title, m in self.columns.items():
+            lines.append(f"| {title} | " + " | ".join(str(rate) for _, rate in m.rows) + " |")
+        lines += ["", "| language (the goals' pairs) | kids: refused | kids: wrongly refused |", "|---|---|---|"]
         for code, (refused, wrong) in self.goals.by_language.items():
             lines.append(f"| {code} | {refused} | {wrong} |")
         return "\n".join(lines)
@@ -158,7 +148,7 @@ class Report:
 def report() -> Report:
     goals = measure(GOALS)
     columns = {name: measure((name,)) for name in GOALS}
-    columns[f"{' + '.join(GOALS)} (the goals)"] = goals
+    columns["all of the above (the goals)"] = goals
     columns[f"{UNTUNED} (never tuned on)"] = measure((UNTUNED,))
     return Report(columns, goals)
 

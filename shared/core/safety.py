@@ -62,7 +62,8 @@ Greek, ...) is refused with a message saying so, and so is a request in Latin or
 reads as a language no lexicon covers: letters no lexicon writes (nor writes the accents of, "č",
 "ő", "ј") in one word in four or more, or four words or more none of which is a word some lexicon
 knows (a marker, a word of a term, rule or allow-listed phrase) nor has a letter telling one of
-their languages ("ł", "ы"); capitalised names past the first word count in neither.
+their languages (a lexicon's `telling_letters`: "ł", "ы"); capitalised names past the first word
+count in neither.
 `check_text(..., fail_closed=False)` leaves that decision to a moderation service.
 """
 
@@ -179,6 +180,9 @@ class Language:
     contexts: tuple[Context, ...] = ()  # a risky word made innocent by its neighbours
     places: Places = Places()
     letters: frozenset[str] = frozenset()  # every letter its words are written with (lower case)
+    # letters that show a text is in this language and not in one without a lexicon that shares its
+    # script (Polish "ł", Turkish "ş", Russian "ы"): the lexicon may write its words without them
+    telling: frozenset[str] = frozenset()
 
 
 def _require(condition: bool, path: Path, message: str) -> None:
@@ -294,7 +298,7 @@ def load_language(path: Path) -> Language:
         raise LexiconError(f"{path}: not readable JSON ({exc})") from None
     _require(isinstance(data, dict), path, "must be a JSON object")
     known = {"about", "language", "name", "scripts", "match", "markers", "prefixes", "general", "kids", "allow"}
-    known |= {"false_friends", "inflections", "near", "classes", "contexts", "places"}
+    known |= {"false_friends", "inflections", "near", "classes", "contexts", "places", "telling_letters"}
     unknown = set(data) - known
     _require(not unknown, path, f"unknown keys {sorted(unknown)}")
     for key in ("language", "name", "scripts", "match", "general", "kids"):
@@ -342,7 +346,15 @@ def load_language(path: Path) -> Language:
         letters=frozenset(
             c for text in _texts(data) for c in unicodedata.normalize("NFC", text).lower() if c.isalpha()
         ),
+        telling=_telling(data.get("telling_letters", ""), path),
     )
+
+
+def _telling(value: Any, path: Path) -> frozenset[str]:
+    _require(isinstance(value, str), path, "'telling_letters' must be a string of letters")
+    letters = unicodedata.normalize("NFC", value).lower()
+    _require(all(c.isalpha() for c in letters), path, "'telling_letters' must be letters only")
+    return frozenset(letters)
 
 
 def _texts(value: Any) -> Iterator[str]:
@@ -1567,9 +1579,13 @@ def _unreadable_script(text: str) -> str | None:
 _SHARED_SCRIPTS = ("Latin", "Cyrillic")
 _UNREAD_LETTER_SHARE = 4  # at least one word in this many has a letter no lexicon uses ("ư", "ő", "ј")
 _UNREAD_WORDS = 4  # this many words, none of them known to any lexicon, are a language none reads
-# Letters that show a text is in one of the lexicons' languages, not in a language written with the
-# same script that none covers: Polish "ł", Turkish "ş", Russian "ы", Ukrainian "ї", ...
-_TELLING_LETTERS = frozenset("łąęśźżćńğşıñßœãõёыэіїєґ")
+
+
+@cache
+def _telling_letters() -> frozenset[str]:
+    """Letters that show a text is in one of the lexicons' languages, not in a language written with
+    the same script that none covers: each lexicon's `telling_letters` (Polish "ł", Russian "ы")."""
+    return frozenset(c for lang in languages().values() for c in lang.telling)
 
 
 @cache
@@ -1635,7 +1651,7 @@ def _unread_language(text: str) -> str | None:
     if unread and len(unread) * _UNREAD_LETTER_SHARE >= len(original):
         shown = sorted({c for w in unread for c in w.lower() if c.isalpha() and not _read_letter(c)})[:3]
         return "letters no lexicon uses (" + ", ".join(f"'{c}'" for c in shown) + ")"
-    if any(c in _TELLING_LETTERS for w in original for c in w.lower()):
+    if any(c in _telling_letters() for w in original for c in w.lower()):
         return None
     names = {plain(w) for k, w in enumerate(original) if k > 0 and w[0].isupper()}
     read = readings(text)
