@@ -269,10 +269,11 @@ def test_two_instances_sharing_storage_stay_within_the_deployments_quota(
     from collections import Counter
 
     summary = str(Counter((c.form.get("n"), c.status) for c in fake.calls if c.route in IMAGE_ROUTES))
-    # Both instances' calls kept to the shared schedule: at most a 429 or two where a call reached the
-    # fake late (a loaded machine), never the 429 of every other call that two private schedules give.
+    # Both instances' calls kept to the shared schedule: a few 429s where a call reached the fake late
+    # (a loaded machine: 3 were seen under a full test run with coverage), never the 429 of every other
+    # call, about 20 of 40, that two private schedules give.
     assert sum(1 for _, status in calls if status == 200) == 40
-    assert sum(1 for _, status in calls if status == 429) <= 2, summary
+    assert sum(1 for _, status in calls if status == 429) <= 5, summary
 
 
 def test_at_the_default_quota_a_job_of_four_is_one_request_of_four_images(

@@ -25,6 +25,7 @@ import json
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from shared.core.safety import check_text
@@ -70,9 +71,15 @@ class Rate:
         return self.hits / self.total if self.total else 0.0
 
 
+@cache
+def _allowed(text: str, profile: str) -> bool:
+    """The verdict, kept: the union of the goals' pairs measures the same cases again."""
+    return check_text(text, profile).allowed
+
+
 def _refused(cases: list[dict[str, str]], profile: str) -> Rate:
     """How many of the cases the profile's word check refuses."""
-    return Rate(sum(not check_text(c["text"], profile).allowed for c in cases), len(cases))
+    return Rate(sum(not _allowed(c["text"], profile) for c in cases), len(cases))
 
 
 @dataclass(frozen=True)
