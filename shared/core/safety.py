@@ -1290,7 +1290,12 @@ def _compounds(hit: _Hit, text: str, counts: dict[str, int]) -> bool:
     language or of none the markers tell: other languages build no such compounds ("flames" is not
     the Dutch "mes")."""
     inside_word = hit.start > 0 and text[hit.start - 1] != " "
-    return not (hit.term.inside and inside_word) or _reads_as(hit.term.language, counts) or not any(counts.values())
+    return not (hit.term.inside and inside_word) or _may_read_as(hit.term.language, counts)
+
+
+def _may_read_as(code: str, counts: dict[str, int]) -> bool:
+    """Whether the text reads as the language, or as none the markers tell."""
+    return _reads_as(code, counts) or not any(counts.values())
 
 
 def _applies(term: Term, counts: dict[str, int]) -> bool:
@@ -1434,7 +1439,7 @@ def _starred_hit(original: str, profile: str, counts: dict[str, int]) -> tuple[T
             if len(t.text) <= len(starred) and "*" not in starred[len(t.text) :] and _fits(starred, t.text)
         ]
         for term in found:
-            if (_reads_as(term.language, counts) or not any(counts.values())) and _applies(term, counts):
+            if _may_read_as(term.language, counts) and _applies(term, counts):
                 return term, m.group(0)
     return None
 
@@ -1525,7 +1530,7 @@ def _misspelt_hit(m: _Misspellings, text: str, counts: dict[str, int]) -> _Hit |
 
 def _doubled_end_hit(profile: str, text: str, counts: dict[str, int]) -> _Hit | None:
     """The first word whose last letter, doubled, is a one-word term of the language the text reads as
-    with the letter once ("gunn", "súngg"); in another language's text it stays a word ("Bett")."""
+    with the letter once ("knifee", "beerr"); in another language's text it stays a word ("Bett")."""
     table = _starrable(profile)
     start = 0
     for word in text.split(" "):
@@ -1533,12 +1538,11 @@ def _doubled_end_hit(profile: str, text: str, counts: dict[str, int]) -> _Hit | 
         if len(word) < 4 or word[-1] != word[-2] or not word[-1].isalpha():
             continue
         once = word[:-1]
-        found = list(table.words.get((once[0], len(once)), ()))
+        found = [t for t in table.words.get((once[0], len(once)), ()) if t.text == once]
         found += [t for t in table.stems.get(once[0], ()) if once.startswith(t.text)]
         for term in found:
-            if term.text == once or (term.stem and once.startswith(term.text)):
-                if _reads_as(term.language, counts) and _applies(term, counts):
-                    return _Hit(term, at, at + len(word))
+            if _reads_as(term.language, counts) and _applies(term, counts):
+                return _Hit(term, at, at + len(word))
     return None
 
 
