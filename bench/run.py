@@ -2,7 +2,7 @@
 
     python -m bench.run            # all of them, about thirty minutes (scale alone takes twenty)
     python -m bench.run quota      # one of: critical-path, quota, cold-start, prepare, prepare-formats,
-                                   # first-request, cost, scale
+                                   # first-request, word-check-start, cost, scale
 
 Everything runs on this machine: the Azure providers talk to the fake AI server on 127.0.0.1
 (with the latencies and quota each benchmark sets), storage is a local folder.
@@ -504,6 +504,70 @@ def bench_first_request() -> Result:
     )
 
 
+# --- 4d. word check, first use -------------------------------------------------------------------
+
+# The first check in a process reads and folds every lexicon and compiles its patterns: the first
+# compose on each instance pays it. "listed" spells every line phrase by phrase, as the lexicons were
+# read before long lines were kept as their words.
+_WORD_CHECK_PROBE = """
+import sys, time
+import shared.core.safety as s
+if sys.argv[1] == "listed":
+    s._LISTED_PHRASES = 10**12
+started = time.perf_counter()
+refused = not s.check_text("film me for a tiktok jumping off the roof", "kids").allowed
+refused &= not s.check_text("remove all the clothes from the woman", "general").allowed
+first = time.perf_counter() - started
+started = time.perf_counter()
+passed = s.check_text("a dog on the beach at sunset, as a watercolour", "kids").allowed
+warm = time.perf_counter() - started
+terms = sum(len(lang.terms) + len(lang.allow) for lang in s.languages().values())
+print(first, warm, HWM, terms, refused and passed)
+""".replace("HWM", _HWM)
+
+
+def _word_check_run(way: str) -> tuple[float, float, float, int]:
+    out = subprocess.run(
+        [sys.executable, "-c", _WORD_CHECK_PROBE, way],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+    ).stdout.split()
+    if out[4] != "True":
+        raise AssertionError(f"the word check gave a wrong verdict when {way}")
+    return float(out[0]), float(out[1]), float(out[2]), int(out[3])
+
+
+def bench_word_check_start() -> Result:
+    """The first verdict of each profile in a fresh process, long lines kept as words against listed."""
+    runs: dict[str, list[tuple[float, float, float, int]]] = {"words": [], "listed": []}
+    for _ in range(3):  # interleaved, so both see the same machine state
+        for way in runs:
+            runs[way].append(_word_check_run(way))
+
+    def median(way: str, index: int) -> float:
+        return statistics.median(run[index] for run in runs[way])
+
+    wall, rss = median("words", 0) / median("listed", 0), median("words", 2) / median("listed", 2)
+    print(
+        f"word-check-start: first_s words={median('words', 0):.1f} listed={median('listed', 0):.1f} ratio={wall:.2f} "
+        f"peak_mb words={median('words', 2) / 1024:.0f} listed={median('listed', 2) / 1024:.0f} ratio={rss:.2f}",
+        flush=True,
+    )
+    return Result(
+        "word check, first use (fresh process, both profiles)",
+        f"wall {wall:.2f}, peak RSS {rss:.2f}",
+        "<= 0.5 both",
+        wall <= 0.5 and rss <= 0.5,
+        f"median of 3 fresh processes each way: {median('words', 0):.1f} s and {median('words', 2) / 1024:.0f} MB "
+        f"with long lines kept as words ({runs['words'][0][3]} listed terms), against {median('listed', 0):.1f} s and "
+        f"{median('listed', 2) / 1024:.0f} MB with every line listed ({runs['listed'][0][3]} terms); a warm check "
+        f"takes {median('words', 1) * 1000:.0f} ms (listed: {median('listed', 1) * 1000:.0f} ms)",
+    )
+
+
 # --- 5. cost ------------------------------------------------------------------------------------
 
 
@@ -578,6 +642,7 @@ BENCHES: dict[str, Callable[[], Result]] = {
     "prepare": bench_prepare,
     "prepare-formats": bench_prepare_formats,
     "first-request": bench_first_request,
+    "word-check-start": bench_word_check_start,
     "cost": bench_cost,
     "scale": bench_scale,
 }

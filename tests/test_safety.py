@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -667,3 +669,88 @@ def test_a_digit_typed_between_letters_is_read_without_it() -> None:
     assert not verdict.allowed and verdict.term == "krwi"
     for innocent in ("an mp3 player and a bottle of h2o", "a 4x4 car at the b2b fair"):
         assert check_text(innocent, "kids").allowed
+
+
+def _spelled_out(raw: str, path: Path, suffixes: tuple[str, ...], profile: str = "kids") -> set[str]:
+    """Every phrase a line stands for, listed as a short line is."""
+    return {t.text for t in safety._terms(raw, "en", profile, path, False, suffixes)}
+
+
+def _near_misses(text: str, words: set[str]) -> set[str]:
+    """The text with one word left out, doubled, swapped with the next, or replaced by another word."""
+    w = text.split(" ")
+    out = {" ".join(w[:k] + w[k + 1 :]) for k in range(len(w))}
+    out |= {" ".join(w[: k + 1] + w[k:]) for k in range(len(w))}
+    out |= {" ".join(w[:k] + [w[k + 1], w[k]] + w[k + 2 :]) for k in range(len(w) - 1)}
+    out |= {" ".join(w[:k] + [other] + w[k + 1 :]) for k in range(len(w)) for other in sorted(words)[:12]}
+    return out - {""}
+
+
+def test_a_line_of_many_phrases_is_kept_as_its_words_and_matches_exactly_those_phrases(tmp_path: Path) -> None:
+    line = "{jump+|leap+} {off|from} {the|a|} {roof|bridge|balcony|crane} into the {river|sea|canal}"
+    path = _lexicon(tmp_path, kids=[line], general=[], allow=[], false_friends={}, near=[], contexts=[])
+    language = load_language(path)
+    assert [t for t in language.terms if t.profile == "kids"] == []  # not listed
+    (phrase,) = language.phrases
+    suffixes = tuple(safety.plain(s) for s in json.loads(path.read_text(encoding="utf-8"))["inflections"])
+    spelled = _spelled_out(line, path, suffixes)
+    assert (
+        len(spelled) > safety._LISTED_PHRASES
+        and {"jumped off roof into the sea", "leaps from a crane into the canal"} <= spelled
+    )
+    pattern = re.compile(phrase.pattern())
+    words = {w for text in spelled for w in text.split(" ")} | {"dog", "jum"}
+    for text in spelled:
+        assert pattern.fullmatch(text), text
+        for other in _near_misses(text, words):
+            assert bool(pattern.fullmatch(other)) == (other in spelled), other
+
+
+def test_a_short_line_and_an_allowed_line_with_punctuation_are_listed(tmp_path: Path) -> None:
+    path = _lexicon(
+        tmp_path,
+        kids=["{hit|kick} {him|her}"],
+        general=[],
+        allow=["{a|the|my|our} {dance-off|bake-off|face-off} {at|in|on} {school|camp|the park|the beach}"],
+        false_friends={},
+        near=[],
+        contexts=[],
+    )
+    language = load_language(path)
+    assert language.phrases == ()
+    assert {"hit him", "kick her"} <= {t.text for t in language.terms}
+    assert {"my dance off at camp", "my danceoff at camp"} <= {a.text for a in language.allow}
+
+
+def test_every_line_kept_as_words_matches_what_it_spells_in_every_lexicon() -> None:
+    rng = random.Random(7)
+    kept = 0
+    for path in sorted(safety.LEXICON_DIR.glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if path == safety.EMOJI_FILE or data["match"] == "substring":
+            continue
+        suffixes = tuple(safety.plain(s) for s in data.get("inflections", []))
+        for profile in ("general", "kids", "allow"):
+            for raw in data.get(profile, []):
+                phrase = safety._phrase(raw, path.stem, profile, path, suffixes)
+                if phrase is None:
+                    continue
+                kept += 1
+                spelled = _spelled_out(raw, path, suffixes, profile)
+                pattern = re.compile(phrase.pattern())
+                words = {w for text in spelled for w in text.split(" ")}
+                for k, text in enumerate(rng.sample(sorted(spelled), min(len(spelled), 100))):
+                    assert pattern.fullmatch(text), (path.name, raw, text)
+                    for other in _near_misses(text, words) if k < 5 else ():
+                        assert bool(pattern.fullmatch(other)) == (other in spelled), (path.name, raw, other)
+                expanded = safety._expanded(raw, path)
+                for text in rng.sample(expanded, min(len(expanded), 50)):
+                    assert safety._plain_phrase(text) == safety.plain(text), (path.name, text)
+    assert kept > 100  # the lexicons' long lines are kept as words
+
+
+def test_a_phrase_kept_as_words_is_refused_and_quoted_like_a_listed_one() -> None:
+    verdict = check_text("film me for a tiktok jumping off the roof", "kids")
+    assert not verdict.allowed and verdict.term == "for a tiktok jumping off the roof"
+    assert "'for a tiktok jumping off the roof'" in verdict.reason
+    assert check_text("film me for a tiktok jumping on the trampoline", "kids").allowed

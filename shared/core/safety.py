@@ -27,7 +27,11 @@ inside a word, "{a|b}" spells alternatives, "@name" one of the lexicon's `classe
 other term is a whole word or phrase). Chinese and Japanese, written without spaces, match anywhere;
 a Japanese term of three kana or more written in hiragana also matches in katakana ("じさつ", "ジサツ").
 A lexicon may list terms in another script than its own (romanised Hindi, "khoon"): every term is
-looked for in every text.
+looked for in every text. A line that spells more than 64 phrases ("{jump+|leap+} {off|from} {the|a|}
+{roof|bridge|...}" spells hundreds, the longest a hundred thousand) is not listed phrase by phrase but
+kept as its words' alternatives, a `Phrase`, and matched as one pattern where a text has one of its
+first words: it refuses (or allows) exactly the phrases it spells, and the lexicons load in a
+fraction of the time and memory a list of every phrase took.
 
 When no term is written right, a word of the text one misspelling from a long one-word term of the
 language the text reads as (by its markers) is that term: one letter swapped for a like one ("l"/"r",
@@ -73,6 +77,7 @@ import base64
 import binascii
 import itertools
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -126,6 +131,38 @@ class Term:
 
 
 @dataclass(frozen=True)
+class Phrase:
+    """A line that stands for more phrases than are worth listing one by one ("{jump|leap}+ {off|from}
+    {the|a} {roof|bridge|balcony}" stands for hundreds): kept as the alternatives of each of its words,
+    its slots, and matched slot by slot. It refuses exactly the phrases the line spells."""
+
+    slots: tuple[tuple[str, ...], ...]  # each slot's folded alternatives ("jump", "jumps", ..., "leapt")
+    optional: tuple[bool, ...]  # slots an empty alternative lets be left out ("{a|the|}")
+    stem: bool  # the last word may go on ("... {slash|cut}*")
+    language: str
+    profile: str
+
+    def first_words(self) -> frozenset[str]:
+        """The words a text of the phrase can start with."""
+        words: set[str] = set()
+        for slot, optional in zip(self.slots, self.optional, strict=True):
+            words.update(form.split(" ", 1)[0] for form in slot)
+            if not optional:
+                break
+        return frozenset(words)
+
+    def pattern(self) -> str:
+        """A regular expression for exactly the phrases, words separated by single spaces."""
+        alts = [f"(?:{_alternation(set(slot))})" for slot in self.slots]
+        last = max(k for k, optional in enumerate(self.optional) if not optional)
+        parts = [
+            (f"(?:{a} )?" if self.optional[k] else f"{a} ") if k < last else (a if k == last else f"(?: {a})?")
+            for k, a in enumerate(alts)
+        ]
+        return "".join(parts) + ("" if self.stem else "(?![^ ])")
+
+
+@dataclass(frozen=True)
 class Near:
     """Lists whose words are innocent alone and refused together: a `first` term followed by a
     `then` term with at most `gap` words between ("attacking" ... "lady" in "attacking an old lady"),
@@ -176,6 +213,7 @@ class Language:
     terms: tuple[Term, ...]
     allow: tuple[Term, ...]
     path: Path = field(compare=False)
+    phrases: tuple[Phrase, ...] = ()  # lines of the profiles' lists too many phrases long to list
     near: tuple[Near, ...] = ()  # a word of one list followed closely by a word of another
     contexts: tuple[Context, ...] = ()  # a risky word made innocent by its neighbours
     places: Places = Places()
@@ -268,7 +306,7 @@ def _terms(
         _require(not ((stem or inflect or inside) and substring), path, f"'{raw}': a substring language has no stems")
         _require(not inflect or bool(suffixes), path, f"'{raw}': '+' needs the language's 'inflections'")
         for form in _phrase_forms(body, suffixes) if inflect else [body]:
-            folded = plain(form)
+            folded = _plain_phrase(form)
             _require(folded != "" and "*" not in folded and "+" not in folded, path, f"'{raw}' is empty after folding")
             out.append(Term(folded, stem, language, profile, inside=inside))
             if _hiragana_word(folded):
@@ -277,6 +315,63 @@ def _terms(
             if squeezed != folded and squeezed:
                 out.append(Term(squeezed, stem, language, profile, inside=inside))  # "bomb-proof": "bombproof"
     return out
+
+
+# A line that spells more phrases than this is kept as a `Phrase`, not listed.
+_LISTED_PHRASES = 64
+
+
+def _top_level_words(raw: str) -> list[str]:
+    """The line split at the spaces outside braces: "{take off|remove} her {bra|top}" has three."""
+    words, depth, start = [], 0, 0
+    for k, ch in enumerate(raw):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if ch == " " and depth == 0:
+            words.append(raw[start:k])
+            start = k + 1
+    return [w for w in [*words, raw[start:]] if w]
+
+
+def _phrase(raw: str, language: str, profile: str, path: Path, suffixes: tuple[str, ...]) -> Phrase | None:
+    """The line as a `Phrase` when it spells more than `_LISTED_PHRASES` phrases of several words;
+    None to list it. Lines with stems or compound heads other than a last stem are listed, and so are
+    allow-listed lines with punctuation."""
+    _require(raw.count("{") == raw.count("}"), path, f"'{raw}': unbalanced braces")
+    words = _top_level_words(raw)
+    stem = raw.endswith("*")
+    if len(words) < 2 or "*" in raw[:-1]:
+        return None
+    if profile == "allow" and _PUNCTUATION.search(re.sub(r"[{|}]", "", raw)):
+        return None  # an allowed "dance-off" is also "danceoff", the line's punctuation dropped all at once
+    slots: list[tuple[str, ...]] = []
+    optional: list[bool] = []
+    for k, word in enumerate(words):
+        texts = _expanded(word[:-1] if stem and k == len(words) - 1 else word, path)
+        said = [text for text in texts if plain(text)]
+        forms = [t.text for text in said for t in _terms(text, language, profile, path, False, suffixes)]
+        if not forms:
+            return None
+        slots.append(tuple(dict.fromkeys(forms)))
+        optional.append(len(said) < len(texts))
+    spelled = math.prod(len(slot) + left_out for slot, left_out in zip(slots, optional, strict=True))
+    if all(optional[:-1] if stem else optional) or (stem and optional[-1]) or spelled <= _LISTED_PHRASES:
+        return None
+    return Phrase(tuple(slots), tuple(optional), stem, language, profile)
+
+
+def _plain_phrase(text: str) -> str:
+    """`plain` of a lexicon phrase, read word by word: one line of braces stands for up to a hundred
+    thousand phrases made of a few dozen words, and each word is folded once. A word that starts with
+    a mark belongs to the letter before it, so such a phrase is read whole."""
+    words = text.split(" ")
+    if not text.isascii() and any(w and unicodedata.category(w[0])[0] in "MC" for w in words):
+        return plain(text)
+    return " ".join(p for p in map(_plain_word, words) if p)
+
+
+@lru_cache(maxsize=65536)
+def _plain_word(word: str) -> str:
+    return plain(word)
 
 
 def _hiragana_word(text: str) -> bool:
@@ -309,17 +404,22 @@ def load_language(path: Path) -> Language:
     substring = data["match"] == "substring"
     scripts = _strings(data["scripts"], path, "scripts")
     suffixes = tuple(plain(x) for x in _strings(data.get("inflections", []), path, "inflections"))
-    terms = [
-        term
-        for profile in PROFILE_NAMES
-        for raw in _strings(data[profile], path, profile)
-        for term in _terms(raw, code, profile, path, substring, suffixes)
-    ]
-    allow = [
-        term
-        for raw in _strings(data.get("allow", []), path, "allow")
-        for term in _terms(raw, code, "allow", path, substring, suffixes)
-    ]
+    terms: list[Term] = []
+    phrases: list[Phrase] = []
+    for profile in PROFILE_NAMES:
+        for raw in _strings(data[profile], path, profile):
+            phrase = None if substring else _phrase(raw, code, profile, path, suffixes)
+            if phrase is None:
+                terms += _terms(raw, code, profile, path, substring, suffixes)
+            else:
+                phrases.append(phrase)
+    allow: list[Term] = []
+    for raw in _strings(data.get("allow", []), path, "allow"):
+        phrase = None if substring else _phrase(raw, code, "allow", path, suffixes)
+        if phrase is None:
+            allow += _terms(raw, code, "allow", path, substring, suffixes)
+        else:
+            phrases.append(phrase)
     friends = data.get("false_friends", {})
     _require(isinstance(friends, dict), path, "'false_friends' must map a term to the languages where it is innocent")
     guarded: dict[str, tuple[str, ...]] = {}
@@ -340,6 +440,7 @@ def load_language(path: Path) -> Language:
         terms=tuple(terms),
         allow=tuple(allow),
         path=path,
+        phrases=tuple(phrases),
         near=_near_rules(data.get("near", []), read),
         contexts=_contexts(data.get("contexts", []), read),
         places=_places(data.get("places", {}), path),
@@ -891,6 +992,20 @@ class _Matcher:
     table: dict[str, tuple[Term, ...]]  # folded term -> its entries
     lengths: tuple[int, ...]  # the lengths of the terms, longest first
     near: tuple[_NearMatcher, ...] = ()
+    phrases: dict[str, tuple[_PhrasePattern, ...]] = field(default_factory=dict)  # by the word they start with
+
+
+class _PhrasePattern:
+    """A phrase and its regular expression, compiled the first time a text has one of its first words."""
+
+    def __init__(self, phrase: Phrase) -> None:
+        self.phrase = phrase
+        self._pattern: re.Pattern[str] | None = None
+
+    def match(self, text: str, at: int) -> re.Match[str] | None:
+        if self._pattern is None:
+            self._pattern = re.compile(self.phrase.pattern())
+        return self._pattern.match(text, at)
 
 
 @dataclass(frozen=True)
@@ -937,7 +1052,35 @@ def _matcher(language: Language, profile: str) -> _Matcher:
         for lists in [(rule.first, rule.then, rule.last)]
     )
     m = _terms_matcher(language, [t for t in language.terms if t.profile in wanted])
-    return _Matcher(m.language, m.patterns, m.table, m.lengths, near)
+    phrases: dict[str, list[_PhrasePattern]] = {}
+    for phrase in language.phrases:
+        if phrase.profile in wanted:
+            for word in phrase.first_words():
+                phrases.setdefault(word, []).append(_phrase_pattern(phrase))
+    return _Matcher(m.language, m.patterns, m.table, m.lengths, near, {w: tuple(p) for w, p in phrases.items()})
+
+
+@cache
+def _phrase_pattern(phrase: Phrase) -> _PhrasePattern:
+    return _PhrasePattern(phrase)
+
+
+def _phrase_hits(m: _Matcher, text: str) -> Iterator[_Hit]:
+    """The matcher's phrases in the text, tried where a word they can start with starts (after the
+    language's clitic too)."""
+    if not m.phrases:
+        return
+    at = 0
+    for word in text.split(" "):
+        starts = [(at, word)]
+        starts += [(at + len(p), word[len(p) :]) for p in m.language.prefixes if word.startswith(p)]
+        for start, first in starts:
+            for compiled in m.phrases.get(first, ()):
+                found = compiled.match(text, start)
+                if found is not None:
+                    phrase = compiled.phrase
+                    yield _Hit(Term(found.group(), phrase.stem, phrase.language, phrase.profile), start, found.end())
+        at += len(word) + 1
 
 
 _CANDIDATE_LETTERS = 4
@@ -1241,19 +1384,27 @@ class _Compiled:
     misspelt: _Misspellings  # the long one-word terms, for a word one misspelling away
 
 
-def _allow_pattern(entries: list[Term], anywhere: bool) -> re.Pattern[str] | None:
-    if not entries:
+def _allow_pattern(entries: list[Term], anywhere: bool, phrases: tuple[Phrase, ...] = ()) -> re.Pattern[str] | None:
+    """One pattern for an allow-list. At one place a stem goes before a whole term, and a phrase
+    before a listed term."""
+    if not entries and not phrases:
         return None
     start = "" if anywhere else r"(?<![^ ])"
     parts = []
     for inside in (False, True):
-        stems = {e.text for e in entries if e.stem and e.inside == inside}
-        whole = {e.text for e in entries if not e.stem and e.inside == inside}
+        stems = [f"(?:{p.pattern()})" for p in phrases if p.stem and not inside]
+        stems += [_alternation({e.text for e in entries if e.stem and e.inside == inside})] * any(
+            e.stem and e.inside == inside for e in entries
+        )
+        whole = [f"(?:{p.pattern()})" for p in phrases if not p.stem and not inside]
+        whole += [_alternation({e.text for e in entries if not e.stem and e.inside == inside})] * any(
+            not e.stem and e.inside == inside for e in entries
+        )
         at = "" if inside else start
         if stems:
-            parts.append(at + f"(?:{_alternation(stems)})")
+            parts.append(at + f"(?:{'|'.join(stems)})")
         if whole:
-            parts.append(at + f"(?:{_alternation(whole)})" + ("" if anywhere else r"(?![^ ])"))
+            parts.append(at + f"(?:{'|'.join(whole)})" + ("" if anywhere else r"(?![^ ])"))
     return re.compile("(?P<a>" + "|".join(parts) + ")")
 
 
@@ -1261,23 +1412,41 @@ def _allow_pattern(entries: list[Term], anywhere: bool) -> re.Pattern[str] | Non
 def _compiled(profile: str) -> _Compiled:
     langs = languages().values()
     matchers = tuple(_matcher(lang, profile) for lang in langs)
-    spaced = [a for lang in langs if not lang.substring for a in lang.allow]
-    unspaced = [a for lang in langs if lang.substring for a in lang.allow]
     wanted = ("general",) if profile == "general" else ("general", "kids")
     emoji = tuple(e for p in wanted for e in emoji_lists()[p])
-    contexts = tuple(
+    allow, anywhere = _allow_patterns()
+    misspelt = _misspellings([t for m in matchers if not m.language.substring for ts in m.table.values() for t in ts])
+    return _Compiled(matchers, allow, anywhere, emoji, _context_matchers(), _all_places(), misspelt)
+
+
+@cache
+def _allow_patterns() -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+    """The allow-lists of every language, the same for both profiles: those written with spaces,
+    matched from a word's start, and those without, matched anywhere."""
+    langs = languages().values()
+    spaced = [a for lang in langs if not lang.substring for a in lang.allow]
+    unspaced = [a for lang in langs if lang.substring for a in lang.allow]
+    phrases = tuple(p for lang in langs for p in lang.phrases if p.profile == "allow")
+    return _allow_pattern(spaced, False, phrases), _allow_pattern(unspaced, True)
+
+
+@cache
+def _context_matchers() -> tuple[_ContextMatcher, ...]:
+    return tuple(
         _ContextMatcher(_terms_matcher(lang, list(c.terms)), _terms_matcher(lang, list(c.context)), c.gap, c.side)
-        for lang in langs
+        for lang in languages().values()
         for c in lang.contexts
     )
-    places = Places(
+
+
+@cache
+def _all_places() -> Places:
+    langs = languages().values()
+    return Places(
         frozenset(w for lang in langs for w in lang.places.words),
         frozenset(w for lang in langs for w in lang.places.links),
         tuple(sorted({e for lang in langs for e in lang.places.endings})),
     )
-    allow, anywhere = _allow_pattern(spaced, False), _allow_pattern(unspaced, True)
-    misspelt = _misspellings([t for m in matchers if not m.language.substring for ts in m.table.values() for t in ts])
-    return _Compiled(matchers, allow, anywhere, emoji, contexts, places, misspelt)
 
 
 def _marker_counts(text: str) -> dict[str, int]:
@@ -1372,7 +1541,10 @@ def _find(text: str, profile: str) -> tuple[Term, str] | None:
         found = [
             (hit.start, near, -(hit.end - hit.start), k, hit, matcher.language.substring)
             for k, matcher in enumerate(compiled.matchers)
-            for near, hits in ((False, _hits(matcher, masked)), (True, _near_hits(matcher, masked, stops)))
+            for near, hits in (
+                (False, itertools.chain(_hits(matcher, masked), _phrase_hits(matcher, masked))),
+                (True, _near_hits(matcher, masked, stops)),
+            )
             for hit in hits
             if _applies(hit.term, counts) and hit.end > named.get(hit.start, -1) and _compounds(hit, masked, counts)
         ]
@@ -1629,6 +1801,7 @@ def _known_words() -> tuple[frozenset[str], tuple[str, ...]]:
             words.update(t.text.split())
             if t.stem and " " not in t.text and len(t.text) >= 4:
                 stems.add(t.text)
+        words.update(w for phrase in lang.phrases for slot in phrase.slots for form in slot for w in form.split())
     return frozenset(words), tuple(sorted(stems))
 
 
