@@ -29,6 +29,7 @@ SMALLEST = {
     "unread": 300,
     "unheard": 380,
     "unsent": 400,
+    "unasked": 400,
 }
 
 
