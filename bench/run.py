@@ -510,23 +510,35 @@ def bench_first_request() -> Result:
 # compose on each instance pays it. "listed" spells every line phrase by phrase, as the lexicons were
 # read before long lines were kept as their words.
 _WORD_CHECK_PROBE = """
-import sys, time
+import glob, json, random, sys, time
 import shared.core.safety as s
 if sys.argv[1] == "listed":
     s._LISTED_PHRASES = 10**12
 started = time.perf_counter()
 refused = not s.check_text("film me for a tiktok jumping off the roof", "kids").allowed
 refused &= not s.check_text("remove all the clothes from the woman", "general").allowed
-first = time.perf_counter() - started
-started = time.perf_counter()
 passed = s.check_text("a dog on the beach at sunset, as a watercolour", "kids").allowed
-warm = time.perf_counter() - started
+first = time.perf_counter() - started
+later = []
+for text in ("a cat in a hat", "put this dog beside the Eiffel Tower at sunrise", "mets un chapeau au chat"):
+    started = time.perf_counter()
+    passed &= s.check_text(text, "kids").allowed
+    later.append(time.perf_counter() - started)
+later_s = sorted(later)[1]
+texts = [json.loads(line)["text"] for f in sorted(glob.glob("tests/corpora/*.jsonl")) for line in open(f)]
+random.Random(1).shuffle(texts)
+for text in texts[:1500]:  # every pattern a text needs, compiled
+    s.check_text(text, "kids"), s.check_text(text, "general")
+started = time.perf_counter()
+for text in texts[1500:3000]:
+    s.check_text(text, "kids"), s.check_text(text, "general")
+steady = (time.perf_counter() - started) / 3000
 terms = sum(len(lang.terms) + len(lang.allow) for lang in s.languages().values())
-print(first, warm, HWM, terms, refused and passed)
+print(first, later_s, HWM, terms, refused and passed, steady)
 """.replace("HWM", _HWM)
 
 
-def _word_check_run(way: str) -> tuple[float, float, float, int]:
+def _word_check_run(way: str) -> tuple[float, float, float, int, float]:
     out = subprocess.run(
         [sys.executable, "-c", _WORD_CHECK_PROBE, way],
         cwd=REPO,
@@ -537,12 +549,13 @@ def _word_check_run(way: str) -> tuple[float, float, float, int]:
     ).stdout.split()
     if out[4] != "True":
         raise AssertionError(f"the word check gave a wrong verdict when {way}")
-    return float(out[0]), float(out[1]), float(out[2]), int(out[3])
+    return float(out[0]), float(out[1]), float(out[2]), int(out[3]), float(out[5])
 
 
 def bench_word_check_start() -> Result:
-    """The first verdict of each profile in a fresh process, long lines kept as words against listed."""
-    runs: dict[str, list[tuple[float, float, float, int]]] = {"words": [], "listed": []}
+    """The first verdicts in a fresh process (a refusal in each profile, a kids pass), long lines kept
+    as words against listed; then the median of three checks of other texts."""
+    runs: dict[str, list[tuple[float, float, float, int, float]]] = {"words": [], "listed": []}
     for _ in range(3):  # interleaved, so both see the same machine state
         for way in runs:
             runs[way].append(_word_check_run(way))
@@ -551,20 +564,24 @@ def bench_word_check_start() -> Result:
         return statistics.median(run[index] for run in runs[way])
 
     wall, rss = median("words", 0) / median("listed", 0), median("words", 2) / median("listed", 2)
+    steady = median("words", 4) / median("listed", 4)
     print(
         f"word-check-start: first_s words={median('words', 0):.1f} listed={median('listed', 0):.1f} ratio={wall:.2f} "
-        f"peak_mb words={median('words', 2) / 1024:.0f} listed={median('listed', 2) / 1024:.0f} ratio={rss:.2f}",
+        f"peak_mb words={median('words', 2) / 1024:.0f} listed={median('listed', 2) / 1024:.0f} ratio={rss:.2f} "
+        f"steady_ms words={median('words', 4) * 1000:.2f} listed={median('listed', 4) * 1000:.2f} ratio={steady:.2f}",
         flush=True,
     )
     return Result(
         "word check, first use (fresh process, both profiles)",
-        f"wall {wall:.2f}, peak RSS {rss:.2f}",
-        "<= 0.5 both",
-        wall <= 0.5 and rss <= 0.5,
+        f"wall {wall:.2f}, peak RSS {rss:.2f}; a warm check {steady:.2f}",
+        "<= 0.5 both; warm <= 1.2",
+        wall <= 0.5 and rss <= 0.5 and steady <= 1.2,
         f"median of 3 fresh processes each way: {median('words', 0):.1f} s and {median('words', 2) / 1024:.0f} MB "
         f"with long lines kept as words ({runs['words'][0][3]} listed terms), against {median('listed', 0):.1f} s and "
-        f"{median('listed', 2) / 1024:.0f} MB with every line listed ({runs['listed'][0][3]} terms); a warm check "
-        f"takes {median('words', 1) * 1000:.0f} ms (listed: {median('listed', 1) * 1000:.0f} ms)",
+        f"{median('listed', 2) / 1024:.0f} MB with every line listed ({runs['listed'][0][3]} terms); the next checks "
+        f"(a phrase's pattern compiled when a text first has its first word) {median('words', 1) * 1000:.0f} ms "
+        f"against {median('listed', 1) * 1000:.0f} ms; warm, over 1,500 corpus texts in both profiles, "
+        f"{median('words', 4) * 1000:.2f} ms a check against {median('listed', 4) * 1000:.2f} ms",
     )
 
 
