@@ -15,6 +15,9 @@ letters stretched ("bloooood"), letters spaced out ("b l o o d", "b.l.o.o.d", "�
 typed alone, "ख ू न", joined to its letters) and words broken by punctuation ("kn-ife") joined
 (not an elided article: "d'Agatha" is "d agatha");
 Hangul letters typed one by one become the syllables they spell ("ㅊ ㅗ ㅇ", "ㅊㅗㅇ": "총");
+Chinese and Japanese characters typed apart are also read closed up ("自 杀", "は だ か にして"), and
+Hangul syllables typed one by one ("알 몸"), beside the reading with the spaces ("내 총" is two words);
+a dash or the kanji "一" between katakana is the long-vowel mark ("ヌ一ド");
 a word with letters starred out ("p*rn", "s*icide", "b**ch") is the one-word term it fits, at
 least two letters shown and no more stars than letters, in a language the text reads as, and a
 word whose last letter is typed twice ("knifee", "beerr") is also read with it once, in the same way;
@@ -874,7 +877,7 @@ def _joined(words: list[Word], split_first: bool) -> list[Word]:
     k = 0
     while k < len(words):
         end = k
-        while end < len(words) and len(words[end]) == 1 and words[end][0][0].isalpha():
+        while end < len(words) and len(words[end]) == 1 and _spaced_letter(words[end][0][0]):
             end += 1
         if end - k >= 3:
             run = words[k:end]
@@ -887,6 +890,12 @@ def _joined(words: list[Word], split_first: bool) -> list[Word]:
             out.append(words[k])
             k += 1
     return out
+
+
+def _spaced_letter(ch: str) -> bool:
+    """A letter that is not a word alone, so a run of them typed apart is one: not a character of a
+    script written without spaces nor a Hangul syllable, which `_closed_up` reads both ways."""
+    return ch.isalpha() and script_of(ch) not in _UNSPACED and not "\uac00" <= ch <= "\ud7a3"
 
 
 # Hangul letters as Unicode folds the ones typed apart ("ㅊ ㅗ ㅇ"): leading consonants, vowels, and the
@@ -953,7 +962,8 @@ def _reading(words: list[Word]) -> Reading:
 
 def readings(text: str) -> list[Reading]:
     """Every reading of the text the word check looks at, the plain one first. Indexes are into NFC(text)."""
-    tokens = _glued_marks(_tokens(_fold_chars(unicodedata.normalize("NFC", text))))
+    nfc = _LONG_VOWEL_LOOK_ALIKE.sub("ー", unicodedata.normalize("NFC", text))
+    tokens = _glued_marks(_tokens(_fold_chars(nfc)))
     word_lists: list[list[Word]] = []
     for split in (_plain, _squeezed, _digit_dropped, lambda t: _leet(t, _LEET_I), lambda t: _leet(t, _LEET_L)):
         word_lists.append([w for t in tokens for w in split(t)])
@@ -973,7 +983,48 @@ def readings(text: str) -> list[Reading]:
         for split_first in (False, True):
             r = _reading([_hangul_syllables(w) for w in _joined(words, split_first)])
             seen.setdefault(r.text, r)
+    for r in list(seen.values()):
+        closed = _closed_up(r)
+        if closed is not None:
+            seen.setdefault(closed.text, closed)
     return list(seen.values())
+
+
+# A dash or the kanji "一" typed for the katakana long-vowel mark between two katakana ("ヌ一ド", "ヌ-ド").
+_LONG_VOWEL_LOOK_ALIKE = re.compile(r"(?<=[\u30a1-\u30fa\uff66-\uff9d])[一\-－—―‐−](?=[\u30a1-\u30fa\uff66-\uff9d])")
+
+
+def _closed_up(r: Reading) -> Reading | None:
+    """The reading without the spaces typed between characters of a script written without spaces
+    ("は だ か にして": "はだかにして"; "裸 体") or between Hangul syllables typed one by one ("알 몸 으로":
+    "알몸 으로"); None when it has none. Kept beside the reading with them: "내 총" is two words."""
+    text = r.text
+    keep = [
+        not (
+            ch == " "
+            and 0 < k < len(text) - 1
+            and (
+                (script_of(text[k - 1]) in _UNSPACED and script_of(text[k + 1]) in _UNSPACED)
+                or (_lone_syllable(text, k - 1) and _lone_syllable(text, k + 1))
+            )
+        )
+        for k, ch in enumerate(text)
+    ]
+    if all(keep):
+        return None
+    return Reading(
+        "".join(ch for ch, kept in zip(text, keep, strict=True) if kept),
+        tuple(i for i, kept in zip(r.index, keep, strict=True) if kept),
+    )
+
+
+_UNSPACED = {"Han", "Hiragana", "Katakana"}
+
+
+def _lone_syllable(text: str, k: int) -> bool:
+    """Whether text[k] is a Hangul syllable that is a word on its own."""
+    alone = (k == 0 or text[k - 1] == " ") and (k == len(text) - 1 or text[k + 1] == " ")
+    return alone and "\uac00" <= text[k] <= "\ud7a3"
 
 
 def _bare_emoji(text: str) -> str:
