@@ -135,9 +135,9 @@ class Term:
 
 @dataclass(frozen=True)
 class Phrase:
-    """A line that stands for more phrases than are worth listing one by one ("{jump|leap}+ {off|from}
+    """A line that stands for more phrases than are worth listing one by one ("{jump+|leap+} {off|from}
     {the|a} {roof|bridge|balcony}" stands for hundreds): kept as the alternatives of each of its words,
-    its slots, and matched slot by slot. It refuses exactly the phrases the line spells."""
+    its slots, and matched as one pattern. It refuses (or allows) exactly the phrases the line spells."""
 
     slots: tuple[tuple[str, ...], ...]  # each slot's folded alternatives ("jump", "jumps", ..., "leapt")
     optional: tuple[bool, ...]  # slots an empty alternative lets be left out ("{a|the|}")
@@ -1436,26 +1436,21 @@ class _Compiled:
 
 
 def _allow_pattern(entries: list[Term], anywhere: bool, phrases: tuple[Phrase, ...] = ()) -> re.Pattern[str] | None:
-    """One pattern for an allow-list. At one place a stem goes before a whole term, and a phrase
-    before a listed term."""
+    """One pattern for an allow-list and its lines kept as phrases. At one place a stem goes before a
+    whole term, and a phrase before a listed term."""
     if not entries and not phrases:
         return None
     start = "" if anywhere else r"(?<![^ ])"
     parts = []
     for inside in (False, True):
-        stems = [f"(?:{p.pattern()})" for p in phrases if p.stem and not inside]
-        stems += [_alternation({e.text for e in entries if e.stem and e.inside == inside})] * any(
-            e.stem and e.inside == inside for e in entries
-        )
-        whole = [f"(?:{p.pattern()})" for p in phrases if not p.stem and not inside]
-        whole += [_alternation({e.text for e in entries if not e.stem and e.inside == inside})] * any(
-            not e.stem and e.inside == inside for e in entries
-        )
-        at = "" if inside else start
-        if stems:
-            parts.append(at + f"(?:{'|'.join(stems)})")
-        if whole:
-            parts.append(at + f"(?:{'|'.join(whole)})" + ("" if anywhere else r"(?![^ ])"))
+        for stem in (True, False):
+            options = [f"(?:{p.pattern()})" for p in phrases if p.stem == stem and not inside]
+            listed = {e.text for e in entries if e.stem == stem and e.inside == inside}
+            if listed:
+                options.append(_alternation(listed))
+            if options:
+                end = "" if stem or anywhere else r"(?![^ ])"
+                parts.append(("" if inside else start) + f"(?:{'|'.join(options)})" + end)
     return re.compile("(?P<a>" + "|".join(parts) + ")")
 
 
