@@ -1401,7 +1401,8 @@ class SafetyProfile:
 
     @property
     def disallowed(self) -> tuple[str, ...]:
-        """The folded terms the profile's word check refuses on their own (general's, and kids' own)."""
+        """The folded terms the profile's word check lists and refuses on their own (general's, and kids'
+        own); the lines kept as phrases are each language's `phrases`."""
         return _terms_of("general") + (_terms_of("kids") if self.name == "kids" else ())
 
 
