@@ -30,6 +30,7 @@ SMALLEST = {
     "unheard": 380,
     "unsent": 400,
     "unasked": 400,
+    "unprompted": 380,
 }
 
 

@@ -1,4 +1,4 @@
-"""The word check measured both ways, over eleven pairs of corpora in tests/corpora.
+"""The word check measured both ways, over twelve pairs of corpora in tests/corpora.
 
 Each pair is a file of requests a classroom must refuse (`profile` is the mildest profile that
 must refuse it: "general", both profiles; "kids", the classroom only) and a file of innocent
@@ -8,11 +8,11 @@ those by design, see test_word_check_rates.py):
 - original (must_refuse.jsonl, innocent.jsonl): written together with the lexicons;
 - held-out, unseen, fresh (heldout_*, unseen_*, fresh_*.jsonl): each written after a widening,
   measured, then tuned on in the next one;
-- blind, sealed, untouched, unread, unheard, unsent (*.jsonl of those names): each written by
-  someone who had read neither the lexicons nor the other corpora, measured untuned, then tuned on
-  in the next widening (the fourth to the ninth), which the next pair measured;
-- unasked (unasked_*.jsonl): written the same way during the ninth widening and never tuned on:
-  the honest estimate for new text.
+- blind, sealed, untouched, unread, unheard, unsent, unasked (*.jsonl of those names): each written
+  by someone who had read neither the lexicons nor the other corpora, measured untuned, then tuned
+  on in the next widening (the fourth to the tenth), which the next pair measured;
+- unprompted (unprompted_*.jsonl): written the same way during the tenth widening and never tuned
+  on: the honest estimate for new text.
 
 The README's word-check section gives each pair's untuned figures and what each widening added.
 tests/test_word_check_rates.py asserts the goals over the tuned pairs (GOALS) together and that
@@ -48,10 +48,23 @@ PAIRS = {
     "unheard": ("unheard_must_refuse.jsonl", "unheard_innocent.jsonl"),
     "unsent": ("unsent_must_refuse.jsonl", "unsent_innocent.jsonl"),
     "unasked": ("unasked_must_refuse.jsonl", "unasked_innocent.jsonl"),
+    "unprompted": ("unprompted_must_refuse.jsonl", "unprompted_innocent.jsonl"),
 }
 # the goals are asserted over these together
-GOALS = ("original", "held-out", "unseen", "fresh", "blind", "sealed", "untouched", "unread", "unheard", "unsent")
-UNTUNED = "unasked"  # measured and shown, never tuned on
+GOALS = (
+    "original",
+    "held-out",
+    "unseen",
+    "fresh",
+    "blind",
+    "sealed",
+    "untouched",
+    "unread",
+    "unheard",
+    "unsent",
+    "unasked",
+)
+UNTUNED = "unprompted"  # measured and shown, never tuned on
 
 
 def load(name: str) -> list[dict[str, str]]:
