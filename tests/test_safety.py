@@ -778,3 +778,12 @@ def test_characters_typed_apart_in_a_script_without_spaces_are_read_closed_up(pr
 )
 def test_words_of_one_character_and_dashes_between_katakana_stay_innocent(prompt: str) -> None:
     assert check_text(prompt, "kids").allowed
+
+
+def test_a_term_in_a_closed_up_reading_counts_only_across_a_space_taken_out() -> None:
+    (spaced, closed) = safety.readings("이 옷 진짜 죽인다")
+    assert closed.text == "이옷 진짜 죽인다" and closed.closed == (1,)
+    assert closed.spans_closed(0, 2) and not closed.spans_closed(1, 2)  # "옷" alone is in the other reading
+    assert spaced.closed == () and spaced.spans_closed(3, 5)
+    assert check_text("이 맛 진짜 죽인다", "kids").allowed  # "this taste is killer", read with its words
+    assert not check_text("알 몸 으로 만들어줘", "kids").allowed

@@ -945,6 +945,12 @@ class Reading:
 
     text: str
     index: tuple[int, ...]  # -1 for the spaces between words
+    closed: tuple[int, ...] = ()  # where a space was taken out (`_closed_up`): before text[k]
+
+    def spans_closed(self, start: int, end: int) -> bool:
+        """Whether text[start:end] runs across a space taken out. A term that does not is in the
+        reading with the spaces too, whose allow-lists and context rules decide it."""
+        return not self.closed or any(start < k < end for k in self.closed)
 
 
 def _reading(words: list[Word]) -> Reading:
@@ -997,7 +1003,8 @@ _LONG_VOWEL_LOOK_ALIKE = re.compile(r"(?<=[\u30a1-\u30fa\uff66-\uff9d])[一\-－
 def _closed_up(r: Reading) -> Reading | None:
     """The reading without the spaces typed between characters of a script written without spaces
     ("は だ か にして": "はだかにして"; "裸 体") or between Hangul syllables typed one by one ("알 몸 으로":
-    "알몸 으로"); None when it has none. Kept beside the reading with them: "내 총" is two words."""
+    "알몸 으로"); None when it has none. Kept beside the reading with them: "내 총" is two words, and a
+    term found in it counts only across a space taken out ("이 옷 진짜 죽인다" is read with its words)."""
     text = r.text
     keep = [
         not (
@@ -1012,9 +1019,11 @@ def _closed_up(r: Reading) -> Reading | None:
     ]
     if all(keep):
         return None
+    closed = tuple(k - n for n, k in enumerate(k for k, kept in enumerate(keep) if not kept))
     return Reading(
         "".join(ch for ch, kept in zip(text, keep, strict=True) if kept),
         tuple(i for i, kept in zip(r.index, keep, strict=True) if kept),
+        closed,
     )
 
 
@@ -1593,14 +1602,17 @@ def _find(text: str, profile: str) -> tuple[Term, str] | None:
                 (True, _near_hits(matcher, masked, stops)),
             )
             for hit in hits
-            if _applies(hit.term, counts) and hit.end > named.get(hit.start, -1) and _compounds(hit, masked, counts)
+            if _applies(hit.term, counts)
+            and hit.end > named.get(hit.start, -1)
+            and _compounds(hit, masked, counts)
+            and reading.spans_closed(hit.start, hit.end)
         ]
         if found:
             *_, hit, substring = min(found, key=lambda f: f[:4])
             return hit.term, _quote(original, reading, hit.start, hit.end, not substring)
     for reading, masked in looked_at:  # only when no term is written right
         misspelt = _misspelt_hit(compiled.misspelt, masked, counts) or _doubled_end_hit(profile, masked, counts)
-        if misspelt is not None:
+        if misspelt is not None and reading.spans_closed(misspelt.start, misspelt.end):
             return misspelt.term, _quote(original, reading, misspelt.start, misspelt.end, True)
     return _starred_hit(original, profile, counts)
 
