@@ -895,7 +895,7 @@ def _joined(words: list[Word], split_first: bool) -> list[Word]:
 def _spaced_letter(ch: str) -> bool:
     """A letter that is not a word alone, so a run of them typed apart is one: not a character of a
     script written without spaces nor a Hangul syllable, which `_closed_up` reads both ways."""
-    return ch.isalpha() and script_of(ch) not in _UNSPACED and not "\uac00" <= ch <= "\ud7a3"
+    return ch.isalpha() and script_of(ch) not in _unspaced_scripts() and not _hangul_syllable(ch)
 
 
 # Hangul letters as Unicode folds the ones typed apart ("ㅊ ㅗ ㅇ"): leading consonants, vowels, and the
@@ -1006,34 +1006,41 @@ def _closed_up(r: Reading) -> Reading | None:
     "알몸 으로"); None when it has none. Kept beside the reading with them: "내 총" is two words, and a
     term found in it counts only across a space taken out ("이 옷 진짜 죽인다" is read with its words)."""
     text = r.text
-    keep = [
-        not (
-            ch == " "
-            and 0 < k < len(text) - 1
-            and (
-                (script_of(text[k - 1]) in _UNSPACED and script_of(text[k + 1]) in _UNSPACED)
-                or (_lone_syllable(text, k - 1) and _lone_syllable(text, k + 1))
-            )
-        )
-        for k, ch in enumerate(text)
-    ]
-    if all(keep):
+    gone = [k for k in range(1, len(text) - 1) if text[k] == " " and _space_closes(text, k)]
+    if not gone:
         return None
-    closed = tuple(k - n for n, k in enumerate(k for k, kept in enumerate(keep) if not kept))
+    keep = set(range(len(text))) - set(gone)
     return Reading(
-        "".join(ch for ch, kept in zip(text, keep, strict=True) if kept),
-        tuple(i for i, kept in zip(r.index, keep, strict=True) if kept),
-        closed,
+        "".join(text[k] for k in sorted(keep)),
+        tuple(r.index[k] for k in sorted(keep)),
+        tuple(k - n for n, k in enumerate(gone)),  # where each space was, in the closed-up text
     )
 
 
-_UNSPACED = {"Han", "Hiragana", "Katakana"}
+def _space_closes(text: str, k: int) -> bool:
+    """Whether the space at text[k] stands between two characters of a script written without spaces,
+    or between two Hangul syllables that are each a word."""
+    before, after = text[k - 1], text[k + 1]
+    unspaced = _unspaced_scripts()
+    if script_of(before) in unspaced and script_of(after) in unspaced:
+        return True
+    return _lone_syllable(text, k - 1) and _lone_syllable(text, k + 1)
+
+
+@cache
+def _unspaced_scripts() -> frozenset[str]:
+    """The scripts of the languages written without spaces (Chinese and Japanese: Han, kana)."""
+    return frozenset(s for lang in languages().values() if lang.substring for s in lang.scripts)
+
+
+def _hangul_syllable(ch: str) -> bool:
+    return "\uac00" <= ch <= "\ud7a3"
 
 
 def _lone_syllable(text: str, k: int) -> bool:
     """Whether text[k] is a Hangul syllable that is a word on its own."""
     alone = (k == 0 or text[k - 1] == " ") and (k == len(text) - 1 or text[k + 1] == " ")
-    return alone and "\uac00" <= text[k] <= "\ud7a3"
+    return alone and _hangul_syllable(text[k])
 
 
 def _bare_emoji(text: str) -> str:
