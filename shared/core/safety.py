@@ -346,6 +346,8 @@ def _phrase(raw: str, language: str, profile: str, path: Path, suffixes: tuple[s
         return None
     if profile == "allow" and _PUNCTUATION.search(re.sub(r"[{|}]", "", raw)):
         return None  # an allowed "dance-off" is also "danceoff", the line's punctuation dropped all at once
+    if math.prod(_forms_at_most(word, path, suffixes) for word in words) <= _LISTED_PHRASES:
+        return None  # short for sure: listed without folding its words twice
     slots: list[tuple[str, ...]] = []
     optional: list[bool] = []
     for k, word in enumerate(words):
@@ -360,6 +362,15 @@ def _phrase(raw: str, language: str, profile: str, path: Path, suffixes: tuple[s
     if all(optional[:-1] if stem else optional) or (stem and optional[-1]) or spelled <= _LISTED_PHRASES:
         return None
     return Phrase(tuple(slots), tuple(optional), stem, language, profile)
+
+
+def _forms_at_most(word: str, path: Path, suffixes: tuple[str, ...]) -> int:
+    """How many forms a word of a line spells at most, counted without folding: each alternative,
+    and each "+" word in it with every ending, its last consonant doubled or its final e dropped."""
+    per_plus = 1 + 2 * len(suffixes)
+    return sum(
+        per_plus ** sum(len(w) > 1 and w.endswith("+") for w in text.split(" ")) for text in _expanded(word, path)
+    )
 
 
 def _plain_phrase(text: str) -> str:
