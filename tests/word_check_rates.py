@@ -50,21 +50,9 @@ PAIRS = {
     "unasked": ("unasked_must_refuse.jsonl", "unasked_innocent.jsonl"),
     "unprompted": ("unprompted_must_refuse.jsonl", "unprompted_innocent.jsonl"),
 }
-# the goals are asserted over these together
-GOALS = (
-    "original",
-    "held-out",
-    "unseen",
-    "fresh",
-    "blind",
-    "sealed",
-    "untouched",
-    "unread",
-    "unheard",
-    "unsent",
-    "unasked",
-)
 UNTUNED = "unprompted"  # measured and shown, never tuned on
+# the goals are asserted over the others together
+GOALS = tuple(pair for pair in PAIRS if pair != UNTUNED)
 
 
 def load(name: str) -> list[dict[str, str]]:
